@@ -1,0 +1,73 @@
+"""The typer application and its error policy.
+
+A user's mistake (an :class:`~lenna.errors.InputError`, or a usage error typer/click
+detects) becomes ONE line on stderr and exit code 2; Ctrl-C exits 130. Anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from lenna.errors import InputError
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``lenna: error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"lenna: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+class OneLineErrors(TyperGroup):
+    """Runs the command tree non-standalone so every user error can be printed as one line."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except InputError as e:
+            fail(str(e))
+        except typer.TyperException as e:
+            if "NoArgsIsHelp" in type(e).__name__:  # bare `lenna` / `lenna space`: show help
+                typer.echo(e.format_message())
+                return _exit(0, standalone_mode)
+            fail(e.format_message().replace("\n", " "), e.exit_code)
+        except typer.Abort:
+            fail("interrupted", 130)
+        return _exit(rv if isinstance(rv, int) else 0, standalone_mode)
+
+
+def _exit(code: int, standalone_mode: bool) -> int:
+    if standalone_mode:
+        sys.exit(code)
+    return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="lenna",
+    help="LENNA: measure block latency on this machine, learn it, search with it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from lenna import __version__
+
+        typer.echo(f"lenna {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """LENNA: measure block latency on this machine, learn it, search with it."""

@@ -1,0 +1,68 @@
+"""Feature encoding of a block under α, identical in numpy and in torch.
+
+Layout (``space.feature_names()``): ``is_normal`` (seed: normal 1, reduction 0), ``channels``
+(the block's input channels), ``num_edges × max_ops`` probabilities = softmax(α) over each
+edge's real ops, padded with 0, then ``resolution`` (input H = W), the one feature added to
+the seed's 167. The torch path is differentiable in α so a predictor built on it can sit
+inside the search loss; the probabilities here are the same ones the gates sample from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lenna.errors import InputError
+from lenna.space.spec import SearchSpace
+
+Alphas = np.ndarray | torch.Tensor
+
+
+def probabilities(space: SearchSpace, block_type: str, alphas: Alphas) -> Alphas:
+    """softmax(α) per edge over that edge's ops; padded slots are exactly 0."""
+    mask = space.op_mask(block_type)
+    if isinstance(alphas, torch.Tensor):
+        _check_torch(space, alphas)
+        m = torch.as_tensor(mask, device=alphas.device)
+        return torch.softmax(alphas.masked_fill(~m, float("-inf")), dim=-1)
+    a = space.check_alphas(alphas)
+    z = np.where(mask, a, -np.inf)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def encode(
+    space: SearchSpace,
+    block_type: str,
+    channels: int | float | torch.Tensor,
+    resolution: int | float | torch.Tensor,
+    alphas: Alphas,
+) -> Alphas:
+    """Feature vector of one block (numpy) or a batch ``(..., E, K) -> (..., F)`` (torch)."""
+    is_normal = 1.0 if space.check_block_type(block_type) == "normal" else 0.0
+    if not isinstance(alphas, torch.Tensor):
+        space.check(block_type, channels, resolution)
+        p = probabilities(space, block_type, alphas)
+        return np.concatenate([[is_normal, float(channels)], p.ravel(), [float(resolution)]])
+    p = probabilities(space, block_type, alphas)
+    batch = p.shape[:-2]
+    kw = {"dtype": p.dtype, "device": p.device}
+
+    def column(v: object) -> torch.Tensor:
+        return torch.as_tensor(v, **kw).expand(batch).unsqueeze(-1)
+
+    if not isinstance(channels, torch.Tensor) and not isinstance(resolution, torch.Tensor):
+        space.check(block_type, channels, resolution)
+    return torch.cat(
+        [column(is_normal), column(channels), p.flatten(-2), column(resolution)], dim=-1
+    )
+
+
+def _check_torch(space: SearchSpace, alphas: torch.Tensor) -> None:
+    if tuple(alphas.shape[-2:]) != space.alpha_shape:
+        raise InputError(
+            f"alphas for space {space.name!r} must end in shape {space.alpha_shape} "
+            f"(edges × ops), got {tuple(alphas.shape)}"
+        )
+    if not torch.isfinite(alphas.detach()).all():
+        raise InputError("alphas contain NaN or inf; expected finite logits")

@@ -1,0 +1,85 @@
+"""A mixed edge: the candidate ops of one edge, run in one of three modes.
+
+- ``weighted`` (DARTS): every op runs; output = Σ softmax(α)_i · op_i(x).
+- ``gated`` (ProxylessNAS binary gates): :meth:`MixedEdge.reset_gates` samples ONE op from
+  softmax(α) and only that op runs, which is what makes the latency of a sampled path real.
+  When gradients are on, the output is scaled by ``1 + p - p.detach()`` (value 1) so α still
+  receives a straight-through gradient; under ``inference_mode`` nothing extra runs.
+- ``fixed``: a derived architecture; only the chosen op is even built.
+
+α are not stored here: the block owns them (they may be shared between cells) and passes
+each edge its row of probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lenna.errors import InputError
+from lenna.space.registry import build_op
+
+MODES = ("weighted", "gated", "fixed")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; expected one of: {', '.join(MODES)}")
+    return mode
+
+
+class MixedEdge(nn.Module):
+    """Candidate ops ``op_names`` from ``c_in`` to ``c_out`` channels at ``stride``."""
+
+    def __init__(
+        self,
+        op_names: Sequence[str],
+        c_in: int,
+        c_out: int,
+        stride: int,
+        mode: str = "weighted",
+        fixed_op: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.mode = check_mode(mode)
+        self.op_names = tuple(op_names)
+        if mode == "fixed":
+            if fixed_op not in self.op_names:
+                raise InputError(
+                    f"op {fixed_op!r} is not a candidate on this edge; "
+                    f"expected one of: {', '.join(self.op_names)}"
+                )
+            self.active: int | None = self.op_names.index(fixed_op)
+            self.ops = nn.ModuleList([build_op(fixed_op, c_in, c_out, stride)])
+        else:
+            self.active = None
+            self.ops = nn.ModuleList(build_op(n, c_in, c_out, stride) for n in self.op_names)
+
+    def reset_gates(self, probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
+        """Sample the one op to run from ``probs`` (this edge's softmax(α)); returns its index."""
+        if self.mode != "gated":
+            raise InputError(f"reset_gates needs mode 'gated', this edge is {self.mode!r}")
+        p = probs.detach().to("cpu", torch.float64)[: len(self.op_names)]
+        self.active = int(torch.multinomial(p, 1, generator=generator))
+        return self.active
+
+    @property
+    def active_op(self) -> str | None:
+        return None if self.active is None else self.op_names[self.active]
+
+    def forward(self, x: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mode == "fixed":
+            return self.ops[0](x)
+        if self.mode == "weighted":
+            if probs is None:
+                raise ValueError("weighted mode needs the edge's probabilities")
+            return sum(p * op(x) for p, op in zip(probs, self.ops, strict=False))
+        if self.active is None:
+            raise InputError("gated edge has no sampled op: call reset_gates() first")
+        out = self.ops[self.active](x)
+        if probs is not None and probs.requires_grad and torch.is_grad_enabled():
+            p = probs[self.active]
+            out = out * (1 + p - p.detach())
+        return out
