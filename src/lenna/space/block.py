@@ -79,7 +79,9 @@ class Block(nn.Module):
     def _check_choices(self, choices: Sequence[str | None] | None) -> None:
         if choices is None or len(choices) != self.space.num_edges:
             n = None if choices is None else len(choices)
-            raise InputError(f"fixed mode needs {self.space.num_edges} choices (one per edge), got {n}")
+            raise InputError(
+                f"fixed mode needs {self.space.num_edges} choices (one per edge), got {n}"
+            )
         for node in range(self.space.num_inputs, self.space.num_inputs + self.space.num_nodes):
             if all(choices[e.index] is None for e in self.space.edges if e.dst == node):
                 raise InputError(f"node {node} has no incoming edge in the given choices")
@@ -143,7 +145,9 @@ class Block(nn.Module):
             for e in sp.edges:
                 if e.dst != node or str(e.index) not in self.edges:
                     continue
-                out = self.edges[str(e.index)](states[e.src], None if probs is None else probs[e.index])
+                out = self.edges[str(e.index)](
+                    states[e.src], None if probs is None else probs[e.index]
+                )
                 total = out if total is None else total + out
             states.append(total)
         if sp.output == "concat":

@@ -115,7 +115,7 @@ class SearchSpace:
         names = ["is_normal", "channels"]
         for e in self.edges:
             names += [f"p[{e.src}->{e.dst}][{i}]" for i in range(self.max_ops)]
-        return names + ["resolution"]
+        return [*names, "resolution"]
 
     # ---- validation ------------------------------------------------------------------
     def check_block_type(self, block_type: str) -> str:
