@@ -10,7 +10,9 @@ from rich.table import Table
 
 from lenna.space import get_space, list_spaces
 
-space_app = typer.Typer(help="Inspect the search spaces (blocks, edges, candidate ops).")
+space_app = typer.Typer(
+    help="Inspect the search spaces (blocks, edges, candidate ops).", no_args_is_help=True
+)
 
 
 def space_summary(name: str) -> dict:

@@ -106,13 +106,16 @@ class Block(nn.Module):
     # ---- α and gates -----------------------------------------------------------------
     def probabilities(self) -> torch.Tensor:
         """softmax(α) per edge, ``(num_edges, max_ops)``, padded slots 0."""
+        return probabilities(self.space, self.block_type, self._require_alphas())
+
+    def _require_alphas(self) -> nn.Parameter:
         if self.alphas is None:
             raise InputError("a fixed block has no architecture parameters")
-        return probabilities(self.space, self.block_type, self.alphas)
+        return self.alphas
 
     def features(self, resolution: int) -> np.ndarray:
         """The encoded features of this block at ``resolution``, from its own α."""
-        alphas = self.alphas.detach().cpu().numpy()
+        alphas = self._require_alphas().detach().cpu().numpy()
         return encode(self.space, self.block_type, self.channels, resolution, alphas)
 
     def reset_gates(self, generator: torch.Generator | None = None) -> list[int]:

@@ -45,6 +45,7 @@ class MixedEdge(nn.Module):
         super().__init__()
         self.mode = check_mode(mode)
         self.op_names = tuple(op_names)
+        self.stride = stride
         if mode == "fixed":
             if fixed_op not in self.op_names:
                 raise InputError(

@@ -1,0 +1,114 @@
+"""A block on a device, ready to be timed under binary gates.
+
+The stopping rules talk to this small protocol (``reset``, ``passes``, ``control``), so they
+can be tested against a fake with known values. The real bench:
+
+- runs under ``torch.inference_mode()`` with the block in eval mode (BN uses running stats);
+- warms up every candidate op once before any timing (first calls build kernels/primitives);
+- discards the first pass after every gate reset (the new path's first call is an outlier);
+- can time each candidate op alone at the block's own shapes (``op_costs``), which gives the
+  control variate of the default rule: the sampled path's sum of op costs, whose expectation
+  under softmax(α) is known exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from lenna.measure.timer import Timer
+from lenna.space import Block
+
+
+class Bench(Protocol):
+    def reset(self) -> list[int]: ...
+    def passes(self, n: int) -> np.ndarray: ...
+
+
+class GatedBench:
+    """Times a gated ``block`` on ``inputs``; gate sampling uses ``generator``."""
+
+    def __init__(
+        self,
+        block: Block,
+        inputs: tuple[torch.Tensor, ...],
+        timer: Timer,
+        generator: torch.Generator,
+    ) -> None:
+        self.block, self.inputs, self.timer, self.generator = block.eval(), inputs, timer, generator
+        self.path: list[int] = []
+        self._edge_inputs = self._probe_edge_inputs()
+
+    def _run(self) -> None:
+        self.block(*self.inputs)
+
+    @torch.inference_mode()
+    def reset(self) -> list[int]:
+        """Sample a new path, run it once untimed (the outlier pass), return the path."""
+        self.path = self.block.reset_gates(self.generator)
+        self._run()
+        return self.path
+
+    @torch.inference_mode()
+    def passes(self, n: int) -> np.ndarray:
+        """Seconds of ``n`` timed passes of the current path."""
+        return np.array([self.timer(self._run) for _ in range(n)])
+
+    @torch.inference_mode()
+    def _probe_edge_inputs(self) -> dict[int, torch.Tensor]:
+        """One input tensor per edge, as the block feeds it (captured with forward hooks)."""
+        seen: dict[int, torch.Tensor] = {}
+        hooks = [
+            edge.register_forward_pre_hook(lambda m, a, k=int(k): seen.setdefault(k, a[0]))
+            for k, edge in self.block.edges.items()
+        ]
+        saved = [e.active for e in self.block.edges.values()]
+        for e in self.block.edges.values():
+            e.active = 0  # any op will do: only the inputs are wanted
+        try:
+            self._run()
+        finally:
+            for h in hooks:
+                h.remove()
+            for e, a in zip(self.block.edges.values(), saved, strict=True):
+                e.active = a
+        return seen
+
+    def edge_kinds(self) -> dict[tuple, int]:
+        """One representative edge per (ops, stride, input shape): such edges cost alike."""
+        kinds: dict[tuple, int] = {}
+        for k, edge in self.block.edges.items():
+            kinds.setdefault(self._kind(int(k)), int(k))
+        return kinds
+
+    def _kind(self, k: int) -> tuple:
+        edge = self.block.edges[str(k)]
+        return (edge.op_names, edge.stride, tuple(self._edge_inputs[k].shape))
+
+    @torch.inference_mode()
+    def warm_up(self, passes: int = 1) -> None:
+        """Run every candidate op of every edge kind ``passes`` times (builds kernels/caches)."""
+        for k in self.edge_kinds().values():
+            x = self._edge_inputs[k]
+            for op in self.block.edges[str(k)].ops:
+                for _ in range(passes):
+                    op(x)
+
+    @torch.inference_mode()
+    def op_costs(self, passes: int = 5) -> np.ndarray:
+        """Median seconds of each op alone, per edge: ``(num_edges, max_ops)``, NaN where none."""
+        costs = np.full(self.block.space.alpha_shape, np.nan)
+        for key, k in self.edge_kinds().items():
+            x = self._edge_inputs[k]
+            row = []
+            for op in self.block.edges[str(k)].ops:
+                op(x)
+                row.append(
+                    float(np.median([self.timer(lambda op=op: op(x)) for _ in range(passes)]))
+                )
+            for j in self.block.edges:
+                if self._kind(int(j)) == key:
+                    costs[int(j), : len(row)] = row
+        return costs

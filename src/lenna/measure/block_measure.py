@@ -1,0 +1,66 @@
+"""Expected latency of one block under α on this machine: ``measure_block``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lenna.measure.bench import GatedBench
+from lenna.measure.config import MeasureConfig
+from lenna.measure.rules import Estimate
+from lenna.measure.timer import Timer
+from lenna.space import Block, SearchSpace
+from lenna.space.encode import probabilities
+
+
+@dataclass
+class Measurement:
+    """A label with its provenance; ``alphas`` are exactly the logits the gates sampled from."""
+
+    block_type: str
+    channels: int
+    resolution: int
+    alphas: np.ndarray
+    estimate: Estimate
+    wall_s: float
+
+    @property
+    def latency_ms(self) -> float:
+        return self.estimate.latency_ms
+
+
+def measure_block(
+    space: SearchSpace,
+    block_type: str,
+    channels: int,
+    resolution: int,
+    alphas: object,
+    config: MeasureConfig | None = None,
+    seed: int = 0,
+) -> Measurement:
+    """Build the gated block, warm it up and estimate its expected latency under ``alphas``."""
+    t0 = time.perf_counter()
+    config = config or MeasureConfig()
+    space.check(block_type, channels, resolution)
+    alphas = space.check_alphas(alphas)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(seed)
+    device = torch.device(config.device)
+    block = Block(space, block_type, channels, "gated", alphas).to(device, config.torch_dtype)
+    shape = (config.batch, channels, resolution, resolution)
+    inputs = tuple(
+        torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    bench = GatedBench(block, inputs, Timer(device), generator)
+    bench.warm_up(config.warmup_passes)
+    rule = config.make_rule()
+    costs = probs = None
+    if getattr(rule, "control", False):
+        costs = bench.op_costs(config.op_passes)
+        probs = probabilities(space, block_type, alphas)
+    estimate = rule.run(bench, costs, probs)
+    return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)

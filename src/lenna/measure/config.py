@@ -1,0 +1,57 @@
+"""Measurement configuration: everything that changes what a label means.
+
+A dataset stores its config; resuming with a different one is refused, because rows measured
+under two configs are not one distribution.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from lenna.errors import InputError
+from lenna.measure.rules import CIRule, SeedRule, make_rule
+from lenna.measure.timer import resolve_device
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class MeasureConfig:
+    """How a block is timed. ``threads=None`` means ``min(2, cores)``."""
+
+    rule: str = "cv"
+    rule_params: dict = field(default_factory=dict)
+    batch: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int | None = None
+    warmup_passes: int = 1
+    op_passes: int = 5
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InputError(f"batch must be >= 1, got {self.batch}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; expected one of: {', '.join(DTYPES)}")
+        if self.threads is None:
+            self.threads = min(2, os.cpu_count() or 1)
+        if self.threads < 1:
+            raise InputError(f"threads must be >= 1, got {self.threads}")
+        resolve_device(self.device)
+        self.make_rule()
+
+    def make_rule(self) -> SeedRule | CIRule:
+        try:
+            return make_rule(self.rule, **self.rule_params)
+        except TypeError as e:
+            raise InputError(f"bad parameters for rule {self.rule!r}: {e}") from None
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,162 @@
+"""Stopping rules: how many gate resets and passes make a trustworthy expected latency.
+
+A block's expected latency under α is the mean over paths sampled from softmax(α). Two
+sources of spread: *path variance* (different resets run different ops; fought only by more
+resets, or by a control variate) and *timer noise* (fought by more passes per reset).
+
+- :class:`SeedRule` is the seed's rule, exactly: per reset ``n`` passes → ``q``-quantile;
+  running average; stop after ``k`` consecutive resets whose relative change is < ``tol``.
+  Its flaw: the running average of ``t`` values moves by ~1/t of a new value, so "change < 1 %"
+  comes long before the average is known to 1 %.
+- :class:`CIRule` stops when the ``confidence`` interval of the estimate is within ±``rel`` of
+  it. With ``control=True`` (the default rule, ``cv``) it uses a control variate: each path's
+  sum of standalone op costs ``c_r``, whose expectation under softmax(α), ``Σ p·L(op)``, is
+  known exactly. The estimate ``ȳ - β(c̄ - E[c])`` (β by least squares) has only the residual
+  variance, so far fewer resets reach the same interval. Errors in the op costs do not bias
+  it: they only weaken the correlation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from lenna.errors import InputError
+from lenna.measure.bench import Bench
+
+
+@dataclass
+class Estimate:
+    """One label and how it was reached (all times in milliseconds)."""
+
+    latency_ms: float
+    rule: str
+    resets: int
+    passes: int
+    ci_half_width_ms: float
+    converged: bool
+    values_ms: list[float] = field(default_factory=list)  # per-reset values
+    controls_ms: list[float] = field(default_factory=list)  # per-reset control (cv only)
+
+
+@dataclass
+class SeedRule:
+    """The seed's rule (see module docstring)."""
+
+    n: int = 20
+    q: float = 0.4
+    tol: float = 0.01
+    k: int = 10
+    max_resets: int = 300
+    name: str = "seed"
+
+    def run(self, bench: Bench, costs: np.ndarray | None = None, probs: object = None) -> Estimate:
+        values: list[float] = []
+        streak, avg = 0, None
+        while len(values) < self.max_resets:
+            bench.reset()
+            values.append(float(np.quantile(bench.passes(self.n), self.q)) * 1e3)
+            new_avg = float(np.mean(values))
+            if avg is not None:
+                streak = streak + 1 if abs(new_avg - avg) / avg < self.tol else 0
+            avg = new_avg
+            if streak >= self.k:
+                break
+        return Estimate(
+            latency_ms=avg,
+            rule=self.name,
+            resets=len(values),
+            passes=len(values) * self.n,
+            ci_half_width_ms=_mean_half_width(np.array(values), 0.95),
+            converged=streak >= self.k,
+            values_ms=values,
+        )
+
+
+@dataclass
+class CIRule:
+    """Stop when the confidence interval is within ±``rel`` (see module docstring)."""
+
+    passes: int = 3
+    rel: float = 0.01
+    confidence: float = 0.95
+    min_resets: int = 10
+    max_resets: int = 400
+    control: bool = True
+    name: str = "cv"
+
+    def run(
+        self, bench: Bench, costs: np.ndarray | None = None, probs: np.ndarray | None = None
+    ) -> Estimate:
+        use_cv = self.control and costs is not None and probs is not None
+        if self.control and not use_cv:
+            raise InputError("the cv rule needs op costs and probabilities for its control variate")
+        mask = ~np.isnan(costs) if use_cv else None
+        expected_c = (
+            float(np.sum(np.where(mask, probs * np.nan_to_num(costs), 0.0))) * 1e3
+            if use_cv
+            else 0.0
+        )
+        ys: list[float] = []
+        cs: list[float] = []
+        est, half = float("nan"), float("inf")
+        while len(ys) < self.max_resets:
+            path = bench.reset()
+            ys.append(float(np.median(bench.passes(self.passes))) * 1e3)
+            if use_cv:
+                cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
+            if len(ys) < self.min_resets:
+                continue
+            est, half = _estimate(
+                np.array(ys), np.array(cs) if use_cv else None, expected_c, self.confidence
+            )
+            if half <= self.rel * abs(est):
+                break
+        return Estimate(
+            latency_ms=est,
+            rule=self.name,
+            resets=len(ys),
+            passes=len(ys) * self.passes,
+            ci_half_width_ms=half,
+            converged=half <= self.rel * abs(est),
+            values_ms=ys,
+            controls_ms=cs,
+        )
+
+
+def _mean_half_width(y: np.ndarray, confidence: float) -> float:
+    n = len(y)
+    if n < 2:
+        return float("inf")
+    t = stats.t.ppf(0.5 + confidence / 2, n - 1)
+    return float(t * y.std(ddof=1) / np.sqrt(n))
+
+
+def _estimate(
+    y: np.ndarray, c: np.ndarray | None, expected_c: float, confidence: float
+) -> tuple[float, float]:
+    """Estimate and CI half-width; with a control ``c`` of known mean, the regression estimator."""
+    if c is None or len(y) < 3 or np.ptp(c) == 0:
+        return float(y.mean()), _mean_half_width(y, confidence)
+    n = len(y)
+    dc = c - c.mean()
+    sxx = float(dc @ dc)
+    beta = float(dc @ (y - y.mean())) / sxx
+    est = float(y.mean() - beta * (c.mean() - expected_c))
+    resid = y - y.mean() - beta * dc
+    s2 = float(resid @ resid) / (n - 2)
+    se = np.sqrt(s2 * (1.0 / n + (c.mean() - expected_c) ** 2 / sxx))
+    t = stats.t.ppf(0.5 + confidence / 2, n - 2)
+    return est, float(t * se)
+
+
+RULES = {"seed": SeedRule, "cv": CIRule, "ci": lambda **kw: CIRule(control=False, name="ci", **kw)}
+
+
+def make_rule(name: str, **params: float) -> SeedRule | CIRule:
+    """A rule by name: ``cv`` (default: CI with control variate), ``ci`` (plain CI), ``seed``."""
+    if name not in RULES:
+        raise InputError(f"unknown stopping rule {name!r}; expected one of: {', '.join(RULES)}")
+    return RULES[name](**params)
