@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from lenna.errors import InputError
+from lenna.measure import measure_block
 from lenna.space import Block, SearchSpace, encode, get_space, list_spaces, probabilities
 
 try:
@@ -18,5 +19,6 @@ __all__ = [
     "encode",
     "get_space",
     "list_spaces",
+    "measure_block",
     "probabilities",
 ]

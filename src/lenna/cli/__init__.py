@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from lenna.cli.app import app
+from lenna.cli.dataset import dataset_app, plot_app
+from lenna.cli.measure import measure_cmd, measure_ops_cmd
 from lenna.cli.space import space_app
 
 app.add_typer(space_app, name="space")
+app.command("measure")(measure_cmd)
+app.command("measure-ops")(measure_ops_cmd)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(plot_app, name="plot")
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ class GatedBench:
     def edge_kinds(self) -> dict[tuple, int]:
         """One representative edge per (ops, stride, input shape): such edges cost alike."""
         kinds: dict[tuple, int] = {}
-        for k, edge in self.block.edges.items():
+        for k in self.block.edges:
             kinds.setdefault(self._kind(int(k)), int(k))
         return kinds
 
@@ -97,18 +97,33 @@ class GatedBench:
                     op(x)
 
     @torch.inference_mode()
+    def time_ops(self, passes: int) -> list[dict]:
+        """Each op of each edge kind alone: ``passes`` timed calls after one untimed call."""
+        out = []
+        for key, k in self.edge_kinds().items():
+            x, edge = self._edge_inputs[k], self.block.edges[str(k)]
+            for slot, (name, op) in enumerate(zip(edge.op_names, edge.ops, strict=True)):
+                op(x)
+                times = [self.timer(lambda op=op, x=x: op(x)) for _ in range(passes)]
+                c_out = self.block.space.shapes(self.block.block_type, self.block.channels, 2)
+                out.append(
+                    {
+                        "kind": key,
+                        "slot": slot,
+                        "op": name,
+                        "stride": edge.stride,
+                        "c_in": int(x.shape[1]),
+                        "c_out": c_out["edge_channels"],
+                        "times": times,
+                    }
+                )
+        return out
+
     def op_costs(self, passes: int = 5) -> np.ndarray:
         """Median seconds of each op alone, per edge: ``(num_edges, max_ops)``, NaN where none."""
         costs = np.full(self.block.space.alpha_shape, np.nan)
-        for key, k in self.edge_kinds().items():
-            x = self._edge_inputs[k]
-            row = []
-            for op in self.block.edges[str(k)].ops:
-                op(x)
-                row.append(
-                    float(np.median([self.timer(lambda op=op: op(x)) for _ in range(passes)]))
-                )
+        for t in self.time_ops(passes):
             for j in self.block.edges:
-                if self._kind(int(j)) == key:
-                    costs[int(j), : len(row)] = row
+                if self._kind(int(j)) == t["kind"]:
+                    costs[int(j), t["slot"]] = float(np.median(t["times"]))
         return costs

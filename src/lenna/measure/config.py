@@ -29,7 +29,7 @@ class MeasureConfig:
     dtype: str = "float32"
     threads: int | None = None
     warmup_passes: int = 1
-    op_passes: int = 5
+    op_passes: int = 15
 
     def __post_init__(self) -> None:
         if self.batch < 1:

@@ -79,11 +79,12 @@ class SeedRule:
 class CIRule:
     """Stop when the confidence interval is within ±``rel`` (see module docstring)."""
 
-    passes: int = 3
+    passes: int = 1
+    q: float = 0.5  # per-reset value: this quantile of the passes (0 = min, 0.5 = median)
     rel: float = 0.01
     confidence: float = 0.95
-    min_resets: int = 10
-    max_resets: int = 400
+    min_resets: int = 20
+    max_resets: int = 200
     control: bool = True
     name: str = "cv"
 
@@ -104,7 +105,7 @@ class CIRule:
         est, half = float("nan"), float("inf")
         while len(ys) < self.max_resets:
             path = bench.reset()
-            ys.append(float(np.median(bench.passes(self.passes))) * 1e3)
+            ys.append(float(np.quantile(bench.passes(self.passes), self.q)) * 1e3)
             if use_cv:
                 cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
             if len(ys) < self.min_resets:

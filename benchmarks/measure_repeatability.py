@@ -1,0 +1,102 @@
+"""Test-retest repeatability and cost of the stopping rules, measured side by side.
+
+Each random sample (lenna space, normal and reduction, channels 8–128, batch 1, 32×32) is
+measured twice by every rule, in interleaved order (rule order rotates per sample and pass),
+so slow periods of a shared machine hit all rules alike. Prints, per rule, the median and
+90th percentile of |Δ|/mean between the two measurements and the median wall time per
+sample, and appends them to RESULTS.md.
+
+    python benchmarks/measure_repeatability.py --samples 20 --threads 2
+    python benchmarks/measure_repeatability.py --rules seed cv cv:passes=5,q=0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import lenna
+from lenna.measure.block_measure import measure_block
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.sampler import Sampler
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from _record import record
+
+
+def parse_rule(text: str) -> tuple[str, dict]:
+    name, _, params = text.partition(":")
+    kw = {}
+    for item in filter(None, params.split(",")):
+        k, v = item.split("=")
+        kw[k] = float(v) if "." in v else int(v)
+    return name, kw
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rules", nargs="+", default=["seed", "cv"])
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    space = lenna.get_space("lenna")
+    sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
+    rules = [parse_rule(r) for r in args.rules]
+    configs = [
+        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1) for n, kw in rules
+    ]
+    labels = {r: [[], []] for r in args.rules}
+    walls = {r: [] for r in args.rules}
+    resets = {r: [] for r in args.rules}
+    for i in range(args.samples):
+        spec = sampler(i)
+        for rep in range(2):
+            k = (i + rep) % len(rules)
+            for j in list(range(k, len(rules))) + list(range(k)):
+                name = args.rules[j]
+                m = measure_block(
+                    space,
+                    spec.block_type,
+                    spec.channels,
+                    spec.resolution,
+                    spec.alphas,
+                    configs[j],
+                    seed=1000 * i + rep,
+                )
+                labels[name][rep].append(m.latency_ms)
+                walls[name].append(m.wall_s)
+                resets[name].append(m.estimate.resets)
+        row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
+        print(
+            f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
+            f"{spec.regime:9s} {row}",
+            flush=True,
+        )
+    lines = [
+        f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
+        f"{args.threads} threads), each measured twice per rule, interleaved.",
+        "",
+        "| rule | median \\|Δ\\|/mean | p90 \\|Δ\\|/mean | worst | median wall s/sample "
+        "| median resets |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in args.rules:
+        a, b = np.array(labels[r][0]), np.array(labels[r][1])
+        d = np.abs(a - b) / ((a + b) / 2) * 100
+        lines.append(
+            f"| `{r}` | {np.median(d):.2f} % | {np.quantile(d, 0.9):.2f} % | {d.max():.2f} % "
+            f"| {np.median(walls[r]):.2f} | {np.median(resets[r]):.0f} |"
+        )
+    print("\n".join(lines))
+    if not args.no_record:
+        fp = fingerprint("cpu", threads=args.threads, batch=1)
+        record("measure_repeatability", fp, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

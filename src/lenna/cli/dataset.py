@@ -1,0 +1,100 @@
+"""``lenna dataset`` and ``lenna plot``: inspect, export and draw measured datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from lenna.errors import InputError
+from lenna.measure.export import export
+from lenna.measure.fingerprint import describe
+from lenna.measure.store import Dataset
+
+dataset_app = typer.Typer(help="Inspect and export measured datasets.", no_args_is_help=True)
+plot_app = typer.Typer(help="Figures from measured datasets.", no_args_is_help=True)
+
+
+def dataset_summary(ds: Dataset) -> dict:
+    """The JSON contract of ``lenna dataset info --json``."""
+    meta = ds.meta
+    df = ds.samples()
+    return {
+        "rows": len(df),
+        "space": meta.get("space"),
+        "fingerprint": meta.get("fingerprint"),
+        "config": meta.get("config"),
+        "fingerprints": sorted(ds.fingerprints()),
+        "op_table_rows": len(ds.op_table()),
+        "drift_flagged_rows": int(df["drift_flag"].sum()) if len(df) else 0,
+        "latency_ms": {
+            "min": float(df["latency_ms"].min()),
+            "median": float(df["latency_ms"].median()),
+            "max": float(df["latency_ms"].max()),
+        }
+        if len(df)
+        else None,
+        "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
+    }
+
+
+@dataset_app.command("info")
+def info_cmd(
+    db: Path = typer.Argument(..., help="Dataset file."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Rows, space, machine fingerprint and measurement config of a dataset."""
+    with Dataset.open(db) as ds:
+        info = dataset_summary(ds)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    c = Console()
+    c.print(
+        f"[bold]{db}[/]: {info['rows']} rows, space {info['space']}, "
+        f"{info['op_table_rows']} op-table rows, {info['drift_flagged_rows']} drift-flagged"
+    )
+    c.print(f"machine: {describe(info['fingerprint'])}")
+    cfg = info["config"]
+    m = cfg["measure"]
+    c.print(
+        f"config: rule {m['rule']}, batch {m['batch']}, {m['device']}, {m['threads']} threads, "
+        f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}"
+    )
+    if info["latency_ms"]:
+        lat = info["latency_ms"]
+        c.print(
+            f"latency ms: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f}; "
+            f"median {info['median_wall_s']:.2f} s to measure a sample"
+        )
+
+
+@dataset_app.command("export")
+def export_cmd(
+    db: Path = typer.Argument(..., help="Dataset file."),
+    dest: Path = typer.Argument(..., help="Output file: .parquet or .csv."),
+) -> None:
+    """Export samples with their encoded features (Parquet keeps the metadata too)."""
+    with Dataset.open(db) as ds:
+        n = export(ds, dest)
+    Console(stderr=True).print(f"{n} rows written to {dest}")
+
+
+@plot_app.command("convergence")
+def convergence_cmd(
+    db: Path = typer.Argument(..., help="Dataset measured with --trace."),
+    sample: int = typer.Option(..., "--sample", help="Sample id (sample_index)."),
+    out: Path = typer.Option(..., "--out", help="Output image (.png, .svg, .pdf)."),
+) -> None:
+    """The seed's three figures: per-reset latency, cumulative average, its relative change."""
+    from lenna.report.convergence import plot_convergence
+
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise InputError(f"--out must end in .png, .svg or .pdf, got {out.name!r}")
+    if not out.parent.exists():
+        raise InputError(f"folder {out.parent} does not exist")
+    with Dataset.open(db) as ds:
+        row = ds.sample(sample)
+    Console(stderr=True).print(f"wrote {plot_convergence(row, out)}")

@@ -1,0 +1,241 @@
+"""``lenna measure`` and ``lenna measure-ops``: label blocks with their latency on this machine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lenna.cli.app import fail
+from lenna.cli.options import parse_ints, parse_names, parse_range
+from lenna.errors import InputError
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.optable import channel_grid, measure_op_table
+from lenna.measure.runner import (
+    Interrupted,
+    RunConfig,
+    open_dataset,
+    run_measurement,
+    stop_on_signals,
+)
+from lenna.measure.store import Dataset
+from lenna.space import BLOCK_TYPES, get_space
+
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=err,
+        transient=False,
+    )
+
+
+def _stored_config(out: Path) -> dict | None:
+    if not out.exists():
+        return None
+    with Dataset.open(out) as ds:
+        return ds.meta.get("config")
+
+
+def _build_config(
+    out: Path,
+    space,
+    channels,
+    resolutions,
+    block_types,
+    batch,
+    device,
+    threads,
+    seed,
+    rule,
+    drift_every,
+) -> RunConfig:
+    """Options the user gave win; the rest come from the file being resumed, then defaults."""
+    stored = _stored_config(out) or {}
+    sm = stored.get("measure", {})
+    if space is None and not stored:
+        raise InputError("--space is required for a new dataset (e.g. --space lenna)")
+    get_space(space or stored["space"])
+    mc = MeasureConfig(
+        rule=rule or sm.get("rule", "cv"),
+        rule_params=sm.get("rule_params", {}) if rule in (None, sm.get("rule")) else {},
+        batch=batch if batch is not None else sm.get("batch", 1),
+        device=device or sm.get("device", "cpu"),
+        dtype=sm.get("dtype", "float32"),
+        threads=threads if threads is not None else sm.get("threads"),
+    )
+    return RunConfig(
+        space=space or stored["space"],
+        channels=parse_range(channels) if channels else tuple(stored.get("channels", (8, 128))),
+        resolutions=parse_ints(resolutions, "--resolutions")
+        if resolutions
+        else tuple(stored.get("resolutions", (32, 16, 8))),
+        block_types=parse_names(block_types, "--block-types", BLOCK_TYPES)
+        if block_types
+        else tuple(stored.get("block_types", BLOCK_TYPES)),
+        seed=seed if seed is not None else stored.get("seed", 0),
+        drift_every=drift_every if drift_every is not None else stored.get("drift_every", 50),
+        measure=mc,
+    )
+
+
+def measure_cmd(
+    out: Path = typer.Option(..., "--out", help="Dataset file (SQLite). Existing: resume it."),
+    n: int = typer.Option(..., "-n", help="Measure until the file holds N samples."),
+    space: str = typer.Option(None, "--space", help="Search space (lenna, darts). New files only."),
+    channels: str = typer.Option(
+        None, "--channels", help="Input channels MIN:MAX, log-uniform [8:128]."
+    ),
+    resolutions: str = typer.Option(None, "--resolutions", help="Input resolutions [32,16,8]."),
+    block_types: str = typer.Option(None, "--block-types", help="Block types [normal,reduction]."),
+    batch: int = typer.Option(None, "--batch", help="Batch size [1]."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda [cpu]."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads, fixed and recorded [min(2, cores)]."
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Sampler seed [0]; sample i is a function of (seed, i)."
+    ),
+    rule: str = typer.Option(None, "--rule", help="Stopping rule: cv (default), ci, seed."),
+    drift_every: int = typer.Option(
+        None, "--drift-every", help="Re-measure the control sample every K rows [50]; 0: off."
+    ),
+    trace: bool = typer.Option(
+        False, "--trace", help="Keep per-reset values (for `lenna plot convergence`)."
+    ),
+    allow_mixed: bool = typer.Option(
+        False, "--allow-mixed", help="Add to a file measured on another fingerprint."
+    ),
+) -> None:
+    """Measure the expected latency of random blocks under binary gates, one committed row each.
+
+    Sample i is always the same block, so an interrupted run resumes by running the same
+    command again: it completes the file to N rows without duplicates.
+    """
+    if n < 0:
+        raise InputError(f"-n must be >= 0, got {n}")
+    cfg = _build_config(
+        out,
+        space,
+        channels,
+        resolutions,
+        block_types,
+        batch,
+        device,
+        threads,
+        seed,
+        rule,
+        drift_every,
+    )
+    m = cfg.measure
+    with open_dataset(
+        out, cfg, fingerprint(m.device, m.threads, m.dtype, m.batch), allow_mixed
+    ) as ds:
+        start_count = ds.count()  # also refuses a mismatched file before any progress is shown
+    stored = [start_count]
+    t0 = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task(
+            "measuring", total=max(n, start_count), completed=start_count, rate="", last=""
+        )
+
+        def on_sample(row: dict, count: int) -> None:
+            stored[0] = count
+            done = count - start_count
+            rate = done / max(time.perf_counter() - t0, 1e-9) * 60
+            bar.update(
+                task,
+                completed=count,
+                rate=f"{rate:.1f} samples/min",
+                last=f"last {row['latency_ms']:.3f} ms ({row['block_type']}, C={row['channels']})",
+            )
+
+        try:
+            with stop_on_signals():
+                total = run_measurement(
+                    out,
+                    cfg,
+                    n,
+                    allow_mixed=allow_mixed,
+                    trace=trace,
+                    on_sample=on_sample,
+                    on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                )
+        except Interrupted as e:
+            bar.stop()
+            code = 130 if e.signum == 2 else 143
+            fail(
+                f"interrupted: {stored[0]} rows stored in {out}; "
+                "run the same command again to resume",
+                code,
+            )
+    err.print(f"{total} rows in {out}")
+
+
+def measure_ops_cmd(
+    out: Path = typer.Option(
+        ..., "--out", help="Dataset file to add the op table to (created if missing)."
+    ),
+    space: str = typer.Option(None, "--space", help="Search space; defaults to the file's."),
+    channels: str = typer.Option(
+        None, "--channels", help="Channel range MIN:MAX [the file's]; grid: powers of 2 + ends."
+    ),
+    resolutions: str = typer.Option(
+        None, "--resolutions", help="Resolutions [the file's, or 32,16,8]."
+    ),
+    passes: int = typer.Option(
+        20, "--passes", help="Timed calls per op (the 40 % quantile is kept)."
+    ),
+    allow_mixed: bool = typer.Option(
+        False, "--allow-mixed", help="Add to a file measured on another fingerprint."
+    ),
+) -> None:
+    """Time every candidate op alone at each grid shape: the additive baseline's table."""
+    if passes < 1:
+        raise InputError(f"--passes must be >= 1, got {passes}")
+    cfg = _build_config(out, space, None, None, None, None, None, None, None, None, None)
+    m = cfg.measure
+    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    grid = channel_grid(*(parse_range(channels) if channels else cfg.channels))
+    res = parse_ints(resolutions, "--resolutions") if resolutions else cfg.resolutions
+    shapes = [
+        (bt, r, c)
+        for bt in cfg.block_types
+        for r in res
+        for c in grid
+        if not (bt == "reduction" and r % 2)
+    ]
+    with open_dataset(out, cfg, fp, allow_mixed) as ds, _progress() as bar:
+        task = bar.add_task("op table", total=len(shapes), rate="", last="")
+        try:
+            with stop_on_signals():
+                measure_op_table(
+                    get_space(cfg.space),
+                    grid,
+                    list(res),
+                    list(cfg.block_types),
+                    m,
+                    passes,
+                    fp["hash"],
+                    on_shape=lambda rows: (ds.add_ops(rows), bar.advance(task)),
+                )
+        except Interrupted as e:
+            bar.stop()
+            fail(
+                f"interrupted: the op table in {out} keeps the shapes already measured; "
+                "run again to redo it",
+                130 if e.signum == 2 else 143,
+            )
+        n_rows = len(ds.op_table())
+    err.print(f"{n_rows} op-table rows in {out}")

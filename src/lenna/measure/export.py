@@ -1,0 +1,53 @@
+"""Dataset export for sharing: Parquet or CSV, with the encoded features as columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lenna.errors import InputError
+from lenna.measure.store import Dataset
+from lenna.space import encode, get_space
+
+FORMATS = (".parquet", ".csv")
+
+
+def to_frame(ds: Dataset) -> pd.DataFrame:
+    """One row per sample: stored columns (α as JSON text) + ``f:<name>`` feature columns."""
+    space = get_space(ds.meta["space"])
+    df = ds.samples()
+    feats = np.array(
+        [
+            encode(space, r.block_type, r.channels, r.resolution, np.array(r.alphas))
+            for r in df.itertuples()
+        ]
+    ).reshape(len(df), space.num_features)
+    out = df.drop(columns=["trace"]).copy()
+    out["alphas"] = out["alphas"].map(json.dumps)
+    return pd.concat(
+        [out, pd.DataFrame(feats, columns=[f"f:{n}" for n in space.feature_names()])], axis=1
+    )
+
+
+def export(ds: Dataset, dest: str | Path) -> int:
+    """Write the samples to ``dest`` (.parquet or .csv); returns the number of rows."""
+    dest = Path(dest)
+    if dest.suffix not in FORMATS:
+        raise InputError(f"export to {dest.name!r}: expected a file ending in .parquet or .csv")
+    if not dest.parent.exists():
+        raise InputError(f"folder {dest.parent} does not exist")
+    df = to_frame(ds)
+    if dest.suffix == ".parquet":
+        meta = {"lenna": json.dumps(ds.meta)}
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+        pq.write_table(table, dest)
+    else:
+        df.to_csv(dest, index=False)
+    return len(df)

@@ -1,0 +1,244 @@
+"""A measuring run: sample → measure → commit, resumable, with a drift guard.
+
+The run is a pure function of (space, sampler config, measurement config, N): sample ``i``
+is always the same block, so a run interrupted at any point (Ctrl-C, SIGTERM, ``kill -9``)
+and started again completes the same dataset, with no duplicates. Nothing here prints; the
+CLI passes callbacks for progress and warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lenna import __version__
+from lenna.errors import InputError
+from lenna.measure.block_measure import Measurement, measure_block
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.sampler import ONEHOT_OFF, Sampler
+from lenna.measure.store import Dataset
+from lenna.space import SearchSpace, get_space
+
+DRIFT_TOLERANCE = 0.03
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a dataset's rows; stored in the file and checked on resume."""
+
+    space: str
+    channels: tuple[int, int] = (8, 128)
+    resolutions: tuple[int, ...] = (32, 16, 8)
+    block_types: tuple[str, ...] = ("normal", "reduction")
+    seed: int = 0
+    drift_every: int = 50
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+    def sampler(self) -> Sampler:
+        return Sampler(
+            get_space(self.space), self.channels, self.resolutions, self.block_types, self.seed
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"], d["resolutions"] = list(self.channels), list(self.resolutions)
+        d["block_types"] = list(self.block_types)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        d = dict(d)
+        d["measure"] = MeasureConfig(**d["measure"])
+        for k in ("channels", "resolutions", "block_types"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a run; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into :class:`Interrupted` so the run stops between commits."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) -> Dataset:
+    """Create the file, or open it for resuming after checking space, config and machine."""
+    space = get_space(cfg.space)
+    path = Path(path)
+    if not path.exists():
+        ds = Dataset.create(
+            path,
+            {
+                "space": space.name,
+                "space_hash": space.definition_hash(),
+                "config": cfg.to_dict(),
+                "fingerprint": fp,
+                "lenna_version": __version__,
+            },
+        )
+        ds.add_fingerprint(fp)
+        return ds
+    ds = Dataset.open(path)
+    meta = ds.meta
+    if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
+        ds.close()
+        raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
+    stored = meta.get("config", {})
+    diff = sorted(
+        k for k in set(stored) | set(cfg.to_dict()) if stored.get(k) != cfg.to_dict().get(k)
+    )
+    if diff:
+        ds.close()
+        raise InputError(
+            f"{path} was measured with other settings ({', '.join(diff)}); "
+            "resume with the same options or write to a new file"
+        )
+    if fp["hash"] not in ds.fingerprints() and not allow_mixed:
+        ds.close()
+        raise InputError(
+            f"{path} was measured on another machine/config (fingerprint "
+            f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
+            "pass --allow-mixed to add to it"
+        )
+    ds.add_fingerprint(fp)
+    return ds
+
+
+def control_measurement(space: SearchSpace, cfg: RunConfig) -> Measurement:
+    """The drift guard's fixed sample: a normal block, one-hot on the first convolution."""
+    conv = next(i for i, op in enumerate(space.ops) if "conv" in op.lower())
+    alphas = np.full(space.alpha_shape, ONEHOT_OFF)
+    alphas[:, conv] = 0.0
+    lo, hi = cfg.channels
+    channels = round((lo * hi) ** 0.5)
+    res = max(r for r in cfg.resolutions)
+    return measure_block(space, "normal", channels, res, alphas, cfg.measure, seed=-1 % 2**31)
+
+
+def sample_row(
+    m: Measurement, index: int, regime: str, batch: int, fp_hash: str, trace: bool
+) -> dict:
+    e = m.estimate
+    return {
+        "sample_index": index,
+        "block_type": m.block_type,
+        "channels": m.channels,
+        "resolution": m.resolution,
+        "batch": batch,
+        "regime": regime,
+        "alphas": m.alphas,
+        "latency_ms": e.latency_ms,
+        "rule": e.rule,
+        "resets": e.resets,
+        "passes": e.passes,
+        "ci_half_width_ms": e.ci_half_width_ms if np.isfinite(e.ci_half_width_ms) else None,
+        "converged": int(e.converged),
+        "wall_s": m.wall_s,
+        "fingerprint": fp_hash,
+        "drift_flag": 0,
+        "trace": {"values_ms": e.values_ms, "controls_ms": e.controls_ms} if trace else None,
+    }
+
+
+def run_measurement(
+    path: str | Path,
+    cfg: RunConfig,
+    n: int,
+    *,
+    allow_mixed: bool = False,
+    trace: bool = False,
+    on_sample: Callable[[dict, int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    fp: dict | None = None,
+) -> int:
+    """Measure until ``path`` holds ``n`` samples; returns the number of rows stored."""
+    if n < 0:
+        raise InputError(f"-n must be >= 0, got {n}")
+    space = get_space(cfg.space)
+    sampler = cfg.sampler()
+    m = cfg.measure
+    fp = fp or fingerprint(m.device, m.threads, m.dtype, m.batch)
+    warn = on_warning or (lambda msg: None)
+    with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        have = ds.indices()
+        todo = _missing_indices(have, n)
+        if not todo:
+            return len(have)
+        base = ds.meta.get("drift_baseline_ms")
+        if cfg.drift_every and base is None:
+            base = control_measurement(space, cfg).latency_ms
+            ds.set_meta("drift_baseline_ms", base)
+        since_check: list[int] = []
+        for index in todo:
+            spec = sampler(index)
+            meas = measure_block(
+                space,
+                spec.block_type,
+                spec.channels,
+                spec.resolution,
+                spec.alphas,
+                m,
+                seed=_seed(cfg.seed, index),
+            )
+            row = sample_row(meas, index, spec.regime, m.batch, fp["hash"], trace)
+            ds.add_sample(row)
+            since_check.append(index)
+            count = ds.count()
+            if on_sample:
+                on_sample(row, count)
+            if cfg.drift_every and len(since_check) >= cfg.drift_every:
+                ctrl = control_measurement(space, cfg).latency_ms
+                rel = (ctrl - base) / base
+                flagged = abs(rel) > DRIFT_TOLERANCE
+                ds.add_drift(count, ctrl, rel, flagged)
+                if flagged:
+                    ds.flag_drift(since_check)
+                    warn(
+                        f"drift: the control sample moved {rel:+.1%} from its first value "
+                        f"({ctrl:.3f} vs {base:.3f} ms); the last {len(since_check)} rows "
+                        "are flagged (drift_flag = 1)"
+                    )
+                since_check = []
+        return ds.count()
+
+
+def _missing_indices(have: set[int], n: int) -> list[int]:
+    """The first ``n - len(have)`` indices not yet stored (rows beyond ``n`` are kept)."""
+    out, i = [], 0
+    while len(have) + len(out) < n:
+        if i not in have:
+            out.append(i)
+        i += 1
+    return out
+
+
+def _seed(seed: int, index: int) -> int:
+    """Per-sample seed for weights and gate sampling, stable across resumes."""
+    return int(np.random.default_rng([seed, index, 1]).integers(2**31))
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)

@@ -1,0 +1,236 @@
+"""The dataset file: one SQLite database per (machine, measurement config).
+
+Crash safety comes from SQLite itself: WAL journal, one transaction per sample, the sampler's
+stable ``sample_index`` as primary key (a retried sample can never become a duplicate row).
+Values that are not plain numbers are stored as JSON text, never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from lenna.errors import InputError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C454E4E  # "LENN": marks the file as a LENNA dataset
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE fingerprints (hash TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE samples (
+    sample_index INTEGER PRIMARY KEY,
+    block_type TEXT NOT NULL,
+    channels INTEGER NOT NULL,
+    resolution INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    regime TEXT NOT NULL,
+    alphas TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    rule TEXT NOT NULL,
+    resets INTEGER NOT NULL,
+    passes INTEGER NOT NULL,
+    ci_half_width_ms REAL,
+    converged INTEGER NOT NULL,
+    wall_s REAL NOT NULL,
+    fingerprint TEXT NOT NULL REFERENCES fingerprints(hash),
+    drift_flag INTEGER NOT NULL DEFAULT 0,
+    trace TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE op_table (
+    op TEXT NOT NULL,
+    block_type TEXT NOT NULL,
+    edge_kind TEXT NOT NULL,
+    channels INTEGER NOT NULL,
+    resolution INTEGER NOT NULL,
+    batch INTEGER NOT NULL,
+    c_in INTEGER NOT NULL,
+    c_out INTEGER NOT NULL,
+    stride INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    spread_ms REAL NOT NULL,
+    passes INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL REFERENCES fingerprints(hash),
+    PRIMARY KEY (op, block_type, edge_kind, channels, resolution, batch, fingerprint)
+);
+CREATE TABLE drift (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    after_samples INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    rel_change REAL NOT NULL,
+    flagged INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+SAMPLE_COLUMNS = (
+    "sample_index block_type channels resolution batch regime alphas latency_ms rule resets "
+    "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace"
+).split()
+OP_COLUMNS = (
+    "op block_type edge_kind channels resolution batch c_in c_out stride latency_ms spread_ms "
+    "passes fingerprint"
+).split()
+
+
+class Dataset:
+    """An open LENNA dataset. Use :meth:`create` or :meth:`open`, not the constructor."""
+
+    def __init__(self, path: Path, con: sqlite3.Connection) -> None:
+        self.path, self.con = path, con
+
+    # ---- opening -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, meta: dict) -> Dataset:
+        path = Path(path)
+        if path.exists():
+            raise InputError(f"{path} already exists")
+        if not path.parent.exists():
+            raise InputError(f"folder {path.parent} does not exist")
+        con = _connect(path)
+        with con:
+            con.executescript(_SCHEMA)
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for k, v in meta.items():
+                con.execute("INSERT INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+        return cls(path, con)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Dataset:
+        """Open an existing dataset; refuses a missing file, a non-LENNA file, a newer schema."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no dataset at {path}")
+        try:
+            con = _connect(path)
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
+        if app_id != APPLICATION_ID:
+            con.close()
+            raise InputError(f"{path} is not a LENNA dataset")
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise InputError(
+                f"{path} has dataset schema {version}, newer than this LENNA's "
+                f"{SCHEMA_VERSION}; upgrade lenna to read it"
+            )
+        return cls(path, con)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- metadata ----------------------------------------------------------------------
+    @property
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, key: str, value: object) -> None:
+        with self.con:
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def add_fingerprint(self, fp: dict) -> None:
+        with self.con:
+            self.con.execute(
+                "INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", (fp["hash"], json.dumps(fp))
+            )
+
+    def fingerprints(self) -> dict[str, dict]:
+        rows = self.con.execute("SELECT hash, info FROM fingerprints")
+        return {h: json.loads(info) for h, info in rows}
+
+    # ---- samples -----------------------------------------------------------------------
+    def add_sample(self, row: dict) -> None:
+        """Insert one sample and commit it at once (a crash loses at most the one in flight)."""
+        values = [_cell(row.get(c)) for c in SAMPLE_COLUMNS]
+        with self.con:
+            self.con.execute(
+                f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})",
+                values,
+            )
+
+    def count(self) -> int:
+        return self.con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def indices(self) -> set[int]:
+        return {r[0] for r in self.con.execute("SELECT sample_index FROM samples")}
+
+    def flag_drift(self, indices: Iterable[int]) -> None:
+        with self.con:
+            self.con.executemany(
+                "UPDATE samples SET drift_flag = 1 WHERE sample_index = ?", [(i,) for i in indices]
+            )
+
+    def samples(self) -> pd.DataFrame:
+        """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index."""
+        df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
+        df["alphas"] = df["alphas"].map(json.loads)
+        df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
+        return df
+
+    def sample(self, index: int) -> dict:
+        df = pd.read_sql_query(
+            "SELECT * FROM samples WHERE sample_index = ?", self.con, params=(index,)
+        )
+        if df.empty:
+            raise InputError(f"no sample with id {index} in {self.path}")
+        row = df.iloc[0].to_dict()
+        row["alphas"] = json.loads(row["alphas"])
+        row["trace"] = json.loads(row["trace"]) if isinstance(row["trace"], str) else None
+        return row
+
+    # ---- op table and drift ------------------------------------------------------------
+    def add_ops(self, rows: list[dict]) -> None:
+        """Insert (or replace) op-table rows in one transaction."""
+        with self.con:
+            self.con.executemany(
+                f"INSERT OR REPLACE INTO op_table ({', '.join(OP_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(OP_COLUMNS))})",
+                [[_cell(r[c]) for c in OP_COLUMNS] for r in rows],
+            )
+
+    def op_table(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM op_table", self.con)
+
+    def add_drift(self, after_samples: int, latency_ms: float, rel: float, flagged: bool) -> None:
+        with self.con:
+            self.con.execute(
+                "INSERT INTO drift (after_samples, latency_ms, rel_change, flagged) "
+                "VALUES (?, ?, ?, ?)",
+                (after_samples, latency_ms, rel, int(flagged)),
+            )
+
+    def drift(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM drift ORDER BY id", self.con)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=30)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA synchronous = NORMAL")
+    return con
+
+
+def _cell(v: object) -> object:
+    """SQLite-ready value: arrays/lists/dicts as JSON, numpy scalars as Python numbers."""
+    if v is None or isinstance(v, str | int | float):
+        return v
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, list | dict):
+        return json.dumps(v)
+    return v
