@@ -79,12 +79,12 @@ class SeedRule:
 class CIRule:
     """Stop when the confidence interval is within ±``rel`` (see module docstring)."""
 
-    passes: int = 1
-    q: float = 0.5  # per-reset value: this quantile of the passes (0 = min, 0.5 = median)
+    passes: int = 3
+    q: float = 0.0  # per-reset value: this quantile of the passes (0 = min, 0.5 = median)
     rel: float = 0.01
     confidence: float = 0.95
     min_resets: int = 20
-    max_resets: int = 200
+    max_resets: int = 150
     control: bool = True
     name: str = "cv"
 
