@@ -13,8 +13,18 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 setup: $(BIN)/.installed
 
+# Until `lenna demo` exists, the main job is the real measuring pipeline on this machine:
+# a small labelled dataset, the op table, its summary, a Parquet export and the seed's
+# convergence figures. Running it again resumes instead of starting over.
+DEMO := demo-out
 demo: $(BIN)/.installed
-	$(BIN)/lenna demo --quick --out demo-out
+	mkdir -p $(DEMO)
+	$(BIN)/lenna space show lenna
+	$(BIN)/lenna measure --space lenna --out $(DEMO)/lenna.db -n 30 --trace
+	$(BIN)/lenna measure-ops --out $(DEMO)/lenna.db
+	$(BIN)/lenna dataset info $(DEMO)/lenna.db
+	$(BIN)/lenna dataset export $(DEMO)/lenna.db $(DEMO)/lenna.parquet
+	$(BIN)/lenna plot convergence $(DEMO)/lenna.db --sample 0 --out $(DEMO)/convergence.png
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

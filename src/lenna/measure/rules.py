@@ -39,6 +39,7 @@ class Estimate:
     converged: bool
     values_ms: list[float] = field(default_factory=list)  # per-reset values
     controls_ms: list[float] = field(default_factory=list)  # per-reset control (cv only)
+    rejected: int = 0  # resets dropped as interference (cv only)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class CIRule:
     min_resets: int = 20
     max_resets: int = 150
     control: bool = True
+    reject: float = 5.0  # drop resets this many robust SDs above the fit (0: keep all)
     name: str = "cv"
 
     def run(
@@ -102,7 +104,7 @@ class CIRule:
         )
         ys: list[float] = []
         cs: list[float] = []
-        est, half = float("nan"), float("inf")
+        est, half, rejected = float("nan"), float("inf"), 0
         while len(ys) < self.max_resets:
             path = bench.reset()
             ys.append(float(np.quantile(bench.passes(self.passes), self.q)) * 1e3)
@@ -110,8 +112,11 @@ class CIRule:
                 cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
             if len(ys) < self.min_resets:
                 continue
+            y, c = np.array(ys), np.array(cs) if use_cv else None
+            keep = _inliers(y, c, self.reject) if self.reject > 0 else np.ones(len(y), bool)
+            rejected = int((~keep).sum())
             est, half = _estimate(
-                np.array(ys), np.array(cs) if use_cv else None, expected_c, self.confidence
+                y[keep], None if c is None else c[keep], expected_c, self.confidence
             )
             if half <= self.rel * abs(est):
                 break
@@ -124,7 +129,36 @@ class CIRule:
             converged=half <= self.rel * abs(est),
             values_ms=ys,
             controls_ms=cs,
+            rejected=rejected,
         )
+
+
+def _line(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope of ``y`` on ``x`` by least squares (slope 0 if ``x`` is constant)."""
+    if np.ptp(x) == 0:
+        return float(y.mean()), 0.0
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(intercept), float(slope)
+
+
+def _inliers(y: np.ndarray, c: np.ndarray | None, k: float) -> np.ndarray:
+    """Resets not hit by interference: residual at most ``k`` robust SDs above the fit.
+
+    Interference only ever adds time, and the control explains the path, so a residual far
+    above the rest is a stall of the machine, not a property of the block. The fit is made
+    twice, the second time without the first one's outliers so they cannot drag it.
+    """
+    x = np.zeros(len(y)) if c is None else c
+    keep = np.ones(len(y), bool)
+    for _ in range(2):
+        a, b = _line(y[keep], x[keep])
+        r = y - (a + b * x)
+        med = np.median(r[keep])
+        scale = 1.4826 * np.median(np.abs(r[keep] - med))
+        if scale == 0:
+            break
+        keep = r <= med + k * scale
+    return keep
 
 
 def _mean_half_width(y: np.ndarray, confidence: float) -> float:
@@ -153,7 +187,11 @@ def _estimate(
     return est, float(t * se)
 
 
-RULES = {"seed": SeedRule, "cv": CIRule, "ci": lambda **kw: CIRule(control=False, name="ci", **kw)}
+RULES = {
+    "seed": SeedRule,
+    "cv": CIRule,
+    "ci": lambda **kw: CIRule(**{"control": False, "reject": 0.0, "name": "ci", **kw}),
+}
 
 
 def make_rule(name: str, **params: float) -> SeedRule | CIRule:

@@ -107,21 +107,8 @@ class Dataset:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no dataset at {path}")
-        try:
-            con = _connect(path)
-            app_id = con.execute("PRAGMA application_id").fetchone()[0]
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError:
-            raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
-        if app_id != APPLICATION_ID:
-            con.close()
-            raise InputError(f"{path} is not a LENNA dataset")
-        if version > SCHEMA_VERSION:
-            con.close()
-            raise InputError(
-                f"{path} has dataset schema {version}, newer than this LENNA's "
-                f"{SCHEMA_VERSION}; upgrade lenna to read it"
-            )
+        _check_header(path)
+        con = _connect(path)
         return cls(path, con)
 
     def close(self) -> None:
@@ -216,6 +203,28 @@ class Dataset:
 
     def drift(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM drift ORDER BY id", self.con)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a non-LENNA file or a newer schema without changing the file in any way."""
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        raise InputError(f"{path} is not a LENNA dataset (cannot be opened)") from None
+    try:
+        app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError:
+        raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
+    finally:
+        con.close()
+    if app_id != APPLICATION_ID:
+        raise InputError(f"{path} is not a LENNA dataset")
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"{path} has dataset schema {version}, newer than this LENNA's "
+            f"{SCHEMA_VERSION}; upgrade lenna to read it"
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

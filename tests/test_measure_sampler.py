@@ -1,0 +1,170 @@
+"""The sampler covers the simplex, is reproducible per (seed, index), and its α are the gates'."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from lenna.errors import InputError
+from lenna.measure.sampler import REGIMES, Sampler
+from lenna.space import Block, encode, get_space, probabilities
+
+N = 500
+LO, HI = 8, 128
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("lenna")
+
+
+@pytest.fixture(scope="module")
+def specs(space):
+    sampler = Sampler(space, channels=(LO, HI), resolutions=(32, 16, 8), seed=0)
+    return [sampler(i) for i in range(N)]
+
+
+def edge_entropies(space, spec):
+    """(normalised entropy, probabilities) of each edge's real ops."""
+    p = probabilities(space, spec.block_type, spec.alphas)
+    mask = space.op_mask(spec.block_type)
+    out = []
+    for e in range(space.num_edges):
+        q = p[e][mask[e]]
+        nz = q[q > 0]
+        out.append((float(-(nz * np.log(nz)).sum()) / math.log(len(q)), q))
+    return out
+
+
+def test_every_regime_appears(specs):
+    counts = Counter(s.regime for s in specs)
+    assert set(counts) == set(REGIMES)
+    for name, w in REGIMES.items():
+        sd = math.sqrt(N * w * (1 - w))
+        assert abs(counts[name] - N * w) < 4 * sd, (name, counts)
+
+
+def test_onehot_share_is_about_one_fifth(specs):
+    share = sum(s.regime == "onehot" for s in specs)
+    sd = math.sqrt(N * 0.2 * 0.8)
+    assert abs(share - 0.2 * N) < 4 * sd
+
+
+def test_onehot_samples_are_exactly_one_hot(space, specs):
+    onehot = [s for s in specs if s.regime == "onehot"]
+    assert onehot
+    for s in onehot:
+        for h, q in edge_entropies(space, s):
+            assert h == 0.0
+            assert set(np.unique(q)) <= {0.0, 1.0}
+            assert q.sum() == 1.0
+
+
+def test_entropy_spread_covers_the_simplex(space, specs):
+    h = np.array([h for s in specs for h, _ in edge_entropies(space, s)])
+    assert h.min() == 0.0  # exact corners
+    assert h.max() > 0.99  # near log(K): the flat middle
+    # and everything in between: every tenth of [0, 1] holds edges
+    hist, _ = np.histogram(h, bins=10, range=(0.0, 1.0))
+    assert (hist > 0).all(), hist
+    # non-one-hot regimes are never exactly one-hot
+    soft = [h for s in specs if s.regime != "onehot" for h, _ in edge_entropies(space, s)]
+    assert min(soft) > 0.0
+
+
+def test_channels_in_range_and_log_uniform(specs):
+    ch = np.array([s.channels for s in specs])
+    assert ch.min() >= LO and ch.max() <= HI
+    assert all(isinstance(c, int) for c in ch.tolist())
+    assert ch.min() == LO  # the low end is reached
+    assert ch.max() > 0.75 * HI
+    gm = math.sqrt(LO * (HI + 1))
+    assert 0.8 * gm < np.median(ch) < 1.25 * gm  # a uniform draw would put it near 68
+    # equal shares in equal log-intervals: each octave [8,16), [16,32), [32,64), [64,128]
+    octaves = np.histogram(np.log2(ch), bins=[3, 4, 5, 6, 7.01])[0] / N
+    assert (np.abs(octaves - 0.25) < 0.07).all(), octaves
+
+
+def test_resolutions_and_block_types_uniform(specs):
+    res = Counter(s.resolution for s in specs)
+    bts = Counter(s.block_type for s in specs)
+    assert set(res) == {32, 16, 8}
+    assert set(bts) == {"normal", "reduction"}
+    assert min(res.values()) > N / 3 - 4 * math.sqrt(N * 2 / 9)
+
+
+def test_padded_slots_are_zero(space, specs):
+    for s in specs[:50]:
+        mask = space.op_mask(s.block_type)
+        assert (s.alphas[~mask] == 0).all()
+        assert s.alphas.shape == space.alpha_shape
+        assert np.isfinite(s.alphas).all()
+
+
+def test_same_seed_and_index_same_spec_other_seed_different(space):
+    a = Sampler(space, channels=(2, 64), seed=11)
+    b = Sampler(space, channels=(2, 64), seed=11)
+    c = Sampler(space, channels=(2, 64), seed=12)
+    for i in (0, 1, 17, 400):
+        x, y, z = a(i), b(i), c(i)
+        assert (x.index, x.block_type, x.channels, x.resolution, x.regime) == (
+            y.index,
+            y.block_type,
+            y.channels,
+            y.resolution,
+            y.regime,
+        )
+        np.testing.assert_array_equal(x.alphas, y.alphas)
+        assert not np.array_equal(x.alphas, z.alphas)
+    # order does not matter: index 17 alone equals index 17 after others
+    np.testing.assert_array_equal(Sampler(space, (2, 64), seed=11)(17).alphas, a(17).alphas)
+    # different indices of one seed differ
+    assert not np.array_equal(a(0).alphas, a(1).alphas)
+
+
+def test_reduction_never_with_odd_resolution(space):
+    sampler = Sampler(space, channels=(2, 4), resolutions=(7, 8), seed=0)
+    pairs = Counter((s.block_type, s.resolution) for s in (sampler(i) for i in range(300)))
+    assert ("reduction", 7) not in pairs
+    assert set(pairs) == {("normal", 7), ("normal", 8), ("reduction", 8)}
+    with pytest.raises(InputError, match="even"):
+        Sampler(space, channels=(2, 4), resolutions=(7,), block_types=("reduction",))
+
+
+@pytest.mark.parametrize("channels", [(0, 10), (10, 5), (-1, 4)])
+def test_bad_channel_ranges(space, channels):
+    with pytest.raises(InputError, match="channels"):
+        Sampler(space, channels=channels)
+
+
+def test_bad_lists(space):
+    with pytest.raises(InputError):
+        Sampler(space, resolutions=())
+    with pytest.raises(InputError):
+        Sampler(space, block_types=("nope",))
+    with pytest.raises(InputError):
+        Sampler(space, resolutions=(0,))
+
+
+@pytest.mark.parametrize("name", ["lenna", "darts"])
+def test_features_and_gates_use_the_same_probabilities(name):
+    space = get_space(name)
+    sampler = Sampler(space, channels=(2, 4), resolutions=(8,), seed=3)
+    seen = set()
+    i = 0
+    while seen != set(REGIMES):  # one block per regime is enough
+        spec = sampler(i)
+        i += 1
+        if spec.regime in seen:
+            continue
+        seen.add(spec.regime)
+        f = encode(space, spec.block_type, spec.channels, spec.resolution, spec.alphas)
+        p_feat = f[2:-1].reshape(space.alpha_shape)
+        block = Block(space, spec.block_type, spec.channels, "gated", spec.alphas)
+        p_gate = block.probabilities().detach().numpy()
+        np.testing.assert_allclose(p_feat, p_gate, rtol=0, atol=1e-6)
+        # and the gates only ever pick a slot with non-zero probability
+        path = block.reset_gates(torch.Generator().manual_seed(i))
+        assert all(p_feat[e, j] > 0 for e, j in enumerate(path))

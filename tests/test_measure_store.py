@@ -1,0 +1,412 @@
+"""The dataset file: resume, crashes and signals, refusals, export, drift guard.
+
+Real measurements here are tiny (C 2–4, resolution 8, one thread, 3–5 resets per sample).
+The crash tests run ``lenna measure`` in a subprocess on a file created beforehand with the
+fast rule, so each sample takes a fraction of a second.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from measure_helpers import (
+    LENNA_SCRIPT,
+    count_rows,
+    fast_measure,
+    make_dataset,
+    rows,
+    tiny_config,
+)
+
+from lenna.errors import InputError
+from lenna.measure import runner as runner_mod
+from lenna.measure.export import export, to_frame
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.runner import run_measurement
+from lenna.measure.store import APPLICATION_ID, Dataset
+from lenna.space import encode, get_space, probabilities
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# ---- resume --------------------------------------------------------------------------------
+def test_resume_completes_to_n_without_duplicates(tmp_path, monkeypatch):
+    db = tmp_path / "d.db"
+    cfg = tiny_config()
+    assert run_measurement(db, cfg, 3) == 3
+    first = rows(db)
+    assert set(first) == {0, 1, 2}
+    assert run_measurement(db, cfg, 5) == 5
+    after = rows(db)
+    assert set(after) == {0, 1, 2, 3, 4}
+    assert {i: after[i] for i in first} == first  # earlier rows untouched
+
+    # already complete: nothing is measured at all
+    def no_measuring(*a, **k):
+        raise AssertionError("measured although the file already holds n rows")
+
+    monkeypatch.setattr(runner_mod, "measure_block", no_measuring)
+    assert run_measurement(db, cfg, 5) == 5
+    assert run_measurement(db, cfg, 2) == 5  # rows beyond n are kept
+    assert rows(db) == after
+    with Dataset.open(db) as ds:
+        assert ds.count() == 5
+        df = ds.samples()
+    assert list(df["sample_index"]) == [0, 1, 2, 3, 4]
+    assert (df["batch"] == 1).all()
+    assert set(df["channels"]) <= {2, 3, 4}
+    assert (df["resolution"] == 8).all()
+    assert (df["rule"] == "ci").all()
+    assert ((df["resets"] >= 3) & (df["resets"] <= 5)).all()
+    assert (df["passes"] == df["resets"] * cfg.measure.make_rule().passes).all()
+    assert (df["latency_ms"] > 0).all()
+
+
+def test_resumed_rows_are_the_samples_an_uninterrupted_run_measures(tmp_path):
+    cfg = tiny_config()
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    run_measurement(a, cfg, 2)
+    run_measurement(a, cfg, 4)
+    run_measurement(b, cfg, 4)
+    with Dataset.open(a) as da, Dataset.open(b) as dbb:
+        sa, sb = da.samples(), dbb.samples()
+    cols = ["sample_index", "block_type", "channels", "resolution", "regime"]
+    pd.testing.assert_frame_equal(sa[cols], sb[cols])
+    assert list(sa["alphas"]) == list(sb["alphas"])
+
+
+def test_negative_n_refused(tmp_path):
+    with pytest.raises(InputError, match="-n"):
+        run_measurement(tmp_path / "d.db", tiny_config(), -1)
+    assert not (tmp_path / "d.db").exists()
+
+
+# ---- crashes and signals (real subprocesses) -----------------------------------------------
+MEASURE_ARGS = [
+    "measure",
+    "--space",
+    "lenna",
+    "--channels",
+    "2:4",
+    "--resolutions",
+    "8",
+    "--threads",
+    "1",
+    "--rule",
+    "ci",
+    "--drift-every",
+    "0",
+]
+
+
+def start_measuring(db: Path, n: int = 10_000) -> subprocess.Popen:
+    """``lenna measure`` resuming a file made with the fast rule (its options come from it)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "COLUMNS": "120"}
+    return subprocess.Popen(
+        [str(LENNA_SCRIPT), *MEASURE_ARGS, "--out", str(db), "-n", str(n)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_for_rows(proc: subprocess.Popen, db: Path, at_least: int, timeout: float = 90) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"lenna measure ended early ({proc.returncode}): {err[-2000:]}")
+        try:
+            n = count_rows(db)
+        except sqlite3.OperationalError:  # locked for a moment
+            n = 0
+        if n >= at_least:
+            return n
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    pytest.fail(f"no {at_least} rows within {timeout} s")
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    """A file with the tiny fast config and no rows yet."""
+    return make_dataset(tmp_path / "d.db", 0)
+
+
+def test_sigkill_mid_run_then_resume_completes_exactly(fresh_db):
+    proc = start_measuring(fresh_db)
+    try:
+        wait_for_rows(proc, fresh_db, 2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    before = rows(fresh_db)
+    assert len(before) >= 2
+    assert set(before) == set(range(len(before)))
+    target = len(before) + 3
+    assert run_measurement(fresh_db, tiny_config(), target) == target
+    after = rows(fresh_db)
+    assert set(after) == set(range(target))
+    con = sqlite3.connect(fresh_db)
+    try:
+        total, distinct = con.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT sample_index) FROM samples"
+        ).fetchone()
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+    assert total == distinct == target
+    assert {i: after[i] for i in before} == before  # committed rows unchanged
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_between_commits_and_says_how_many_rows(fresh_db, sig, code):
+    proc = start_measuring(fresh_db)
+    try:
+        wait_for_rows(proc, fresh_db, 2)
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "rows stored" in ln]
+    assert len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("lenna: error: interrupted:")
+    stored = rows(fresh_db)
+    said = int(lines[0].split("interrupted:")[1].split()[0])
+    assert 2 <= said <= len(stored)  # the message never claims more than the file holds
+    assert set(stored) == set(range(len(stored)))
+    # and the run resumes from there
+    before = dict(stored)
+    assert run_measurement(fresh_db, tiny_config(), len(stored) + 1) == len(stored) + 1
+    assert {i: rows(fresh_db)[i] for i in before} == before
+
+
+# ---- refusals ------------------------------------------------------------------------------
+def test_fingerprint_mismatch_refused_unless_allow_mixed(tmp_path):
+    db = tmp_path / "d.db"
+    cfg = tiny_config()
+    m = cfg.measure
+    real = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    other = {**real, "hash": "0123456789ab"}
+    assert other["hash"] != real["hash"]
+    run_measurement(db, cfg, 1, fp=other)
+    with pytest.raises(InputError, match="--allow-mixed") as exc:
+        run_measurement(db, cfg, 2)
+    assert "0123456789ab" in str(exc.value)
+    assert count_rows(db) == 1
+    assert run_measurement(db, cfg, 2, allow_mixed=True) == 2
+    with Dataset.open(db) as ds:
+        assert set(ds.fingerprints()) == {other["hash"], real["hash"]}
+        df = ds.samples()
+        assert ds.meta["fingerprint"]["hash"] == other["hash"]  # the file's first machine
+    assert list(df["fingerprint"]) == [other["hash"], real["hash"]]
+    # once this machine is in the file, no flag is needed any more
+    assert run_measurement(db, cfg, 2) == 2
+
+
+def test_text_file_refused(tmp_path):
+    p = tmp_path / "notes.db"
+    p.write_text("hello, this is not a database\n" * 20)
+    with pytest.raises(InputError, match="not a LENNA dataset"):
+        Dataset.open(p)
+    with pytest.raises(InputError, match="not a LENNA dataset"):
+        run_measurement(p, tiny_config(), 1)
+    assert p.read_text().startswith("hello")
+
+
+def foreign_sqlite(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE samples (x INTEGER)")
+    con.execute("INSERT INTO samples VALUES (1)")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_sqlite_file_without_application_id_refused(tmp_path):
+    p = foreign_sqlite(tmp_path / "other.db")
+    with pytest.raises(InputError, match="not a LENNA dataset"):
+        Dataset.open(p)
+    with pytest.raises(InputError, match="not a LENNA dataset"):
+        run_measurement(p, tiny_config(), 1)
+    con = sqlite3.connect(p)
+    assert con.execute("SELECT * FROM samples").fetchall() == [(1,)]
+    con.close()
+
+
+def test_refusing_a_foreign_sqlite_file_leaves_it_unchanged(tmp_path):
+    # A refused file is not ours: opening it to look must not rewrite it (journal mode, header).
+    p = foreign_sqlite(tmp_path / "other.db")
+    before = p.read_bytes()
+    with pytest.raises(InputError):
+        Dataset.open(p)
+    con = sqlite3.connect(p)
+    mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    con.close()
+    assert mode == "delete"
+    assert p.read_bytes() == before
+
+
+def test_newer_schema_refused(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 0)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="newer"):
+        Dataset.open(db)
+    with pytest.raises(InputError, match="newer"):
+        run_measurement(db, tiny_config(), 1)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(InputError, match="no dataset"):
+        Dataset.open(tmp_path / "missing.db")
+    with pytest.raises(InputError, match="does not exist"):
+        run_measurement(tmp_path / "no" / "such" / "d.db", tiny_config(), 1)
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"channels": (2, 8)}, "channels"),
+        ({"resolutions": (4,)}, "resolutions"),
+        ({"seed": 1}, "seed"),
+        ({"block_types": ("normal",)}, "block_types"),
+        ({"space": "darts"}, "darts"),
+    ],
+)
+def test_resume_with_other_settings_refused(tmp_path, change, needle):
+    db = make_dataset(tmp_path / "d.db", 0)
+    with pytest.raises(InputError, match=needle):
+        run_measurement(db, tiny_config(**change), 1)
+    assert count_rows(db) == 0
+
+
+def test_resume_with_other_measure_settings_refused(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 0)
+    with pytest.raises(InputError, match="measure"):
+        run_measurement(db, tiny_config(measure=fast_measure(batch=2)), 1)
+
+
+# ---- export --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("export") / "d.db", 3)
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv"])
+def test_export_round_trip(small_db, tmp_path, ext):
+    dest = tmp_path / f"out{ext}"
+    with Dataset.open(small_db) as ds:
+        assert export(ds, dest) == 3
+        stored = ds.samples()
+        meta = ds.meta
+    df = pd.read_parquet(dest) if ext == ".parquet" else pd.read_csv(dest)
+    assert len(df) == 3
+    assert list(df["sample_index"]) == list(stored["sample_index"])
+    np.testing.assert_array_equal(df["latency_ms"].to_numpy(), stored["latency_ms"].to_numpy())
+    space = get_space("lenna")
+    fcols = [c for c in df.columns if c.startswith("f:")]
+    assert fcols == [f"f:{n}" for n in space.feature_names()]
+    assert "trace" not in df.columns
+    for (_, row), (_, srow) in zip(df.iterrows(), stored.iterrows(), strict=True):
+        alphas = np.array(json.loads(row["alphas"]))
+        np.testing.assert_array_equal(alphas, np.array(srow["alphas"]))
+        want = encode(space, srow["block_type"], srow["channels"], srow["resolution"], alphas)
+        np.testing.assert_allclose(row[fcols].to_numpy(dtype=float), want, rtol=1e-15, atol=0)
+    if ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        md = pq.read_schema(dest).metadata
+        assert json.loads(md[b"lenna"])["config"] == meta["config"]
+
+
+def test_to_frame_of_an_empty_dataset(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 0)
+    with Dataset.open(db) as ds:
+        df = to_frame(ds)
+    assert len(df) == 0
+    assert "f:resolution" in df.columns
+
+
+@pytest.mark.parametrize("name", ["out.xlsx", "out", "out.parquet.bak"])
+def test_export_bad_extension(small_db, tmp_path, name):
+    with Dataset.open(small_db) as ds, pytest.raises(InputError, match=r"\.parquet or \.csv"):
+        export(ds, tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+# ---- drift guard ---------------------------------------------------------------------------
+def test_drift_guard_flags_the_window_after_a_shift(tmp_path, monkeypatch):
+    controls = iter([1.0, 1.0, 1.10])  # baseline, after 2 rows, after 4 rows
+    calls = []
+
+    def fake_control(space, cfg):
+        calls.append(cfg.drift_every)
+        return SimpleNamespace(latency_ms=next(controls))
+
+    monkeypatch.setattr(runner_mod, "control_measurement", fake_control)
+    warnings = []
+    db = tmp_path / "d.db"
+    n = run_measurement(db, tiny_config(drift_every=2), 4, on_warning=warnings.append)
+    assert n == 4
+    assert len(calls) == 3
+    with Dataset.open(db) as ds:
+        drift = ds.drift()
+        flags = dict(zip(ds.samples()["sample_index"], ds.samples()["drift_flag"], strict=True))
+        assert ds.meta["drift_baseline_ms"] == 1.0
+    assert list(drift["after_samples"]) == [2, 4]
+    assert list(drift["flagged"]) == [0, 1]
+    np.testing.assert_allclose(drift["latency_ms"], [1.0, 1.10])
+    np.testing.assert_allclose(drift["rel_change"], [0.0, 0.10], atol=1e-12)
+    assert flags == {0: 0, 1: 0, 2: 1, 3: 1}
+    assert len(warnings) == 1
+    assert "drift" in warnings[0] and "+10.0%" in warnings[0]
+
+
+def test_drift_guard_within_tolerance_flags_nothing(tmp_path, monkeypatch):
+    controls = iter([2.0, 2.05, 1.95])  # ±2.5 %: inside the 3 % tolerance
+    monkeypatch.setattr(
+        runner_mod,
+        "control_measurement",
+        lambda space, cfg: SimpleNamespace(latency_ms=next(controls)),
+    )
+    warnings = []
+    db = tmp_path / "d.db"
+    run_measurement(db, tiny_config(drift_every=2), 4, on_warning=warnings.append)
+    with Dataset.open(db) as ds:
+        assert list(ds.drift()["flagged"]) == [0, 0]
+        assert ds.samples()["drift_flag"].sum() == 0
+    assert warnings == []
+
+
+def test_control_measurement_is_a_one_hot_conv_block(monkeypatch):
+    seen = {}
+
+    def fake_measure(space, bt, channels, res, alphas, config, seed):
+        seen.update(bt=bt, channels=channels, res=res, alphas=alphas)
+        return SimpleNamespace(latency_ms=1.0)
+
+    monkeypatch.setattr(runner_mod, "measure_block", fake_measure)
+    space = get_space("lenna")
+    runner_mod.control_measurement(space, tiny_config(channels=(2, 8), resolutions=(4, 8)))
+    assert seen["bt"] == "normal" and seen["channels"] == 4 and seen["res"] == 8
+    p = probabilities(space, "normal", seen["alphas"])
+    assert (p[:, 0] == 1.0).all()
