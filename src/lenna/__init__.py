@@ -1,15 +1,10 @@
 """LENNA: measure, predict and search for latency on your own hardware."""
 
-from importlib.metadata import PackageNotFoundError, version
-
+from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure import measure_block
+from lenna.predict import load_predictor
 from lenna.space import Block, SearchSpace, encode, get_space, list_spaces, probabilities
-
-try:
-    __version__ = version("lenna")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Block",
@@ -19,6 +14,7 @@ __all__ = [
     "encode",
     "get_space",
     "list_spaces",
+    "load_predictor",
     "measure_block",
     "probabilities",
 ]

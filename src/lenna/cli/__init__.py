@@ -5,6 +5,7 @@ from __future__ import annotations
 from lenna.cli.app import app
 from lenna.cli.dataset import dataset_app, plot_app
 from lenna.cli.measure import measure_cmd, measure_ops_cmd
+from lenna.cli.predict import evaluate_cmd, train_cmd
 from lenna.cli.space import space_app
 
 app.add_typer(space_app, name="space")
@@ -12,6 +13,8 @@ app.command("measure")(measure_cmd)
 app.command("measure-ops")(measure_ops_cmd)
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(plot_app, name="plot")
+app.command("train")(train_cmd)
+app.command("evaluate")(evaluate_cmd)
 
 
 def main() -> None:

@@ -50,7 +50,8 @@ class SeedRule:
     q: float = 0.4
     tol: float = 0.01
     k: int = 10
-    max_resets: int = 300
+    min_resets: int = 1
+    max_resets: int = 100
     name: str = "seed"
 
     def run(self, bench: Bench, costs: np.ndarray | None = None, probs: object = None) -> Estimate:
@@ -63,7 +64,7 @@ class SeedRule:
             if avg is not None:
                 streak = streak + 1 if abs(new_avg - avg) / avg < self.tol else 0
             avg = new_avg
-            if streak >= self.k:
+            if streak >= self.k and len(values) >= self.min_resets:
                 break
         return Estimate(
             latency_ms=avg,

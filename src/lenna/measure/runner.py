@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenna import __version__
+from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig

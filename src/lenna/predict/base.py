@@ -1,0 +1,149 @@
+"""The predictor interface: scikit-learn-like ``fit``/``predict_features``/``save``/``load``,
+plus, for differentiable models, ``predict(alphas, ...)`` in torch with gradients to α.
+
+Every model works on the same encoded features (``lenna.space.encode``) and the same splits.
+A model also remembers what it was trained on (block types, channel and resolution ranges)
+so the search can be told when it asks about blocks the model never saw.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from lenna.errors import InputError
+from lenna.predict.data import LatencyData
+from lenna.predict.splits import Split
+from lenna.space import SearchSpace, encode
+
+_REGISTRY: dict[str, type[Predictor]] = {}
+
+
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def predictor_class(kind: str) -> type[Predictor]:
+    if kind not in _REGISTRY:
+        raise InputError(f"unknown model kind {kind!r}; expected one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[kind]
+
+
+def list_kinds() -> list[str]:
+    return list(_REGISTRY)
+
+
+class OutOfRange(UserWarning):
+    """A prediction was asked for a block outside the model's training ranges."""
+
+
+class Predictor:
+    """Base class; subclasses implement ``_fit``, ``_predict_np`` and the state hooks."""
+
+    kind: ClassVar[str] = ""
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, space: SearchSpace, seed: int = 0, **hparams: Any) -> None:
+        self.space, self.seed, self.hparams = space, seed, hparams
+        self.info: dict[str, Any] = {}
+
+    # ---- estimator API -----------------------------------------------------------------
+    def fit(self, data: LatencyData, split: Split) -> Predictor:
+        """Fit on ``split.train`` (``split.val`` for early stopping); remember ranges and ids."""
+        if data.space.name != self.space.name:
+            raise InputError(f"data of space {data.space.name!r} for a {self.space.name!r} model")
+        tr = data.subset(np.isin(data.ids, split.train))
+        va = data.subset(np.isin(data.ids, split.val))
+        if len(tr) < 2:
+            raise InputError(f"need at least 2 training samples, got {len(tr)}")
+        torch.manual_seed(self.seed)
+        self._fit(tr, va)
+        self.info.update(
+            {
+                "ranges": {
+                    "block_types": sorted(set(tr.block_types.tolist())),
+                    "channels": [int(tr.channels.min()), int(tr.channels.max())],
+                    "resolutions": sorted({int(r) for r in tr.resolution}),
+                },
+                "fingerprint": data.fingerprint,
+                "dataset_identity": data.identity,
+                "split": {
+                    "train": split.train.tolist(),
+                    "val": split.val.tolist(),
+                    "test": split.test.tolist(),
+                },
+            }
+        )
+        return self
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Milliseconds for encoded feature rows ``(n, F)``."""
+        X = np.asarray(X, dtype=np.float64).reshape(-1, self.space.num_features)
+        return np.asarray(self._predict_np(X), dtype=np.float64)
+
+    def _predict_np(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.forward_features(torch.as_tensor(X)).numpy()
+
+    # ---- differentiable path -----------------------------------------------------------
+    def forward_features(self, X: torch.Tensor) -> torch.Tensor:
+        raise InputError(
+            f"the {self.kind} model is not differentiable; use lut, elasticnet or mlp in a search"
+        )
+
+    def predict(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: int,
+        resolution: int,
+        strict: bool = False,
+    ) -> torch.Tensor:
+        """Expected latency (ms) of blocks with logits ``alphas`` ``(..., E, K)``; softmax inside,
+        gradients flow to ``alphas``. Outside the training ranges: a warning, or an
+        :class:`InputError` with ``strict``."""
+        self.check_range(block_type, channels, resolution, strict)
+        if not isinstance(alphas, torch.Tensor):
+            alphas = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
+        X = encode(self.space, block_type, channels, resolution, alphas)
+        return self.forward_features(X)
+
+    def check_range(
+        self, block_type: str, channels: int, resolution: int, strict: bool = False
+    ) -> str | None:
+        """A message if (block type, channels, resolution) lies outside the training ranges."""
+        r = self.info.get("ranges")
+        if not r:
+            return None
+        problems = []
+        if block_type not in r["block_types"]:
+            problems.append(f"block type {block_type!r} (trained: {r['block_types']})")
+        lo, hi = r["channels"]
+        if not lo <= channels <= hi:
+            problems.append(f"channels {channels} (trained: {lo}..{hi})")
+        if int(resolution) not in r["resolutions"]:
+            problems.append(f"resolution {resolution} (trained: {r['resolutions']})")
+        if not problems:
+            return None
+        msg = f"{self.kind} model asked outside its training ranges: " + "; ".join(problems)
+        if strict:
+            raise InputError(msg)
+        warnings.warn(msg, OutOfRange, stacklevel=3)
+        return msg
+
+    # ---- persistence hooks (see lenna.predict.io) --------------------------------------
+    def _fit(self, train: LatencyData, val: LatencyData) -> None:
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors for safetensors and JSON-able parameters."""
+        raise NotImplementedError
+
+    def load_state(
+        self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Any
+    ) -> None:
+        raise NotImplementedError

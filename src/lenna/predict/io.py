@@ -1,0 +1,110 @@
+"""Model folders: ``model.json`` (everything but weights) + ``weights.safetensors``.
+
+No pickle anywhere: loading reads JSON and tensors (and LightGBM's text format), so it can
+never execute code. It refuses, with one line, a missing or malformed file, an unknown kind,
+a newer format, or a model of another space definition; a model measured on another
+machine's fingerprint loads with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lenna._version import __version__
+from lenna.errors import InputError
+from lenna.measure.fingerprint import fingerprint
+from lenna.predict.base import Predictor, predictor_class
+from lenna.space import get_space
+
+FORMAT_VERSION = 1
+META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
+
+
+class ForeignMachine(UserWarning):
+    """The model's labels were measured on another machine/config than this one."""
+
+
+def save_predictor(model: Predictor, folder: str | Path) -> Path:
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder")
+    if not folder.parent.exists():
+        raise InputError(f"folder {folder.parent} does not exist")
+    folder.mkdir(exist_ok=True)
+    tensors, params = model.state()
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "lenna_version": __version__,
+        "kind": model.kind,
+        "differentiable": model.differentiable,
+        "space": model.space.name,
+        "space_hash": model.space.definition_hash(),
+        "feature_names": model.space.feature_names(),
+        "seed": model.seed,
+        "hparams": model.hparams,
+        "params": params,
+        "info": model.info,
+    }
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
+    if hasattr(model, "save_extra"):
+        model.save_extra(folder)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
+    """Load a model folder; ``space`` (optional) must match the model's."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise InputError(f"{folder} is not a LENNA model (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        kind, version = meta["kind"], int(meta["format_version"])
+        name, space_hash = meta["space"], meta["space_hash"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{meta_path} is malformed ({e.__class__.__name__}: {e})") from None
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{folder} has model format {version}, newer than this LENNA's "
+            f"{FORMAT_VERSION}; upgrade lenna"
+        )
+    cls = predictor_class(kind)
+    if space is not None and name != space:
+        raise InputError(f"{folder} is a model of space {name!r}, not {space!r}")
+    sp = get_space(name)
+    if sp.definition_hash() != space_hash:
+        raise InputError(f"{folder} was trained on another definition of space {name!r}")
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+    except (FileNotFoundError, SafetensorError, OSError) as e:
+        raise InputError(f"{folder / WEIGHTS_FILE} is missing or malformed ({e})") from None
+    model = cls(sp, seed=meta.get("seed", 0), **meta.get("hparams", {}))
+    model.info = meta.get("info", {})
+    try:
+        model.load_state(tensors, meta.get("params", {}), folder)
+    except (KeyError, RuntimeError, OSError, ValueError) as e:
+        raise InputError(f"{folder} has malformed weights ({e.__class__.__name__}: {e})") from None
+    _warn_if_foreign(model, folder)
+    return model
+
+
+def _warn_if_foreign(model: Predictor, folder: Path) -> None:
+    fp = model.info.get("fingerprint") or {}
+    if not fp or fp.get("device") == "cuda":
+        return
+    here = fingerprint(
+        fp.get("device", "cpu"), fp.get("threads"), fp.get("dtype", "float32"), fp.get("batch", 1)
+    )
+    if here["hash"] != fp.get("hash"):
+        warnings.warn(
+            f"{folder} was trained on latencies of another machine/config "
+            f"({fp.get('device_name')}, fingerprint {fp.get('hash')}; here {here['hash']})",
+            ForeignMachine,
+            stacklevel=2,
+        )

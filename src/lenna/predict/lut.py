@@ -1,0 +1,112 @@
+"""The additive baseline: ``L(block) = Σ_edges Σ_ops p · L(op)`` from the op table.
+
+What ProxylessNAS and FBNet use and what the seed tried first. ``L(op)`` is looked up at the
+block's (block type, edge kind, resolution) and interpolated between channel grid points
+in log-log space (exact for a power law; clamped at the ends). Overheads outside the ops
+(the node sums, DARTS's input preprocessing, Python dispatch) are not in it: that is what
+the learned models add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lenna.errors import InputError
+from lenna.predict.base import Predictor, register_predictor
+from lenna.predict.data import LatencyData
+
+KINDS = ("same", "down")
+
+
+@register_predictor
+class LUTPredictor(Predictor):
+    kind = "lut"
+    differentiable = True
+
+    def _fit(self, train: LatencyData, val: LatencyData) -> None:
+        ops = train.op_table
+        if ops is None or ops.empty:
+            raise InputError("the lut model needs an op table: run `lenna measure-ops` on the file")
+        sp = self.space
+        self.channels = sorted(ops["channels"].unique().tolist())
+        self.resolutions = sorted(ops["resolution"].unique().tolist())
+        # table[bt, kind, res, ch, slot] in ms; NaN where the grid has no entry
+        table = np.full((2, 2, len(self.resolutions), len(self.channels), sp.max_ops), np.nan)
+        ops = ops.groupby(
+            ["block_type", "edge_kind", "op", "resolution", "channels"], as_index=False
+        )["latency_ms"].median()
+        for r in ops.itertuples():
+            bt = 0 if r.block_type == "normal" else 1
+            kind = KINDS.index(r.edge_kind)
+            names = sp.down_ops if kind == 1 else sp.ops
+            if r.op not in names:
+                continue
+            table[
+                bt,
+                kind,
+                self.resolutions.index(r.resolution),
+                self.channels.index(r.channels),
+                names.index(r.op),
+            ] = r.latency_ms
+        self.table = torch.as_tensor(np.nan_to_num(table, nan=0.0))
+        self.present = torch.as_tensor(~np.isnan(table).all(axis=(3, 4)))  # [bt, kind, res]
+
+    def _edge_kinds(self) -> torch.Tensor:
+        """[bt, edge] -> kind index (1 where the edge downsamples)."""
+        sp = self.space
+        return torch.tensor(
+            [[int(sp.is_down(bt, e)) for e in sp.edges] for bt in ("normal", "reduction")]
+        )
+
+    def forward_features(self, X: torch.Tensor) -> torch.Tensor:
+        return self.edge_latencies(X).sum(dim=-1)
+
+    def edge_latencies(self, X: torch.Tensor) -> torch.Tensor:
+        """Each edge's expected op-table latency ``Σ_i p_i·L(op_i)`` in ms: ``(..., E)``."""
+        sp = self.space
+        batch = X.shape[:-1]
+        X = X.reshape(-1, X.shape[-1])
+        bt = (X[:, 0] < 0.5).long()  # 0 normal, 1 reduction
+        res = X[:, -1].detach()
+        res_idx = torch.tensor([self._res_index(float(r)) for r in res], dtype=torch.long)
+        logc = torch.log(X[:, 1].detach().to(torch.float64))
+        grid = torch.log(torch.tensor(self.channels, dtype=torch.float64))
+        hi = (
+            torch.searchsorted(grid, logc).clamp(1, len(grid) - 1)
+            if len(grid) > 1
+            else torch.zeros_like(bt)
+        )
+        lo = (hi - 1).clamp(min=0)
+        if len(grid) > 1:
+            w = ((logc - grid[lo]) / (grid[hi] - grid[lo])).clamp(0, 1)
+        else:
+            w = torch.zeros_like(logc)
+        kinds = self._edge_kinds()[bt]  # (n, E)
+        t = torch.log(self.table.clamp(min=1e-9)).to(X.dtype)
+        idx_b, idx_r = bt[:, None], res_idx[:, None]
+        t_lo = t[idx_b, kinds, idx_r, lo[:, None]]  # (n, E, K)
+        t_hi = t[idx_b, kinds, idx_r, hi[:, None]]
+        w = w.to(X.dtype)[:, None, None]
+        L = torch.exp((1 - w) * t_lo + w * t_hi)
+        probs = X[:, 2:-1].reshape(-1, sp.num_edges, sp.max_ops)
+        return (probs * L).sum(dim=2).reshape(*batch, sp.num_edges)
+
+    def _res_index(self, r: float) -> int:
+        if r not in self.resolutions:
+            raise InputError(f"the op table has no resolution {r:g} (has {self.resolutions})")
+        return self.resolutions.index(r)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return (
+            {"table": self.table, "present": self.present},
+            {"channels": self.channels, "resolutions": self.resolutions},
+        )
+
+    def load_state(
+        self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Any
+    ) -> None:
+        self.table, self.present = tensors["table"], tensors["present"]
+        self.channels, self.resolutions = params["channels"], params["resolutions"]

@@ -1,0 +1,114 @@
+"""The LENNA model: an MLP on the standardised features, target log(ms).
+
+Trained with Adam on the training split, early-stopped on the validation split (the best
+epoch's weights are kept). Log target: relative errors matter, and latencies span decades.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lenna.predict.base import Predictor, register_predictor
+from lenna.predict.data import LatencyData
+from lenna.predict.preprocess import Scaler, num_derived
+
+DEFAULTS = {
+    "hidden": [128, 64],
+    "lr": 2e-3,
+    "weight_decay": 1e-3,
+    "epochs": 1500,
+    "patience": 150,
+    "batch_size": 64,
+}
+
+
+def build_mlp(n_in: int, hidden: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.SiLU()]
+        n_in = h
+    layers.append(nn.Linear(n_in, 1))
+    return nn.Sequential(*layers).double()
+
+
+@register_predictor
+class MLPPredictor(Predictor):
+    kind = "mlp"
+    differentiable = True
+
+    def _hp(self) -> dict[str, Any]:
+        return {**DEFAULTS, **self.hparams}
+
+    def _fit(self, train: LatencyData, val: LatencyData) -> None:
+        hp = self._hp()
+        self.scaler = Scaler(self.space).fit(train.X)
+        self.net = build_mlp(num_derived(self.space), hp["hidden"])
+        self.info["training"] = train_log_target(
+            self.net, self.scaler, None, train, val, hp, self.seed
+        )
+
+    def forward_features(self, X: torch.Tensor) -> torch.Tensor:
+        z = self.scaler(X.to(torch.float64))
+        return torch.exp(self.net(z).squeeze(-1)).to(X.dtype)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        return {**tensors, **self.scaler.tensors()}, {"hidden": self._hp()["hidden"]}
+
+    def load_state(
+        self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Any
+    ) -> None:
+        self.net = build_mlp(num_derived(self.space), params["hidden"])
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net.eval()
+        self.scaler = Scaler.from_tensors(self.space, tensors)
+
+
+def train_log_target(
+    net: nn.Module,
+    features: Any,
+    offset: Any,
+    train: LatencyData,
+    val: LatencyData,
+    hp: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Adam on MSE of log(ms) − offset(X), early stopping on validation; keeps the best weights.
+
+    ``offset`` (log ms of a baseline, or None) lets the same loop train a correction model.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def target(d: LatencyData) -> tuple[torch.Tensor, torch.Tensor]:
+        X = torch.as_tensor(d.X)
+        y = torch.log(torch.as_tensor(d.y))
+        with torch.no_grad():
+            return features(X), y - offset(X) if offset is not None else y
+
+    Ztr, ytr = target(train)
+    Zva, yva = target(val) if len(val) else (Ztr, ytr)
+    opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    best, best_state, best_epoch, bad = float("inf"), None, 0, 0
+    for epoch in range(hp["epochs"]):
+        net.train()
+        for idx in torch.randperm(len(ytr), generator=g).split(hp["batch_size"]):
+            opt.zero_grad()
+            loss = ((net(Ztr[idx]).squeeze(-1) - ytr[idx]) ** 2).mean()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            v = float(((net(Zva).squeeze(-1) - yva) ** 2).mean())
+        if v < best - 1e-9:
+            best, best_epoch, bad = v, epoch, 0
+            best_state = {k: t.clone() for k, t in net.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= hp["patience"]:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    return {"best_epoch": best_epoch, "val_mse_log": best, "epochs_run": epoch + 1}

@@ -1,0 +1,45 @@
+"""Predicted vs measured latency: one log–log panel per model, with the ±10 % band."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_predicted_vs_measured(
+    results: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, title: str = ""
+) -> Path:
+    """``results``: model name -> (measured ms, predicted ms) on held-out rows."""
+    n = max(1, len(results))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    every = np.concatenate([np.concatenate(v) for v in results.values()]) if results else [1, 10]
+    lo, hi = float(np.min(every)) * 0.8, float(np.max(every)) * 1.25
+    line = np.geomspace(lo, hi, 50)
+    for ax, (name, (y, p)) in zip(axes[0], results.items(), strict=False):
+        ax.fill_between(line, line * 0.9, line * 1.1, color="C2", alpha=0.2, label="±10 %")
+        ax.plot(line, line, "k-", lw=0.8)
+        ax.scatter(y, p, s=6, alpha=0.6)
+        within = np.mean(np.abs(p - y) / y <= 0.1) * 100 if len(y) else float("nan")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlim=(lo, hi),
+            ylim=(lo, hi),
+            title=name,
+            xlabel="measured ms",
+            ylabel="predicted ms",
+        )
+        ax.text(0.04, 0.92, f"{within:.1f} % within ±10 %", transform=ax.transAxes, fontsize=8)
+        ax.legend(loc="lower right", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
