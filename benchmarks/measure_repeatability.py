@@ -53,6 +53,8 @@ def main() -> None:
     labels = {r: [[], []] for r in args.rules}
     walls = {r: [] for r in args.rules}
     resets = {r: [] for r in args.rules}
+    halfs = {r: [] for r in args.rules}
+    conv = {r: [] for r in args.rules}
     for i in range(args.samples):
         spec = sampler(i)
         for rep in range(2):
@@ -71,6 +73,8 @@ def main() -> None:
                 labels[name][rep].append(m.latency_ms)
                 walls[name].append(m.wall_s)
                 resets[name].append(m.estimate.resets)
+                halfs[name].append(m.estimate.ci_half_width_ms / m.latency_ms * 100)
+                conv[name].append(m.estimate.converged)
         row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
         print(
             f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
@@ -82,15 +86,16 @@ def main() -> None:
         f"{args.threads} threads), each measured twice per rule, interleaved.",
         "",
         "| rule | median \\|Δ\\|/mean | p90 \\|Δ\\|/mean | worst | median wall s/sample "
-        "| median resets |",
-        "|---|---|---|---|---|---|",
+        "| median resets | reported 95 % CI (median ±) | stopped by its criterion |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in args.rules:
         a, b = np.array(labels[r][0]), np.array(labels[r][1])
         d = np.abs(a - b) / ((a + b) / 2) * 100
         lines.append(
             f"| `{r}` | {np.median(d):.2f} % | {np.quantile(d, 0.9):.2f} % | {d.max():.2f} % "
-            f"| {np.median(walls[r]):.2f} | {np.median(resets[r]):.0f} |"
+            f"| {np.median(walls[r]):.2f} | {np.median(resets[r]):.0f} "
+            f"| {np.median(halfs[r]):.2f} % | {np.mean(conv[r]) * 100:.0f} % |"
         )
     print("\n".join(lines))
     if not args.no_record:

@@ -1,6 +1,6 @@
 """A block on a device, ready to be timed under binary gates.
 
-The stopping rules talk to this small protocol (``reset``, ``passes``, ``control``), so they
+The stopping rules talk to this small protocol (``reset``, ``passes``), so they
 can be tested against a fake with known values. The real bench:
 
 - runs under ``torch.inference_mode()`` with the block in eval mode (BN uses running stats);
