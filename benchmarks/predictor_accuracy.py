@@ -81,9 +81,11 @@ def main() -> None:
             print(lines[-1], f"(trained in {time.perf_counter() - t0:.0f} s)", flush=True)
         sections.append("\n".join(lines))
     body = "\n\n".join(sections)
-    body += ("\n\nHeld-out: the seeded random 20 % test split; one-hot: its one-hot rows; "
-             "extrap.: models trained with `--split channels`, on rows above the 90th "
-             "percentile of channels.")
+    body += (
+        "\n\nHeld-out: the seeded random 20 % test split; one-hot: its one-hot rows; "
+        "extrap.: models trained with `--split channels`, on rows above the 90th "
+        "percentile of channels."
+    )
     print(body)
     if not args.no_record and fp:
         record("predictor_accuracy", fp, body)

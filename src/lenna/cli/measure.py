@@ -50,16 +50,17 @@ def _stored_config(out: Path) -> dict | None:
 
 def _build_config(
     out: Path,
-    space,
-    channels,
-    resolutions,
-    block_types,
-    batch,
-    device,
-    threads,
-    seed,
-    rule,
-    drift_every,
+    *,
+    space: str | None = None,
+    channels: str | None = None,
+    resolutions: str | None = None,
+    block_types: str | None = None,
+    batch: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    seed: int | None = None,
+    rule: str | None = None,
+    drift_every: int | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out) or {}
@@ -102,7 +103,7 @@ def measure_cmd(
     batch: int = typer.Option(None, "--batch", help="Batch size [1]."),
     device: str = typer.Option(None, "--device", help="cpu or cuda [cpu]."),
     threads: int = typer.Option(
-        None, "--threads", help="CPU threads, fixed and recorded [min(2, cores)]."
+        None, "--threads", help="CPU threads, fixed and recorded [1: steadiest when shared]."
     ),
     seed: int = typer.Option(
         None, "--seed", help="Sampler seed [0]; sample i is a function of (seed, i)."
@@ -127,16 +128,16 @@ def measure_cmd(
         raise InputError(f"-n must be >= 0, got {n}")
     cfg = _build_config(
         out,
-        space,
-        channels,
-        resolutions,
-        block_types,
-        batch,
-        device,
-        threads,
-        seed,
-        rule,
-        drift_every,
+        space=space,
+        channels=channels,
+        resolutions=resolutions,
+        block_types=block_types,
+        batch=batch,
+        device=device,
+        threads=threads,
+        seed=seed,
+        rule=rule,
+        drift_every=drift_every,
     )
     m = cfg.measure
     with open_dataset(
@@ -204,7 +205,7 @@ def measure_ops_cmd(
     """Time every candidate op alone at each grid shape: the additive baseline's table."""
     if passes < 1:
         raise InputError(f"--passes must be >= 1, got {passes}")
-    cfg = _build_config(out, space, None, None, None, None, None, None, None, None, None)
+    cfg = _build_config(out, space=space)
     m = cfg.measure
     fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
     grid = channel_grid(*(parse_range(channels) if channels else cfg.channels))

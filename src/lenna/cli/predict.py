@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def evaluate_cmd(
 
         plot_predicted_vs_measured(scatter, figure, title=f"held-out rows of {data.name}")
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(json.dumps(_finite(results), indent=2, allow_nan=False))
         return
     table = Table(
         "model",
@@ -115,3 +116,12 @@ def evaluate_cmd(
     console = Console()
     console.width = max(console.width, 132)
     console.print(table)
+
+
+def _finite(x: object) -> object:
+    """NaN/inf (an empty split's R², say) as JSON null, so the output is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -60,7 +60,10 @@ def measure_block(
     rule = config.make_rule()
     costs = probs = None
     if getattr(rule, "control", False):
-        costs = bench.op_costs(config.op_passes)
         probs = probabilities(space, block_type, alphas)
+        if np.all(probs.max(axis=1) == 1.0):  # one path only: nothing for a control to explain
+            costs = np.where(space.op_mask(block_type), 0.0, np.nan)
+        else:
+            costs = bench.op_costs(config.op_passes)
     estimate = rule.run(bench, costs, probs)
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)

@@ -6,7 +6,6 @@ under two configs are not one distribution.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -20,7 +19,12 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class MeasureConfig:
-    """How a block is timed. ``threads=None`` means ``min(2, cores)``."""
+    """How a block is timed.
+
+    ``threads=None`` means 1: on a shared 2-vCPU machine two threads wait on each other
+    whenever one vCPU is descheduled, and per-pass noise rose from 4–8 % to 22–33 %
+    (benchmarks/RESULTS.md). Pass ``threads`` to measure a multi-threaded deployment.
+    """
 
     rule: str = "cv"
     rule_params: dict = field(default_factory=dict)
@@ -37,7 +41,7 @@ class MeasureConfig:
         if self.dtype not in DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}; expected one of: {', '.join(DTYPES)}")
         if self.threads is None:
-            self.threads = min(2, os.cpu_count() or 1)
+            self.threads = 1
         if self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         resolve_device(self.device)

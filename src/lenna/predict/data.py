@@ -73,8 +73,9 @@ def load_data(path: str | Path, space: str | None = None) -> LatencyData:
         raise InputError(f"{path} was measured on another definition of space {name!r}")
     if df.empty:
         raise InputError(f"{path} holds no samples; measure some first (lenna measure)")
-    if df["latency_ms"].isna().any() or not np.isfinite(df["latency_ms"]).all():
-        bad = df.loc[~np.isfinite(df["latency_ms"].astype(float)), "sample_index"].tolist()
+    lat = pd.to_numeric(df["latency_ms"], errors="coerce").astype(float)
+    if not np.isfinite(lat).all():
+        bad = df.loc[~np.isfinite(lat), "sample_index"].tolist()
         raise InputError(f"{path} has NaN/inf labels (sample ids {bad[:5]})")
     X = np.stack(
         [

@@ -14,6 +14,7 @@ import lightgbm as lgb
 import numpy as np
 import torch
 
+from lenna.errors import InputError
 from lenna.predict.base import Predictor, register_predictor
 from lenna.predict.data import LatencyData
 from lenna.predict.preprocess import derived_features
@@ -65,4 +66,9 @@ class GBDTPredictor(Predictor):
         self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Path
     ) -> None:
         path = Path(folder) / params["model_file"]
-        self.booster = lgb.Booster(model_file=str(path))
+        if not path.is_file():
+            raise InputError(f"{path} is missing")
+        try:
+            self.booster = lgb.Booster(model_file=str(path))
+        except lgb.basic.LightGBMError as e:
+            raise InputError(f"{path} is malformed ({e})") from None

@@ -23,6 +23,7 @@ from lenna.space import get_space
 
 FORMAT_VERSION = 1
 META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
+EXTRA_FILES = ("model.lgb.txt",)  # written by kinds with a format of their own (gbdt)
 
 
 class ForeignMachine(UserWarning):
@@ -36,6 +37,8 @@ def save_predictor(model: Predictor, folder: str | Path) -> Path:
     if not folder.parent.exists():
         raise InputError(f"folder {folder.parent} does not exist")
     folder.mkdir(exist_ok=True)
+    for stale in (META_FILE, WEIGHTS_FILE, *EXTRA_FILES):  # a previous model in this folder
+        (folder / stale).unlink(missing_ok=True)
     tensors, params = model.state()
     meta = {
         "format_version": FORMAT_VERSION,
