@@ -1,5 +1,8 @@
 # The two commands of the README's Quick start. Each creates .venv when it is missing.
 PYTHON ?= python3
+# Extra pip options, e.g. PIP_EXTRA="--index-url https://download.pytorch.org/whl/cpu" on a
+# machine whose package index would otherwise give torch's multi-GB CUDA build.
+PIP_EXTRA ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -8,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) -c constraints.txt -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed

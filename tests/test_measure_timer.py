@@ -66,11 +66,25 @@ class FakeCuda:
     def synchronize(self, device=None) -> None:
         self.log.append(("device_sync", str(device)))
 
+    def device(self, device):
+        """Stands in for ``torch.cuda.device``: logs entering and leaving the device context."""
+        outer = self
+
+        class Context:
+            def __enter__(self):
+                outer.log.append(("enter", str(device)))
+
+            def __exit__(self, *exc):
+                outer.log.append(("exit", str(device)))
+
+        return Context()
+
 
 def test_cuda_timer_brackets_the_call_with_events(monkeypatch):
     fake = FakeCuda(ms=12.5)
     monkeypatch.setattr(torch.cuda, "synchronize", fake.synchronize)
     monkeypatch.setattr(torch.cuda, "Event", fake.Event)
+    monkeypatch.setattr(torch.cuda, "device", fake.device)
     timer = Timer("cuda:0")
     assert timer.cuda
 
@@ -80,8 +94,10 @@ def test_cuda_timer_brackets_the_call_with_events(monkeypatch):
     seconds = timer(fn)
     assert seconds == pytest.approx(0.0125, rel=1e-12)
     log = fake.log
-    # the queue is drained before anything else, on the timer's device
-    assert log[0] == ("device_sync", "cuda:0")
+    # everything happens inside the timer's device context (events on its stream), and the
+    # queue is drained before anything else
+    assert log[0] == ("enter", "cuda:0") and log[-1] == ("exit", "cuda:0")
+    assert log[1] == ("device_sync", "cuda:0")
     events = [e for e in log if e[0] == "event"]
     assert len(events) == 2 and all(e[2] is True for e in events)  # enable_timing
     start, end = events[0][1], events[1][1]

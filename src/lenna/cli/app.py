@@ -7,6 +7,7 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
@@ -30,6 +31,8 @@ class OneLineErrors(TyperGroup):
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except InputError as e:
             fail(str(e))
+        except (OSError, sqlite3.Error) as e:  # unreadable/unwritable paths, locked databases
+            fail(f"{e.__class__.__name__}: {e}")
         except typer.TyperException as e:
             if "NoArgsIsHelp" in type(e).__name__:  # bare `lenna` / `lenna space`: show help
                 typer.echo(e.format_message())

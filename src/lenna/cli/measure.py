@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -12,9 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lenna.cli.app import fail
 from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.errors import InputError
-from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.optable import channel_grid, measure_op_table
+from lenna.measure.optable import channel_grid, measure_op_table, op_grid
 from lenna.measure.runner import (
     Interrupted,
     RunConfig,
@@ -63,31 +64,34 @@ def _build_config(
     drift_every: int | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
-    stored = _stored_config(out) or {}
-    sm = stored.get("measure", {})
-    if space is None and not stored:
+    stored = _stored_config(out)
+    if stored is None and space is None:
         raise InputError("--space is required for a new dataset (e.g. --space lenna)")
-    get_space(space or stored["space"])
-    mc = MeasureConfig(
-        rule=rule or sm.get("rule", "cv"),
-        rule_params=sm.get("rule_params", {}) if rule in (None, sm.get("rule")) else {},
-        batch=batch if batch is not None else sm.get("batch", 1),
-        device=device or sm.get("device", "cpu"),
-        dtype=sm.get("dtype", "float32"),
-        threads=threads if threads is not None else sm.get("threads"),
-    )
-    return RunConfig(
-        space=space or stored["space"],
-        channels=parse_range(channels) if channels else tuple(stored.get("channels", (8, 128))),
-        resolutions=parse_ints(resolutions, "--resolutions")
-        if resolutions
-        else tuple(stored.get("resolutions", (32, 16, 8))),
-        block_types=parse_names(block_types, "--block-types", BLOCK_TYPES)
+    base = RunConfig.from_dict(stored) if stored else RunConfig(space=space)
+    measure = {
+        k: v
+        for k, v in {"rule": rule, "batch": batch, "device": device, "threads": threads}.items()
+        if v is not None
+    }
+    if rule is not None and rule != base.measure.rule:
+        measure["rule_params"] = {}
+    if drift_every is not None and drift_every < 0:
+        raise InputError(f"--drift-every must be >= 0, got {drift_every}")
+    changes = {
+        "space": space,
+        "channels": parse_range(channels) if channels else None,
+        "resolutions": parse_ints(resolutions, "--resolutions") if resolutions else None,
+        "block_types": parse_names(block_types, "--block-types", BLOCK_TYPES)
         if block_types
-        else tuple(stored.get("block_types", BLOCK_TYPES)),
-        seed=seed if seed is not None else stored.get("seed", 0),
-        drift_every=drift_every if drift_every is not None else stored.get("drift_every", 50),
-        measure=mc,
+        else None,
+        "seed": seed,
+        "drift_every": drift_every,
+    }
+    get_space(changes["space"] or base.space)
+    return replace(
+        base,
+        measure=replace(base.measure, **measure),
+        **{k: v for k, v in changes.items() if v is not None},
     )
 
 
@@ -175,7 +179,7 @@ def measure_cmd(
                 )
         except Interrupted as e:
             bar.stop()
-            code = 130 if e.signum == 2 else 143
+            code = 130 if e.signum == signal.SIGINT else 143
             fail(
                 f"interrupted: {stored[0]} rows stored in {out}; "
                 "run the same command again to resume",
@@ -210,22 +214,24 @@ def measure_ops_cmd(
     fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
     grid = channel_grid(*(parse_range(channels) if channels else cfg.channels))
     res = parse_ints(resolutions, "--resolutions") if resolutions else cfg.resolutions
-    shapes = [
-        (bt, r, c)
-        for bt in cfg.block_types
-        for r in res
-        for c in grid
-        if not (bt == "reduction" and r % 2)
-    ]
+    grid_shapes = op_grid(grid, list(res), list(cfg.block_types))
     with open_dataset(out, cfg, fp, allow_mixed) as ds, _progress() as bar:
-        task = bar.add_task("op table", total=len(shapes), rate="", last="")
+        have = ds.op_table()
+        have = have[(have["fingerprint"] == fp["hash"]) & (have["batch"] == m.batch)]
+        done = set(zip(have["block_type"], have["resolution"], have["channels"], strict=True))
+        shapes = [s for s in grid_shapes if s not in done]  # a rerun resumes, not redoes
+        task = bar.add_task(
+            "op table",
+            total=len(grid_shapes),
+            completed=len(grid_shapes) - len(shapes),
+            rate="",
+            last="",
+        )
         try:
             with stop_on_signals():
                 measure_op_table(
                     get_space(cfg.space),
-                    grid,
-                    list(res),
-                    list(cfg.block_types),
+                    shapes,
                     m,
                     passes,
                     fp["hash"],
@@ -235,8 +241,8 @@ def measure_ops_cmd(
             bar.stop()
             fail(
                 f"interrupted: the op table in {out} keeps the shapes already measured; "
-                "run again to redo it",
-                130 if e.signum == 2 else 143,
+                "run the same command again to finish it",
+                130 if e.signum == signal.SIGINT else 143,
             )
         n_rows = len(ds.op_table())
     err.print(f"{n_rows} op-table rows in {out}")

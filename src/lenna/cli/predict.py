@@ -38,6 +38,8 @@ def train_cmd(
         raise InputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
     data = load_data(db)
     with err.status(f"training {model} on {len(data)} samples"):
         m = train_predictor(data, model, seed=seed, split=split)
@@ -62,6 +64,8 @@ def evaluate_cmd(
     """
     if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InputError(f"--figure must end in .png, .svg or .pdf, got {figure.name!r}")
+    if figure is not None and not figure.parent.is_dir():
+        raise InputError(f"--figure {figure}: folder {figure.parent} does not exist")
     ds = load_data(data)
     results, scatter = {}, {}
     for path in models:
@@ -71,11 +75,15 @@ def evaluate_cmd(
         for w in caught:
             err.print(f"[yellow]warning:[/] {w.message}")
         name = path.name if path.name not in results else str(path)
+        splits = evaluate_model(m, ds)
+        # DESIGN's contract: per model the held-out figures at the top, the breakdown below
         results[name] = {
             "kind": m.kind,
             "differentiable": m.differentiable,
-            **evaluate_model(m, ds),
+            **splits["held_out"],
+            "splits": splits,
         }
+
         held = split_masks(m, ds)["held_out"]
         scatter[f"{name} ({m.kind})"] = (ds.y[held], m.predict_features(ds.X[held]))
     if figure is not None:
@@ -100,7 +108,7 @@ def evaluate_cmd(
     )
     for name, r in results.items():
         for s in EVAL_SPLITS:
-            x = r[s]
+            x = r["splits"][s]
             table.add_row(
                 name,
                 r["kind"] + ("" if r["differentiable"] else " (not diff.)"),

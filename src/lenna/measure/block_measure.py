@@ -50,6 +50,8 @@ def measure_block(
     torch.manual_seed(seed)
     device = torch.device(config.device)
     block = Block(space, block_type, channels, "gated", alphas).to(device, config.torch_dtype)
+    # the gates sample from exactly the stored α, not a copy rounded to a half-precision dtype
+    block.alphas.data = torch.as_tensor(alphas, dtype=torch.float64, device=device)
     shape = (config.batch, channels, resolution, resolution)
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)

@@ -10,21 +10,25 @@ import pandas as pd
 
 from lenna.errors import InputError
 from lenna.measure.store import Dataset
-from lenna.space import encode, get_space
+from lenna.space import SearchSpace, encode, get_space
 
 FORMATS = (".parquet", ".csv")
+
+
+def encode_rows(space: SearchSpace, df: pd.DataFrame) -> np.ndarray:
+    """Encoded features ``(n, F)`` of dataset rows, from each row's stored α."""
+    X = [
+        encode(space, r.block_type, r.channels, r.resolution, np.asarray(r.alphas))
+        for r in df.itertuples()
+    ]
+    return np.stack(X) if X else np.zeros((0, space.num_features))
 
 
 def to_frame(ds: Dataset) -> pd.DataFrame:
     """One row per sample: stored columns (α as JSON text) + ``f:<name>`` feature columns."""
     space = get_space(ds.meta["space"])
     df = ds.samples()
-    feats = np.array(
-        [
-            encode(space, r.block_type, r.channels, r.resolution, np.array(r.alphas))
-            for r in df.itertuples()
-        ]
-    ).reshape(len(df), space.num_features)
+    feats = encode_rows(space, df)
     out = df.drop(columns=["trace"]).copy()
     out["alphas"] = out["alphas"].map(json.dumps)
     return pd.concat(

@@ -70,25 +70,32 @@ def measure_ops_at(
     return rows
 
 
+def op_grid(
+    channels: list[int], resolutions: list[int], block_types: list[str]
+) -> list[tuple[str, int, int]]:
+    """Every (block type, resolution, channels) of the grid; reductions only at even sizes."""
+    return [
+        (bt, r, c)
+        for bt in block_types
+        for r in resolutions
+        for c in channels
+        if not (bt == "reduction" and r % 2)
+    ]
+
+
 def measure_op_table(
     space: SearchSpace,
-    channels: list[int],
-    resolutions: list[int],
-    block_types: list[str],
+    shapes: list[tuple[str, int, int]],
     config: MeasureConfig,
     passes: int = 20,
     fp_hash: str = "",
     on_shape: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
-    """The whole grid; ``on_shape`` receives each shape's rows as soon as they are measured."""
+    """Op-table rows of ``shapes``; ``on_shape`` receives each shape's rows when measured."""
     out = []
-    for bt in block_types:
-        for res in resolutions:
-            if bt == "reduction" and res % 2:
-                continue
-            for c in channels:
-                rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash)
-                if on_shape:
-                    on_shape(rows)
-                out += rows
+    for bt, res, c in shapes:
+        rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash)
+        if on_shape:
+            on_shape(rows)
+        out += rows
     return out

@@ -54,6 +54,14 @@ class SeedRule:
     max_resets: int = 100
     name: str = "seed"
 
+    def __post_init__(self) -> None:
+        _check(self.n >= 1 and self.k >= 1, f"seed rule needs n, k >= 1 (n={self.n}, k={self.k})")
+        _check(0 <= self.q <= 1 and self.tol > 0, "seed rule needs 0 <= q <= 1 and tol > 0")
+        _check(
+            1 <= self.min_resets <= self.max_resets,
+            f"need 1 <= min_resets <= max_resets, got {self.min_resets}, {self.max_resets}",
+        )
+
     def run(self, bench: Bench, costs: np.ndarray | None = None, probs: object = None) -> Estimate:
         values: list[float] = []
         streak, avg = 0, None
@@ -90,6 +98,16 @@ class CIRule:
     control: bool = True
     reject: float = 5.0  # drop resets this many robust SDs above the fit (0: keep all)
     name: str = "cv"
+    max_rejected: float = 0.05  # at most this share of resets may be dropped as interference
+
+    def __post_init__(self) -> None:
+        _check(self.passes >= 1, f"passes must be >= 1, got {self.passes}")
+        _check(0 <= self.q <= 1, f"q must be in [0, 1], got {self.q}")
+        _check(self.rel > 0 and 0 < self.confidence < 1, "need rel > 0 and 0 < confidence < 1")
+        _check(
+            3 <= self.min_resets <= self.max_resets,
+            f"need 3 <= min_resets <= max_resets, got {self.min_resets}, {self.max_resets}",
+        )
 
     def run(
         self, bench: Bench, costs: np.ndarray | None = None, probs: np.ndarray | None = None
@@ -114,7 +132,9 @@ class CIRule:
             if len(ys) < self.min_resets:
                 continue
             y, c = np.array(ys), np.array(cs) if use_cv else None
-            keep = _inliers(y, c, self.reject) if self.reject > 0 else np.ones(len(y), bool)
+            keep = np.ones(len(y), bool)
+            if self.reject > 0:
+                keep = _inliers(y, c, self.reject, max(1, int(self.max_rejected * len(y))))
             rejected = int((~keep).sum())
             est, half = _estimate(
                 y[keep], None if c is None else c[keep], expected_c, self.confidence
@@ -142,12 +162,19 @@ def _line(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
-def _inliers(y: np.ndarray, c: np.ndarray | None, k: float) -> np.ndarray:
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise InputError(message)
+
+
+def _inliers(y: np.ndarray, c: np.ndarray | None, k: float, cap: int) -> np.ndarray:
     """Resets not hit by interference: residual at most ``k`` robust SDs above the fit.
 
     Interference only ever adds time, and the control explains the path, so a residual far
     above the rest is a stall of the machine, not a property of the block. The fit is made
-    twice, the second time without the first one's outliers so they cannot drag it.
+    twice, the second time without the first one's outliers so they cannot drag it. At most
+    ``cap`` resets (the largest residuals) are dropped, so a path that is really slower than
+    its op costs say cannot be thrown away wholesale.
     """
     x = np.zeros(len(y)) if c is None else c
     keep = np.ones(len(y), bool)
@@ -159,6 +186,10 @@ def _inliers(y: np.ndarray, c: np.ndarray | None, k: float) -> np.ndarray:
         if scale == 0:
             break
         keep = r <= med + k * scale
+        if (~keep).sum() > cap:
+            keep = np.ones(len(y), bool)
+            if cap > 0:
+                keep[np.argsort(r)[-cap:]] = False
     return keep
 
 

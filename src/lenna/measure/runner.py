@@ -8,7 +8,6 @@ CLI passes callbacks for progress and warnings.
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,18 +88,14 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     space = get_space(cfg.space)
     path = Path(path)
     if not path.exists():
-        ds = Dataset.create(
-            path,
-            {
-                "space": space.name,
-                "space_hash": space.definition_hash(),
-                "config": cfg.to_dict(),
-                "fingerprint": fp,
-                "lenna_version": __version__,
-            },
-        )
-        ds.add_fingerprint(fp)
-        return ds
+        meta = {
+            "space": space.name,
+            "space_hash": space.definition_hash(),
+            "config": cfg.to_dict(),
+            "fingerprint": fp,
+            "lenna_version": __version__,
+        }
+        return Dataset.create(path, meta, fp)
     ds = Dataset.open(path)
     meta = ds.meta
     if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
@@ -213,9 +208,8 @@ def run_measurement(
                 ctrl = control_measurement(space, cfg).latency_ms
                 rel = (ctrl - base) / base
                 flagged = abs(rel) > DRIFT_TOLERANCE
-                ds.add_drift(count, ctrl, rel, flagged)
+                ds.add_drift(count, ctrl, rel, since_check if flagged else [])
                 if flagged:
-                    ds.flag_drift(since_check)
                     warn(
                         f"drift: the control sample moved {rel:+.1%} from its first value "
                         f"({ctrl:.3f} vs {base:.3f} ms); the last {len(since_check)} rows "
@@ -238,7 +232,3 @@ def _missing_indices(have: set[int], n: int) -> list[int]:
 def _seed(seed: int, index: int) -> int:
     """Per-sample seed for weights and gate sampling, stable across resumes."""
     return int(np.random.default_rng([seed, index, 1]).integers(2**31))
-
-
-def dump_config(cfg: RunConfig) -> str:
-    return json.dumps(cfg.to_dict(), indent=2)

@@ -8,8 +8,8 @@ Values that are not plain numbers are stored as JSON text, never pickled.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -86,20 +86,40 @@ class Dataset:
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, meta: dict) -> Dataset:
+    def create(cls, path: str | Path, meta: dict, fingerprint: dict | None = None) -> Dataset:
+        """A new file with schema, metadata and (optionally) its first fingerprint.
+
+        Built under a temporary name and renamed into place, so an interrupted creation
+        leaves no half-made dataset behind.
+        """
         path = Path(path)
         if path.exists():
             raise InputError(f"{path} already exists")
-        if not path.parent.exists():
+        if not path.parent.is_dir():
             raise InputError(f"folder {path.parent} does not exist")
-        con = _connect(path)
-        with con:
-            con.executescript(_SCHEMA)
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            for k, v in meta.items():
-                con.execute("INSERT INTO meta VALUES (?, ?)", (k, json.dumps(v)))
-        return cls(path, con)
+        tmp = path.with_name(path.name + ".creating")
+        tmp.unlink(missing_ok=True)
+        con = sqlite3.connect(tmp)
+        try:
+            con.executescript(
+                "BEGIN;\n"
+                + _SCHEMA
+                + f"PRAGMA application_id = {APPLICATION_ID};\n"
+                + f"PRAGMA user_version = {SCHEMA_VERSION};\n"
+            )
+            con.executemany(
+                "INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+            )
+            if fingerprint is not None:
+                con.execute(
+                    "INSERT INTO fingerprints VALUES (?, ?)",
+                    (fingerprint["hash"], json.dumps(fingerprint)),
+                )
+            con.commit()
+        finally:
+            con.close()
+        os.replace(tmp, path)
+        return cls(path, _connect(path))
 
     @classmethod
     def open(cls, path: str | Path) -> Dataset:
@@ -156,12 +176,6 @@ class Dataset:
     def indices(self) -> set[int]:
         return {r[0] for r in self.con.execute("SELECT sample_index FROM samples")}
 
-    def flag_drift(self, indices: Iterable[int]) -> None:
-        with self.con:
-            self.con.executemany(
-                "UPDATE samples SET drift_flag = 1 WHERE sample_index = ?", [(i,) for i in indices]
-            )
-
     def samples(self) -> pd.DataFrame:
         """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index."""
         df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
@@ -193,12 +207,16 @@ class Dataset:
     def op_table(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM op_table", self.con)
 
-    def add_drift(self, after_samples: int, latency_ms: float, rel: float, flagged: bool) -> None:
+    def add_drift(self, after_samples: int, latency_ms: float, rel: float, flag: list[int]) -> None:
+        """Record a control measurement and flag ``flag`` (sample ids) in one transaction."""
         with self.con:
             self.con.execute(
                 "INSERT INTO drift (after_samples, latency_ms, rel_change, flagged) "
                 "VALUES (?, ?, ?, ?)",
-                (after_samples, latency_ms, rel, int(flagged)),
+                (after_samples, latency_ms, rel, int(bool(flag))),
+            )
+            self.con.executemany(
+                "UPDATE samples SET drift_flag = 1 WHERE sample_index = ?", [(i,) for i in flag]
             )
 
     def drift(self) -> pd.DataFrame:

@@ -26,9 +26,12 @@ def resolve_device(device: str) -> torch.device:
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available on this machine")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as e:
         raise InputError(f"bad device {device!r}: {e}") from None
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
 
 
 class Timer:
@@ -46,11 +49,12 @@ class Timer:
         return (time.perf_counter_ns() - t0) * 1e-9
 
     def _time_cuda(self, fn: Callable[[], object]) -> float:
-        torch.cuda.synchronize(self.device)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) * 1e-3
+        with torch.cuda.device(self.device):  # events go on this device's current stream
+            torch.cuda.synchronize(self.device)
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) * 1e-3

@@ -7,6 +7,7 @@ logits the gates sampled from when the label was measured.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from lenna.errors import InputError
+from lenna.measure.export import encode_rows
 from lenna.measure.store import Dataset
-from lenna.space import SearchSpace, encode, get_space
+from lenna.space import SearchSpace, get_space
 
 
 @dataclass
@@ -28,7 +30,7 @@ class LatencyData:
     y: np.ndarray
     onehot: np.ndarray  # bool: every edge's distribution is one-hot (a derived architecture)
     fingerprint: dict
-    identity: str  # hash of the file's config + rows: "is this the same dataset?"
+    identity: str  # lineage: same space + sampling config means same blocks under same ids
     op_table: pd.DataFrame
 
     def __len__(self) -> int:
@@ -59,8 +61,27 @@ class LatencyData:
         return np.where(self.X[:, 0] == 1.0, "normal", "reduction")
 
 
-def load_data(path: str | Path, space: str | None = None) -> LatencyData:
-    """Read a dataset file; refuses an empty file, NaN labels, or another space than ``space``."""
+def is_onehot(space: SearchSpace, X: np.ndarray) -> np.ndarray:
+    """Rows whose every edge has one op of probability 1 (padded slots are exactly 0)."""
+    probs = X[:, 2:-1].reshape(len(X), space.num_edges, space.max_ops)
+    return (probs.max(axis=2) == 1.0).all(axis=1)
+
+
+def lineage(meta: dict) -> str:
+    """Files with the same space and sampling config hold the same blocks under the same ids
+    (sample ``i`` is a function of the seed and ``i``), so a model's training ids mean the same
+    blocks in any of them, including a file extended after the model was trained."""
+    key = json.dumps([meta.get("space_hash"), meta.get("config")], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def load_data(
+    path: str | Path, space: str | None = None, include_flagged: bool = False
+) -> LatencyData:
+    """Read a dataset file; refuses an empty file, NaN labels, or another space than ``space``.
+
+    Rows the drift guard flagged are left out unless ``include_flagged``.
+    """
     with Dataset.open(path) as ds:
         meta = ds.meta
         df = ds.samples()
@@ -73,29 +94,22 @@ def load_data(path: str | Path, space: str | None = None) -> LatencyData:
         raise InputError(f"{path} was measured on another definition of space {name!r}")
     if df.empty:
         raise InputError(f"{path} holds no samples; measure some first (lenna measure)")
+    if not include_flagged:
+        df = df[df["drift_flag"] == 0].reset_index(drop=True)
+        if df.empty:
+            raise InputError(f"every sample in {path} is drift-flagged; nothing to train on")
     lat = pd.to_numeric(df["latency_ms"], errors="coerce").astype(float)
     if not np.isfinite(lat).all():
         bad = df.loc[~np.isfinite(lat), "sample_index"].tolist()
         raise InputError(f"{path} has NaN/inf labels (sample ids {bad[:5]})")
-    X = np.stack(
-        [
-            encode(sp, r.block_type, r.channels, r.resolution, np.asarray(r.alphas))
-            for r in df.itertuples()
-        ]
-    )
-    probs = X[:, 2:-1].reshape(len(df), sp.num_edges, sp.max_ops)
-    mask = sp.op_mask("normal")[None] | sp.op_mask("reduction")[None]
-    onehot = (np.where(mask, probs, 1.0).max(axis=2) == 1.0).all(axis=1)
-    h = hashlib.sha256()
-    h.update(str(meta.get("config")).encode())
-    h.update(df[["sample_index", "latency_ms"]].to_numpy().tobytes())
+    X = encode_rows(sp, df)
     return LatencyData(
         sp,
         df["sample_index"].to_numpy(),
         X,
-        df["latency_ms"].to_numpy(float),
-        onehot,
+        lat.to_numpy(),
+        is_onehot(sp, X),
         meta.get("fingerprint", {}),
-        h.hexdigest()[:16],
+        lineage(meta),
         ops,
     )

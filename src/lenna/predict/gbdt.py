@@ -65,7 +65,7 @@ class GBDTPredictor(Predictor):
     def load_state(
         self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Path
     ) -> None:
-        path = Path(folder) / params["model_file"]
+        path = Path(folder) / MODEL_FILE  # never a path taken from the JSON
         if not path.is_file():
             raise InputError(f"{path} is missing")
         try:

@@ -87,12 +87,25 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except (FileNotFoundError, SafetensorError, OSError) as e:
         raise InputError(f"{folder / WEIGHTS_FILE} is missing or malformed ({e})") from None
-    model = cls(sp, seed=meta.get("seed", 0), **meta.get("hparams", {}))
-    model.info = meta.get("info", {})
+    hparams, params = meta.get("hparams", {}), meta.get("params", {})
+    if not isinstance(hparams, dict) or not isinstance(params, dict):
+        raise InputError(f"{meta_path} is malformed (hparams/params must be objects)")
     try:
-        model.load_state(tensors, meta.get("params", {}), folder)
-    except (KeyError, RuntimeError, OSError, ValueError) as e:
-        raise InputError(f"{folder} has malformed weights ({e.__class__.__name__}: {e})") from None
+        model = cls(sp, seed=int(meta.get("seed", 0)), **hparams)
+        model.info = dict(meta.get("info", {}))
+        model.load_state(tensors, params, folder)
+    except (
+        KeyError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as e:
+        raise InputError(
+            f"{folder} has malformed weights or parameters ({e.__class__.__name__}: {e})"
+        ) from None
     _warn_if_foreign(model, folder)
     return model
 

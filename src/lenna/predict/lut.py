@@ -17,6 +17,7 @@ import torch
 from lenna.errors import InputError
 from lenna.predict.base import Predictor, register_predictor
 from lenna.predict.data import LatencyData
+from lenna.space import BLOCK_TYPES
 
 KINDS = ("same", "down")
 
@@ -51,14 +52,28 @@ class LUTPredictor(Predictor):
                 self.channels.index(r.channels),
                 names.index(r.op),
             ] = r.latency_ms
+        for b, k, r in zip(*np.nonzero(~np.isnan(table).all(axis=(3, 4))), strict=True):
+            n_ops = len(sp.down_ops if k == 1 else sp.ops)
+            hole = np.isnan(table[b, k, r, :, :n_ops])
+            if hole.any():
+                c = self.channels[int(np.nonzero(hole.any(axis=1))[0][0])]
+                raise InputError(
+                    f"the op table is incomplete ({BLOCK_TYPES[b]} blocks, {KINDS[k]} edges, "
+                    f"resolution {self.resolutions[r]}, channels {c}); run `lenna measure-ops` "
+                    "again with the same grid"
+                )
         self.table = torch.as_tensor(np.nan_to_num(table, nan=0.0))
         self.present = torch.as_tensor(~np.isnan(table).all(axis=(3, 4)))  # [bt, kind, res]
+        self._prepare()
 
-    def _edge_kinds(self) -> torch.Tensor:
-        """[bt, edge] -> kind index (1 where the edge downsamples)."""
+    def _prepare(self) -> None:
+        """Derived tensors, built once: log table, channel grid, resolutions, edge kinds."""
         sp = self.space
-        return torch.tensor(
-            [[int(sp.is_down(bt, e)) for e in sp.edges] for bt in ("normal", "reduction")]
+        self._log_table = torch.log(self.table.clamp(min=1e-9))
+        self._grid = torch.log(torch.tensor(self.channels, dtype=torch.float64))
+        self._res = torch.tensor(self.resolutions, dtype=torch.float64)
+        self._kinds = torch.tensor(
+            [[int(sp.is_down(bt, e)) for e in sp.edges] for bt in BLOCK_TYPES]
         )
 
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
@@ -69,35 +84,39 @@ class LUTPredictor(Predictor):
         sp = self.space
         batch = X.shape[:-1]
         X = X.reshape(-1, X.shape[-1])
-        bt = (X[:, 0] < 0.5).long()  # 0 normal, 1 reduction
-        res = X[:, -1].detach()
-        res_idx = torch.tensor([self._res_index(float(r)) for r in res], dtype=torch.long)
-        logc = torch.log(X[:, 1].detach().to(torch.float64))
-        grid = torch.log(torch.tensor(self.channels, dtype=torch.float64))
-        hi = (
-            torch.searchsorted(grid, logc).clamp(1, len(grid) - 1)
-            if len(grid) > 1
-            else torch.zeros_like(bt)
-        )
-        lo = (hi - 1).clamp(min=0)
+        dev = X.device
+        bt = (X[:, 0] < 0.5).long().cpu()  # 0 normal, 1 reduction
+        match = X[:, -1:].detach().cpu().double() == self._res[None, :]
+        if not match.any(dim=1).all():
+            bad = float(X[~match.any(dim=1).to(dev), -1][0])
+            raise InputError(f"the op table has no resolution {bad:g} (has {self.resolutions})")
+        res_idx = match.double().argmax(dim=1)
+        needs_down = bt == 1
+        ok = self.present[bt, 0, res_idx] & (~needs_down | self.present[bt, 1, res_idx])
+        if not ok.all():
+            i = int(torch.nonzero(~ok)[0])
+            raise InputError(
+                f"the op table has no {BLOCK_TYPES[int(bt[i])]} blocks at resolution "
+                f"{self.resolutions[int(res_idx[i])]}; run `lenna measure-ops` for them"
+            )
+        grid = self._grid
+        logc = torch.log(X[:, 1].detach().cpu().double())
         if len(grid) > 1:
+            hi = torch.searchsorted(grid, logc).clamp(1, len(grid) - 1)
+            lo = hi - 1
             w = ((logc - grid[lo]) / (grid[hi] - grid[lo])).clamp(0, 1)
         else:
+            hi = lo = torch.zeros_like(bt)
             w = torch.zeros_like(logc)
-        kinds = self._edge_kinds()[bt]  # (n, E)
-        t = torch.log(self.table.clamp(min=1e-9)).to(X.dtype)
+        kinds = self._kinds[bt]  # (n, E)
+        t = self._log_table
         idx_b, idx_r = bt[:, None], res_idx[:, None]
         t_lo = t[idx_b, kinds, idx_r, lo[:, None]]  # (n, E, K)
         t_hi = t[idx_b, kinds, idx_r, hi[:, None]]
-        w = w.to(X.dtype)[:, None, None]
-        L = torch.exp((1 - w) * t_lo + w * t_hi)
+        w = w[:, None, None]
+        L = torch.exp((1 - w) * t_lo + w * t_hi).to(dev, X.dtype)
         probs = X[:, 2:-1].reshape(-1, sp.num_edges, sp.max_ops)
         return (probs * L).sum(dim=2).reshape(*batch, sp.num_edges)
-
-    def _res_index(self, r: float) -> int:
-        if r not in self.resolutions:
-            raise InputError(f"the op table has no resolution {r:g} (has {self.resolutions})")
-        return self.resolutions.index(r)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return (
@@ -110,3 +129,4 @@ class LUTPredictor(Predictor):
     ) -> None:
         self.table, self.present = tensors["table"], tensors["present"]
         self.channels, self.resolutions = params["channels"], params["resolutions"]
+        self._prepare()

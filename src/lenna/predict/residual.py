@@ -33,12 +33,13 @@ class ResidualPredictor(Predictor):
     def _edge_log_ms(self, X: torch.Tensor) -> torch.Tensor:
         return torch.log(self.lut.edge_latencies(X) + EPS_MS)
 
-    def _features(self, X: torch.Tensor) -> torch.Tensor:
-        e = self._edge_log_ms(X)
+    def _features(self, X: torch.Tensor, edge_ms: torch.Tensor | None = None) -> torch.Tensor:
+        e = torch.log((self.lut.edge_latencies(X) if edge_ms is None else edge_ms) + EPS_MS)
         return torch.cat([self.scaler(X), (e - self.e_mean.to(e)) / self.e_std.to(e)], dim=-1)
 
-    def _offset(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.lut.forward_features(X) + EPS_MS)
+    def _offset(self, X: torch.Tensor, edge_ms: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.lut.edge_latencies(X) if edge_ms is None else edge_ms
+        return torch.log(e.sum(dim=-1) + EPS_MS)
 
     def _fit(self, train: LatencyData, val: LatencyData) -> None:
         hp = self._hp()
@@ -55,7 +56,8 @@ class ResidualPredictor(Predictor):
 
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         X64 = X.to(torch.float64)
-        out = self._offset(X64) + self.net(self._features(X64)).squeeze(-1)
+        e = self.lut.edge_latencies(X64)  # once: both the offset and the features need it
+        out = self._offset(X64, e) + self.net(self._features(X64, e)).squeeze(-1)
         return torch.exp(out).to(X.dtype)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

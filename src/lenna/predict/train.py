@@ -31,10 +31,13 @@ def train_predictor(
 
 
 def held_out_rows(model: Predictor, data: LatencyData) -> np.ndarray:
-    """Rows this model never saw: its stored test ids on its own dataset, else every row."""
-    if model.info.get("dataset_identity") == data.identity:
-        return np.isin(data.ids, model.info["split"]["test"])
-    return np.ones(len(data), bool)
+    """Rows this model never saw. In its own dataset's lineage (same blocks under the same
+    ids, see :func:`~lenna.predict.data.lineage`), every row outside its training and
+    validation ids, so rows added after training count too; in any other dataset, all rows."""
+    if model.info.get("dataset_identity") != data.identity:
+        return np.ones(len(data), bool)
+    split = model.info["split"]
+    return ~np.isin(data.ids, np.concatenate([split["train"], split["val"]]))
 
 
 def split_masks(model: Predictor, data: LatencyData) -> dict[str, np.ndarray]:

@@ -64,6 +64,16 @@ class Block(nn.Module):
                 mode,
                 fixed_op=choices[e.index] if mode == "fixed" else None,
             )
+        # per node, its incoming (edge index, source node, edge module): the forward pass
+        # (which is what gets timed) then does no searching or string keys
+        self._wiring = [
+            [
+                (e.index, e.src, self.edges[str(e.index)])
+                for e in space.edges
+                if e.dst == node and str(e.index) in self.edges
+            ]
+            for node in range(space.num_inputs, space.num_inputs + space.num_nodes)
+        ]
 
     # ---- construction helpers --------------------------------------------------------
     def _make_alphas(self, alphas: object) -> nn.Parameter:
@@ -143,14 +153,10 @@ class Block(nn.Module):
             self.mode == "gated" and torch.is_grad_enabled() and self.alphas.requires_grad
         ):
             probs = self.probabilities()
-        for node in range(sp.num_inputs, sp.num_inputs + sp.num_nodes):
+        for incoming in self._wiring:
             total = None
-            for e in sp.edges:
-                if e.dst != node or str(e.index) not in self.edges:
-                    continue
-                out = self.edges[str(e.index)](
-                    states[e.src], None if probs is None else probs[e.index]
-                )
+            for k, src, edge in incoming:
+                out = edge(states[src], None if probs is None else probs[k])
                 total = out if total is None else total + out
             states.append(total)
         if sp.output == "concat":
