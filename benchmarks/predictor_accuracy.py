@@ -21,10 +21,13 @@ import torch
 
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, train_predictor
-from lenna.predict.train import evaluate_model
+from lenna.predict.train import evaluate_model, split_masks
+from lenna.report.scatter import plot_predicted_vs_measured
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import record
+
+FIGURES = Path(__file__).parent / "figures"
 
 
 def throughput(model, X: np.ndarray, repeats: int = 3) -> float:
@@ -42,19 +45,25 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", type=Path, required=True)
     ap.add_argument("--models", nargs="+", default=list_kinds())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="also train/evaluate on rows the drift guard flagged",
+    )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
     sections = []
     fp = None
     for path in args.data:
-        data = load_data(path)
+        data = load_data(path, include_flagged=args.include_flagged)
         fp = data.fingerprint
         with Dataset.open(path) as ds:
             wall = float(ds.samples()["wall_s"].median())
         X = np.repeat(data.X, int(np.ceil(20000 / len(data))), axis=0)[:20000]
         lines = [
-            f"**{data.space.name}** — {path.name}: {len(data)} samples "
+            f"**{data.space.name}** — {path.name}: {len(data)} samples"
+            f"{' (drift-flagged rows included)' if args.include_flagged else ''} "
             f"({int(data.onehot.sum())} one-hot), op table {len(data.op_table)} rows, "
             f"median {wall:.2f} s to measure a sample.",
             "",
@@ -63,6 +72,7 @@ def main() -> None:
             "| × faster than measuring |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        scatter = {}
         for kind in args.models:
             t0 = time.perf_counter()
             m = train_predictor(data, kind, seed=args.seed)
@@ -71,6 +81,8 @@ def main() -> None:
             ex = evaluate_model(mx, data)["extrapolation"]
             h, oh = r["held_out"], r["one_hot"]
             tput = throughput(m, X)
+            held = split_masks(m, data)["held_out"]
+            scatter[kind] = (data.y[held], m.predict_features(data.X[held]))
             lines.append(
                 f"| {kind} | {'yes' if m.differentiable else 'no'} | {h['mape']:.2f} % "
                 f"| {h['within_5']:.1f} % | {h['within_10']:.1f} % | {h['rmse_ms']:.3f} "
@@ -79,6 +91,10 @@ def main() -> None:
                 f"| {tput:,.0f} | {tput * wall:,.0f} |"
             )
             print(lines[-1], f"(trained in {time.perf_counter() - t0:.0f} s)", flush=True)
+        fig = FIGURES / f"{data.space.name}_predicted_vs_measured.png"
+        FIGURES.mkdir(exist_ok=True)
+        plot_predicted_vs_measured(scatter, fig, title=f"held-out rows of {path.name}")
+        lines.append(f"\nFigure: `benchmarks/figures/{fig.name}`.")
         sections.append("\n".join(lines))
     body = "\n\n".join(sections)
     body += (

@@ -30,6 +30,9 @@ def train_cmd(
         help="random, or channels: hold out every row above the 90th "
         "percentile of channels (extrapolation).",
     ),
+    include_flagged: bool = typer.Option(
+        False, "--include-flagged", help="Also train on rows the drift guard flagged."
+    ),
 ) -> None:
     """Train a latency predictor on a dataset's training split; held-out ids go with it."""
     if model not in list_kinds():
@@ -40,7 +43,7 @@ def train_cmd(
         raise InputError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    data = load_data(db)
+    data = load_data(db, include_flagged=include_flagged)
     with err.status(f"training {model} on {len(data)} samples"):
         m = train_predictor(data, model, seed=seed, split=split)
     save_predictor(m, out)
