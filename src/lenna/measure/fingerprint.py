@@ -56,6 +56,7 @@ def fingerprint(
 def describe(fp: dict) -> str:
     """One line for reports: device, threads, torch, hash."""
     return (
-        f"{fp['device_name']} ({fp['device']}, {fp['threads']} threads, batch {fp['batch']}, "
+        f"{fp['device_name']} ({fp['device']}, {fp['threads']} "
+        f"thread{'' if fp['threads'] == 1 else 's'}, batch {fp['batch']}, "
         f"{fp['dtype']}), torch {fp['torch']}, {fp['os']} [{fp['hash']}]"
     )
