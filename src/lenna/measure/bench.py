@@ -100,12 +100,13 @@ class GatedBench:
     def time_ops(self, passes: int) -> list[dict]:
         """Each op of each edge kind alone: ``passes`` timed calls after one untimed call."""
         out = []
+        b = self.block
+        c_out = b.space.shapes(b.block_type, b.channels, 2)["edge_channels"]
         for key, k in self.edge_kinds().items():
             x, edge = self._edge_inputs[k], self.block.edges[str(k)]
             for slot, (name, op) in enumerate(zip(edge.op_names, edge.ops, strict=True)):
                 op(x)
                 times = [self.timer(lambda op=op, x=x: op(x)) for _ in range(passes)]
-                c_out = self.block.space.shapes(self.block.block_type, self.block.channels, 2)
                 out.append(
                     {
                         "kind": key,
@@ -113,7 +114,7 @@ class GatedBench:
                         "op": name,
                         "stride": edge.stride,
                         "c_in": int(x.shape[1]),
-                        "c_out": c_out["edge_channels"],
+                        "c_out": c_out,
                         "times": times,
                     }
                 )

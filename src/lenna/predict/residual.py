@@ -30,9 +30,6 @@ class ResidualPredictor(Predictor):
     def _hp(self) -> dict[str, Any]:
         return {**DEFAULTS, **self.hparams}
 
-    def _edge_log_ms(self, X: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.lut.edge_latencies(X) + EPS_MS)
-
     def _features(self, X: torch.Tensor, edge_ms: torch.Tensor | None = None) -> torch.Tensor:
         e = torch.log((self.lut.edge_latencies(X) if edge_ms is None else edge_ms) + EPS_MS)
         return torch.cat([self.scaler(X), (e - self.e_mean.to(e)) / self.e_std.to(e)], dim=-1)
@@ -47,7 +44,7 @@ class ResidualPredictor(Predictor):
         self.lut._fit(train, val)
         self.scaler = Scaler(self.space).fit(train.X)
         with torch.no_grad():
-            e = self._edge_log_ms(torch.as_tensor(train.X))
+            e = torch.log(self.lut.edge_latencies(torch.as_tensor(train.X)) + EPS_MS)
         self.e_mean, self.e_std = e.mean(0), e.std(0).clamp(min=1e-6)
         self.net = build_mlp(num_derived(self.space) + self.space.num_edges, hp["hidden"])
         self.info["training"] = train_log_target(
