@@ -6,6 +6,7 @@ from lenna.cli.app import app
 from lenna.cli.dataset import dataset_app, plot_app
 from lenna.cli.measure import measure_cmd, measure_ops_cmd
 from lenna.cli.predict import evaluate_cmd, train_cmd
+from lenna.cli.search import evaluate_arch_cmd, search_cmd, sweep_cmd
 from lenna.cli.space import space_app
 
 app.add_typer(space_app, name="space")
@@ -15,6 +16,9 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(plot_app, name="plot")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("search")(search_cmd)
+app.command("evaluate-arch")(evaluate_arch_cmd)
+app.command("sweep")(sweep_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,275 @@
+"""``lenna search``, ``lenna evaluate-arch``, ``lenna sweep``: latency-aware DARTS and its proof."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lenna.cli.app import fail
+from lenna.errors import InputError
+from lenna.measure.config import MeasureConfig
+from lenna.measure.runner import Interrupted, stop_on_signals
+from lenna.search.config import SearchConfig
+from lenna.search.genotype import Genotype
+from lenna.search.network import NetConfig
+from lenna.search.run import run_search
+from lenna.search.sweep import run_sweep
+from lenna.search.verify import evaluate_arch
+
+err = Console(stderr=True)
+
+# ---- options shared by `search` and `sweep` ------------------------------------------------
+SPACE = typer.Option("lenna", "--space", help="Search space (lenna, darts).")
+PREDICTOR = typer.Option(
+    None, "--predictor", help="Latency model folder (`lenna train`); needed for λ > 0."
+)
+DATA = typer.Option(
+    "mnist5k", "--data", help="mnist5k (offline default), digits, synthetic, or cifar10:DIR."
+)
+LIMIT = typer.Option(2000, "--limit", help="Training images the search uses (half w, half α).")
+EPOCHS = typer.Option(8, "--epochs", help="Search epochs.")
+SEED = typer.Option(0, "--seed", help="Seed of data order, gates and initialisation.")
+FORM = typer.Option("linear", "--form", help="Latency term: linear (CE + λ·E/ref) or log.")
+REF = typer.Option(None, "--ref-ms", help="Reference latency [E at uniform α].")
+TARGET = typer.Option(None, "--target-ms", help="Penalise only latency above this budget (ms).")
+EXTRAP = typer.Option(
+    False, "--allow-extrapolation", help="Search cells outside the predictor's training ranges."
+)
+MODE = typer.Option("weighted", "--mode", help="weighted (DARTS) or gated (one sampled path).")
+UNROLLED = typer.Option(False, "--unrolled", help="Second-order DARTS (slower).")
+BATCH = typer.Option(64, "--batch", help="Images per step.")
+CHANNELS = typer.Option(8, "--channels", help="Width of the first cells (doubles per reduction).")
+CELLS = typer.Option(3, "--cells", help="Cells (reductions at 1/3 and 2/3 of depth).")
+ARCH_LR = typer.Option(
+    3e-3, "--arch-lr", help="Adam lr of α (10× DARTS's: searches here are short)."
+)
+THREADS = typer.Option(None, "--threads", help="CPU threads for training [torch's default].")
+
+
+def _config(**kw: object) -> SearchConfig:
+    net = NetConfig(channels=kw.pop("channels"), cells=kw.pop("cells"))
+    limit = kw.pop("limit")
+    return SearchConfig(
+        net=net, limit=None if limit in (None, 0) else limit, a_lr=kw.pop("arch_lr"), **kw
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+class _Bars:
+    """Step bar per epoch with loss, accuracy and predicted latency."""
+
+    def __init__(self, bar: Progress, epochs: int, label: str = "") -> None:
+        self.bar, self.epochs, self.label, self.task, self.epoch = bar, epochs, label, None, 0
+
+    def step(self, st: object, i: int, n: int) -> None:
+        if self.task is None or i == 1:
+            self.epoch += 1
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            desc = f"{self.label}epoch {self.epoch}/{self.epochs}"
+            self.task = self.bar.add_task(desc, total=n, info="")
+        ms = "" if math.isnan(st.expected_ms) else f" E(lat) {st.expected_ms:.2f} ms"
+        self.bar.update(
+            self.task,
+            completed=i,
+            info=f"loss {st.w_loss:.3f} acc {100 * st.w_correct / max(1, st.batch):.0f}%{ms}",
+        )
+
+    def epoch_done(self, row: dict) -> None:
+        ms = "" if math.isnan(row["predicted_ms"]) else f", E(latency) {row['predicted_ms']:.3f} ms"
+        self.bar.console.print(
+            f"{self.label}epoch {int(row['epoch'])}: w acc {100 * row['w_acc']:.1f} %, "
+            f"α-half acc {100 * row['a_acc']:.1f} %{ms}, {row['epoch_s']:.0f} s"
+        )
+
+
+def _interrupted(e: BaseException, what: str) -> None:
+    code = 143 if isinstance(e, Interrupted) and e.signum == signal.SIGTERM else 130
+    fail(f"interrupted: {what}", code)
+
+
+def search_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
+    space: str = SPACE,
+    predictor: str = PREDICTOR,
+    lam: float = typer.Option(0.0, "--lam", help="λ: weight of the latency term (>= 0)."),
+    data: str = DATA,
+    limit: int = LIMIT,
+    epochs: int = EPOCHS,
+    seed: int = SEED,
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped run in --out."),
+    form: str = FORM,
+    ref_ms: float = REF,
+    target_ms: float = TARGET,
+    allow_extrapolation: bool = EXTRAP,
+    mode: str = MODE,
+    unrolled: bool = UNROLLED,
+    batch: int = BATCH,
+    channels: int = CHANNELS,
+    cells: int = CELLS,
+    arch_lr: float = ARCH_LR,
+    threads: int = THREADS,
+) -> None:
+    """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
+    from the predictor.
+
+    Writes config.json, metrics.csv, alphas.jsonl, a checkpoint per epoch, genotype.json and
+    figures into --out. Ctrl-C keeps every finished epoch; --resume continues to the same
+    result an uninterrupted run reaches.
+    """
+    cfg = _config(**{k: v for k, v in locals().items() if k not in ("out", "resume")})
+    with _progress() as bar:
+        bars = _Bars(bar, cfg.epochs)
+        try:
+            with stop_on_signals():
+                res = run_search(
+                    cfg, out, resume=resume, on_step=bars.step, on_epoch=bars.epoch_done
+                )
+        except KeyboardInterrupt as e:
+            bar.stop()
+            _interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
+    g = res.genotype
+    pred = "" if g.predicted_ms is None else f", predicted {g.predicted_ms:.3f} ms for the cells"
+    err.print(f"derived {g.space} architecture (λ = {g.lam:g}){pred} -> {out / 'genotype.json'}")
+
+
+def evaluate_arch_cmd(
+    genotype: Path = typer.Argument(..., help="genotype.json written by `lenna search`."),
+    data: str = typer.Option("mnist5k", "--data", help="Data set to train and test on."),
+    epochs: int = typer.Option(5, "--epochs", help="Training epochs from scratch (0: skip)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order."),
+    limit: int = typer.Option(None, "--limit", help="Use only this many training images."),
+    device: str = typer.Option("cpu", "--device", help="Device to measure on (cpu, cuda)."),
+    measure_threads: int = typer.Option(
+        1, "--measure-threads", help="Threads while measuring (as the datasets: 1)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Build the derived network, measure its latency for real, train it, compare.
+
+    Reports measured_ms (whole network), measured_cells_ms (each cell timed alone; what the
+    predictor models), predicted_ms, accuracy on the held-out test split, params.
+    """
+    if epochs < 0:
+        raise InputError(f"--epochs must be >= 0, got {epochs}")
+    g = Genotype.load(genotype)
+    mcfg = MeasureConfig(device=device, threads=measure_threads)
+    with err.status("measuring and training") as status:
+        res = evaluate_arch(
+            g,
+            data,
+            epochs,
+            seed,
+            limit,
+            mcfg,
+            on_stage=lambda s: status.update(s),
+            on_epoch=lambda e, loss, acc: status.update(
+                f"training: epoch {e}/{epochs}, loss {loss:.3f}, train acc {100 * acc:.1f} %"
+            ),
+        )
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=_json_default))
+        return
+    t = Table(title=f"{g.space} architecture, λ = {g.lam:g}")
+    for col in ("measured ms", "cells measured ms", "cells predicted ms", "error", "accuracy"):
+        t.add_column(col, justify="right")
+    t.add_column("params", justify="right")
+    pred = res["predicted_ms"]
+    t.add_row(
+        f"{res['measured_ms']:.3f}",
+        f"{res['measured_cells_ms']:.3f}",
+        "-" if pred is None else f"{pred:.3f}",
+        "-" if res["prediction_error"] is None else f"{100 * res['prediction_error']:+.1f} %",
+        "-" if math.isnan(res["accuracy"]) else f"{100 * res['accuracy']:.2f} %",
+        f"{res['params']:,}",
+    )
+    Console().print(t)
+
+
+def _json_default(x: object) -> object:
+    return None if isinstance(x, float) and math.isnan(x) else str(x)
+
+
+def sweep_cmd(
+    out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ)."),
+    lams: str = typer.Option("0,0.5", "--lams", help="Comma-separated λ values."),
+    space: str = SPACE,
+    predictor: str = PREDICTOR,
+    data: str = DATA,
+    limit: int = LIMIT,
+    epochs: int = EPOCHS,
+    eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
+    seed: int = SEED,
+    form: str = FORM,
+    ref_ms: float = REF,
+    target_ms: float = TARGET,
+    allow_extrapolation: bool = EXTRAP,
+    mode: str = MODE,
+    batch: int = BATCH,
+    channels: int = CHANNELS,
+    cells: int = CELLS,
+    arch_lr: float = ARCH_LR,
+    threads: int = THREADS,
+) -> None:
+    """Search + evaluate-arch per λ; writes sweep.csv/json and a Pareto figure.
+
+    Resumable: run the same command again and finished λ are skipped.
+    """
+    try:
+        lam_values = [float(v) for v in lams.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--lams must be comma-separated numbers, got {lams!r}") from None
+    kw = {k: v for k, v in locals().items() if k not in ("out", "lams", "eval_epochs")}
+    kw.pop("lam_values")
+    if not predictor:
+        raise InputError("a sweep needs --predictor MODEL")
+    cfg = _config(**kw, lam=0.0)
+    with _progress() as bar:
+        bars: dict[float, _Bars] = {}
+
+        def on_event(kind: str, info: dict) -> None:
+            lam = info["lam"]
+            if kind == "lam":
+                bars[lam] = _Bars(bar, cfg.epochs, f"λ={lam:g} ")
+            elif kind == "step":
+                bars[lam].step(info["st"], info["i"], info["n"])
+            elif kind == "epoch":
+                bars[lam].epoch_done(info)
+
+        try:
+            with stop_on_signals():
+                rows = run_sweep(cfg, lam_values, out, eval_epochs, on_event=on_event)
+        except KeyboardInterrupt as e:
+            bar.stop()
+            _interrupted(e, f"progress is saved in {out}; run the same command to continue")
+    t = Table(title=f"λ sweep, {cfg.space} space, {cfg.data}")
+    for col in ("λ", "measured ms", "cells measured ms", "cells predicted ms", "accuracy"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        pred = r["predicted_ms"]
+        t.add_row(
+            f"{r['lam']:g}",
+            f"{r['measured_ms']:.3f}",
+            f"{r['measured_cells_ms']:.3f}",
+            "-" if pred is None else f"{pred:.3f}",
+            f"{100 * r['accuracy']:.2f} %",
+        )
+    Console().print(t)
+    err.print(f"table and Pareto figure in {out}")

@@ -1,0 +1,57 @@
+"""Latency of a fixed module (a derived network or one of its cells), with the datasets' timer.
+
+There are no gates to sample, so a "reset" is a round: one untimed pass, then a few timed
+passes whose minimum is the round's value; rounds continue until the 95 % confidence interval
+of their mean is within the rule's tolerance. Same clock, warm-up, threads and eval mode as
+:func:`lenna.measure.measure_block`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from lenna.measure.config import MeasureConfig
+from lenna.measure.rules import Estimate, make_rule
+from lenna.measure.timer import Timer
+
+
+class FixedBench:
+    """The :class:`~lenna.measure.bench.Bench` protocol for a module without gates."""
+
+    def __init__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], timer: Timer) -> None:
+        self.module, self.inputs, self.timer = module.eval(), inputs, timer
+
+    def _run(self) -> None:
+        self.module(*self.inputs)
+
+    @torch.inference_mode()
+    def reset(self) -> list[int]:
+        self._run()  # untimed: the round's first pass
+        return []
+
+    @torch.inference_mode()
+    def passes(self, n: int) -> np.ndarray:
+        return np.array([self.timer(self._run) for _ in range(n)])
+
+
+def measure_module(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], config: MeasureConfig | None = None
+) -> Estimate:
+    """Latency (ms) of ``module(*inputs)`` under ``config`` (rule ``ci``: no gates, no control)."""
+    config = config or MeasureConfig()
+    params = config.rule_params if config.rule in ("ci", "cv") else {}
+    rule = make_rule("ci", **{k: v for k, v in params.items() if k not in ("control", "name")})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        device = torch.device(config.device)
+        module = module.to(device, config.torch_dtype)
+        inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
+        bench = FixedBench(module, inputs, Timer(device))
+        for _ in range(max(1, config.warmup_passes) + 2):
+            bench.reset()
+        return rule.run(bench)
+    finally:
+        torch.set_num_threads(threads)  # training afterwards keeps the machine's threads

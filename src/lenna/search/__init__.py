@@ -1,0 +1,1 @@
+"""Architecture search: data, supernet training and derivation."""

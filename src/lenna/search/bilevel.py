@@ -1,0 +1,169 @@
+"""One step of DARTS's bilevel optimisation, with the latency term in the α loss.
+
+α step on the α half, then w step on the w half. First order by default: ∇α of the α loss at
+the current w. ``unrolled`` (second order, Liu et al. 2019, eq. 7–8): ∇α at
+w' = w − ξ∇w L_w(w, α), minus ξ times a finite-difference Hessian-vector product.
+
+The latency term depends on α only, so its gradient is computed once, separately, and added
+by the chain rule: that makes its cost measurable (``latency_s``) and exact for both forms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lenna.search.latency import LatencyTerm
+from lenna.search.network import Network
+
+
+@dataclass
+class StepStats:
+    w_loss: float
+    w_correct: int
+    a_loss: float  # cross-entropy on the α batch
+    a_correct: int
+    total_loss: float  # the α loss with the latency term
+    expected_ms: float
+    latency_s: float  # time of the latency term (forward + gradient)
+    step_s: float
+    batch: int = 0
+
+
+def _latency_grad(
+    term: LatencyTerm | None, alphas: dict[str, nn.Parameter]
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], float]:
+    """E[latency] and dE/dα (one predictor pass), and the seconds it took."""
+    if term is None:
+        return None, {}, 0.0
+    t0 = time.perf_counter()
+    leaves = {k: a.detach().clone().requires_grad_(True) for k, a in alphas.items()}
+    e = term.expected_ms(leaves)
+    grads = dict(zip(leaves, torch.autograd.grad(e, list(leaves.values())), strict=True))
+    return e.detach(), grads, time.perf_counter() - t0
+
+
+def _alpha_loss(
+    net: Network, term: LatencyTerm | None, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits)."""
+    logits = net(x)
+    ce = F.cross_entropy(logits, y)
+    if term is None or e is None:
+        return ce, ce, None, logits
+    e_leaf = e.clone().requires_grad_(True)
+    return term.loss(ce, e_leaf), ce, e_leaf, logits
+
+
+def search_step(
+    net: Network,
+    term: LatencyTerm | None,
+    w_opt: torch.optim.Optimizer,
+    a_opt: torch.optim.Optimizer,
+    batch_w: tuple[torch.Tensor, torch.Tensor],
+    batch_a: tuple[torch.Tensor, torch.Tensor],
+    grad_clip: float,
+    unrolled: bool = False,
+    generator: torch.Generator | None = None,
+) -> StepStats:
+    """α step then w step; returns what the progress bar and metrics need."""
+    t0 = time.perf_counter()
+    alphas = dict(net.alphas.items())
+    weights = net.weights()
+    if net.mode == "gated":
+        net.reset_gates(generator)
+    # ---- α step ----------------------------------------------------------------------
+    e, e_grads, lat_s = _latency_grad(term, alphas)
+    a_opt.zero_grad(set_to_none=True)
+    if unrolled:
+        loss, ce, e_leaf, logits = _unrolled_alpha_grads(
+            net, term, w_opt, batch_w, batch_a, e, weights
+        )
+    else:
+        loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e)
+        grads = torch.autograd.grad(
+            loss, list(alphas.values()) + ([e_leaf] if e_leaf is not None else [])
+        )
+        for a, g in zip(alphas.values(), grads, strict=False):
+            a.grad = g
+        if e_leaf is not None:
+            e_leaf.grad = grads[-1]
+    if e_leaf is not None:
+        t1 = time.perf_counter()
+        for k, a in alphas.items():
+            a.grad = a.grad + e_leaf.grad * e_grads[k]
+        lat_s += time.perf_counter() - t1
+    a_opt.step()
+    a_correct = int((logits.argmax(1) == batch_a[1]).sum())
+    # ---- w step ----------------------------------------------------------------------
+    if net.mode == "gated":
+        net.reset_gates(generator)
+    for a in alphas.values():
+        a.requires_grad_(False)  # the w step needs no α gradient
+    try:
+        w_opt.zero_grad(set_to_none=True)
+        w_logits = net(batch_w[0])
+        w_loss = F.cross_entropy(w_logits, batch_w[1])
+        w_loss.backward()
+        nn.utils.clip_grad_norm_(weights, grad_clip)
+        w_opt.step()
+    finally:
+        for a in alphas.values():
+            a.requires_grad_(True)
+    return StepStats(
+        w_loss=float(w_loss.detach()),
+        w_correct=int((w_logits.argmax(1) == batch_w[1]).sum()),
+        a_loss=float(ce.detach()),
+        a_correct=a_correct,
+        total_loss=float(loss.detach()),
+        expected_ms=float(e) if e is not None else float("nan"),
+        latency_s=lat_s,
+        step_s=time.perf_counter() - t0,
+        batch=len(batch_w[1]),
+    )
+
+
+def _unrolled_alpha_grads(
+    net: Network,
+    term: LatencyTerm | None,
+    w_opt: torch.optim.Optimizer,
+    batch_w: tuple[torch.Tensor, torch.Tensor],
+    batch_a: tuple[torch.Tensor, torch.Tensor],
+    e: torch.Tensor | None,
+    weights: list[nn.Parameter],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Second-order DARTS: sets α.grad (CE part) and returns the α loss pieces."""
+    alphas = list(net.alphas.values())
+    xi = w_opt.param_groups[0]["lr"]
+    backup = [w.detach().clone() for w in weights]
+    # virtual step w' = w − ξ ∇w L_w(w, α)
+    g_w = torch.autograd.grad(F.cross_entropy(net(batch_w[0]), batch_w[1]), weights)
+    with torch.no_grad():
+        for w, g in zip(weights, g_w, strict=True):
+            w.sub_(xi * g)
+    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e)
+    extra = [e_leaf] if e_leaf is not None else []
+    grads = torch.autograd.grad(loss, alphas + weights + extra)
+    d_alpha = grads[: len(alphas)]
+    d_w = grads[len(alphas) : len(alphas) + len(weights)]
+    if e_leaf is not None:
+        e_leaf.grad = grads[-1]
+    # finite-difference Hessian-vector product around the original w
+    eps = 0.01 / (torch.sqrt(sum((g * g).sum() for g in d_w)) + 1e-12)
+    hv = []
+    for sign in (1.0, -2.0):
+        with torch.no_grad():
+            for w, b, g in zip(weights, backup, d_w, strict=True):
+                w.copy_(b + (eps * g if sign > 0 else -eps * g))
+        loss_w = F.cross_entropy(net(batch_w[0]), batch_w[1])
+        hv.append(torch.autograd.grad(loss_w, alphas))
+    with torch.no_grad():
+        for w, b in zip(weights, backup, strict=True):
+            w.copy_(b)
+    for a, da, hp, hm in zip(alphas, d_alpha, hv[0], hv[1], strict=True):
+        a.grad = da - xi * (hp - hm) / (2 * eps)
+    return loss, ce, e_leaf, logits

@@ -1,0 +1,84 @@
+"""Everything that decides a search's result; stored as the run folder's ``config.json``.
+
+Defaults: DARTS's optimisers (SGD + cosine for weights, Adam for α) and a network sized for
+2 CPU cores whose cells fall inside the default measurement ranges (8–128 channels,
+resolutions 32/16/8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from lenna.errors import InputError
+from lenna.search.latency import FORMS
+from lenna.search.network import NetConfig
+from lenna.space import get_space
+from lenna.space.mixed import check_mode
+
+
+@dataclass
+class SearchConfig:
+    space: str = "lenna"
+    data: str = "mnist5k"
+    limit: int | None = 2000  # training images used by the search (half for w, half for α)
+    predictor: str | None = None
+    lam: float = 0.0
+    form: str = "linear"
+    ref_ms: float | None = None
+    target_ms: float | None = None
+    allow_extrapolation: bool = False
+    epochs: int = 8
+    batch: int = 64
+    mode: str = "weighted"
+    unrolled: bool = False
+    seed: int = 0
+    threads: int | None = None
+    net: NetConfig = field(default_factory=NetConfig)
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_wd: float = 3e-4
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4
+    a_wd: float = 1e-3
+
+    def __post_init__(self) -> None:
+        get_space(self.space)
+        check_mode(self.mode)
+        if self.mode == "fixed":
+            raise InputError("a search needs mode weighted or gated")
+        if self.form not in FORMS:
+            raise InputError(
+                f"unknown latency form {self.form!r}; expected one of: {', '.join(FORMS)}"
+            )
+        if not (isinstance(self.lam, int | float) and math.isfinite(self.lam) and self.lam >= 0):
+            raise InputError(f"λ must be a finite number >= 0, got {self.lam}")
+        if self.lam > 0 and not self.predictor:
+            raise InputError("λ > 0 needs a latency predictor (--predictor MODEL)")
+        for name in ("epochs", "batch"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 2:
+            raise InputError(f"limit must be >= 2 images, got {self.limit}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be >= 1, got {self.threads}")
+        for name in ("w_lr", "a_lr"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["net"] = self.net.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"unknown search config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "net" in d:
+            d["net"] = NetConfig.from_dict(d["net"])
+        return cls(**d)

@@ -1,0 +1,141 @@
+"""Derive a discrete architecture from α, and its JSON file (``genotype.json``).
+
+Rules (the space names its own): ``edge_argmax`` (the seed's block: every edge keeps its
+strongest op) and ``top2_non_none`` (DARTS: each node keeps its two strongest incoming edges,
+ranked by their strongest non-``none`` op, and each kept edge that op).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lenna._version import __version__
+from lenna.errors import InputError
+from lenna.search.network import NetConfig
+from lenna.space import SearchSpace, get_space
+from lenna.space.encode import probabilities
+
+GENOTYPE_FORMAT = 1
+
+
+def derive(space: SearchSpace, block_type: str, alphas: object) -> list[str | None]:
+    """One op name (or ``None``: edge dropped) per edge, by the space's rule."""
+    arr = space.check_alphas(alphas)
+    probs = probabilities(space, block_type, arr)
+    if space.derive_rule == "edge_argmax":
+        return [space.edge_ops(block_type, e)[int(np.argmax(probs[e.index]))] for e in space.edges]
+    if space.derive_rule == "top2_non_none":
+        return _top2(space, block_type, probs)
+    raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
+
+
+def _top2(space: SearchSpace, block_type: str, probs: np.ndarray) -> list[str | None]:
+    choices: list[str | None] = [None] * space.num_edges
+    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
+        best = []
+        for e in (e for e in space.edges if e.dst == node):
+            ops = space.edge_ops(block_type, e)
+            ranked = [(probs[e.index, i], op) for i, op in enumerate(ops) if op != "none"]
+            p, op = max(ranked)
+            best.append((p, -e.index, e.index, op))  # ties: the earlier edge wins
+        for _, _, k, op in sorted(best, reverse=True)[:2]:
+            choices[k] = op
+    return choices
+
+
+@dataclass
+class Genotype:
+    """A derived architecture and where it came from."""
+
+    space: str
+    cells: dict[str, list[str | None]]  # block type -> one op (or None) per edge
+    net: NetConfig
+    lam: float
+    predicted_ms: float | None = None
+    predicted_cells_ms: list[float] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_alphas(
+        cls, space: SearchSpace, alphas: dict[str, torch.Tensor], net: NetConfig, lam: float
+    ) -> Genotype:
+        cells = {bt: derive(space, bt, a.detach().cpu().double()) for bt, a in alphas.items()}
+        return cls(space.name, cells, net, lam)
+
+    def onehot_alphas(self) -> dict[str, torch.Tensor]:
+        """Logits whose softmax is exactly this genotype: a dropped edge is the ``none`` op."""
+        sp = get_space(self.space)
+        out = {}
+        for bt, ops in self.cells.items():
+            a = torch.full(sp.alpha_shape, -1e4, dtype=torch.float64)
+            for e, op in zip(sp.edges, ops, strict=True):
+                names = sp.edge_ops(bt, e)
+                if op is None and "none" not in names:
+                    raise InputError(f"space {sp.name!r} cannot drop edges (it has no 'none' op)")
+                a[e.index, names.index(op if op is not None else "none")] = 0.0
+            out[bt] = a
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "format": GENOTYPE_FORMAT,
+            "lenna_version": __version__,
+            "space": self.space,
+            "space_hash": get_space(self.space).definition_hash(),
+            "cells": self.cells,
+            "net": self.net.to_dict(),
+            "lam": self.lam,
+            "predicted_ms": self.predicted_ms,
+            "predicted_cells_ms": self.predicted_cells_ms,
+            "info": self.info,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Genotype:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such genotype file")
+        try:
+            d = json.loads(path.read_text())
+            fmt, name, cells = int(d["format"]), d["space"], d["cells"]
+            net, lam = NetConfig.from_dict(d["net"]), float(d["lam"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(
+                f"{path} is not a genotype file ({e.__class__.__name__}: {e})"
+            ) from None
+        if fmt > GENOTYPE_FORMAT:
+            raise InputError(f"{path} has genotype format {fmt}, newer than this LENNA's; upgrade")
+        sp = get_space(name)
+        if d.get("space_hash") not in (None, sp.definition_hash()):
+            raise InputError(f"{path} was derived from another definition of space {name!r}")
+        g = cls(name, {}, net, lam, d.get("predicted_ms"), d.get("predicted_cells_ms") or [])
+        g.info = d.get("info") or {}
+        g.cells = _check_cells(sp, cells, path)
+        return g
+
+
+def _check_cells(sp: SearchSpace, cells: object, path: Path) -> dict[str, list[str | None]]:
+    if not isinstance(cells, dict) or not cells:
+        raise InputError(f"{path}: 'cells' must map block types to op lists")
+    out = {}
+    for bt, ops in cells.items():
+        sp.check_block_type(bt)
+        if not isinstance(ops, list) or len(ops) != sp.num_edges:
+            raise InputError(f"{path}: {bt} cell needs {sp.num_edges} ops (one per edge)")
+        for e, op in zip(sp.edges, ops, strict=True):
+            if op is not None and op not in sp.edge_ops(bt, e):
+                raise InputError(f"{path}: op {op!r} is not a candidate on {bt} edge {e.index}")
+        out[bt] = list(ops)
+    return out

@@ -1,0 +1,130 @@
+"""The latency term of the α loss: E[latency](α) from a trained predictor, and its forms.
+
+E[latency] is the sum over the network's cells of the predictor at each cell's own
+(block type, channels, resolution), with that cell type's α. Because the predictor is a
+small torch model, its gradient to α is exact and costs far less than a supernet step.
+
+Forms (``lam`` = λ):
+
+- ``linear``: ``CE + λ · E / ref`` (``ref`` = E at uniform α unless given), or with a budget
+  ``CE + λ · max(E − target, 0) / ref``;
+- ``log`` (ProxylessNAS/FBNet): ``CE · (log E / log ref)^λ`` with E in microseconds (so the
+  logarithm stays positive), or with a budget ``CE · max(1, log E / log target)^λ``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from lenna.errors import InputError
+from lenna.predict.base import OutOfRange, Predictor
+from lenna.search.network import CellSpec
+from lenna.space import SearchSpace
+
+FORMS = ("linear", "log")
+
+
+class LatencyTerm:
+    """Predicted expected latency of a network's cells, and the penalty built from it."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        space: SearchSpace,
+        cells: Sequence[CellSpec],
+        lam: float = 0.0,
+        form: str = "linear",
+        ref_ms: float | None = None,
+        target_ms: float | None = None,
+        allow_extrapolation: bool = False,
+    ) -> None:
+        if predictor.space.name != space.name:
+            raise InputError(
+                f"the predictor is a model of space {predictor.space.name!r}, "
+                f"the search uses {space.name!r}"
+            )
+        if predictor.space.definition_hash() != space.definition_hash():
+            raise InputError(f"the predictor was trained on another definition of {space.name!r}")
+        if not predictor.differentiable:
+            raise InputError(
+                f"the {predictor.kind} model is not differentiable; "
+                "search with lut, elasticnet, mlp or lut+mlp"
+            )
+        if not math.isfinite(lam) or lam < 0:
+            raise InputError(f"λ must be a finite number >= 0, got {lam}")
+        if form not in FORMS:
+            raise InputError(f"unknown latency form {form!r}; expected one of: {', '.join(FORMS)}")
+        for name, v in (("reference latency", ref_ms), ("target latency", target_ms)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise InputError(f"{name} must be a positive number of ms, got {v}")
+        self.predictor, self.space, self.cells = predictor, space, list(cells)
+        self.lam, self.form, self.target_ms = float(lam), form, target_ms
+        self.outside = self._check_ranges(allow_extrapolation)
+        self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
+
+    def _check_ranges(self, allow: bool) -> list[str]:
+        msgs = []
+        for c in self.cells:
+            msg = self.predictor.check_range(c.block_type, c.channels, c.resolution, strict=False)
+            if msg is None:
+                continue
+            if not allow:
+                raise InputError(
+                    f"cell {c.index} ({c.block_type}, {c.channels} ch, {c.resolution} px) lies "
+                    f"outside the predictor's training ranges; measure such blocks or pass "
+                    f"--allow-extrapolation ({msg})"
+                )
+            msgs.append(msg)
+        return msgs
+
+    def expected_ms(self, alphas: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Σ over cells of the predicted expected latency (ms), differentiable in ``alphas``."""
+        total = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfRange)  # refused or allowed in __init__
+            for c in self.cells:
+                a = alphas[c.block_type].to("cpu", torch.float64)  # the predictor lives on CPU
+                ms = self.predictor.predict(a, c.block_type, c.channels, c.resolution).reshape(())
+                total = ms if total is None else total + ms
+        return total
+
+    def per_cell_ms(self, alphas: Mapping[str, torch.Tensor]) -> list[float]:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfRange)
+            return [
+                float(
+                    self.predictor.predict(
+                        alphas[c.block_type].to("cpu", torch.float64),
+                        c.block_type,
+                        c.channels,
+                        c.resolution,
+                    )
+                )
+                for c in self.cells
+            ]
+
+    def uniform_ms(self) -> float:
+        """E[latency] at uniform α: the default reference (the supernet's starting point)."""
+        zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64)
+        with torch.no_grad():
+            return float(self.expected_ms({c.block_type: zeros for c in self.cells}))
+
+    def loss(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
+        """The α loss from the cross-entropy and E[latency] (ms)."""
+        if self.lam == 0:
+            return ce
+        e = expected_ms.to(ce.device, ce.dtype)
+        if self.form == "linear":
+            if self.target_ms is not None:
+                return ce + self.lam * torch.relu(e - self.target_ms) / self.ref_ms
+            return ce + self.lam * e / self.ref_ms
+        log_e = torch.log(e * 1e3)
+        base = math.log(self.target_ms * 1e3 if self.target_ms is not None else self.ref_ms * 1e3)
+        ratio = log_e / base
+        if self.target_ms is not None:
+            ratio = torch.clamp(ratio, min=1.0)
+        return ce * ratio**self.lam

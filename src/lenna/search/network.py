@@ -1,0 +1,162 @@
+"""The search network: stem → N cells of one space → global pool → classifier.
+
+One class builds the supernet (``weighted``/``gated`` mixed edges, one α per cell type shared
+by every cell of that type) and the derived network (``fixed``: only the chosen ops exist).
+Reductions sit at 1/3 and 2/3 of the depth, as in DARTS. Each cell knows its own
+(block type, channels, resolution): the latency predictor is asked exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from lenna.errors import InputError
+from lenna.space import Block, SearchSpace
+
+CELL_TYPES = ("normal", "reduction")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Where a cell sits: what the latency predictor is asked about it."""
+
+    index: int
+    block_type: str
+    channels: int  # the block's `channels` (for a reduction: its input width)
+    resolution: int  # input resolution
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Shape of the network. ``channels`` is the first cells' width; reductions double it."""
+
+    channels: int = 8
+    cells: int = 3
+    in_channels: int = 1
+    num_classes: int = 10
+    resolution: int = 32
+    stem_stride: int = 2  # sized for 2 CPU cores: cells at 16×16 cost ~6× less than at 32×32
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"network {name} must be >= 1, got {getattr(self, name)}")
+        if self.stem_stride not in (1, 2):
+            raise InputError(f"stem stride must be 1 or 2, got {self.stem_stride}")
+        res = self.resolution // self.stem_stride
+        if self.resolution % self.stem_stride or res % (2 ** len(reduction_indices(self.cells))):
+            raise InputError(
+                f"resolution {self.resolution} cannot pass the stem and the reductions evenly"
+            )
+
+    @property
+    def cell_resolution(self) -> int:
+        """Resolution at the first cell's input."""
+        return self.resolution // self.stem_stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> NetConfig:
+        try:
+            return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"malformed network config ({e.__class__.__name__}: {e})") from None
+
+
+def reduction_indices(cells: int) -> set[int]:
+    """DARTS's placement: reductions at 1/3 and 2/3 of the depth (fewer cells: fewer reductions)."""
+    return {i for i in (cells // 3, 2 * cells // 3) if 0 < i < cells} or (
+        {cells - 1} if cells > 1 else set()
+    )
+
+
+def cell_specs(space: SearchSpace, net: NetConfig) -> list[CellSpec]:
+    """Each cell's (block type, channels, resolution) in the network of ``net``."""
+    red = reduction_indices(net.cells)
+    width, res, out = net.channels, net.cell_resolution, []
+    for i in range(net.cells):
+        if i in red:
+            out.append(CellSpec(i, "reduction", width, res))
+            width, res = width * space.reduction_channel_factor, res // 2
+        else:
+            out.append(CellSpec(i, "normal", width, res))
+    return out
+
+
+class Network(nn.Module):
+    """A classifier made of cells of ``space``.
+
+    ``mode`` ``weighted``/``gated``: a supernet whose α (``self.alphas[block_type]``) are
+    shared by all cells of a type. ``fixed``: ``choices[block_type]`` is one op (or ``None``)
+    per edge — a derived architecture.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        net: NetConfig,
+        mode: str = "weighted",
+        choices: Mapping[str, Sequence[str | None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.space, self.net, self.mode = space, net, mode
+        self.specs = cell_specs(space, net)
+        types = sorted({s.block_type for s in self.specs})
+        if mode == "fixed":
+            missing = [t for t in types if choices is None or t not in choices]
+            if missing:
+                raise InputError(f"a fixed network needs choices for cell types {missing}")
+            self.alphas = nn.ParameterDict()
+        else:
+            self.alphas = nn.ParameterDict(
+                {t: nn.Parameter(1e-3 * torch.randn(space.alpha_shape)) for t in types}
+            )
+        c = net.channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(net.in_channels, c, 3, net.stem_stride, 1, bias=False), nn.BatchNorm2d(c)
+        )
+        self.cells = nn.ModuleList()
+        prev = [c] * space.num_inputs  # channels of the inputs of the next cell, oldest first
+        reduction_prev = False
+        for s in self.specs:
+            block = Block(
+                space,
+                s.block_type,
+                s.channels,
+                mode,
+                alphas=None if mode == "fixed" else self.alphas[s.block_type],
+                choices=choices[s.block_type] if mode == "fixed" else None,
+                in_channels=prev[-space.num_inputs :] if space.preprocess else None,
+                reduction_prev=reduction_prev,
+            )
+            self.cells.append(block)
+            out_c = space.shapes(s.block_type, s.channels, s.resolution)["out_channels"]
+            prev = [*prev, out_c]
+            reduction_prev = s.block_type == "reduction"
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(prev[-1], net.num_classes)
+
+    def weights(self) -> list[nn.Parameter]:
+        """The network weights (everything but α)."""
+        ids = {id(p) for p in self.alphas.values()}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    def reset_gates(self, generator: torch.Generator | None = None) -> None:
+        """Gated mode: sample one path per edge of every cell (cells of a type share α, not
+        paths)."""
+        for cell in self.cells:
+            cell.reset_gates(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        states = [x] * self.space.num_inputs
+        for cell in self.cells:
+            out = cell(*states[-self.space.num_inputs :])
+            states = [*states[1:], out] if self.space.num_inputs > 1 else [out]
+        return self.classifier(self.pool(states[-1]).flatten(1))

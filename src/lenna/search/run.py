@@ -1,0 +1,324 @@
+"""A search run in a folder: config, per-epoch metrics and α, checkpoints, genotype, figures.
+
+Every epoch draws its data order and gate samples from a generator seeded by (seed, epoch), and
+the checkpoint holds weights, α, both optimisers and the scheduler. So a run stopped after
+epoch k and resumed is step for step the run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lenna.errors import InputError
+from lenna.predict.io import load_predictor
+from lenna.search.bilevel import StepStats, search_step
+from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from lenna.search.config import SearchConfig
+from lenna.search.datasets import ImageData, load_data, split_halves
+from lenna.search.genotype import Genotype
+from lenna.search.latency import LatencyTerm
+from lenna.search.network import NetConfig, Network
+from lenna.space import get_space
+
+CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
+FIELDS = (
+    "epoch",
+    "lr",
+    "w_loss",
+    "w_acc",
+    "a_loss",
+    "a_acc",
+    "total_loss",
+    "predicted_ms",
+    "entropy_normal",
+    "entropy_reduction",
+    "latency_share",
+    "epoch_s",
+)
+
+
+@dataclass
+class SearchResult:
+    folder: Path
+    genotype: Genotype
+    metrics: list[dict]
+
+
+def entropy(alphas: torch.Tensor, mask: np.ndarray) -> float:
+    """Mean per-edge entropy (nats) of softmax(α) over the edge's real ops."""
+    a = alphas.detach().cpu().double().masked_fill(~torch.as_tensor(mask), float("-inf"))
+    p = torch.softmax(a, dim=-1)
+    return float(-(p * torch.log(p.clamp_min(1e-30))).sum(-1).mean())
+
+
+def fit_net(net: NetConfig, data: ImageData) -> NetConfig:
+    """The network config with the data set's input channels, classes and resolution."""
+    return NetConfig(
+        **{
+            **net.to_dict(),
+            "in_channels": data.in_channels,
+            "num_classes": data.num_classes,
+            "resolution": data.resolution,
+        }
+    )
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
+
+
+def _prepare_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
+    cfg_path = out / CONFIG
+    if resume:
+        if not cfg_path.is_file():
+            raise InputError(f"{out} holds no search to resume (no {CONFIG})")
+        stored = SearchConfig.from_dict(json.loads(cfg_path.read_text()))
+        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
+        if diff:
+            raise InputError(
+                f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"
+            )
+        return stored
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    except OSError as e:
+        raise InputError(f"cannot write the run folder {out}: {e.strerror}") from None
+    return cfg
+
+
+class Search:
+    """Builds network, optimisers and latency term from a :class:`SearchConfig`."""
+
+    def __init__(self, cfg: SearchConfig, data: ImageData | None = None) -> None:
+        self.cfg = cfg
+        self.space = get_space(cfg.space)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.data = d = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+        cfg.net = fit_net(cfg.net, d)
+        torch.manual_seed(cfg.seed)
+        self.net = Network(self.space, cfg.net, cfg.mode)
+        self.term = None
+        if cfg.predictor:
+            self.term = LatencyTerm(
+                load_predictor(cfg.predictor, space=cfg.space),
+                self.space,
+                self.net.specs,
+                cfg.lam,
+                cfg.form,
+                cfg.ref_ms,
+                cfg.target_ms,
+                cfg.allow_extrapolation,
+            )
+        self.w_opt = torch.optim.SGD(
+            self.net.weights(), cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_wd
+        )
+        self.a_opt = torch.optim.Adam(
+            list(self.net.alphas.values()), cfg.a_lr, betas=(0.5, 0.999), weight_decay=cfg.a_wd
+        )
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_opt, cfg.epochs, eta_min=cfg.w_lr_min
+        )
+        self.w_idx, self.a_idx = split_halves(len(d.y_train), cfg.seed)
+        self.epoch = 0
+
+    # ---- state -----------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items() if not _shared(k)}
+        meta = {"epoch": self.epoch, "sched": self.sched.state_dict()}
+        for name, opt in (("w_opt", self.w_opt), ("a_opt", self.a_opt)):
+            t, rest = flatten_state(name, opt.state_dict())
+            tensors.update(t)
+            meta[name] = rest
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        try:
+            res = self.net.load_state_dict(
+                {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=False
+            )
+            missing = [k for k in res.missing_keys if not _shared(k)]
+            if missing or res.unexpected_keys:
+                raise KeyError(f"missing {missing[:3]}, unexpected {res.unexpected_keys[:3]}")
+            for name, opt in (("w_opt", self.w_opt), ("a_opt", self.a_opt)):
+                opt.load_state_dict(unflatten_state(name, tensors, meta[name]))
+            self.sched.load_state_dict(meta["sched"])
+            self.epoch = int(meta["epoch"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise InputError(
+                f"checkpoint does not fit this search ({e.__class__.__name__}: {e})"
+            ) from None
+
+    # ---- training --------------------------------------------------------------------
+    def batches(self, epoch: int) -> tuple[list, list, torch.Generator]:
+        g = torch.Generator().manual_seed(_epoch_seed(self.cfg.seed, epoch))
+        b = self.cfg.batch
+        w = self.w_idx[torch.randperm(len(self.w_idx), generator=g)]
+        a = self.a_idx[torch.randperm(len(self.a_idx), generator=g)]
+        n = min(len(w), len(a))
+        steps = max(1, n // b)
+        return (
+            [w[i * b : (i + 1) * b] for i in range(steps)],
+            [a[i * b : (i + 1) * b] for i in range(steps)],
+            g,
+        )
+
+    def run_epoch(self, on_step: Callable[[StepStats, int, int], None] | None = None) -> dict:
+        cfg, d = self.cfg, self.data
+        epoch = self.epoch
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))
+        w_batches, a_batches, g = self.batches(epoch)
+        self.net.train()
+        lr = self.w_opt.param_groups[0]["lr"]
+        tot: dict[str, float] = dict.fromkeys(
+            ("w_loss", "a_loss", "total", "wc", "ac", "n", "lat_s", "step_s", "e"), 0.0
+        )
+        for i, (wi, ai) in enumerate(zip(w_batches, a_batches, strict=True)):
+            st = search_step(
+                self.net,
+                self.term,
+                self.w_opt,
+                self.a_opt,
+                (d.x_train[wi], d.y_train[wi]),
+                (d.x_train[ai], d.y_train[ai]),
+                cfg.grad_clip,
+                cfg.unrolled,
+                g,
+            )
+            n = len(wi)
+            tot["w_loss"] += st.w_loss * n
+            tot["a_loss"] += st.a_loss * n
+            tot["total"] += st.total_loss * n
+            tot["wc"] += st.w_correct
+            tot["ac"] += st.a_correct
+            tot["n"] += n
+            tot["lat_s"] += st.latency_s
+            tot["step_s"] += st.step_s
+            if on_step:
+                on_step(st, i + 1, len(w_batches))
+        self.sched.step()
+        self.epoch += 1
+        n = tot["n"]
+        mask = self.space.op_mask
+        row = {
+            "epoch": self.epoch,
+            "lr": lr,
+            "w_loss": tot["w_loss"] / n,
+            "w_acc": tot["wc"] / n,
+            "a_loss": tot["a_loss"] / n,
+            "a_acc": tot["ac"] / n,
+            "total_loss": tot["total"] / n,
+            "predicted_ms": self.predicted_ms(),
+            "entropy_normal": entropy(self.net.alphas["normal"], mask("normal"))
+            if "normal" in self.net.alphas
+            else math.nan,
+            "entropy_reduction": entropy(self.net.alphas["reduction"], mask("reduction"))
+            if "reduction" in self.net.alphas
+            else math.nan,
+            "latency_share": tot["lat_s"] / tot["step_s"] if tot["step_s"] else math.nan,
+            "epoch_s": tot["step_s"],
+        }
+        return row
+
+    def predicted_ms(self) -> float:
+        if self.term is None:
+            return math.nan
+        with torch.no_grad():
+            return float(self.term.expected_ms(dict(self.net.alphas.items())))
+
+    def genotype(self) -> Genotype:
+        g = Genotype.from_alphas(
+            self.space, dict(self.net.alphas.items()), self.cfg.net, self.cfg.lam
+        )
+        if self.term is not None:
+            onehot = g.onehot_alphas()
+            g.predicted_cells_ms = self.term.per_cell_ms(onehot)
+            g.predicted_ms = float(sum(g.predicted_cells_ms))
+        g.info = {
+            "predictor": self.cfg.predictor,
+            "form": self.cfg.form,
+            "epochs": self.epoch,
+            "seed": self.cfg.seed,
+            "data": self.cfg.data,
+            "cells": [vars(s) for s in self.net.specs],
+        }
+        return g
+
+
+def _shared(key: str) -> bool:
+    """A cell's view of its type's shared α (the tensor is stored once, as ``alphas.<type>``)."""
+    return key.startswith("cells.") and key.endswith(".alphas")
+
+
+def _truncate(folder: Path, epoch: int) -> list[dict]:
+    """Keep the metric and α rows of epochs ≤ ``epoch`` (those of a lost epoch are redone)."""
+    rows: list[dict] = []
+    mpath, apath = folder / METRICS, folder / ALPHAS
+    if mpath.is_file():
+        with mpath.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+        _write_metrics(mpath, rows)
+    if apath.is_file():
+        lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch]
+        apath.write_text("".join(ln + "\n" for ln in keep))
+    return [{k: float(v) for k, v in r.items()} for r in rows]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def run_search(
+    cfg: SearchConfig,
+    out: str | Path,
+    resume: bool = False,
+    data: ImageData | None = None,
+    on_step: Callable[[StepStats, int, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    figures: bool = True,
+) -> SearchResult:
+    """Run (or resume) a search into ``out``; returns the derived genotype and metrics."""
+    out = Path(out)
+    data = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+    cfg.net = fit_net(cfg.net, data)
+    cfg = _prepare_folder(out, cfg, resume)
+    search = Search(cfg, data)
+    metrics: list[dict] = []
+    if resume and (out / "checkpoint.json").is_file():
+        search.load_state(*load_checkpoint(out))
+        metrics = _truncate(out, search.epoch)
+    while search.epoch < cfg.epochs:
+        row = search.run_epoch(on_step)
+        metrics.append(row)
+        _write_metrics(out / METRICS, metrics)
+        with (out / ALPHAS).open("a") as f:
+            alphas = {k: v.detach().cpu().tolist() for k, v in search.net.alphas.items()}
+            f.write(json.dumps({"epoch": search.epoch, **alphas}) + "\n")
+        save_checkpoint(out, *search.state())
+        if on_epoch:
+            on_epoch(row)
+    genotype = search.genotype()
+    genotype.save(out / GENOTYPE)
+    if figures:
+        from lenna.report.search_figures import draw_genotype, search_curves
+
+        draw_genotype(genotype, out / "cells.png")
+        search_curves(metrics, out / "search_curves.png")
+    return SearchResult(out, genotype, metrics)

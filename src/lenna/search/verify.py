@@ -1,0 +1,171 @@
+"""Verify a derived architecture: measure it for real, train it from scratch, compare.
+
+The predictor models cells, so the comparison that tests it is the *cells'* measured latency
+(each cell timed alone on the input it gets in the network) against the predicted sum; the
+whole network (stem and classifier included) is measured too and reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fixed import measure_module
+from lenna.search.datasets import ImageData, load_data
+from lenna.search.genotype import Genotype
+from lenna.search.network import Network
+from lenna.space import get_space
+
+
+def build(genotype: Genotype) -> Network:
+    """The discrete network of ``genotype`` (only the chosen ops exist)."""
+    return Network(get_space(genotype.space), genotype.net, "fixed", genotype.cells)
+
+
+def cell_inputs(net: Network, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The inputs each cell receives in a forward pass of ``x`` (captured by hooks)."""
+    seen: list[tuple[torch.Tensor, ...]] = []
+    hooks = [
+        c.register_forward_pre_hook(lambda m, args: seen.append(tuple(a.clone() for a in args)))
+        for c in net.cells
+    ]
+    try:
+        with torch.inference_mode():
+            net.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def measure_network(net: Network, config: MeasureConfig | None = None) -> dict:
+    """Measured latency (ms) of the whole network and of each cell alone, batch from config."""
+    config = config or MeasureConfig()
+    n = net.net
+    x = torch.randn(config.batch, n.in_channels, n.resolution, n.resolution)
+    per_cell = []
+    for cell, inputs in zip(net.cells, cell_inputs(net, x), strict=True):
+        per_cell.append(measure_module(cell, inputs, config))
+    whole = measure_module(net, (x,), config)
+    return {
+        "measured_ms": whole.latency_ms,
+        "measured_ci_ms": whole.ci_half_width_ms,
+        "measured_cells_ms": float(sum(e.latency_ms for e in per_cell)),
+        "measured_per_cell_ms": [e.latency_ms for e in per_cell],
+        "fingerprint": fingerprint(config.device, config.threads, config.dtype, config.batch),
+    }
+
+
+def train_network(
+    net: nn.Module,
+    data: ImageData,
+    epochs: int,
+    seed: int = 0,
+    batch: int = 64,
+    lr: float = 0.025,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """Train from scratch (SGD + cosine, DARTS's settings), test on the held-out split."""
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if hasattr(m, "reset_parameters") and m is not net:
+            m.reset_parameters()
+    opt = torch.optim.SGD(net.parameters(), lr, momentum=0.9, weight_decay=3e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=lr / 25)
+    g = torch.Generator().manual_seed(seed)
+    n = len(data.y_train)
+    t0 = time.perf_counter()
+    for ep in range(epochs):
+        net.train()
+        order = torch.randperm(n, generator=g)
+        total, correct, seen = 0.0, 0, 0
+        for i in range(0, n - batch + 1 if n >= batch else 1, batch):
+            idx = order[i : i + batch]
+            logits = net(data.x_train[idx])
+            loss = F.cross_entropy(logits, data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == data.y_train[idx]).sum())
+            seen += len(idx)
+        sched.step()
+        if on_epoch:
+            on_epoch(ep + 1, total / max(seen, 1), correct / max(seen, 1))
+    return {"accuracy": test_accuracy(net, data), "train_s": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def test_accuracy(net: nn.Module, data: ImageData, batch: int = 256) -> float:
+    net.eval()
+    correct = 0
+    for i in range(0, len(data.y_test), batch):
+        logits = net(data.x_test[i : i + batch])
+        correct += int((logits.argmax(1) == data.y_test[i : i + batch]).sum())
+    return correct / max(len(data.y_test), 1)
+
+
+def evaluate_arch(
+    genotype: Genotype,
+    data: str | ImageData = "mnist5k",
+    epochs: int = 5,
+    seed: int = 0,
+    limit: int | None = None,
+    measure: MeasureConfig | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """``measured_ms, predicted_ms, accuracy, params`` and the details behind them."""
+    if isinstance(data, str):
+        data = load_data(data, seed=seed, limit=limit)
+    net = build(genotype)
+    _check_data(genotype, data)
+    if on_stage:
+        on_stage("measuring latency")
+    lat = measure_network(net, measure)
+    if on_stage:
+        on_stage(f"training {epochs} epochs")
+    trained = (
+        train_network(net, data, epochs, seed, on_epoch=on_epoch)
+        if epochs > 0
+        else {
+            "accuracy": math.nan,
+            "train_s": 0.0,
+        }
+    )
+    pred = genotype.predicted_ms
+    return {
+        "space": genotype.space,
+        "lam": genotype.lam,
+        **lat,
+        "predicted_ms": pred,
+        "predicted_per_cell_ms": genotype.predicted_cells_ms,
+        "prediction_error": (pred - lat["measured_cells_ms"]) / lat["measured_cells_ms"]
+        if pred is not None
+        else None,
+        "accuracy": trained["accuracy"],
+        "train_s": trained["train_s"],
+        "epochs": epochs,
+        "params": sum(p.numel() for p in net.parameters()),
+        "data": data.name,
+    }
+
+
+def _check_data(genotype: Genotype, data: ImageData) -> None:
+    from lenna.errors import InputError
+
+    n = genotype.net
+    got = (data.in_channels, data.num_classes, data.resolution)
+    if got != (n.in_channels, n.num_classes, n.resolution):
+        raise InputError(
+            f"the genotype's network takes {n.in_channels}×{n.resolution}² images in "
+            f"{n.num_classes} classes; data {data.name!r} has {got[0]}×{got[2]}² in {got[1]}"
+        )
