@@ -15,12 +15,12 @@ from lenna.cli.app import fail
 from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.optable import channel_grid, measure_op_table, op_grid
 from lenna.measure.runner import (
     Interrupted,
     RunConfig,
     open_dataset,
     run_measurement,
+    run_op_table,
     stop_on_signals,
 )
 from lenna.measure.store import Dataset
@@ -210,32 +210,19 @@ def measure_ops_cmd(
     if passes < 1:
         raise InputError(f"--passes must be >= 1, got {passes}")
     cfg = _build_config(out, space=space)
-    m = cfg.measure
-    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
-    grid = channel_grid(*(parse_range(channels) if channels else cfg.channels))
-    res = parse_ints(resolutions, "--resolutions") if resolutions else cfg.resolutions
-    grid_shapes = op_grid(grid, list(res), list(cfg.block_types))
-    with open_dataset(out, cfg, fp, allow_mixed) as ds, _progress() as bar:
-        have = ds.op_table()
-        have = have[(have["fingerprint"] == fp["hash"]) & (have["batch"] == m.batch)]
-        done = set(zip(have["block_type"], have["resolution"], have["channels"], strict=True))
-        shapes = [s for s in grid_shapes if s not in done]  # a rerun resumes, not redoes
-        task = bar.add_task(
-            "op table",
-            total=len(grid_shapes),
-            completed=len(grid_shapes) - len(shapes),
-            rate="",
-            last="",
-        )
+    with _progress() as bar:
+        task = bar.add_task("op table", total=None, rate="", last="")
         try:
             with stop_on_signals():
-                measure_op_table(
-                    get_space(cfg.space),
-                    shapes,
-                    m,
+                n_rows = run_op_table(
+                    out,
+                    cfg,
+                    parse_range(channels) if channels else None,
+                    parse_ints(resolutions, "--resolutions") if resolutions else None,
                     passes,
-                    fp["hash"],
-                    on_shape=lambda rows: (ds.add_ops(rows), bar.advance(task)),
+                    allow_mixed,
+                    on_start=lambda total, done: bar.update(task, total=total, completed=done),
+                    on_shape=lambda rows: bar.advance(task),
                 )
         except Interrupted as e:
             bar.stop()
@@ -244,5 +231,4 @@ def measure_ops_cmd(
                 "run the same command again to finish it",
                 130 if e.signum == signal.SIGINT else 143,
             )
-        n_rows = len(ds.op_table())
     err.print(f"{n_rows} op-table rows in {out}")

@@ -232,3 +232,41 @@ def _missing_indices(have: set[int], n: int) -> list[int]:
 def _seed(seed: int, index: int) -> int:
     """Per-sample seed for weights and gate sampling, stable across resumes."""
     return int(np.random.default_rng([seed, index, 1]).integers(2**31))
+
+
+def run_op_table(
+    path: str | Path,
+    cfg: RunConfig,
+    channels: tuple[int, int] | None = None,
+    resolutions: tuple[int, ...] | None = None,
+    passes: int = 20,
+    allow_mixed: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
+    on_shape: Callable[[list[dict]], None] | None = None,
+) -> int:
+    """Measure the op table of ``cfg``'s space into ``path`` (resumes: measured shapes are
+    skipped); ``on_start(total, done)`` then ``on_shape(rows)`` per shape. Returns the row
+    count."""
+    from lenna.measure.optable import channel_grid, measure_op_table, op_grid
+
+    if passes < 1:
+        raise InputError(f"passes must be >= 1, got {passes}")
+    m = cfg.measure
+    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    grid = channel_grid(*(channels or cfg.channels))
+    grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))
+    with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        have = ds.op_table()
+        have = have[(have["fingerprint"] == fp["hash"]) & (have["batch"] == m.batch)]
+        done = set(zip(have["block_type"], have["resolution"], have["channels"], strict=True))
+        shapes = [s for s in grid_shapes if s not in done]  # a rerun resumes, not redoes
+        if on_start:
+            on_start(len(grid_shapes), len(grid_shapes) - len(shapes))
+
+        def store(rows: list[dict]) -> None:
+            ds.add_ops(rows)
+            if on_shape:
+                on_shape(rows)
+
+        measure_op_table(get_space(cfg.space), shapes, m, passes, fp["hash"], on_shape=store)
+        return len(ds.op_table())

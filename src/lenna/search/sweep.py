@@ -55,6 +55,7 @@ def run_one(
     eval_epochs: int,
     measure: MeasureConfig | None = None,
     on_event: Callable[[str, dict], None] | None = None,
+    eval_limit: int | None = None,
 ) -> dict:
     """Search at ``lam`` then verify the derived network; returns the table row."""
     folder = lam_folder(out, lam)
@@ -75,7 +76,7 @@ def run_one(
             on_epoch=(lambda row: on_event("epoch", {"lam": lam, **row})) if on_event else None,
         )
     genotype = Genotype.load(folder / GENOTYPE)
-    full = load_data(cfg.data, seed=cfg.seed)  # verification trains on the whole train split
+    full = load_data(cfg.data, seed=cfg.seed, limit=eval_limit)  # default: the whole train split
     res = evaluate_arch(genotype, full, eval_epochs, cfg.seed, measure=measure)
     res["run"] = str(folder)
     tmp = folder / (RESULT + ".tmp")
@@ -113,6 +114,7 @@ def run_sweep(
     eval_epochs: int = 5,
     measure: MeasureConfig | None = None,
     on_event: Callable[[str, dict], None] | None = None,
+    eval_limit: int | None = None,
 ) -> list[dict]:
     """Search + evaluate-arch per λ (resumable); writes the table and figures."""
     lams = check_lams(lams)
@@ -124,6 +126,6 @@ def run_sweep(
     for lam in lams:
         if on_event:
             on_event("lam", {"lam": lam})
-        rows.append(run_one(base, lam, out, eval_epochs, measure, on_event))
+        rows.append(run_one(base, lam, out, eval_epochs, measure, on_event, eval_limit))
     write_table(rows, out)
     return rows

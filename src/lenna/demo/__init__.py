@@ -1,0 +1,1 @@
+"""`lenna demo`: the whole loop on embedded defaults."""

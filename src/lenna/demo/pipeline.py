@@ -1,0 +1,204 @@
+"""``lenna demo``: the whole LENNA loop on this machine, offline, into one folder.
+
+measure (dataset + op table) → train every predictor → compare → search at λ = 0 and λ > 0
+on mnist5k with the best differentiable predictor → derive → measure both derived networks
+for real and train them → report. Every stage writes its result into the folder before the
+next starts, and a stage whose result is there is not redone: a stopped demo resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lenna.demo.plan import FULL, QUICK, DemoPlan
+from lenna.errors import InputError
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.runner import RunConfig, run_measurement, run_op_table
+from lenna.measure.store import Dataset
+from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
+from lenna.predict.train import split_masks
+from lenna.search.config import SearchConfig
+from lenna.search.network import NetConfig
+from lenna.search.sweep import run_sweep
+
+SPACE = "lenna"
+# chosen among these by held-out MAPE (gbdt is not differentiable, so it cannot steer α)
+SEARCHABLE = ("lut", "elasticnet", "mlp", "lut+mlp")
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    plan: str
+    fingerprint: dict
+    predictors: dict[str, dict] = field(default_factory=dict)  # kind -> held-out metrics
+    chosen: str = ""
+    rows: list[dict] = field(default_factory=list)  # one per λ (sweep rows)
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "folder": str(self.folder),
+            "plan": self.plan,
+            "fingerprint": self.fingerprint,
+            "predictors": self.predictors,
+            "chosen": self.chosen,
+            "rows": self.rows,
+            "stage_s": self.stage_s,
+        }
+
+
+def check_out(out: Path) -> Path:
+    """A folder we can write into, or one clear :class:`InputError`."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".lenna-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"--out {out} is not writable ({e.strerror})") from None
+    return out
+
+
+def measure_config(plan: DemoPlan) -> RunConfig:
+    rule = {"rule": "cv", "rule_params": dict(plan.rule_params)} if plan.rule_params else {}
+    return RunConfig(
+        space=SPACE,
+        channels=plan.channels,
+        resolutions=plan.resolutions,
+        drift_every=plan.drift_every,
+        measure=MeasureConfig(**rule),
+    )
+
+
+def hparams(plan: DemoPlan, kind: str) -> dict:
+    if kind in ("mlp", "lut+mlp"):
+        return dict(plan.mlp)
+    if kind == "gbdt":
+        return dict(plan.gbdt)
+    return {}
+
+
+def run_demo(
+    out: str | Path,
+    quick: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> DemoResult:
+    """Run every stage into ``out`` and write ``summary.json``; the report is separate."""
+    plan = QUICK if quick else FULL
+    out = check_out(Path(out))
+    stage = on_stage or (lambda s: None)
+    progress = on_progress or (lambda what, done, total: None)
+    db = out / "latency.db"
+    cfg = measure_config(plan)
+    m = cfg.measure
+    res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
+    if db.exists():
+        with Dataset.open(db) as ds:
+            if ds.meta.get("config") != cfg.to_dict():
+                raise InputError(
+                    f"{out} holds a demo of another size; use another --out "
+                    f"(or {'drop' if quick else 'add'} --quick)"
+                )
+
+    t = time.perf_counter()
+    stage(f"1/4 measuring {plan.samples} blocks and the op table on this machine")
+    run_measurement(
+        db,
+        cfg,
+        plan.samples,
+        trace=True,
+        on_sample=lambda row, n: progress("blocks measured", n, plan.samples),
+    )
+    totals = {}
+    run_op_table(
+        db,
+        cfg,
+        passes=plan.op_passes,
+        on_start=lambda total, done: totals.update(total=total, done=done),
+        on_shape=lambda rows: (
+            totals.update(done=totals["done"] + 1),
+            progress("op-table shapes", totals["done"], totals["total"]),
+        ),
+    )
+    res.stage_s["measure"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stage("2/4 training the latency predictors")
+    data = load_data(db, include_flagged=True)
+    for i, kind in enumerate(list_kinds()):
+        folder = out / "models" / kind
+        if (folder / "model.json").is_file():
+            model = load_predictor(folder, space=SPACE)
+        else:
+            model = train_predictor(data, kind, seed=0, **hparams(plan, kind))
+            save_predictor(model, folder)
+        progress("predictors trained", i + 1, len(list_kinds()))
+        held = split_masks(model, data)["held_out"]
+        res.predictors[kind] = {
+            **model.info["metrics"]["held_out"],
+            "differentiable": model.differentiable,
+            "one_hot": model.info["metrics"]["one_hot"],
+            "_scatter": (data.y[held].tolist(), model.predict_features(data.X[held]).tolist()),
+        }
+    res.chosen = min(
+        SEARCHABLE,
+        key=lambda k: (
+            res.predictors[k]["mape"] if math.isfinite(res.predictors[k]["mape"]) else 1e9
+        ),
+    )
+    res.stage_s["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    stage(
+        f"3/4 searching on mnist5k at λ = 0 and λ = {plan.lam:g} with {res.chosen}, "
+        "then measuring and training both derived networks"
+    )
+    base = SearchConfig(
+        space=SPACE,
+        data="mnist5k",
+        limit=plan.search_limit,
+        predictor=str(out / "models" / res.chosen),
+        epochs=plan.search_epochs,
+        batch=plan.batch,
+        net=NetConfig(),
+        a_lr=3e-3,
+    )
+    eval_measure = (
+        MeasureConfig(rule="ci", rule_params=dict(plan.eval_rule_params))
+        if plan.eval_rule_params
+        else MeasureConfig(rule="ci")
+    )
+    res.rows = run_sweep(
+        base,
+        [0.0, plan.lam],
+        out / "search",
+        plan.eval_epochs,
+        eval_measure,
+        on_event=on_event,
+        eval_limit=plan.eval_limit,
+    )
+    res.stage_s["search"] = time.perf_counter() - t
+    stage("4/4 writing the report")
+    (out / "summary.json").write_text(json.dumps(_public(res.to_dict()), indent=2))
+    return res
+
+
+def _public(d: dict) -> dict:
+    """The summary without the bulky scatter data."""
+    d = dict(d)
+    d["predictors"] = {
+        k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
+        for k, v in d["predictors"].items()
+    }
+    return d

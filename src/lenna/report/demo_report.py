@@ -1,0 +1,226 @@
+"""The demo's report: ``report.md`` (figures beside it) and a self-contained ``report.html``.
+
+Every number names its source file in the demo folder, so a reader can check it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+from lenna.measure.fingerprint import describe
+from lenna.measure.store import Dataset
+from lenna.report.convergence import plot_convergence
+from lenna.report.scatter import plot_predicted_vs_measured
+
+FP_KEYS = (
+    "cpu_model",
+    "logical_cores",
+    "threads",
+    "torch",
+    "device",
+    "dtype",
+    "batch",
+    "python",
+    "os",
+    "hash",
+)
+
+
+def gain_sentence(rows: list[dict]) -> str:
+    """What the latency-aware search gained and cost, in measured numbers."""
+    base = next(r for r in rows if r["lam"] == 0)
+    best = [r for r in rows if r["lam"] > 0]
+    if not best:
+        return "Only λ = 0 was searched; there is nothing to compare."
+    r = best[-1]
+    ratio = r["measured_cells_ms"] / base["measured_cells_ms"]
+    whole = r["measured_ms"] / base["measured_ms"]
+    d_acc = 100 * (r["accuracy"] - base["accuracy"])
+    verdict = (
+        f"{100 * (1 - ratio):.0f} % faster cells"
+        if ratio < 1
+        else f"no speed gain (cells {100 * (ratio - 1):.0f} % slower)"
+    )
+    return (
+        f"Latency-aware search (λ = {r['lam']:g}) gave {verdict}: the derived cells measured "
+        f"{r['measured_cells_ms']:.3f} ms against {base['measured_cells_ms']:.3f} ms at λ = 0 "
+        f"(ratio {ratio:.2f}; whole network {r['measured_ms']:.3f} vs "
+        f"{base['measured_ms']:.3f} ms, ratio {whole:.2f}), at "
+        f"{d_acc:+.2f} accuracy points ({100 * r['accuracy']:.2f} % vs "
+        f"{100 * base['accuracy']:.2f} % on the held-out test split after "
+        f"{r.get('epochs', '?')} training epochs)."
+    )
+
+
+def _figures(res: object, folder: Path) -> dict[str, Path]:
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    out: dict[str, Path] = {}
+    with Dataset.open(folder / "latency.db") as ds:
+        row = ds.sample(0)
+    out["convergence"] = plot_convergence(row, figs / "convergence.png")
+    scatter = {k: tuple(map(list, v["_scatter"])) for k, v in res.predictors.items()}
+    out["scatter"] = plot_predicted_vs_measured(
+        {k: (_arr(y), _arr(p)) for k, (y, p) in scatter.items()},
+        figs / "predicted_vs_measured.png",
+        title="held-out blocks measured in this demo",
+    )
+    sweep = folder / "search"
+    out["curves"] = sweep / "search_curves.png"
+    out["pareto"] = sweep / "pareto.png"
+    for r in res.rows:
+        out[f"cells λ={r['lam']:g}"] = Path(r["run"]) / "cells.png"
+    return out
+
+
+def _arr(x: list) -> object:
+    import numpy as np
+
+    return np.asarray(x, dtype=float)
+
+
+def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
+    rel = {k: v.relative_to(folder).as_posix() for k, v in figs.items()}
+    fp = res.fingerprint
+    lines = [
+        "# LENNA demo report",
+        "",
+        f"**{gain_sentence(res.rows)}**",
+        "",
+        f"Plan `{res.plan}`; stage times: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in res.stage_s.items())
+        + ".",
+        "",
+        "## The machine",
+        "",
+        f"{describe(fp)} — every latency below was measured here (source: `latency.db`).",
+        "",
+        "| field | value |",
+        "|---|---|",
+        *[f"| {k} | {fp.get(k)} |" for k in FP_KEYS],
+        "",
+        "## One label, converging (the seed's three figures)",
+        "",
+        "Sample 0 of `latency.db`: per-reset latency, running average, its relative change.",
+        "",
+        f"![convergence]({rel['convergence']})",
+        "",
+        "## Latency predictors, side by side",
+        "",
+        "Held-out blocks of `latency.db` (models in `models/`, metrics from each `model.json`). "
+        f"The search used **{res.chosen}** (lowest MAPE among the differentiable ones).",
+        "",
+        "| model | differentiable | n | RMSE ms | MAPE % | within ±10 % | R² | Kendall τ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k, v in res.predictors.items():
+        lines.append(
+            f"| {k} | {'yes' if v['differentiable'] else 'no'} | {v['n']} | {v['rmse_ms']:.3f} "
+            f"| {v['mape']:.2f} | {v['within_10']:.1f} | {_f(v['r2'])} | {_f(v['kendall_tau'])} |"
+        )
+    lines += [
+        "",
+        f"![predicted vs measured]({rel['scatter']})",
+        "",
+        "## Search (mnist5k), λ = 0 against λ > 0",
+        "",
+        "Per epoch: accuracy on the two halves of the search data and the predictor's expected "
+        "latency of the cells (source: `search/lam_*/metrics.csv`).",
+        "",
+        f"![search curves]({rel['curves']})",
+        "",
+    ]
+    for r in res.rows:
+        key = f"cells λ={r['lam']:g}"
+        lines += [f"![derived {key}]({rel[key]})", ""]
+    lines += [
+        "## Derived networks, measured for real",
+        "",
+        "Source: `search/sweep.json` (each from `search/lam_*/result.json`). Cells measured = "
+        "each cell timed alone on its input in the network (what the predictor models); "
+        "network = stem + cells + classifier, batch 1.",
+        "",
+        "| λ | network ms (measured) | cells ms (measured) | cells ms (predicted) | error "
+        "| test accuracy | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res.rows:
+        err = r.get("prediction_error")
+        lines.append(
+            f"| {r['lam']:g} | {r['measured_ms']:.3f} | {r['measured_cells_ms']:.3f} | "
+            f"{_f(r['predicted_ms'])} | {'-' if err is None else f'{100 * err:+.1f} %'} | "
+            f"{100 * r['accuracy']:.2f} % | {r['params']:,} |"
+        )
+    lines += ["", f"![pareto]({rel['pareto']})", ""]
+    return "\n".join(lines)
+
+
+def _f(x: object) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
+
+
+def _html(md_text: str, figs: dict[str, Path], folder: Path) -> str:
+    """A small Markdown subset (headings, bold, tables, images) to self-contained HTML."""
+    embedded = {
+        v.relative_to(folder).as_posix(): base64.b64encode(v.read_bytes()).decode()
+        for v in figs.values()
+    }
+    body, table = [], []
+
+    def flush() -> None:
+        if not table:
+            return
+        rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+        cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+        out = ["<table>", "<tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"]
+        out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]]
+        body.append("\n".join([*out, "</table>"]))
+        table.clear()
+
+    for line in md_text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            src = src.rstrip(")")
+            body.append(
+                f'<figure><img alt="{html.escape(alt)}" '
+                f'src="data:image/png;base64,{embedded[src]}"></figure>'
+            )
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            text = html.escape(line)
+            while text.count("**") >= 2:
+                text = text.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
+            while text.count("`") >= 2:
+                text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
+            body.append(f"<p>{text}</p>")
+    flush()
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;text-align:right}img{max-width:100%}"
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>LENNA demo report</title><style>{style}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(res: object, folder: str | Path) -> tuple[Path, Path]:
+    """Write the figures, ``report.md`` and ``report.html`` into ``folder``."""
+    folder = Path(folder)
+    figs = _figures(res, folder)
+    md = _md(res, figs, folder)
+    (folder / "report.md").write_text(md)
+    (folder / "report.html").write_text(_html(md, figs, folder))
+    return folder / "report.md", folder / "report.html"
