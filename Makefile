@@ -6,7 +6,7 @@ PIP_EXTRA ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint setup clean
+.PHONY: demo demo-quick test test-slow lint setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,18 +16,15 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 setup: $(BIN)/.installed
 
-# Until `lenna demo` exists, the main job is the real measuring pipeline on this machine:
-# a small labelled dataset, the op table, its summary, a Parquet export and the seed's
-# convergence figures. Running it again resumes instead of starting over.
+# The main job: measure on this machine, train the predictors, search at λ = 0 and λ > 0,
+# measure and train the derived networks, write demo-out/report.html. Running it again
+# resumes. `make demo-quick` is the same loop, smaller (CI's smoke test).
 DEMO := demo-out
 demo: $(BIN)/.installed
-	mkdir -p $(DEMO)
-	$(BIN)/lenna space show lenna
-	$(BIN)/lenna measure --space lenna --out $(DEMO)/lenna.db -n 30 --trace
-	$(BIN)/lenna measure-ops --out $(DEMO)/lenna.db
-	$(BIN)/lenna dataset info $(DEMO)/lenna.db
-	$(BIN)/lenna dataset export $(DEMO)/lenna.db $(DEMO)/lenna.parquet
-	$(BIN)/lenna plot convergence $(DEMO)/lenna.db --sample 0 --out $(DEMO)/convergence.png
+	$(BIN)/lenna demo --out $(DEMO)
+
+demo-quick: $(BIN)/.installed
+	$(BIN)/lenna demo --quick --out $(DEMO)-quick
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -37,4 +34,4 @@ test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out demo-out-quick .pytest_cache
