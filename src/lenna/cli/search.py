@@ -35,6 +35,9 @@ DATA = typer.Option(
 )
 LIMIT = typer.Option(2000, "--limit", help="Training images the search uses (half w, half α).")
 EPOCHS = typer.Option(8, "--epochs", help="Search epochs.")
+WARMUP = typer.Option(
+    0, "--warmup", help="First epochs train only the weights (α still; FBNet/ProxylessNAS)."
+)
 SEED = typer.Option(0, "--seed", help="Seed of data order, gates and initialisation.")
 FORM = typer.Option("linear", "--form", help="Latency term: linear (CE + λ·E/ref) or log.")
 REF = typer.Option(None, "--ref-ms", help="Reference latency [E at uniform α].")
@@ -113,6 +116,7 @@ def search_cmd(
     data: str = DATA,
     limit: int = LIMIT,
     epochs: int = EPOCHS,
+    warmup: int = WARMUP,
     seed: int = SEED,
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run in --out."),
     form: str = FORM,
@@ -185,7 +189,7 @@ def evaluate_arch_cmd(
             ),
         )
     if as_json:
-        typer.echo(json.dumps(res, indent=2, default=_json_default))
+        typer.echo(json.dumps(_finite(res), indent=2, allow_nan=False, default=str))
         return
     t = Table(title=f"{g.space} architecture, λ = {g.lam:g}")
     for col in ("measured ms", "cells measured ms", "cells predicted ms", "error", "accuracy"):
@@ -203,8 +207,15 @@ def evaluate_arch_cmd(
     Console().print(t)
 
 
-def _json_default(x: object) -> object:
-    return None if isinstance(x, float) and math.isnan(x) else str(x)
+def _finite(x: object) -> object:
+    """JSON has no NaN: not-measured figures become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
 
 
 def sweep_cmd(
@@ -216,6 +227,7 @@ def sweep_cmd(
     limit: int = LIMIT,
     epochs: int = EPOCHS,
     eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
+    warmup: int = WARMUP,
     seed: int = SEED,
     form: str = FORM,
     ref_ms: float = REF,

@@ -8,6 +8,8 @@ of their mean is within the rule's tolerance. Same clock, warm-up, threads and e
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -47,7 +49,7 @@ def measure_module(
     torch.set_num_threads(config.threads)
     try:
         device = torch.device(config.device)
-        module = module.to(device, config.torch_dtype)
+        module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
         bench = FixedBench(module, inputs, Timer(device))
         for _ in range(max(1, config.warmup_passes) + 2):

@@ -41,6 +41,9 @@ def _latency_grad(
     if term is None:
         return None, {}, 0.0
     t0 = time.perf_counter()
+    if term.lam == 0:  # reported, not optimised: no gradient needed
+        with torch.no_grad():
+            return term.expected_ms(dict(alphas)), {}, time.perf_counter() - t0
     leaves = {k: a.detach().clone().requires_grad_(True) for k, a in alphas.items()}
     e = term.expected_ms(leaves)
     grads = dict(zip(leaves, torch.autograd.grad(e, list(leaves.values())), strict=True))
@@ -53,7 +56,7 @@ def _alpha_loss(
     """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits)."""
     logits = net(x)
     ce = F.cross_entropy(logits, y)
-    if term is None or e is None:
+    if term is None or e is None or term.lam == 0:
         return ce, ce, None, logits
     e_leaf = e.clone().requires_grad_(True)
     return term.loss(ce, e_leaf), ce, e_leaf, logits
@@ -69,13 +72,23 @@ def search_step(
     grad_clip: float,
     unrolled: bool = False,
     generator: torch.Generator | None = None,
+    arch: bool = True,
 ) -> StepStats:
-    """α step then w step; returns what the progress bar and metrics need."""
+    """α step (unless ``arch`` is off: weight warm-up) then w step; returns what the progress
+    bar and metrics need."""
     t0 = time.perf_counter()
     alphas = dict(net.alphas.items())
     weights = net.weights()
     if net.mode == "gated":
         net.reset_gates(generator)
+    if not arch:
+        with torch.no_grad():
+            e = term.expected_ms(alphas) if term is not None else None
+            logits = net(batch_a[0])
+            loss = ce = F.cross_entropy(logits, batch_a[1])
+        return _w_step(
+            net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, 0.0
+        )
     # ---- α step ----------------------------------------------------------------------
     e, e_grads, lat_s = _latency_grad(term, alphas)
     a_opt.zero_grad(set_to_none=True)
@@ -98,8 +111,29 @@ def search_step(
             a.grad = a.grad + e_leaf.grad * e_grads[k]
         lat_s += time.perf_counter() - t1
     a_opt.step()
+    return _w_step(
+        net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, lat_s
+    )
+
+
+def _w_step(
+    net: Network,
+    w_opt: torch.optim.Optimizer,
+    batch_w: tuple[torch.Tensor, torch.Tensor],
+    batch_a: tuple[torch.Tensor, torch.Tensor],
+    grad_clip: float,
+    generator: torch.Generator | None,
+    t0: float,
+    loss: torch.Tensor,
+    ce: torch.Tensor,
+    logits: torch.Tensor,
+    e: torch.Tensor | None,
+    lat_s: float,
+) -> StepStats:
+    """The weight step on the w half, and the step's statistics."""
+    alphas = dict(net.alphas.items())
+    weights = net.weights()
     a_correct = int((logits.argmax(1) == batch_a[1]).sum())
-    # ---- w step ----------------------------------------------------------------------
     if net.mode == "gated":
         net.reset_gates(generator)
     for a in alphas.values():
@@ -141,13 +175,13 @@ def _unrolled_alpha_grads(
     xi = w_opt.param_groups[0]["lr"]
     backup = [w.detach().clone() for w in weights]
     # virtual step w' = w − ξ ∇w L_w(w, α)
-    g_w = torch.autograd.grad(F.cross_entropy(net(batch_w[0]), batch_w[1]), weights)
+    g_w = _grad(F.cross_entropy(net(batch_w[0]), batch_w[1]), weights)
     with torch.no_grad():
         for w, g in zip(weights, g_w, strict=True):
             w.sub_(xi * g)
     loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e)
     extra = [e_leaf] if e_leaf is not None else []
-    grads = torch.autograd.grad(loss, alphas + weights + extra)
+    grads = _grad(loss, alphas + weights + extra)
     d_alpha = grads[: len(alphas)]
     d_w = grads[len(alphas) : len(alphas) + len(weights)]
     if e_leaf is not None:
@@ -160,10 +194,16 @@ def _unrolled_alpha_grads(
             for w, b, g in zip(weights, backup, d_w, strict=True):
                 w.copy_(b + (eps * g if sign > 0 else -eps * g))
         loss_w = F.cross_entropy(net(batch_w[0]), batch_w[1])
-        hv.append(torch.autograd.grad(loss_w, alphas))
+        hv.append(_grad(loss_w, alphas))
     with torch.no_grad():
         for w, b in zip(weights, backup, strict=True):
             w.copy_(b)
     for a, da, hp, hm in zip(alphas, d_alpha, hv[0], hv[1], strict=True):
         a.grad = da - xi * (hp - hm) / (2 * eps)
     return loss, ce, e_leaf, logits
+
+
+def _grad(loss: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Gradients with zeros for inputs the graph did not use (gated mode: unsampled ops)."""
+    gs = torch.autograd.grad(loss, inputs, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(inputs, gs, strict=True))

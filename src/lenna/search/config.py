@@ -29,6 +29,7 @@ class SearchConfig:
     target_ms: float | None = None
     allow_extrapolation: bool = False
     epochs: int = 8
+    warmup: int = 0  # epochs that train only the weights before α moves (FBNet/ProxylessNAS)
     batch: int = 64
     mode: str = "weighted"
     unrolled: bool = False
@@ -59,6 +60,8 @@ class SearchConfig:
         for name in ("epochs", "batch"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup < self.epochs:
+            raise InputError(f"warmup must be in [0, epochs), got {self.warmup}")
         if self.limit is not None and self.limit < 2:
             raise InputError(f"limit must be >= 2 images, got {self.limit}")
         if self.threads is not None and self.threads < 1:

@@ -40,8 +40,8 @@ def _top2(space: SearchSpace, block_type: str, probs: np.ndarray) -> list[str | 
         best = []
         for e in (e for e in space.edges if e.dst == node):
             ops = space.edge_ops(block_type, e)
-            ranked = [(probs[e.index, i], op) for i, op in enumerate(ops) if op != "none"]
-            p, op = max(ranked)
+            ranked = [(probs[e.index, i], -i, op) for i, op in enumerate(ops) if op != "none"]
+            p, _, op = max(ranked)  # ties: the first op, as np.argmax and DARTS
             best.append((p, -e.index, e.index, op))  # ties: the earlier edge wins
         for _, _, k, op in sorted(best, reverse=True)[:2]:
             choices[k] = op

@@ -61,6 +61,8 @@ class LatencyTerm:
         for name, v in (("reference latency", ref_ms), ("target latency", target_ms)):
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise InputError(f"{name} must be a positive number of ms, got {v}")
+            if v is not None and form == "log" and v <= 1e-3:
+                raise InputError(f"the log form needs a {name} above 1 µs, got {v} ms")
         self.predictor, self.space, self.cells = predictor, space, list(cells)
         self.lam, self.form, self.target_ms = float(lam), form, target_ms
         self.outside = self._check_ranges(allow_extrapolation)
@@ -69,7 +71,9 @@ class LatencyTerm:
     def _check_ranges(self, allow: bool) -> list[str]:
         msgs = []
         for c in self.cells:
-            msg = self.predictor.check_range(c.block_type, c.channels, c.resolution, strict=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OutOfRange)
+                msg = self.predictor.check_range(c.block_type, c.channels, c.resolution)
             if msg is None:
                 continue
             if not allow:
@@ -78,6 +82,7 @@ class LatencyTerm:
                     f"outside the predictor's training ranges; measure such blocks or pass "
                     f"--allow-extrapolation ({msg})"
                 )
+            warnings.warn(f"cell {c.index}: {msg}", OutOfRange, stacklevel=3)
             msgs.append(msg)
         return msgs
 

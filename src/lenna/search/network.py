@@ -1,9 +1,15 @@
-"""The search network: stem → N cells of one space → global pool → classifier.
+"""The search network: stem → N × (cell → BN) → global pool → classifier.
 
 One class builds the supernet (``weighted``/``gated`` mixed edges, one α per cell type shared
 by every cell of that type) and the derived network (``fixed``: only the chosen ops exist).
 Reductions sit at 1/3 and 2/3 of the depth, as in DARTS. Each cell knows its own
 (block type, channels, resolution): the latency predictor is asked exactly that.
+
+Each cell's output is batch-normalised (affine-free in the supernet, as DARTS's ops are): a
+seed-block node is an un-normalised sum of up to five ReLU outputs, and in a mixed edge the
+average of many such outputs is mostly a constant; on MNIST the supernet's accuracy after 40
+steps rose from chance to ~45 % with it. The BN is outside the cell, so what is measured and
+predicted is the cell itself.
 """
 
 from __future__ import annotations
@@ -122,6 +128,7 @@ class Network(nn.Module):
             nn.Conv2d(net.in_channels, c, 3, net.stem_stride, 1, bias=False), nn.BatchNorm2d(c)
         )
         self.cells = nn.ModuleList()
+        self.norms = nn.ModuleList()
         prev = [c] * space.num_inputs  # channels of the inputs of the next cell, oldest first
         reduction_prev = False
         for s in self.specs:
@@ -137,6 +144,7 @@ class Network(nn.Module):
             )
             self.cells.append(block)
             out_c = space.shapes(s.block_type, s.channels, s.resolution)["out_channels"]
+            self.norms.append(nn.BatchNorm2d(out_c, affine=mode == "fixed"))
             prev = [*prev, out_c]
             reduction_prev = s.block_type == "reduction"
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -156,7 +164,7 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         states = [x] * self.space.num_inputs
-        for cell in self.cells:
-            out = cell(*states[-self.space.num_inputs :])
+        for cell, norm in zip(self.cells, self.norms, strict=True):
+            out = norm(cell(*states[-self.space.num_inputs :]))
             states = [*states[1:], out] if self.space.num_inputs > 1 else [out]
         return self.classifier(self.pool(states[-1]).flatten(1))

@@ -75,12 +75,17 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
-def _prepare_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
+def _check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
+    """The config to run: the stored one on resume (it must match), else ``cfg`` for an
+    empty or new folder. Nothing is written here, so a refused search leaves no trace."""
     cfg_path = out / CONFIG
     if resume:
         if not cfg_path.is_file():
             raise InputError(f"{out} holds no search to resume (no {CONFIG})")
-        stored = SearchConfig.from_dict(json.loads(cfg_path.read_text()))
+        try:
+            stored = SearchConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
+            raise InputError(f"{cfg_path} is malformed ({e.__class__.__name__})") from None
         diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
         if diff:
             raise InputError(
@@ -89,12 +94,15 @@ def _prepare_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
         return stored
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
+    return cfg
+
+
+def _write_config(out: Path, cfg: SearchConfig) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
     except OSError as e:
         raise InputError(f"cannot write the run folder {out}: {e.strerror}") from None
-    return cfg
 
 
 class Search:
@@ -195,6 +203,7 @@ class Search:
                 cfg.grad_clip,
                 cfg.unrolled,
                 g,
+                arch=epoch >= cfg.warmup,
             )
             n = len(wi)
             tot["w_loss"] += st.w_loss * n
@@ -267,13 +276,21 @@ def _truncate(folder: Path, epoch: int) -> list[dict]:
     mpath, apath = folder / METRICS, folder / ALPHAS
     if mpath.is_file():
         with mpath.open() as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+            rows = [_parse_row(r) for r in csv.DictReader(f)]
+        rows = [r for r in rows if r["epoch"] <= epoch]
         _write_metrics(mpath, rows)
     if apath.is_file():
         lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
         keep = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch]
         apath.write_text("".join(ln + "\n" for ln in keep))
-    return [{k: float(v) for k, v in r.items()} for r in rows]
+    return rows
+
+
+def _parse_row(r: dict) -> dict:
+    try:
+        return {k: int(v) if k == "epoch" else float(v) for k, v in r.items()}
+    except (TypeError, ValueError) as e:
+        raise InputError(f"malformed {METRICS} row ({e})") from None
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -298,8 +315,10 @@ def run_search(
     out = Path(out)
     data = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
     cfg.net = fit_net(cfg.net, data)
-    cfg = _prepare_folder(out, cfg, resume)
-    search = Search(cfg, data)
+    cfg = _check_folder(out, cfg, resume)
+    search = Search(cfg, data)  # refuses a bad predictor before anything is written
+    if not resume:
+        _write_config(out, cfg)
     metrics: list[dict] = []
     if resume and (out / "checkpoint.json").is_file():
         search.load_state(*load_checkpoint(out))

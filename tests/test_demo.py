@@ -1,0 +1,166 @@
+"""`lenna demo`: bad --out, the report's Markdown → HTML, the gain sentence, and (slow) the
+quick demo end to end with the report opened in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from measure_helpers import one_line_error
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.report.demo_report import _html, gain_sentence
+
+runner = CliRunner()
+
+# a 1×1 PNG
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def test_demo_out_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    one_line_error(runner.invoke(app, ["demo", "--quick", "--out", str(f)]), "is a file")
+
+
+def test_demo_out_unwritable(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        target = ro / "sub"
+        result = runner.invoke(app, ["demo", "--quick", "--out", str(target)])
+        if result.exit_code == 0 or (target.exists() and target.is_dir()):
+            pytest.skip("running as a user who can write anywhere (root)")
+        one_line_error(result, "not writable")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_demo_out_under_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    one_line_error(runner.invoke(app, ["demo", "--out", str(f / "sub")]), "not writable")
+
+
+def _rows(fast_ms: float, fast_acc: float) -> list[dict]:
+    return [
+        {"lam": 0.0, "measured_cells_ms": 4.0, "measured_ms": 5.0, "accuracy": 0.9, "epochs": 3},
+        {
+            "lam": 1.0,
+            "measured_cells_ms": fast_ms,
+            "measured_ms": fast_ms + 1,
+            "accuracy": fast_acc,
+            "epochs": 3,
+        },
+    ]
+
+
+def test_gain_sentence_states_measured_gain_and_cost():
+    s = gain_sentence(_rows(2.0, 0.885))
+    assert "50 % faster cells" in s
+    assert "2.000 ms against 4.000 ms" in s
+    assert "-1.50 accuracy points" in s
+
+
+def test_gain_sentence_is_honest_when_slower():
+    s = gain_sentence(_rows(5.0, 0.9))
+    assert "no speed gain" in s and "25 % slower" in s
+
+
+def test_html_embeds_images_and_renders_tables(tmp_path):
+    fig = tmp_path / "figures" / "a.png"
+    fig.parent.mkdir()
+    fig.write_bytes(PNG)
+    md = "\n".join(
+        [
+            "# Title",
+            "",
+            "**bold** and `code` <script>",
+            "",
+            "| a | b |",
+            "|---|---|",
+            "| 1 | 2 |",
+            "",
+            "![alt text](figures/a.png)",
+        ]
+    )
+    page = _html(md, {"a": fig}, tmp_path)
+    assert "<h1>Title</h1>" in page
+    assert "<strong>bold</strong>" in page and "<code>code</code>" in page
+    assert "&lt;script&gt;" in page  # text is escaped
+    assert "<th>a</th>" in page and "<td>2</td>" in page and "---" not in page
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(src) == PNG
+    assert "figures/a.png" not in page  # self-contained: no file references
+
+
+CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-images', imgs.length + '/' + ok);
+});
+</script></body>"""
+
+
+def rendered_images(page: Path, tmp: Path) -> tuple[int, int]:
+    """(images, images decoded) of an HTML page as headless Chromium renders it."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    probe = tmp / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", CHECK))
+    out = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    m = re.search(r'data-images="(\d+)/(\d+)"', out)
+    assert m, out[-2000:]
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_chromium_probe_sees_images(tmp_path):
+    fig = tmp_path / "a.png"
+    fig.write_bytes(PNG)
+    page = tmp_path / "p.html"
+    page.write_text(_html("![x](a.png)\n\n![y](a.png)", {"a": fig}, tmp_path))
+    assert rendered_images(page, tmp_path) == (2, 2)
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path):
+    """The README's main job, small: real measurement, predictors, two searches, report."""
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["lam"] for r in summary["rows"]] == [0.0, 1.0]
+    assert set(summary["predictors"]) >= {"lut", "elasticnet", "mlp", "gbdt", "lut+mlp"}
+    md = (out / "report.md").read_text()
+    for name in ("convergence", "predicted vs measured", "search curves", "pareto"):
+        assert name in md
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(images) >= 6
+    for rel in images:
+        assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    total, ok = rendered_images(out / "report.html", tmp_path)
+    assert total == len(images) and ok == total

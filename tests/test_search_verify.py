@@ -1,0 +1,302 @@
+"""Verifying a derived network (measure, train, compare) and the λ sweep built on it."""
+
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from search_helpers import (
+    FAST_RULE,
+    PNG_MAGIC,
+    cheap_genotype,
+    one_thread,
+    predictor_folder,
+    tiny_config,
+    tiny_data,
+)
+from torch import nn
+
+from lenna.errors import InputError
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fixed import measure_module
+from lenna.search.genotype import Genotype
+from lenna.search.run import run_search
+from lenna.search.sweep import TABLE_FIELDS, check_lams, lam_folder, run_sweep
+from lenna.search.verify import build, cell_inputs, evaluate_arch, measure_network
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RESULT_KEYS = {
+    "space",
+    "lam",
+    "measured_ms",
+    "measured_ci_ms",
+    "measured_cells_ms",
+    "measured_per_cell_ms",
+    "fingerprint",
+    "predicted_ms",
+    "predicted_per_cell_ms",
+    "prediction_error",
+    "accuracy",
+    "train_s",
+    "epochs",
+    "params",
+    "data",
+}
+
+
+def fast(**kw) -> MeasureConfig:
+    return MeasureConfig(rule="ci", rule_params=dict(FAST_RULE), threads=1, **kw)
+
+
+# ---- measure_module ---------------------------------------------------------------------
+class ThreadProbe(nn.Module):
+    """A conv that records thread count, grad mode and train mode of every call, in a list
+    shared by its copies (measure_module times a copy)."""
+
+    log: list[tuple[int, bool, bool]] = []  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        ThreadProbe.log.clear()
+
+    @property
+    def seen(self) -> list[tuple[int, bool, bool]]:
+        return ThreadProbe.log
+
+    def forward(self, x):
+        ThreadProbe.log.append((torch.get_num_threads(), torch.is_grad_enabled(), self.training))
+        return self.conv(x)
+
+
+def test_measure_module_times_in_eval_mode_on_the_configured_threads():
+    m = ThreadProbe().train()
+    torch.set_num_threads(2)  # the single_thread fixture restores 1 afterwards
+    est = measure_module(m, (torch.randn(1, 2, 8, 8),), fast())
+    assert torch.get_num_threads() == 2  # restored
+    assert math.isfinite(est.latency_ms) and est.latency_ms > 0
+    assert est.rule == "ci" and 3 <= est.resets <= 5
+    assert len(est.values_ms) == est.resets
+    assert m.training  # the caller's module is untouched: a copy is timed
+    assert m.seen and all(s == (1, False, False) for s in m.seen)
+
+
+def test_measure_module_accepts_a_cv_config_without_op_costs():
+    params = {**FAST_RULE, "control": True}
+    est = measure_module(nn.ReLU(), (torch.randn(1, 2, 4, 4),), MeasureConfig(rule_params=params))
+    assert est.rule == "ci" and est.latency_ms > 0
+
+
+# ---- measure_network / evaluate_arch ----------------------------------------------------
+@pytest.mark.parametrize("space", ["lenna", "darts"])
+def test_cell_inputs_are_what_each_cell_receives(space):
+    net = build(cheap_genotype(space))
+    seen = cell_inputs(net, torch.randn(2, 1, 32, 32))
+    n_in = 1 if space == "lenna" else 2
+    assert [len(s) for s in seen] == [n_in, n_in]
+    assert seen[0][-1].shape == (2, 8, 16, 16)  # after the stride-2 stem
+    assert seen[1][-1].shape[2:] == (16, 16)  # the reduction cell's input
+
+
+@pytest.mark.parametrize("space", ["lenna", "darts"])
+def test_measure_network_reports_the_whole_and_each_cell(space):
+    net = build(cheap_genotype(space))
+    res = measure_network(net, fast())
+    assert len(res["measured_per_cell_ms"]) == 2
+    assert res["measured_cells_ms"] == pytest.approx(sum(res["measured_per_cell_ms"]))
+    assert all(v > 0 for v in res["measured_per_cell_ms"])
+    assert res["measured_ms"] > 0 and res["measured_ci_ms"] >= 0
+    assert res["fingerprint"]["threads"] == 1 and res["fingerprint"]["batch"] == 1
+
+
+def test_evaluate_arch_measures_trains_and_compares():
+    g = cheap_genotype("lenna")
+    g.predicted_ms, g.predicted_cells_ms = 0.5, [0.3, 0.2]
+    stages = []
+    epochs = []
+    res = evaluate_arch(
+        g,
+        tiny_data(),
+        epochs=1,
+        seed=0,
+        measure=fast(),
+        on_stage=stages.append,
+        on_epoch=lambda *a: epochs.append(a),
+    )
+    assert set(res) == RESULT_KEYS
+    assert res["measured_cells_ms"] == pytest.approx(sum(res["measured_per_cell_ms"]))
+    assert len(res["measured_per_cell_ms"]) == 2
+    assert 0.0 <= res["accuracy"] <= 1.0
+    assert res["params"] == sum(p.numel() for p in build(g).parameters()) > 0
+    assert res["predicted_ms"] == 0.5 and res["predicted_per_cell_ms"] == [0.3, 0.2]
+    cells = res["measured_cells_ms"]
+    assert res["prediction_error"] == pytest.approx((0.5 - cells) / cells)
+    assert (res["space"], res["lam"], res["epochs"], res["data"]) == ("lenna", 0.5, 1, "synthetic")
+    assert stages == ["measuring latency", "training 1 epochs"]
+    assert len(epochs) == 1 and epochs[0][0] == 1
+    json.dumps(res)
+
+
+def test_evaluate_arch_is_reproducible_and_skips_training_at_zero_epochs():
+    g = cheap_genotype("darts")
+    a = evaluate_arch(g, tiny_data(), epochs=1, seed=3, measure=fast())
+    b = evaluate_arch(g, tiny_data(), epochs=1, seed=3, measure=fast())
+    assert a["accuracy"] == b["accuracy"]
+    z = evaluate_arch(g, "synthetic", epochs=0, limit=8, measure=fast())
+    assert math.isnan(z["accuracy"]) and z["train_s"] == 0.0
+    assert z["predicted_ms"] is None and z["prediction_error"] is None
+
+
+def test_evaluate_arch_trains_after_measuring_in_another_dtype():
+    """Measuring moves the network to the measurement's dtype (or device: --device cuda);
+    training and testing afterwards must still work on the data's float32 CPU tensors."""
+    res = evaluate_arch(
+        cheap_genotype("lenna"), tiny_data(), epochs=1, measure=fast(dtype="bfloat16")
+    )
+    assert 0.0 <= res["accuracy"] <= 1.0
+    assert res["measured_ms"] > 0
+
+
+def test_evaluate_arch_refuses_data_the_network_was_not_built_for():
+    g = cheap_genotype("lenna", num_classes=10)
+    with pytest.raises(InputError, match="takes 1×32² images in 10 classes"):
+        evaluate_arch(g, tiny_data(), epochs=0, measure=fast())
+
+
+# ---- the sweep --------------------------------------------------------------------------
+LAMS = [0.5, 5.0]
+
+
+def sweep_base(**kw):
+    return tiny_config(mode="gated", lam=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A finished sweep over :data:`LAMS` (read-only)."""
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    events = []
+    with one_thread():
+        rows = run_sweep(sweep_base(), LAMS, out, 1, fast(), on_event=lambda k, i: events.append(k))
+    return out, rows, events
+
+
+def test_sweep_writes_a_table_a_pareto_figure_and_a_folder_per_lambda(sweep):
+    out, rows, events = sweep
+    assert [r["lam"] for r in rows] == LAMS
+    with (out / "sweep.csv").open() as f:
+        reader = csv.DictReader(f)
+        table = list(reader)
+    assert reader.fieldnames == list(TABLE_FIELDS)
+    assert [float(r["lam"]) for r in table] == LAMS
+    assert json.loads((out / "sweep.json").read_text()) == rows
+    for png in ("pareto.png", "search_curves.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    for lam, r in zip(LAMS, rows, strict=True):
+        folder = lam_folder(out, lam)
+        assert r["run"] == str(folder)
+        assert json.loads((folder / "result.json").read_text()) == r
+        g = Genotype.load(folder / "genotype.json")
+        assert g.lam == lam
+        assert r["predicted_ms"] == pytest.approx(g.predicted_ms)
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["measured_cells_ms"] > 0 and r["params"] > 0
+    assert {p.name for p in out.iterdir()} == {
+        "lam_0.5",
+        "lam_5",
+        "sweep.csv",
+        "sweep.json",
+        "pareto.png",
+        "search_curves.png",
+    }
+    assert events.count("lam") == 2 and events.count("epoch") == 2 and "step" in events
+
+
+def test_a_finished_sweep_is_skipped_when_run_again(sweep, tmp_path):
+    src, rows, _ = sweep
+    out = tmp_path / "s"
+    shutil.copytree(src, out)
+    results = [lam_folder(out, lam) / "result.json" for lam in LAMS]
+    before = [p.stat().st_mtime_ns for p in results]
+    events = []
+    again = run_sweep(
+        sweep_base(),
+        LAMS,
+        out,
+        eval_epochs=1,
+        measure=fast(),
+        on_event=lambda k, i: events.append(k),
+    )
+    assert [p.stat().st_mtime_ns for p in results] == before
+    assert events == ["lam", "lam"]  # no search step, no epoch
+    assert [{k: v for k, v in r.items() if k != "run"} for r in again] == [
+        {k: v for k, v in r.items() if k != "run"} for r in rows
+    ]
+
+
+def test_a_sweep_resumes_a_stopped_search(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop(row):
+        raise Stop
+
+    out = tmp_path / "s"
+    out.mkdir()
+    base = sweep_base(epochs=2)
+    with pytest.raises(Stop):
+        run_search(
+            tiny_config(mode="gated", lam=1.0, epochs=2), lam_folder(out, 1.0), on_epoch=stop
+        )
+    (row,) = run_sweep(base, [1.0], out, eval_epochs=0, measure=fast())
+    whole = run_search(
+        tiny_config(mode="gated", lam=1.0, epochs=2), tmp_path / "whole", figures=False
+    )
+    assert Genotype.load(lam_folder(out, 1.0) / "genotype.json") == whole.genotype
+    assert row["predicted_ms"] == pytest.approx(whole.genotype.predicted_ms)
+
+
+@pytest.mark.parametrize(
+    ("lams", "needle"),
+    [
+        ([], "give at least one λ"),
+        ([0.5, -1.0], r"λ must be finite numbers >= 0, got \[-1.0\]"),
+        ([math.nan], "λ must be finite numbers >= 0"),
+        ([math.inf, 1.0], "λ must be finite numbers >= 0"),
+        ([1.0, 1.0], "each λ once"),
+    ],
+)
+def test_check_lams_refuses(lams, needle):
+    with pytest.raises(InputError, match=needle):
+        check_lams(lams)
+
+
+def test_check_lams_keeps_the_order():
+    assert check_lams([2.0, 0.0, 0.5]) == [2.0, 0.0, 0.5]
+
+
+def test_run_sweep_refuses_bad_lams_and_a_file_as_folder(tmp_path):
+    out = tmp_path / "s"
+    with pytest.raises(InputError, match="λ must be finite"):
+        run_sweep(sweep_base(), [-2.0], out, eval_epochs=0, measure=fast())
+    assert not out.exists()
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        run_sweep(sweep_base(), [1.0], f, eval_epochs=0, measure=fast())
+
+
+def test_a_sweep_of_another_space_predictor_is_refused(tmp_path):
+    base = sweep_base(predictor=str(predictor_folder("darts")))
+    with pytest.raises(InputError, match="model of space 'darts', not 'lenna'"):
+        run_sweep(base, [1.0], tmp_path / "s", eval_epochs=0, measure=fast())
+
+
+def test_a_sweep_with_a_lambda_zero_baseline(tmp_path):
+    """`lenna sweep`'s default λ list starts at 0: plain DARTS with the predictor reporting E."""
+    rows = run_sweep(sweep_base(), [0.0, 1.0], tmp_path / "s", eval_epochs=0, measure=fast())
+    assert [r["lam"] for r in rows] == [0.0, 1.0]
+    assert all(math.isfinite(r["predicted_ms"]) for r in rows)
