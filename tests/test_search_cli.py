@@ -49,8 +49,7 @@ def fast_measure(monkeypatch):
     def make(device="cpu", threads=1, **kw):
         return MeasureConfig(rule="ci", rule_params=dict(FAST_RULE), device=device, threads=threads)
 
-    monkeypatch.setattr(cli_search, "MeasureConfig", make)
-    monkeypatch.setattr(verify, "MeasureConfig", make)
+    monkeypatch.setattr(verify, "MeasureConfig", make)  # the CLI measures via verify's
 
 
 @pytest.fixture
@@ -181,11 +180,21 @@ def test_search_refuses_a_used_folder_and_a_different_resume(tmp_path):
     assert runner.invoke(app, search_args(out)).exit_code == 0
     one_line_error(runner.invoke(app, search_args(out)), "exists and is not an empty folder")
     result = runner.invoke(app, [*search_args(out), "--resume", "--lam", "2"])
-    one_line_error(result, "--resume with settings that differ from")
+    one_line_error(result, "--resume: --lam differ from the run's")
     one_line_error(
         runner.invoke(app, [*search_args(tmp_path / "new"), "--resume"]),
         "holds no search to resume",
     )
+
+
+def test_resume_needs_only_out_and_continues_the_stored_run(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, search_args(out)).exit_code == 0
+    before = json.loads((out / "genotype.json").read_text())
+    (out / "genotype.json").unlink()
+    result = runner.invoke(app, ["search", "--out", str(out), "--resume"])  # no other option
+    assert result.exit_code == 0, all_text(result)
+    assert json.loads((out / "genotype.json").read_text())["cells"] == before["cells"]
 
 
 def test_search_resume_with_a_corrupt_config_file_is_one_line(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import warnings
 from typing import Any
 
 import typer
@@ -27,6 +28,7 @@ class OneLineErrors(TyperGroup):
     """Runs the command tree non-standalone so every user error can be printed as one line."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        warnings.showwarning = _one_line_warning
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except InputError as e:
@@ -41,6 +43,13 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             fail("interrupted", 130)
         return _exit(rv if isinstance(rv, int) else 0, standalone_mode)
+
+
+def _one_line_warning(
+    message: Warning | str, category: type, filename: str, lineno: int, *args: Any
+) -> None:
+    """A warning is one line for a user, not a source location."""
+    typer.echo(f"lenna: warning: {message}", err=True)
 
 
 def _exit(code: int, standalone_mode: bool) -> int:

@@ -8,9 +8,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from lenna.cli.app import fail
-from lenna.cli.search import _Bars
+from lenna.cli.search import sweep_events
+from lenna.demo.plan import FULL, QUICK
 from lenna.measure.runner import Interrupted, stop_on_signals
 
 err = Console(stderr=True)
@@ -20,7 +22,7 @@ def demo_cmd(
     quick: bool = typer.Option(
         False, "--quick", help="A small run (under 3 minutes on 2 cores), still measured for real."
     ),
-    out: Path = typer.Option(Path("lenna-demo"), "--out", help="Folder for data, models, report."),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for data, models, report."),
 ) -> None:
     """Measure → predict → search (λ = 0 and λ > 0) → measure the results → report.
 
@@ -40,21 +42,12 @@ def demo_cmd(
         console=err,
     ) as bar:
         tasks: dict[str, int] = {}
-        bars: dict[float, _Bars] = {}
+        on_event = sweep_events(bar, (QUICK if quick else FULL).search_epochs)
 
         def on_progress(what: str, done: int, total: int) -> None:
             if what not in tasks:
                 tasks[what] = bar.add_task(what, total=total, info="")
             bar.update(tasks[what], completed=done, total=total)
-
-        def on_event(kind: str, info: dict) -> None:
-            lam = info["lam"]
-            if kind == "lam":
-                bars[lam] = _Bars(bar, 0, f"search λ={lam:g} ")
-            elif kind == "step":
-                bars[lam].step(info["st"], info["i"], info["n"])
-            elif kind == "epoch":
-                bars[lam].epoch_done(info)
 
         try:
             with stop_on_signals():
@@ -64,6 +57,7 @@ def demo_cmd(
                     on_stage=lambda s: bar.console.print(f"[bold cyan]{s}"),
                     on_progress=on_progress,
                     on_event=on_event,
+                    on_predictors=lambda preds, chosen: bar.console.print(_table(preds, chosen)),
                 )
                 md, page = write_report(res, out)
         except Interrupted as e:
@@ -74,3 +68,21 @@ def demo_cmd(
             )
     err.print(f"\n{gain_sentence(res.rows)}")
     err.print(f"report: {page} (and {md})")
+
+
+def _table(preds: dict[str, dict], chosen: str) -> Table:
+    """The predictor comparison, held-out rows of the demo's own measurements."""
+    t = Table(title=f"latency predictors on held-out blocks (the search uses {chosen})")
+    for col in ("model", "differentiable", "n", "MAPE %", "within ±10 %", "RMSE ms", "τ"):
+        t.add_column(col, justify="right")
+    for kind, m in preds.items():
+        t.add_row(
+            kind,
+            "yes" if m["differentiable"] else "no",
+            str(m["n"]),
+            f"{m['mape']:.2f}",
+            f"{m['within_10']:.1f}",
+            f"{m['rmse_ms']:.3f}",
+            f"{m['kendall_tau']:.3f}",
+        )
+    return t

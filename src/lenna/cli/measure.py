@@ -100,27 +100,41 @@ def measure_cmd(
     n: int = typer.Option(..., "-n", help="Measure until the file holds N samples."),
     space: str = typer.Option(None, "--space", help="Search space (lenna, darts). New files only."),
     channels: str = typer.Option(
-        None, "--channels", help="Input channels MIN:MAX, log-uniform [8:128]."
+        None, "--channels", help="Input channels MIN:MAX, log-uniform (default: 8:128)."
     ),
-    resolutions: str = typer.Option(None, "--resolutions", help="Input resolutions [32,16,8]."),
-    block_types: str = typer.Option(None, "--block-types", help="Block types [normal,reduction]."),
-    batch: int = typer.Option(None, "--batch", help="Batch size [1]."),
-    device: str = typer.Option(None, "--device", help="cpu or cuda [cpu]."),
+    resolutions: str = typer.Option(
+        None, "--resolutions", help="Input resolutions (default: 32,16,8)."
+    ),
+    block_types: str = typer.Option(
+        None, "--block-types", help="Block types (default: normal,reduction)."
+    ),
+    batch: int = typer.Option(None, "--batch", help="Batch size (default: 1)."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda (default: cpu)."),
     threads: int = typer.Option(
-        None, "--threads", help="CPU threads, fixed and recorded [1: steadiest when shared]."
+        None,
+        "--threads",
+        help="CPU threads, fixed and recorded (default: 1: steadiest when shared).",
     ),
     seed: int = typer.Option(
-        None, "--seed", help="Sampler seed [0]; sample i is a function of (seed, i)."
+        None, "--seed", help="Sampler seed (default: 0); sample i is a function of (seed, i)."
     ),
     rule: str = typer.Option(None, "--rule", help="Stopping rule: cv (default), ci, seed."),
     drift_every: int = typer.Option(
-        None, "--drift-every", help="Re-measure the control sample every K rows [50]; 0: off."
+        None,
+        "--drift-every",
+        help="Re-measure the control sample every K rows (default: 50); 0: off.",
     ),
     trace: bool = typer.Option(
         False, "--trace", help="Keep per-reset values (for `lenna plot convergence`)."
     ),
     allow_mixed: bool = typer.Option(
         False, "--allow-mixed", help="Add to a file measured on another fingerprint."
+    ),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        help="Measure on a Ray cluster, one actor per node with the lenna_device resource: "
+        "auto (a running cluster), local (start one here), or HOST:PORT.",
     ),
 ) -> None:
     """Measure the expected latency of random blocks under binary gates, one committed row each.
@@ -143,6 +157,9 @@ def measure_cmd(
         rule=rule,
         drift_every=drift_every,
     )
+    if ray is not None:
+        _measure_on_fleet(out, cfg, n, ray, allow_mixed)
+        return
     m = cfg.measure
     with open_dataset(
         out, cfg, fingerprint(m.device, m.threads, m.dtype, m.batch), allow_mixed
@@ -194,10 +211,12 @@ def measure_ops_cmd(
     ),
     space: str = typer.Option(None, "--space", help="Search space; defaults to the file's."),
     channels: str = typer.Option(
-        None, "--channels", help="Channel range MIN:MAX [the file's]; grid: powers of 2 + ends."
+        None,
+        "--channels",
+        help="Channel range MIN:MAX (default: the file's); grid: powers of 2 + ends.",
     ),
     resolutions: str = typer.Option(
-        None, "--resolutions", help="Resolutions [the file's, or 32,16,8]."
+        None, "--resolutions", help="Resolutions (default: the file's, or 32,16,8)."
     ),
     passes: int = typer.Option(
         20, "--passes", help="Timed calls per op (the 40 % quantile is kept)."
@@ -232,3 +251,36 @@ def measure_ops_cmd(
                 130 if e.signum == signal.SIGINT else 143,
             )
     err.print(f"{n_rows} op-table rows in {out}")
+
+
+def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mixed: bool) -> None:
+    """`lenna measure --ray`: the driver writes, the devices measure; per-device rates shown."""
+    from lenna.measure.fleet import require_ray, run_fleet_measurement
+
+    require_ray()
+    t0 = time.perf_counter()
+    per_device: dict[str, int] = {}
+    stored = [0]
+    with _progress() as bar:
+        task = bar.add_task("measuring (fleet)", total=n, rate="", last="")
+
+        def on_sample(row: dict, count: int, device: str) -> None:
+            stored[0] = count
+            per_device[device] = per_device.get(device, 0) + 1
+            minutes = max(time.perf_counter() - t0, 1e-9) / 60
+            rates = ", ".join(f"{d}: {k / minutes:.1f}/min" for d, k in sorted(per_device.items()))
+            bar.update(task, completed=count, rate=rates, last="")
+
+        try:
+            with stop_on_signals():
+                total = run_fleet_measurement(
+                    out, cfg, n, address, allow_mixed=allow_mixed, on_sample=on_sample
+                )
+        except Interrupted as e:
+            bar.stop()
+            fail(
+                f"interrupted: {stored[0]} rows stored in {out}; "
+                "run the same command again to resume",
+                130 if e.signum == signal.SIGINT else 143,
+            )
+    err.print(f"{total} rows in {out}")

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from lenna.cli.app import fail
 from lenna.errors import InputError
-from lenna.measure.config import MeasureConfig
+from lenna.jsonsafe import dumps
 from lenna.measure.runner import Interrupted, stop_on_signals
+from lenna.search.bilevel import StepStats
 from lenna.search.config import SearchConfig
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
-from lenna.search.run import run_search
+from lenna.search.run import run_search, stored_config
 from lenna.search.sweep import run_sweep
-from lenna.search.verify import evaluate_arch
+from lenna.search.verify import evaluate_arch, measure_config_for
 
 err = Console(stderr=True)
 
@@ -40,7 +48,7 @@ WARMUP = typer.Option(
 )
 SEED = typer.Option(0, "--seed", help="Seed of data order, gates and initialisation.")
 FORM = typer.Option("linear", "--form", help="Latency term: linear (CE + λ·E/ref) or log.")
-REF = typer.Option(None, "--ref-ms", help="Reference latency [E at uniform α].")
+REF = typer.Option(None, "--ref-ms", help="Reference latency (default: E at uniform α).")
 TARGET = typer.Option(None, "--target-ms", help="Penalise only latency above this budget (ms).")
 EXTRAP = typer.Option(
     False, "--allow-extrapolation", help="Search cells outside the predictor's training ranges."
@@ -53,7 +61,9 @@ CELLS = typer.Option(3, "--cells", help="Cells (reductions at 1/3 and 2/3 of dep
 ARCH_LR = typer.Option(
     3e-3, "--arch-lr", help="Adam lr of α (10× DARTS's: searches here are short)."
 )
-THREADS = typer.Option(None, "--threads", help="CPU threads for training [torch's default].")
+THREADS = typer.Option(
+    None, "--threads", help="CPU threads for training (default: torch's default)."
+)
 
 
 def _config(**kw: object) -> SearchConfig:
@@ -62,6 +72,29 @@ def _config(**kw: object) -> SearchConfig:
     return SearchConfig(
         net=net, limit=None if limit in (None, 0) else limit, a_lr=kw.pop("arch_lr"), **kw
     )
+
+
+def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
+    """The stored config of ``out``; options typed on the command line must agree with it."""
+    stored = stored_config(out)
+    given = _config(**options).to_dict()
+    keys = {"channels": "net", "cells": "net", "arch_lr": "a_lr"}
+    differ = []
+    for name in options:
+        if ctx.get_parameter_source(name).name.startswith("DEFAULT"):
+            continue
+        key = keys.get(name, name)
+        if key == "net":
+            if stored.net.to_dict()[name] != given["net"][name]:
+                differ.append(f"--{name.replace('_', '-')}")
+        elif stored.to_dict().get(key) != given.get(key):
+            differ.append(f"--{name.replace('_', '-')}")
+    if differ:
+        raise InputError(
+            f"--resume: {', '.join(differ)} differ from the run's {out / 'config.json'}; "
+            "leave them out to continue it as it was started"
+        )
+    return stored
 
 
 def _progress() -> Progress:
@@ -76,14 +109,18 @@ def _progress() -> Progress:
 
 
 class _Bars:
-    """Step bar per epoch with loss, accuracy and predicted latency."""
+    """Step bar per epoch with loss, accuracy and predicted latency; a line per epoch; a
+    status line while the derived network is verified."""
 
     def __init__(self, bar: Progress, epochs: int, label: str = "") -> None:
-        self.bar, self.epochs, self.label, self.task, self.epoch = bar, epochs, label, None, 0
+        self.bar, self.epochs, self.label = bar, epochs, label
+        self.task: TaskID | None = None
+        self.epoch = 0
+        self.verify: TaskID | None = None
 
-    def step(self, st: object, i: int, n: int) -> None:
-        if self.task is None or i == 1:
-            self.epoch += 1
+    def step(self, st: StepStats, i: int, n: int) -> None:
+        if self.task is None or st.epoch != self.epoch:
+            self.epoch = st.epoch
             if self.task is not None:
                 self.bar.remove_task(self.task)
             desc = f"{self.label}epoch {self.epoch}/{self.epochs}"
@@ -102,6 +139,37 @@ class _Bars:
             f"α-half acc {100 * row['a_acc']:.1f} %{ms}, {row['epoch_s']:.0f} s"
         )
 
+    def note(self, text: str) -> None:
+        """Verification stage (measuring, training) of the derived network."""
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+        if self.verify is None:
+            self.verify = self.bar.add_task(f"{self.label}verify", total=None, info="")
+        self.bar.update(self.verify, info=text)
+
+    def on_event(self, kind: str, info: dict) -> None:
+        if kind == "step":
+            self.step(info["st"], info["i"], info["n"])
+        elif kind == "epoch":
+            self.epoch_done(info)
+        elif kind == "eval":
+            self.note(info["stage"])
+
+
+def sweep_events(bar: Progress, epochs: int) -> Callable[[str, dict], None]:
+    """An ``on_event`` for :func:`~lenna.search.sweep.run_sweep`: one :class:`_Bars` per λ."""
+    bars: dict[float, _Bars] = {}
+
+    def on_event(kind: str, info: dict) -> None:
+        lam = info["lam"]
+        if kind == "lam" or lam not in bars:
+            bars[lam] = _Bars(bar, epochs, f"λ={lam:g} ")
+        if kind != "lam":
+            bars[lam].on_event(kind, info)
+
+    return on_event
+
 
 def _interrupted(e: BaseException, what: str) -> None:
     code = 143 if isinstance(e, Interrupted) and e.signum == signal.SIGTERM else 130
@@ -109,6 +177,7 @@ def _interrupted(e: BaseException, what: str) -> None:
 
 
 def search_cmd(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
     space: str = SPACE,
     predictor: str = PREDICTOR,
@@ -136,9 +205,10 @@ def search_cmd(
 
     Writes config.json, metrics.csv, alphas.jsonl, a checkpoint per epoch, genotype.json and
     figures into --out. Ctrl-C keeps every finished epoch; --resume continues to the same
-    result an uninterrupted run reaches.
+    result an uninterrupted run reaches (only --out is needed; options given must match).
     """
-    cfg = _config(**{k: v for k, v in locals().items() if k not in ("out", "resume")})
+    options = {k: v for k, v in locals().items() if k not in ("ctx", "out", "resume")}
+    cfg = _resumed(out, options, ctx) if resume else _config(**options)
     with _progress() as bar:
         bars = _Bars(bar, cfg.epochs)
         try:
@@ -156,13 +226,19 @@ def search_cmd(
 
 def evaluate_arch_cmd(
     genotype: Path = typer.Argument(..., help="genotype.json written by `lenna search`."),
-    data: str = typer.Option("mnist5k", "--data", help="Data set to train and test on."),
+    data: str = typer.Option(
+        None, "--data", help="Data set to train and test on (default: the search's)."
+    ),
     epochs: int = typer.Option(5, "--epochs", help="Training epochs from scratch (0: skip)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order."),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of initialisation and data order (default: the search's)."
+    ),
     limit: int = typer.Option(None, "--limit", help="Use only this many training images."),
-    device: str = typer.Option("cpu", "--device", help="Device to measure on (cpu, cuda)."),
+    device: str = typer.Option(
+        None, "--device", help="Device to measure on (default: as the predictor's labels)."
+    ),
     measure_threads: int = typer.Option(
-        1, "--measure-threads", help="Threads while measuring (as the datasets: 1)."
+        None, "--measure-threads", help="Threads while measuring (default: as the labels)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -174,7 +250,9 @@ def evaluate_arch_cmd(
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")
     g = Genotype.load(genotype)
-    mcfg = MeasureConfig(device=device, threads=measure_threads)
+    mcfg = measure_config_for(g, device, measure_threads)
+    data = data or g.info.get("data") or "mnist5k"
+    seed = seed if seed is not None else int(g.info.get("seed", 0))
     with err.status("measuring and training") as status:
         res = evaluate_arch(
             g,
@@ -189,7 +267,7 @@ def evaluate_arch_cmd(
             ),
         )
     if as_json:
-        typer.echo(json.dumps(_finite(res), indent=2, allow_nan=False, default=str))
+        typer.echo(dumps(res, indent=2))
         return
     t = Table(title=f"{g.space} architecture, λ = {g.lam:g}")
     for col in ("measured ms", "cells measured ms", "cells predicted ms", "error", "accuracy"):
@@ -207,17 +285,6 @@ def evaluate_arch_cmd(
     Console().print(t)
 
 
-def _finite(x: object) -> object:
-    """JSON has no NaN: not-measured figures become null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
-
-
 def sweep_cmd(
     out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ)."),
     lams: str = typer.Option("0,0.5", "--lams", help="Comma-separated λ values."),
@@ -227,6 +294,9 @@ def sweep_cmd(
     limit: int = LIMIT,
     epochs: int = EPOCHS,
     eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
+    eval_limit: int = typer.Option(
+        None, "--eval-limit", help="Train derived nets on this many images (default: all)."
+    ),
     warmup: int = WARMUP,
     seed: int = SEED,
     form: str = FORM,
@@ -239,6 +309,9 @@ def sweep_cmd(
     cells: int = CELLS,
     arch_lr: float = ARCH_LR,
     threads: int = THREADS,
+    ray: str = typer.Option(
+        None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
+    ),
 ) -> None:
     """Search + evaluate-arch per λ; writes sweep.csv/json and a Pareto figure.
 
@@ -248,26 +321,31 @@ def sweep_cmd(
         lam_values = [float(v) for v in lams.split(",") if v.strip()]
     except ValueError:
         raise InputError(f"--lams must be comma-separated numbers, got {lams!r}") from None
-    kw = {k: v for k, v in locals().items() if k not in ("out", "lams", "eval_epochs")}
+    kw = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("out", "lams", "eval_epochs", "eval_limit", "ray")
+    }
     kw.pop("lam_values")
     if not predictor:
         raise InputError("a sweep needs --predictor MODEL")
+    if ray is not None:
+        from lenna.measure.fleet import require_ray
+
+        require_ray()
     cfg = _config(**kw, lam=0.0)
     with _progress() as bar:
-        bars: dict[float, _Bars] = {}
-
-        def on_event(kind: str, info: dict) -> None:
-            lam = info["lam"]
-            if kind == "lam":
-                bars[lam] = _Bars(bar, cfg.epochs, f"λ={lam:g} ")
-            elif kind == "step":
-                bars[lam].step(info["st"], info["i"], info["n"])
-            elif kind == "epoch":
-                bars[lam].epoch_done(info)
-
         try:
             with stop_on_signals():
-                rows = run_sweep(cfg, lam_values, out, eval_epochs, on_event=on_event)
+                rows = run_sweep(
+                    cfg,
+                    lam_values,
+                    out,
+                    eval_epochs,
+                    on_event=sweep_events(bar, cfg.epochs),
+                    eval_limit=eval_limit,
+                    ray_address=ray,
+                )
         except KeyboardInterrupt as e:
             bar.stop()
             _interrupted(e, f"progress is saved in {out}; run the same command to continue")

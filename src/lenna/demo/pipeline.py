@@ -8,7 +8,6 @@ next starts, and a stage whose result is there is not redone: a stopped demo res
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from lenna.demo.plan import FULL, QUICK, DemoPlan
 from lenna.errors import InputError
+from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.runner import RunConfig, run_measurement, run_op_table
@@ -93,6 +93,7 @@ def run_demo(
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     on_event: Callable[[str, dict], None] | None = None,
+    on_predictors: Callable[[dict[str, dict], str], None] | None = None,
 ) -> DemoResult:
     """Run every stage into ``out`` and write ``summary.json``; the report is separate."""
     plan = QUICK if quick else FULL
@@ -158,6 +159,8 @@ def run_demo(
         ),
     )
     res.stage_s["predict"] = time.perf_counter() - t
+    if on_predictors:
+        on_predictors(res.predictors, res.chosen)
 
     t = time.perf_counter()
     stage(
@@ -190,7 +193,7 @@ def run_demo(
     )
     res.stage_s["search"] = time.perf_counter() - t
     stage("4/4 writing the report")
-    (out / "summary.json").write_text(json.dumps(_public(res.to_dict()), indent=2))
+    write_json(out / "summary.json", _public(res.to_dict()))
     return res
 
 

@@ -6,6 +6,10 @@ w' = w − ξ∇w L_w(w, α), minus ξ times a finite-difference Hessian-vector 
 
 The latency term depends on α only, so its gradient is computed once, separately, and added
 by the chain rule: that makes its cost measurable (``latency_s``) and exact for both forms.
+
+Approximations, as in common practice: the unrolled virtual step is plain SGD (no momentum or
+weight decay); in ``gated`` mode α's gradient is the straight-through estimate of the sampled
+path only (see ``lenna.space.mixed``), cheaper and noisier than ProxylessNAS's two-path one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class StepStats:
     latency_s: float  # time of the latency term (forward + gradient)
     step_s: float
     batch: int = 0
+    epoch: int = 0  # 1-based, set by the run loop
 
 
 def _latency_grad(
@@ -189,10 +194,10 @@ def _unrolled_alpha_grads(
     # finite-difference Hessian-vector product around the original w
     eps = 0.01 / (torch.sqrt(sum((g * g).sum() for g in d_w)) + 1e-12)
     hv = []
-    for sign in (1.0, -2.0):
+    for sign in (1.0, -1.0):  # w⁺ = w + ε∇w'L_α, then w⁻ = w − ε∇w'L_α
         with torch.no_grad():
             for w, b, g in zip(weights, backup, d_w, strict=True):
-                w.copy_(b + (eps * g if sign > 0 else -eps * g))
+                w.copy_(b + sign * eps * g)
         loss_w = F.cross_entropy(net(batch_w[0]), batch_w[1])
         hv.append(_grad(loss_w, alphas))
     with torch.no_grad():

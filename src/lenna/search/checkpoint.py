@@ -59,8 +59,10 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
         str(folder / weights),
         metadata={"token": token},
     )
+    _fsync(folder / weights)
     tmp = folder / (META + ".tmp")
     tmp.write_text(json.dumps({**meta, "token": token, "weights": weights}))
+    _fsync(tmp)
     os.replace(tmp, folder / META)
     for old in folder.glob("checkpoint-*.safetensors"):
         if old.name != weights:
@@ -90,3 +92,12 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if token is None or token != meta.get("token"):
         raise InputError(f"{folder}: checkpoint files do not belong together")
     return tensors, meta
+
+
+def _fsync(path: Path) -> None:
+    """On disk before the rename that makes it current (survives a power loss too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -67,6 +67,11 @@ class LatencyTerm:
         self.lam, self.form, self.target_ms = float(lam), form, target_ms
         self.outside = self._check_ranges(allow_extrapolation)
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
+        if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
+            raise InputError(
+                f"the predictor gives {self.ref_ms} ms at uniform α; a latency term needs a "
+                "positive reference (pass --ref-ms, or use a better predictor)"
+            )
 
     def _check_ranges(self, allow: bool) -> list[str]:
         msgs = []
@@ -127,7 +132,7 @@ class LatencyTerm:
             if self.target_ms is not None:
                 return ce + self.lam * torch.relu(e - self.target_ms) / self.ref_ms
             return ce + self.lam * e / self.ref_ms
-        log_e = torch.log(e * 1e3)
+        log_e = torch.log(torch.clamp(e * 1e3, min=1.0 + 1e-6))  # ≥ 1 µs: log stays > 0
         base = math.log(self.target_ms * 1e3 if self.target_ms is not None else self.ref_ms * 1e3)
         ratio = log_e / base
         if self.target_ms is not None:

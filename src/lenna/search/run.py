@@ -75,17 +75,23 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
+def stored_config(out: Path) -> SearchConfig:
+    """The config a run folder was started with, or one clear :class:`InputError`."""
+    cfg_path = out / CONFIG
+    if not cfg_path.is_file():
+        raise InputError(f"{out} holds no search to resume (no {CONFIG})")
+    try:
+        return SearchConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
+        raise InputError(f"{cfg_path} is malformed ({e.__class__.__name__})") from None
+
+
 def _check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
     """The config to run: the stored one on resume (it must match), else ``cfg`` for an
     empty or new folder. Nothing is written here, so a refused search leaves no trace."""
     cfg_path = out / CONFIG
     if resume:
-        if not cfg_path.is_file():
-            raise InputError(f"{out} holds no search to resume (no {CONFIG})")
-        try:
-            stored = SearchConfig.from_dict(json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-            raise InputError(f"{cfg_path} is malformed ({e.__class__.__name__})") from None
+        stored = stored_config(out)
         diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
         if diff:
             raise InputError(
@@ -214,6 +220,7 @@ class Search:
             tot["n"] += n
             tot["lat_s"] += st.latency_s
             tot["step_s"] += st.step_s
+            st.epoch = epoch + 1
             if on_step:
                 on_step(st, i + 1, len(w_batches))
         self.sched.step()
@@ -262,6 +269,11 @@ class Search:
             "data": self.cfg.data,
             "cells": [vars(s) for s in self.net.specs],
         }
+        if self.term is not None:  # how the predictor's labels were measured: verify alike
+            fp = self.term.predictor.info.get("fingerprint") or {}
+            g.info["measured_as"] = {
+                k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp
+            }
         return g
 
 
@@ -281,9 +293,17 @@ def _truncate(folder: Path, epoch: int) -> list[dict]:
         _write_metrics(mpath, rows)
     if apath.is_file():
         lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if json.loads(ln)["epoch"] <= epoch]
+        keep = [ln for ln in lines if _alpha_epoch(ln) <= epoch]
         apath.write_text("".join(ln + "\n" for ln in keep))
     return rows
+
+
+def _alpha_epoch(line: str) -> float:
+    """The epoch of an ``alphas.jsonl`` line; a torn last line counts as not written."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return math.inf
 
 
 def _parse_row(r: dict) -> dict:
@@ -320,9 +340,10 @@ def run_search(
     if not resume:
         _write_config(out, cfg)
     metrics: list[dict] = []
-    if resume and (out / "checkpoint.json").is_file():
-        search.load_state(*load_checkpoint(out))
-        metrics = _truncate(out, search.epoch)
+    if resume:
+        if (out / "checkpoint.json").is_file():
+            search.load_state(*load_checkpoint(out))
+        metrics = _truncate(out, search.epoch)  # rows of an epoch without checkpoint: redone
     while search.epoch < cfg.epochs:
         row = search.run_epoch(on_step)
         metrics.append(row)

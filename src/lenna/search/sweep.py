@@ -14,11 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from lenna.errors import InputError
+from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import load_data
 from lenna.search.genotype import Genotype
-from lenna.search.run import CONFIG, GENOTYPE, METRICS, run_search
+from lenna.search.run import CONFIG, GENOTYPE, METRICS, fit_net, run_search
 from lenna.search.verify import evaluate_arch
 
 RESULT = "result.json"
@@ -37,7 +38,7 @@ def lam_folder(out: Path, lam: float) -> Path:
     return out / f"lam_{lam:g}"
 
 
-def check_lams(lams: Sequence[float]) -> list[float]:
+def check_lams(lams: Sequence[float], eval_epochs: int = 0) -> list[float]:
     if not lams:
         raise InputError("give at least one λ")
     bad = [x for x in lams if not (math.isfinite(x) and x >= 0)]
@@ -45,6 +46,8 @@ def check_lams(lams: Sequence[float]) -> list[float]:
         raise InputError(f"λ must be finite numbers >= 0, got {bad}")
     if len(set(lams)) != len(lams):
         raise InputError("each λ once, please")
+    if eval_epochs < 0:
+        raise InputError(f"eval epochs must be >= 0, got {eval_epochs}")
     return list(lams)
 
 
@@ -59,10 +62,14 @@ def run_one(
 ) -> dict:
     """Search at ``lam`` then verify the derived network; returns the table row."""
     folder = lam_folder(out, lam)
-    if (folder / RESULT).is_file():
-        return json.loads((folder / RESULT).read_text())
     cfg = replace(base, lam=lam)
     data = load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+    cfg.net = fit_net(cfg.net, data)
+    evaluation = {"epochs": eval_epochs, "limit": eval_limit}
+    if (folder / CONFIG).is_file():
+        _check_same(folder, cfg, evaluation)
+    if (folder / RESULT).is_file():
+        return _row(json.loads((folder / RESULT).read_text()), out)
     if not (folder / GENOTYPE).is_file():
         resume = (folder / CONFIG).is_file()
         run_search(
@@ -77,12 +84,48 @@ def run_one(
         )
     genotype = Genotype.load(folder / GENOTYPE)
     full = load_data(cfg.data, seed=cfg.seed, limit=eval_limit)  # default: the whole train split
-    res = evaluate_arch(genotype, full, eval_epochs, cfg.seed, measure=measure)
-    res["run"] = str(folder)
-    tmp = folder / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    tmp.replace(folder / RESULT)
-    return res
+    res = evaluate_arch(
+        genotype,
+        full,
+        eval_epochs,
+        cfg.seed,
+        measure=measure,
+        on_stage=(lambda s: on_event("eval", {"lam": lam, "stage": s})) if on_event else None,
+        on_epoch=(
+            lambda e, loss, acc: on_event(
+                "eval", {"lam": lam, "stage": f"training {e}/{eval_epochs}, train acc {acc:.1%}"}
+            )
+        )
+        if on_event
+        else None,
+    )
+    res["run"] = folder.name  # relative to the sweep folder: it may be moved or renamed
+    res["evaluation"] = evaluation
+    write_json(folder / RESULT, res)
+    return _row(res, out)
+
+
+def _row(res: dict, out: Path) -> dict:
+    """A stored result with its run folder resolved against the sweep folder."""
+    return {**res, "run": str(out / Path(res["run"]).name)}
+
+
+def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
+    """Refuse to reuse a λ folder made with other settings (its results would be stale)."""
+    try:
+        stored = json.loads((folder / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{folder / CONFIG} is unreadable ({e.__class__.__name__})") from None
+    diff = [k for k, v in cfg.to_dict().items() if stored.get(k) != v]
+    if (folder / RESULT).is_file():
+        old = json.loads((folder / RESULT).read_text()).get("evaluation")
+        if old is not None and old != evaluation:
+            diff.append("eval settings")
+    if diff:
+        raise InputError(
+            f"{folder} was made with other settings ({', '.join(diff)}); "
+            "use another --out or the same options"
+        )
 
 
 def write_table(rows: Sequence[dict], out: Path) -> None:
@@ -93,7 +136,7 @@ def write_table(rows: Sequence[dict], out: Path) -> None:
         w = csv.DictWriter(f, fieldnames=TABLE_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    (out / "sweep.json").write_text(json.dumps(list(rows), indent=2))
+    write_json(out / "sweep.json", list(rows))
     pareto(rows, out / "pareto.png")
     curves = {}
     for r in rows:
@@ -115,13 +158,22 @@ def run_sweep(
     measure: MeasureConfig | None = None,
     on_event: Callable[[str, dict], None] | None = None,
     eval_limit: int | None = None,
+    ray_address: str | None = None,
 ) -> list[dict]:
-    """Search + evaluate-arch per λ (resumable); writes the table and figures."""
-    lams = check_lams(lams)
+    """Search + evaluate-arch per λ (resumable); writes the table and figures.
+
+    With ``ray_address`` each λ is one Ray task declaring the CPUs it trains with; the
+    results are gathered into the same table (progress then comes per finished λ).
+    """
+    lams = check_lams(lams, eval_epochs)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    if ray_address is not None:
+        rows = _run_on_ray(base, lams, out, eval_epochs, measure, eval_limit, ray_address)
+        write_table(rows, out)
+        return rows
     rows = []
     for lam in lams:
         if on_event:
@@ -129,3 +181,26 @@ def run_sweep(
         rows.append(run_one(base, lam, out, eval_epochs, measure, on_event, eval_limit))
     write_table(rows, out)
     return rows
+
+
+def _run_on_ray(
+    base: SearchConfig,
+    lams: list[float],
+    out: Path,
+    eval_epochs: int,
+    measure: MeasureConfig | None,
+    eval_limit: int | None,
+    address: str,
+) -> list[dict]:
+    """One task per λ; each declares its CPUs (the search's threads, default 1)."""
+    from lenna.measure.fleet import connect
+
+    ray = connect(address)
+    if base.predictor:  # workers may start elsewhere: the model folder by absolute path
+        base = replace(base, predictor=str(Path(base.predictor).resolve()))
+    task = ray.remote(num_cpus=base.threads or 1)(run_one)
+    refs = [
+        task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit)
+        for lam in lams
+    ]
+    return ray.get(refs)

@@ -24,6 +24,20 @@ from lenna.search.network import Network
 from lenna.space import get_space
 
 
+def measure_config_for(
+    genotype: Genotype, device: str | None = None, threads: int | None = None
+) -> MeasureConfig:
+    """Measure as the predictor's labels were measured (device, threads, batch, dtype, as
+    recorded in the genotype), unless told otherwise; else the datasets' defaults."""
+    rec = genotype.info.get("measured_as") or {}
+    return MeasureConfig(
+        device=device if device is not None else rec.get("device") or "cpu",
+        threads=threads if threads is not None else rec.get("threads"),
+        batch=int(rec.get("batch") or 1),
+        dtype=rec.get("dtype") or "float32",
+    )
+
+
 def build(genotype: Genotype) -> Network:
     """The discrete network of ``genotype`` (only the chosen ops exist)."""
     return Network(get_space(genotype.space), genotype.net, "fixed", genotype.cells)
@@ -130,7 +144,7 @@ def evaluate_arch(
     _check_data(genotype, data)
     if on_stage:
         on_stage("measuring latency")
-    lat = measure_network(net, measure)
+    lat = measure_network(net, measure or measure_config_for(genotype))
     if on_stage:
         on_stage(f"training {epochs} epochs")
     trained = (
