@@ -23,9 +23,10 @@ class DemoPlan:
     mlp: dict = field(default_factory=dict)  # hyper-parameters of mlp and lut+mlp
     gbdt: dict = field(default_factory=dict)
     search_limit: int = 1000  # images the search uses (half w, half α)
-    search_epochs: int = 4
+    search_epochs: int = 6
+    warmup: int = 1  # epochs of weight-only training before α moves
     batch: int = 50
-    lam: float = 1.0
+    lam: float = 0.5  # as in benchmarks/search_tradeoff.py
     eval_limit: int | None = None  # images the derived networks train on (None: all)
     eval_epochs: int = 3
     eval_rule_params: dict = field(default_factory=dict)
@@ -37,7 +38,7 @@ FULL = DemoPlan(
     channels=(8, 32),
     resolutions=(16, 8),
     search_limit=1000,
-    search_epochs=4,
+    search_epochs=6,
     eval_epochs=3,
 )
 
@@ -53,7 +54,8 @@ QUICK = DemoPlan(
     gbdt={"n_estimators": 200},
     search_limit=200,
     search_epochs=1,
-    eval_limit=1000,
-    eval_epochs=1,
+    warmup=0,
+    eval_limit=2000,  # ~60 steps: fewer leave BN's running statistics unsettled (chance accuracy)
+    eval_epochs=2,
     eval_rule_params={"min_resets": 5, "max_resets": 20, "rel": 0.03},
 )
