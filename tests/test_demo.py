@@ -153,7 +153,7 @@ def test_quick_demo_end_to_end(tmp_path):
     result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["lam"] for r in summary["rows"]] == [0.0, 1.0]
+    assert [r["lam"] for r in summary["rows"]] == [0.0, 0.5]
     assert set(summary["predictors"]) >= {"lut", "elasticnet", "mlp", "gbdt", "lut+mlp"}
     md = (out / "report.md").read_text()
     for name in ("convergence", "predicted vs measured", "search curves", "pareto"):

@@ -198,7 +198,8 @@ def test_sweep_writes_a_table_a_pareto_figure_and_a_folder_per_lambda(sweep):
     for lam, r in zip(LAMS, rows, strict=True):
         folder = lam_folder(out, lam)
         assert r["run"] == str(folder)
-        assert json.loads((folder / "result.json").read_text()) == r
+        stored = json.loads((folder / "result.json").read_text())
+        assert stored == {**r, "run": folder.name}  # stored relative to the sweep folder
         g = Genotype.load(folder / "genotype.json")
         assert g.lam == lam
         assert r["predicted_ms"] == pytest.approx(g.predicted_ms)

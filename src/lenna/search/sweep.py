@@ -106,8 +106,14 @@ def run_one(
 
 
 def _row(res: dict, out: Path) -> dict:
-    """A stored result with its run folder resolved against the sweep folder."""
-    return {**res, "run": str(out / Path(res["run"]).name)}
+    """A stored result with its run folder resolved against the sweep folder (and a
+    not-measured accuracy, null in JSON, back to NaN)."""
+    acc = res.get("accuracy")
+    return {
+        **res,
+        "run": str(out / Path(res["run"]).name),
+        "accuracy": math.nan if acc is None else acc,
+    }
 
 
 def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
