@@ -7,6 +7,7 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import sys
 import warnings
@@ -43,6 +44,12 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             fail("interrupted", 130)
         return _exit(rv if isinstance(rv, int) else 0, standalone_mode)
+
+
+def interrupted(e: BaseException, what: str) -> None:
+    """Stopped by a signal: one line saying what is kept; 143 for SIGTERM, else 130."""
+    code = 143 if getattr(e, "signum", None) == signal.SIGTERM else 130
+    fail(f"interrupted: {what}", code)
 
 
 def _one_line_warning(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lenna.cli.app import fail
+from lenna.cli.app import interrupted
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.runner import Interrupted, stop_on_signals
@@ -62,10 +61,7 @@ def demo_cmd(
                 md, page = write_report(res, out)
         except Interrupted as e:
             bar.stop()
-            fail(
-                f"interrupted: finished stages are kept in {out}; run the same command to resume",
-                130 if e.signum == signal.SIGINT else 143,
-            )
+            interrupted(e, f"finished stages are kept in {out}; run the same command to resume")
     err.print(f"\n{gain_sentence(res.rows)}")
     err.print(f"report: {page} (and {md})")
 

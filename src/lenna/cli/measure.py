@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lenna.cli.app import fail
+from lenna.cli.app import interrupted
 from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
@@ -196,11 +195,8 @@ def measure_cmd(
                 )
         except Interrupted as e:
             bar.stop()
-            code = 130 if e.signum == signal.SIGINT else 143
-            fail(
-                f"interrupted: {stored[0]} rows stored in {out}; "
-                "run the same command again to resume",
-                code,
+            interrupted(
+                e, f"{stored[0]} rows stored in {out}; run the same command again to resume"
             )
     err.print(f"{total} rows in {out}")
 
@@ -245,10 +241,10 @@ def measure_ops_cmd(
                 )
         except Interrupted as e:
             bar.stop()
-            fail(
-                f"interrupted: the op table in {out} keeps the shapes already measured; "
+            interrupted(
+                e,
+                f"the op table in {out} keeps the shapes already measured; "
                 "run the same command again to finish it",
-                130 if e.signum == signal.SIGINT else 143,
             )
     err.print(f"{n_rows} op-table rows in {out}")
 
@@ -278,9 +274,8 @@ def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mix
                 )
         except Interrupted as e:
             bar.stop()
-            fail(
-                f"interrupted: {stored[0]} rows stored in {out}; "
-                "run the same command again to resume",
-                130 if e.signum == signal.SIGINT else 143,
+            interrupted(
+                e,
+                f"{stored[0]} rows stored in {out}; run the same command again to resume",
             )
     err.print(f"{total} rows in {out}")

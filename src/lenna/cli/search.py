@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lenna.cli.app import fail
+from lenna.cli.app import interrupted
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
-from lenna.measure.runner import Interrupted, stop_on_signals
+from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SearchConfig
 from lenna.search.genotype import Genotype
@@ -171,11 +170,6 @@ def sweep_events(bar: Progress, epochs: int) -> Callable[[str, dict], None]:
     return on_event
 
 
-def _interrupted(e: BaseException, what: str) -> None:
-    code = 143 if isinstance(e, Interrupted) and e.signum == signal.SIGTERM else 130
-    fail(f"interrupted: {what}", code)
-
-
 def search_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
@@ -218,7 +212,7 @@ def search_cmd(
                 )
         except KeyboardInterrupt as e:
             bar.stop()
-            _interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
+            interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
     g = res.genotype
     pred = "" if g.predicted_ms is None else f", predicted {g.predicted_ms:.3f} ms for the cells"
     err.print(f"derived {g.space} architecture (λ = {g.lam:g}){pred} -> {out / 'genotype.json'}")
@@ -348,7 +342,7 @@ def sweep_cmd(
                 )
         except KeyboardInterrupt as e:
             bar.stop()
-            _interrupted(e, f"progress is saved in {out}; run the same command to continue")
+            interrupted(e, f"progress is saved in {out}; run the same command to continue")
     t = Table(title=f"λ sweep, {cfg.space} space, {cfg.data}")
     for col in ("λ", "measured ms", "cells measured ms", "cells predicted ms", "accuracy"):
         t.add_column(col, justify="right")
