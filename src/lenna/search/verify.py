@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.fixed import measure_module
@@ -174,8 +175,6 @@ def evaluate_arch(
 
 
 def _check_data(genotype: Genotype, data: ImageData) -> None:
-    from lenna.errors import InputError
-
     n = genotype.net
     got = (data.in_channels, data.num_classes, data.resolution)
     if got != (n.in_channels, n.num_classes, n.resolution):
