@@ -7,40 +7,48 @@ so slow periods of a shared machine hit all rules alike. Prints, per rule, the m
 sample, and appends them to RESULTS.md.
 
     python benchmarks/measure_repeatability.py --samples 20 --threads 2
-    python benchmarks/measure_repeatability.py --rules seed cv cv:passes=5,q=0
+    python benchmarks/measure_repeatability.py --rules seed cv cv/raw cv:passes=5,q=0
+
+A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``); the
+others use one reference time ``Z0``, calibrated once before the first sample, as a dataset
+does (its cost is printed, not added to the per-sample wall time).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import numpy as np
+import torch
 
 import lenna
 from lenna.measure.block_measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.reference import reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _record import record
 
 
-def parse_rule(text: str) -> tuple[str, dict]:
+def parse_rule(text: str) -> tuple[str, dict, bool]:
+    text, raw = (text[:-4], True) if text.endswith("/raw") else (text, False)
     name, _, params = text.partition(":")
     kw = {}
     for item in filter(None, params.split(",")):
         k, v = item.split("=")
         kw[k] = float(v) if "." in v else int(v)
-    return name, kw
+    return name, kw, not raw
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rules", nargs="+", default=["seed", "cv"])
+    ap.add_argument("--rules", nargs="+", default=["seed", "cv", "cv/raw"])
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -48,8 +56,14 @@ def main() -> None:
     sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]
     configs = [
-        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1) for n, kw in rules
+        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1, normalise=norm)
+        for n, kw, norm in rules
     ]
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    z0 = reference_for(space).calibrate()
+    calib_s = time.perf_counter() - t0
+    print(f"reference calibrated: Z0 = {z0:.3f} ms in {calib_s:.1f} s", flush=True)
     labels = {r: [[], []] for r in args.rules}
     walls = {r: [] for r in args.rules}
     resets = {r: [] for r in args.rules}
@@ -69,6 +83,7 @@ def main() -> None:
                     spec.alphas,
                     configs[j],
                     seed=1000 * i + rep,
+                    reference_ms=z0,
                 )
                 labels[name][rep].append(m.latency_ms)
                 walls[name].append(m.wall_s)
@@ -83,7 +98,9 @@ def main() -> None:
         )
     lines = [
         f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
-        f"{args.threads} threads), each measured twice per rule, interleaved.",
+        f"{args.threads} threads), each measured twice per rule, interleaved. Reference "
+        f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms, calibrated once in "
+        f"{calib_s:.1f} s.",
         "",
         "| rule | median \\|Δ\\|/mean | p90 \\|Δ\\|/mean | worst | median wall s/sample "
         "| median resets | reported 95 % CI (median ±) | stopped by its criterion |",

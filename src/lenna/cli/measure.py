@@ -61,6 +61,7 @@ def _build_config(
     seed: int | None = None,
     rule: str | None = None,
     drift_every: int | None = None,
+    normalise: bool | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out)
@@ -69,7 +70,13 @@ def _build_config(
     base = RunConfig.from_dict(stored) if stored else RunConfig(space=space)
     measure = {
         k: v
-        for k, v in {"rule": rule, "batch": batch, "device": device, "threads": threads}.items()
+        for k, v in {
+            "rule": rule,
+            "batch": batch,
+            "device": device,
+            "threads": threads,
+            "normalise": normalise,
+        }.items()
         if v is not None
     }
     if rule is not None and rule != base.measure.rule:
@@ -118,6 +125,12 @@ def measure_cmd(
         None, "--seed", help="Sampler seed (default: 0); sample i is a function of (seed, i)."
     ),
     rule: str = typer.Option(None, "--rule", help="Stopping rule: cv (default), ci, seed."),
+    normalise: bool = typer.Option(
+        None,
+        "--normalise/--no-normalise",
+        help="Time a reference block alongside every reset and report labels at the dataset's "
+        "calibrated speed, so the machine's drift cancels (default: on; the seed rule: off).",
+    ),
     drift_every: int = typer.Option(
         None,
         "--drift-every",
@@ -155,6 +168,7 @@ def measure_cmd(
         seed=seed,
         rule=rule,
         drift_every=drift_every,
+        normalise=normalise,
     )
     if ray is not None:
         _measure_on_fleet(out, cfg, n, ray, allow_mixed)

@@ -6,6 +6,8 @@ can be tested against a fake with known values. The real bench:
 - runs under ``torch.inference_mode()`` with the block in eval mode (BN uses running stats);
 - warms up every candidate op once before any timing (first calls build kernels/primitives);
 - discards the first pass after every gate reset (the new path's first call is an outlier);
+- optionally times a fixed :class:`~lenna.measure.reference.Reference` block pass by pass
+  alongside the path (``paired``), so the rule can divide the machine's drift out;
 - can time each candidate op alone at the block's own shapes (``op_costs``), which gives the
   control variate of the default rule: the sampled path's sum of op costs, whose expectation
   under softmax(α) is known exactly.
@@ -18,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from lenna.measure.reference import Reference
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
@@ -25,6 +28,7 @@ from lenna.space import Block
 class Bench(Protocol):
     def reset(self) -> list[int]: ...
     def passes(self, n: int) -> np.ndarray: ...
+    def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class GatedBench:
@@ -36,8 +40,10 @@ class GatedBench:
         inputs: tuple[torch.Tensor, ...],
         timer: Timer,
         generator: torch.Generator,
+        reference: Reference | None = None,
     ) -> None:
         self.block, self.inputs, self.timer, self.generator = block.eval(), inputs, timer, generator
+        self.reference = reference
         self.path: list[int] = []
         self._edge_inputs = self._probe_edge_inputs()
 
@@ -55,6 +61,18 @@ class GatedBench:
     def passes(self, n: int) -> np.ndarray:
         """Seconds of ``n`` timed passes of the current path."""
         return np.array([self.timer(self._run) for _ in range(n)])
+
+    @torch.inference_mode()
+    def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Seconds of ``n`` passes of the path and of the reference, interleaved pass by pass
+        so both see the same moments of the machine."""
+        if self.reference is None:
+            raise RuntimeError("this bench has no reference block")
+        y, z = np.empty(n), np.empty(n)
+        for i in range(n):
+            y[i] = self.timer(self._run)
+            z[i] = self.reference.time_s()
+        return y, z
 
     @torch.inference_mode()
     def _probe_edge_inputs(self) -> dict[int, torch.Tensor]:

@@ -10,6 +10,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
+from lenna.measure.reference import calibrated_ms, reference_for
 from lenna.measure.rules import Estimate
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
@@ -40,8 +41,12 @@ def measure_block(
     alphas: object,
     config: MeasureConfig | None = None,
     seed: int = 0,
+    reference_ms: float | None = None,
 ) -> Measurement:
-    """Build the gated block, warm it up and estimate its expected latency under ``alphas``."""
+    """Build the gated block, warm it up and estimate its expected latency under ``alphas``.
+
+    With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` (a
+    dataset passes its stored one; ``None`` calibrates once per process)."""
     t0 = time.perf_counter()
     config = config or MeasureConfig()
     space.check(block_type, channels, resolution)
@@ -57,7 +62,12 @@ def measure_block(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     generator = torch.Generator().manual_seed(seed)
-    bench = GatedBench(block, inputs, Timer(device), generator)
+    reference = None
+    if config.normalise:
+        reference = reference_for(space, config.device, config.dtype)
+        if reference_ms is None:
+            reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
+    bench = GatedBench(block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()
     costs = probs = None
@@ -67,5 +77,5 @@ def measure_block(
             costs = np.where(space.op_mask(block_type), 0.0, np.nan)
         else:
             costs = bench.op_costs(config.op_passes)
-    estimate = rule.run(bench, costs, probs)
+    estimate = rule.run(bench, costs, probs, reference_ms if config.normalise else None)
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)

@@ -34,6 +34,7 @@ class MeasureConfig:
     threads: int | None = None
     warmup_passes: int = 1
     op_passes: int = 15
+    normalise: bool = True
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -46,6 +47,8 @@ class MeasureConfig:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         resolve_device(self.device)
         self.make_rule()
+        if self.rule == "seed":
+            self.normalise = False
 
     def make_rule(self) -> SeedRule | CIRule:
         try:

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import measure_block
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.reference import reference_for
 from lenna.measure.runner import RunConfig, _missing_indices, _seed, open_dataset, sample_row
 from lenna.space import get_space
 
@@ -68,7 +70,13 @@ class Measurer:
     def fingerprint(self) -> dict:
         return self.fp
 
-    def measure(self, index: int) -> dict:
+    def calibrate(self) -> float:
+        """This device's reference time ``Z0`` (the dataset stores the first one it gets)."""
+        m = self.cfg.measure
+        torch.set_num_threads(m.threads)
+        return reference_for(get_space(self.cfg.space), m.device, m.dtype).calibrate()
+
+    def measure(self, index: int, reference_ms: float | None = None) -> dict:
         cfg, m = self.cfg, self.cfg.measure
         spec = cfg.sampler()(index)
         if self.simulate_s:
@@ -81,6 +89,7 @@ class Measurer:
             spec.alphas,
             m,
             seed=_seed(cfg.seed, index),
+            reference_ms=reference_ms,
         )
         return sample_row(meas, index, spec.regime, m.batch, self.fp["hash"], trace=False)
 
@@ -135,7 +144,10 @@ def run_fleet_measurement(
     are up. ``simulate_s``: a sleep instead of the timer, one value for all actors or one per
     actor. ``stats`` (if given) receives the driver's own seconds (dispatch + commit) and the
     measuring wall time, for the scaling benchmark.
-    The drift guard is not run on a fleet (each device would need its own control).
+    The drift guard is not run on a fleet (each device would need its own control). The
+    dataset's reference time ``Z0`` is calibrated once (on the first device) and every device
+    normalises its labels to it, so a device that runs at another speed than the first one
+    still reports at the dataset's speed.
     """
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
@@ -166,6 +178,10 @@ def run_fleet_measurement(
             ds.add_fingerprint(fp)
         have = set(ds.indices())
         todo = _missing_indices(have, n)
+        z0 = ds.meta.get("reference_ms")
+        if todo and cfg.measure.normalise and z0 is None and not any(sims):
+            z0 = ray.get(actors[0].calibrate.remote())
+            ds.set_meta("reference_ms", z0)
         queue = list(reversed(todo))
         in_flight: dict[Any, tuple[Any, int, str]] = {}
         names = {id(a): f"device {i}" for i, a in enumerate(actors)}
@@ -174,7 +190,8 @@ def run_fleet_measurement(
         def dispatch(actor: Any) -> None:
             if queue:
                 index = queue.pop()
-                in_flight[actor.measure.remote(index)] = (actor, index, names[id(actor)])
+                ref = actor.measure.remote(index, z0)
+                in_flight[ref] = (actor, index, names[id(actor)])
 
         if on_start:
             on_start(list(actors))

@@ -13,7 +13,11 @@ resets, or by a control variate) and *timer noise* (fought by more passes per re
   sum of standalone op costs ``c_r``, whose expectation under softmax(α), ``Σ p·L(op)``, is
   known exactly. The estimate ``ȳ - β(c̄ - E[c])`` (β by least squares) has only the residual
   variance, so far fewer resets reach the same interval. Errors in the op costs do not bias
-  it: they only weaken the correlation.
+  it: they only weaken the correlation. Given ``z0_ms`` (and a bench with a reference block),
+  each reset's value is ``y · Z0 / z``: the path's time over the reference's, timed pass by
+  pass alongside, back in ms at the calibrated speed ``Z0``. This divides out the machine's
+  drift, which no number of resets averages away (see :mod:`lenna.measure.reference`). The
+  control variate is unaffected: a common scale on the op costs cancels in ``β(c̄ - E[c])``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Estimate:
     values_ms: list[float] = field(default_factory=list)  # per-reset values
     controls_ms: list[float] = field(default_factory=list)  # per-reset control (cv only)
     rejected: int = 0  # resets dropped as interference (cv only)
+    reference_ms: float | None = None  # Z0 the values were normalised to (None: raw)
+    references_ms: list[float] = field(default_factory=list)  # per-reset reference time
 
 
 @dataclass
@@ -62,7 +68,14 @@ class SeedRule:
             f"need 1 <= min_resets <= max_resets, got {self.min_resets}, {self.max_resets}",
         )
 
-    def run(self, bench: Bench, costs: np.ndarray | None = None, probs: object = None) -> Estimate:
+    def run(
+        self,
+        bench: Bench,
+        costs: np.ndarray | None = None,
+        probs: object = None,
+        z0_ms: float | None = None,
+    ) -> Estimate:
+        """``z0_ms`` is ignored: the seed's rule is kept exactly as the seed wrote it."""
         values: list[float] = []
         streak, avg = 0, None
         while len(values) < self.max_resets:
@@ -110,7 +123,11 @@ class CIRule:
         )
 
     def run(
-        self, bench: Bench, costs: np.ndarray | None = None, probs: np.ndarray | None = None
+        self,
+        bench: Bench,
+        costs: np.ndarray | None = None,
+        probs: np.ndarray | None = None,
+        z0_ms: float | None = None,
     ) -> Estimate:
         use_cv = self.control and costs is not None and probs is not None
         if self.control and not use_cv:
@@ -123,10 +140,16 @@ class CIRule:
         )
         ys: list[float] = []
         cs: list[float] = []
+        zs: list[float] = []
         est, half, rejected = float("nan"), float("inf"), 0
         while len(ys) < self.max_resets:
             path = bench.reset()
-            ys.append(float(np.quantile(bench.passes(self.passes), self.q)) * 1e3)
+            if z0_ms is None:
+                ys.append(float(np.quantile(bench.passes(self.passes), self.q)) * 1e3)
+            else:
+                y, z = bench.paired(self.passes)
+                zs.append(float(np.quantile(z, self.q)) * 1e3)
+                ys.append(float(np.quantile(y, self.q)) * 1e3 * z0_ms / zs[-1])
             if use_cv:
                 cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
             if len(ys) < self.min_resets:
@@ -151,6 +174,8 @@ class CIRule:
             values_ms=ys,
             controls_ms=cs,
             rejected=rejected,
+            reference_ms=z0_ms,
+            references_ms=zs,
         )
 
 

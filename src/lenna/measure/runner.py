@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.reference import reference_for
 from lenna.measure.sampler import ONEHOT_OFF, Sampler
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
@@ -53,11 +55,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        d = dict(d)
+        d = upgrade_config(d)
         d["measure"] = MeasureConfig(**d["measure"])
         for k in ("channels", "resolutions", "block_types"):
             d[k] = tuple(d[k])
         return cls(**d)
+
+
+def upgrade_config(d: dict) -> dict:
+    """A stored config as this version writes it: files from before reference normalisation
+    were measured without it."""
+    d = dict(d)
+    d["measure"] = {"normalise": False, **d.get("measure", {})}
+    return d
 
 
 class Interrupted(KeyboardInterrupt):
@@ -101,7 +111,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
         ds.close()
         raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
-    stored = meta.get("config", {})
+    stored = upgrade_config(meta.get("config", {}))
     diff = sorted(
         k for k in set(stored) | set(cfg.to_dict()) if stored.get(k) != cfg.to_dict().get(k)
     )
@@ -122,7 +132,23 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     return ds
 
 
-def control_measurement(space: SearchSpace, cfg: RunConfig) -> Measurement:
+def dataset_reference_ms(ds: Dataset, space: SearchSpace, cfg: RunConfig) -> float | None:
+    """The dataset's calibrated reference time ``Z0`` (calibrated and stored on first use), so
+    every row, resumed run and fleet device reports at one speed; ``None`` if not normalised."""
+    m = cfg.measure
+    if not m.normalise:
+        return None
+    z0 = ds.meta.get("reference_ms")
+    if z0 is None:
+        torch.set_num_threads(m.threads)
+        z0 = reference_for(space, m.device, m.dtype).calibrate()
+        ds.set_meta("reference_ms", z0)
+    return float(z0)
+
+
+def control_measurement(
+    space: SearchSpace, cfg: RunConfig, reference_ms: float | None = None
+) -> Measurement:
     """The drift guard's fixed sample: a normal block, one-hot on the first convolution."""
     conv = next(i for i, op in enumerate(space.ops) if "conv" in op.lower())
     alphas = np.full(space.alpha_shape, ONEHOT_OFF)
@@ -130,7 +156,9 @@ def control_measurement(space: SearchSpace, cfg: RunConfig) -> Measurement:
     lo, hi = cfg.channels
     channels = round((lo * hi) ** 0.5)
     res = max(r for r in cfg.resolutions)
-    return measure_block(space, "normal", channels, res, alphas, cfg.measure, seed=-1 % 2**31)
+    return measure_block(
+        space, "normal", channels, res, alphas, cfg.measure, -1 % 2**31, reference_ms=reference_ms
+    )
 
 
 def sample_row(
@@ -154,7 +182,13 @@ def sample_row(
         "wall_s": m.wall_s,
         "fingerprint": fp_hash,
         "drift_flag": 0,
-        "trace": {"values_ms": e.values_ms, "controls_ms": e.controls_ms} if trace else None,
+        "trace": {
+            "values_ms": e.values_ms,
+            "controls_ms": e.controls_ms,
+            "references_ms": e.references_ms,
+        }
+        if trace
+        else None,
     }
 
 
@@ -182,9 +216,10 @@ def run_measurement(
         todo = _missing_indices(have, n)
         if not todo:
             return len(have)
+        z0 = dataset_reference_ms(ds, space, cfg)
         base = ds.meta.get("drift_baseline_ms")
         if cfg.drift_every and base is None:
-            base = control_measurement(space, cfg).latency_ms
+            base = control_measurement(space, cfg, z0).latency_ms
             ds.set_meta("drift_baseline_ms", base)
         since_check: list[int] = []
         for index in todo:
@@ -197,6 +232,7 @@ def run_measurement(
                 spec.alphas,
                 m,
                 seed=_seed(cfg.seed, index),
+                reference_ms=z0,
             )
             row = sample_row(meas, index, spec.regime, m.batch, fp["hash"], trace)
             ds.add_sample(row)
@@ -205,7 +241,7 @@ def run_measurement(
             if on_sample:
                 on_sample(row, count)
             if cfg.drift_every and len(since_check) >= cfg.drift_every:
-                ctrl = control_measurement(space, cfg).latency_ms
+                ctrl = control_measurement(space, cfg, z0).latency_ms
                 rel = (ctrl - base) / base
                 flagged = abs(rel) > DRIFT_TOLERANCE
                 ds.add_drift(count, ctrl, rel, since_check if flagged else [])

@@ -1,0 +1,97 @@
+"""The reference block: this machine's speed, timed alongside every gate reset.
+
+Why: on a shared machine the speed drifts by ±10 % over 0.1–10 s, and a block and a fixed
+reference slow down together (benchmarks/RESULTS.md, "speed drift": window medians correlate
+0.93–0.98). A label averaged over a few seconds inherits whatever the machine did in those
+seconds, so two measurements of one block differed by ~5 % even with a ±1 % confidence
+interval each. Timing the reference right after each path and keeping the ratio
+path / reference cancels that drift; multiplying by the reference's calibrated time ``Z0``
+turns the ratio back into milliseconds *at the calibrated speed*. A dataset calibrates ``Z0``
+once and stores it, so every row (and every resumed run, and every device of a fleet) is
+expressed at the same speed.
+
+The reference is a fixed normal block of the same space (16 channels, 16×16, one path drawn
+with a fixed seed), so it runs the same kinds of kernels as the blocks it normalises.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lenna.measure.timer import Timer
+from lenna.space import Block, SearchSpace
+
+CHANNELS, RESOLUTION, SEED = 16, 16, 0
+
+
+class Reference:
+    """A fixed gated block on ``device``, ready to be timed between a path's passes."""
+
+    def __init__(self, space: SearchSpace, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        dev = torch.device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            alphas = np.zeros(space.alpha_shape)
+            self.block = Block(space, "normal", CHANNELS, "gated", alphas).to(dev, dtype).eval()
+            shape = (1, CHANNELS, RESOLUTION, RESOLUTION)
+            self.inputs = tuple(torch.randn(shape).to(dev, dtype) for _ in range(space.num_inputs))
+        self.timer = Timer(dev)
+        with torch.inference_mode():
+            self.block.reset_gates(torch.Generator().manual_seed(SEED))
+            for _ in range(3):
+                self._run()
+
+    def _run(self) -> None:
+        self.block(*self.inputs)
+
+    @torch.inference_mode()
+    def time_s(self) -> float:
+        """Seconds of one pass."""
+        return self.timer(self._run)
+
+    def calibrate(
+        self, passes: int = 3, window_s: float = 1.0, tol: float = 0.01, max_windows: int = 20
+    ) -> float:
+        """``Z0`` in ms: the 10th percentile of min-of-``passes`` values over a 1-s window,
+        repeated until two windows agree within ``tol`` (a process's first seconds run slow).
+
+        A low quantile, because interference only ever adds time: it estimates the machine's
+        uncontended speed, which is what a label at "the calibrated speed" should mean.
+        """
+        prev = None
+        for _ in range(max_windows):
+            t0, values = time.perf_counter(), []
+            while time.perf_counter() - t0 < window_s or len(values) < 10:
+                values.append(min(self.time_s() for _ in range(passes)))
+            q = float(np.quantile(values, 0.1)) * 1e3
+            if prev is not None and abs(q - prev) <= tol * prev:
+                return min(q, prev)
+            prev = q
+        return float(prev)
+
+
+_CACHE: dict[tuple, object] = {}
+
+
+def reference_for(space: SearchSpace, device: str = "cpu", dtype: str = "float32") -> Reference:
+    """One reference per (space, device, dtype) and process: building it costs a few passes."""
+    from lenna.measure.config import DTYPES
+
+    key = ("ref", space.definition_hash(), device, dtype)
+    if key not in _CACHE:
+        _CACHE[key] = Reference(space, device, DTYPES[dtype])
+    return _CACHE[key]
+
+
+def calibrated_ms(
+    space: SearchSpace, device: str = "cpu", dtype: str = "float32", threads: int = 1
+) -> float:
+    """``Z0`` for callers outside a dataset: one calibration per process and setting."""
+    key = ("z0", space.definition_hash(), device, dtype, threads)
+    if key not in _CACHE:
+        torch.set_num_threads(threads)
+        _CACHE[key] = reference_for(space, device, dtype).calibrate()
+    return _CACHE[key]
