@@ -115,8 +115,11 @@ class GatedBench:
                     op(x)
 
     @torch.inference_mode()
-    def time_ops(self, passes: int) -> list[dict]:
-        """Each op of each edge kind alone: ``passes`` timed calls after one untimed call."""
+    def time_ops(self, passes: int, z0_ms: float | None = None) -> list[dict]:
+        """Each op of each edge kind alone: ``passes`` timed calls after one untimed call.
+
+        With ``z0_ms`` (and a reference), the reference is timed after each call and the op's
+        times are scaled by ``Z0 / median(reference)``: at the calibrated speed, like labels."""
         out = []
         b = self.block
         c_out = b.space.shapes(b.block_type, b.channels, 2)["edge_channels"]
@@ -124,7 +127,13 @@ class GatedBench:
             x, edge = self._edge_inputs[k], self.block.edges[str(k)]
             for slot, (name, op) in enumerate(zip(edge.op_names, edge.ops, strict=True)):
                 op(x)
-                times = [self.timer(lambda op=op, x=x: op(x)) for _ in range(passes)]
+                times, refs = [], []
+                for _ in range(passes):
+                    times.append(self.timer(lambda op=op, x=x: op(x)))
+                    if z0_ms is not None and self.reference is not None:
+                        refs.append(self.reference.time_s())
+                if refs:
+                    times = [t * z0_ms * 1e-3 / float(np.median(refs)) for t in times]
                 out.append(
                     {
                         "kind": key,

@@ -2,8 +2,8 @@
 
 There are no gates to sample, so a "reset" is a round: one untimed pass, then a few timed
 passes whose minimum is the round's value; rounds continue until the 95 % confidence interval
-of their mean is within the rule's tolerance. Same clock, warm-up, threads and eval mode as
-:func:`lenna.measure.measure_block`.
+of their mean is within the rule's tolerance. Same clock, warm-up, threads, eval mode and
+reference normalisation as :func:`lenna.measure.measure_block`.
 """
 
 from __future__ import annotations
@@ -15,15 +15,24 @@ import torch
 from torch import nn
 
 from lenna.measure.config import MeasureConfig
+from lenna.measure.reference import Reference, calibrated_ms, reference_for
 from lenna.measure.rules import Estimate, make_rule
 from lenna.measure.timer import Timer
+from lenna.space import SearchSpace
 
 
 class FixedBench:
     """The :class:`~lenna.measure.bench.Bench` protocol for a module without gates."""
 
-    def __init__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], timer: Timer) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        inputs: tuple[torch.Tensor, ...],
+        timer: Timer,
+        reference: Reference | None = None,
+    ) -> None:
         self.module, self.inputs, self.timer = module.eval(), inputs, timer
+        self.reference = reference
 
     def _run(self) -> None:
         self.module(*self.inputs)
@@ -37,11 +46,29 @@ class FixedBench:
     def passes(self, n: int) -> np.ndarray:
         return np.array([self.timer(self._run) for _ in range(n)])
 
+    @torch.inference_mode()
+    def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` passes of the module and of the reference, interleaved."""
+        if self.reference is None:
+            raise RuntimeError("this bench has no reference block")
+        y, z = np.empty(n), np.empty(n)
+        for i in range(n):
+            y[i] = self.timer(self._run)
+            z[i] = self.reference.time_s()
+        return y, z
+
 
 def measure_module(
-    module: nn.Module, inputs: tuple[torch.Tensor, ...], config: MeasureConfig | None = None
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    config: MeasureConfig | None = None,
+    space: SearchSpace | None = None,
+    reference_ms: float | None = None,
 ) -> Estimate:
-    """Latency (ms) of ``module(*inputs)`` under ``config`` (rule ``ci``: no gates, no control)."""
+    """Latency (ms) of ``module(*inputs)`` under ``config`` (rule ``ci``: no gates, no control).
+
+    With ``config.normalise`` and a ``space`` (whose reference block to time alongside): at
+    the calibrated speed ``reference_ms`` (``None``: calibrated once per process)."""
     config = config or MeasureConfig()
     params = config.rule_params if config.rule in ("ci", "cv") else {}
     rule = make_rule("ci", **{k: v for k, v in params.items() if k not in ("control", "name")})
@@ -51,9 +78,13 @@ def measure_module(
         device = torch.device(config.device)
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
-        bench = FixedBench(module, inputs, Timer(device))
+        ref = z0 = None
+        if config.normalise and space is not None:
+            ref = reference_for(space, config.device, config.dtype)
+            z0 = reference_ms or calibrated_ms(space, config.device, config.dtype, config.threads)
+        bench = FixedBench(module, inputs, Timer(device), ref)
         for _ in range(max(1, config.warmup_passes) + 2):
             bench.reset()
-        return rule.run(bench)
+        return rule.run(bench, z0_ms=z0)
     finally:
         torch.set_num_threads(threads)  # training afterwards keeps the machine's threads

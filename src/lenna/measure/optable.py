@@ -17,6 +17,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
+from lenna.measure.reference import reference_for
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 
@@ -35,8 +36,10 @@ def measure_ops_at(
     config: MeasureConfig,
     passes: int = 20,
     fp_hash: str = "",
+    reference_ms: float | None = None,
 ) -> list[dict]:
-    """Op-table rows for one block shape: each op of each edge kind, ``passes`` timed calls."""
+    """Op-table rows for one block shape: each op of each edge kind, ``passes`` timed calls
+    (with ``config.normalise`` and ``reference_ms``: at that calibrated speed, like labels)."""
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     block = Block(space, block_type, channels, "gated").to(device, config.torch_dtype)
@@ -44,10 +47,12 @@ def measure_ops_at(
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
-    bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0))
+    z0 = reference_ms if config.normalise else None
+    ref = reference_for(space, config.device, config.dtype) if z0 is not None else None
+    bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []
-    for t in bench.time_ops(passes):
+    for t in bench.time_ops(passes, z0):
         ms = np.asarray(t["times"]) * 1e3
         q25, q40, q75 = np.quantile(ms, [0.25, 0.4, 0.75])
         rows.append(
@@ -90,11 +95,12 @@ def measure_op_table(
     passes: int = 20,
     fp_hash: str = "",
     on_shape: Callable[[list[dict]], None] | None = None,
+    reference_ms: float | None = None,
 ) -> list[dict]:
     """Op-table rows of ``shapes``; ``on_shape`` receives each shape's rows when measured."""
     out = []
     for bt, res, c in shapes:
-        rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash)
+        rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash, reference_ms)
         if on_shape:
             on_shape(rows)
         out += rows

@@ -304,5 +304,7 @@ def run_op_table(
             if on_shape:
                 on_shape(rows)
 
-        measure_op_table(get_space(cfg.space), shapes, m, passes, fp["hash"], on_shape=store)
+        space = get_space(cfg.space)
+        z0 = dataset_reference_ms(ds, space, cfg) if shapes else None
+        measure_op_table(space, shapes, m, passes, fp["hash"], on_shape=store, reference_ms=z0)
         return len(ds.op_table())

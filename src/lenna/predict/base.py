@@ -70,6 +70,7 @@ class Predictor:
                     "resolutions": sorted({int(r) for r in tr.resolution}),
                 },
                 "fingerprint": data.fingerprint,
+                "reference_ms": data.reference_ms,
                 "dataset_identity": data.identity,
                 "split": {
                     "train": split.train.tolist(),

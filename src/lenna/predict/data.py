@@ -32,6 +32,7 @@ class LatencyData:
     fingerprint: dict
     identity: str  # lineage: same space + sampling config means same blocks under same ids
     op_table: pd.DataFrame
+    reference_ms: float | None = None  # the dataset's calibrated reference time (normalised)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -46,6 +47,7 @@ class LatencyData:
             self.fingerprint,
             self.identity,
             self.op_table,
+            self.reference_ms,
         )
 
     @property
@@ -112,4 +114,5 @@ def load_data(
         meta.get("fingerprint", {}),
         lineage(meta),
         ops,
+        meta.get("reference_ms"),
     )

@@ -274,6 +274,7 @@ class Search:
             g.info["measured_as"] = {
                 k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp
             }
+            g.info["measured_as"]["reference_ms"] = self.term.predictor.info.get("reference_ms")
         return g
 
 

@@ -60,15 +60,21 @@ def cell_inputs(net: Network, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]
     return seen
 
 
-def measure_network(net: Network, config: MeasureConfig | None = None) -> dict:
-    """Measured latency (ms) of the whole network and of each cell alone, batch from config."""
+def measure_network(
+    net: Network, config: MeasureConfig | None = None, reference_ms: float | None = None
+) -> dict:
+    """Measured latency (ms) of the whole network and of each cell alone, batch from config.
+
+    Normalised (``config.normalise``) to ``reference_ms``, the predictor's dataset's calibrated
+    reference time when known, so measured and predicted cells are at one speed."""
     config = config or MeasureConfig()
+    ref = {"space": net.space, "reference_ms": reference_ms}
     n = net.net
     x = torch.randn(config.batch, n.in_channels, n.resolution, n.resolution)
     per_cell = []
     for cell, inputs in zip(net.cells, cell_inputs(net, x), strict=True):
-        per_cell.append(measure_module(cell, inputs, config))
-    whole = measure_module(net, (x,), config)
+        per_cell.append(measure_module(cell, inputs, config, **ref))
+    whole = measure_module(net, (x,), config, **ref)
     return {
         "measured_ms": whole.latency_ms,
         "measured_ci_ms": whole.ci_half_width_ms,
@@ -145,7 +151,8 @@ def evaluate_arch(
     _check_data(genotype, data)
     if on_stage:
         on_stage("measuring latency")
-    lat = measure_network(net, measure or measure_config_for(genotype))
+    z0 = (genotype.info.get("measured_as") or {}).get("reference_ms")
+    lat = measure_network(net, measure or measure_config_for(genotype), z0)
     if on_stage:
         on_stage(f"training {epochs} epochs")
     trained = (
