@@ -22,14 +22,15 @@ from synthetic import make_synthetic
 from lenna.predict import Predictor, load_data, train_predictor
 from lenna.predict.data import LatencyData
 
-KINDS = ("lut", "elasticnet", "mlp", "gbdt", "lut+mlp")
-DIFFERENTIABLE = ("lut", "elasticnet", "mlp", "lut+mlp")
+KINDS = ("lut", "elasticnet", "mlp", "gbdt", "lut+mlp", "additive")
+DIFFERENTIABLE = ("lut", "elasticnet", "mlp", "lut+mlp", "additive")
 
 # Small hyper-parameters: enough to exercise training, quick on one core.
 SMALL_HP: dict[str, dict] = {
     "lut": {},
     "elasticnet": {},
     "mlp": {"hidden": [16], "epochs": 30, "patience": 10},
+    "additive": {"hidden": [8], "epochs": 30, "patience": 10},
     "gbdt": {"n_estimators": 50},
     "lut+mlp": {"hidden": [16], "epochs": 30, "patience": 10},
 }

@@ -53,7 +53,7 @@ def test_round_trip_keeps_the_differentiable_path(kind, tmp_path):
 
 
 # ---- 2. gradients to α -----------------------------------------------------------------------
-GRADCHECK_KINDS = ("lut", "mlp", "lut+mlp", "elasticnet")
+GRADCHECK_KINDS = ("lut", "mlp", "lut+mlp", "elasticnet", "additive")
 
 
 @pytest.mark.parametrize("kind", GRADCHECK_KINDS)
@@ -216,6 +216,11 @@ def test_lut_fits_additive_labels():
 
 def test_lut_plus_mlp_fits_additive_labels():
     model = train_predictor(synthetic_data(), "lut+mlp", seed=0)
+    assert model.info["metrics"]["held_out"]["mape"] < 3.0
+
+
+def test_additive_fits_additive_labels_without_an_op_table():
+    model = train_predictor(synthetic_data(), "additive", seed=0)
     assert model.info["metrics"]["held_out"]["mape"] < 3.0
 
 

@@ -21,7 +21,9 @@ err = Console(stderr=True)
 
 def train_cmd(
     db: Path = typer.Argument(..., help="Dataset file measured by `lenna measure`."),
-    model: str = typer.Option(..., "--model", help="lut, elasticnet, mlp, gbdt or lut+mlp."),
+    model: str = typer.Option(
+        ..., "--model", help="lut, elasticnet, mlp, gbdt, lut+mlp or additive."
+    ),
     out: Path = typer.Option(..., "--out", help="Model folder to write (JSON + safetensors)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the training."),
     split: str = typer.Option(
