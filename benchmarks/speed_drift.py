@@ -50,6 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", default="", help="conditions worth recording (other load, ...)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,6 +88,8 @@ def main() -> None:
             f"| {w} | {ma.std():.3f} | {mb.std():.3f} | {(ma - mb).std():.3f} "
             f"| {np.corrcoef(ma, mb)[0, 1]:.2f} |"
         )
+    if args.note:
+        lines += ["", f"Conditions: {args.note}"]
     print("\n".join(lines))
     if not args.no_record:
         record("speed_drift", fingerprint("cpu", threads=args.threads, batch=1), "\n".join(lines))

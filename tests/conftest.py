@@ -3,6 +3,20 @@
 import pytest
 import torch
 
+import lenna.measure.reference as reference_mod
+
+FAKE_Z0_MS = 1.0
+
+
+@pytest.fixture(autouse=True)
+def quick_calibration(request, monkeypatch):
+    """A real calibration takes 2–20 s (1-s windows until two agree); every new dataset runs
+    one. Tests get a fixed Z0 unless marked ``real_calibration``; the reference block itself
+    is still built and timed alongside every reset."""
+    if request.node.get_closest_marker("real_calibration") is None:
+        monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: FAKE_Z0_MS)
+        monkeypatch.setattr(reference_mod, "_Z0", {})
+
 
 @pytest.fixture
 def single_thread():

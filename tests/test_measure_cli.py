@@ -129,6 +129,8 @@ def test_dataset_info_json(measured):
     assert info["config"]["measure"]["threads"] == 1
     assert info["op_table_rows"] == 0
     assert info["latency_ms"]["min"] > 0
+    assert info["config"]["measure"]["normalise"] is True
+    assert info["reference_ms"] > 0  # the calibrated time every label is normalised to
 
 
 def test_dataset_info_human(measured):

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import lenna.measure.reference as reference_mod
 from lenna.cli import app
+from lenna.errors import InputError
 from lenna.measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
@@ -80,8 +81,11 @@ def test_seed_rule_config_is_never_normalised():
     assert MeasureConfig(rule="seed", threads=1).normalise is False
     assert MeasureConfig(rule="cv", threads=1).normalise is True
     assert MeasureConfig(rule="ci", threads=1, normalise=False).normalise is False
+    with pytest.raises(InputError, match="seed rule"):
+        MeasureConfig(rule="seed", threads=1, normalise=True)
 
 
+@pytest.mark.real_calibration
 def test_calibrate_waits_for_two_windows_that_agree(monkeypatch):
     ref = reference_mod.reference_for(get_space("lenna"))
     times = iter([3e-3] * 10 + [2e-3] * 1000)  # the first window runs slow
@@ -90,11 +94,23 @@ def test_calibrate_waits_for_two_windows_that_agree(monkeypatch):
     assert z0 == pytest.approx(2.0)
 
 
-def test_calibrate_gives_up_after_max_windows(monkeypatch):
+@pytest.mark.real_calibration
+def test_calibrate_gives_up_after_max_windows_with_their_median(monkeypatch):
     ref = reference_mod.reference_for(get_space("lenna"))
     values = iter(np.repeat(1e-3 * 1.1 ** np.arange(10), 10))  # never settles
     monkeypatch.setattr(ref, "time_s", lambda: next(values))
-    assert ref.calibrate(passes=1, window_s=0.0, max_windows=4) == pytest.approx(1.1**3)
+    z0 = ref.calibrate(passes=1, window_s=0.0, max_windows=4)
+    assert z0 == pytest.approx(np.median(1.1 ** np.arange(4)))
+    with pytest.raises(ValueError):
+        ref.calibrate(max_windows=0)
+
+
+@pytest.mark.real_calibration
+def test_real_calibration_of_the_real_block_restores_threads():
+    torch.set_num_threads(1)
+    z0 = reference_mod.calibrated_ms(get_space("darts"), threads=2)
+    assert 0 < z0 < 1000
+    assert torch.get_num_threads() == 1
 
 
 def test_real_reference_block_and_paired_passes():
@@ -207,13 +223,20 @@ def test_op_times_are_scaled_to_the_calibrated_speed():
 def test_op_table_is_normalised_with_the_datasets_reference(tmp_path, monkeypatch):
     from lenna.measure.runner import run_op_table
 
-    monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: 0.5)
-    db = tmp_path / "d.db"
-    run_op_table(db, tiny_config(), channels=(2, 2), resolutions=(8,), passes=2)
-    with Dataset.open(db) as ds:
-        assert ds.meta["reference_ms"] == 0.5
-        table = ds.op_table()
-    assert len(table) > 0 and (table["latency_ms"] > 0).all()
+    # a Z0 of 1000 ms scales every op to ~1000 × (op / reference): far above any raw time
+    monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: 1000.0)
+    norm, raw = tmp_path / "n.db", tmp_path / "r.db"
+    run_op_table(norm, tiny_config(), channels=(2, 2), resolutions=(8,), passes=2)
+    off = tiny_config(measure=fast_measure(normalise=False))
+    run_op_table(raw, off, channels=(2, 2), resolutions=(8,), passes=2)
+    with Dataset.open(norm) as ds:
+        assert ds.meta["reference_ms"] == 1000.0
+        n = ds.op_table()
+    with Dataset.open(raw) as ds:
+        assert "reference_ms" not in ds.meta
+        r = ds.op_table()
+    assert len(n) == len(r) > 0
+    assert n["latency_ms"].median() > 20 * r["latency_ms"].median()
 
 
 def test_fixed_module_is_normalised_when_given_its_space():

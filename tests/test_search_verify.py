@@ -301,3 +301,33 @@ def test_a_sweep_with_a_lambda_zero_baseline(tmp_path):
     rows = run_sweep(sweep_base(), [0.0, 1.0], tmp_path / "s", eval_epochs=0, measure=fast())
     assert [r["lam"] for r in rows] == [0.0, 1.0]
     assert all(math.isfinite(r["predicted_ms"]) for r in rows)
+
+
+def test_verification_is_normalised_only_to_a_known_matching_reference(monkeypatch):
+    import lenna.search.verify as verify_mod
+    from lenna.search.verify import measure_config_for
+
+    g = cheap_genotype("lenna")
+    rec = {"device": "cpu", "threads": 1, "batch": 1, "dtype": "float32"}
+    g.info["measured_as"] = {**rec, "reference_ms": None}  # raw labels: measure raw
+    assert measure_config_for(g).normalise is False
+    g.info["measured_as"] = {**rec, "reference_ms": 2.5}
+    assert measure_config_for(g).normalise is True
+    assert measure_config_for(g, threads=2).normalise is False  # Z0 of another setting
+    assert measure_config_for(g, device="cpu", threads=1).normalise is True
+    seen = []
+
+    def fake_measure(net, cfg, z0):
+        seen.append((cfg.normalise, z0))
+        return {
+            "measured_ms": 1.0,
+            "measured_ci_ms": 0.0,
+            "measured_cells_ms": 1.0,
+            "measured_per_cell_ms": [0.5, 0.5],
+            "fingerprint": {},
+        }
+
+    monkeypatch.setattr(verify_mod, "measure_network", fake_measure)
+    evaluate_arch(g, tiny_data(), epochs=0)
+    evaluate_arch(g, tiny_data(), epochs=0, measure=fast())  # the caller's config decides
+    assert seen == [(True, 2.5), (fast().normalise, 2.5 if fast().normalise else None)]

@@ -37,6 +37,7 @@ def dataset_summary(ds: Dataset) -> dict:
         if len(df)
         else None,
         "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
+        "reference_ms": meta.get("reference_ms"),
     }
 
 
@@ -63,6 +64,11 @@ def info_cmd(
         f"config: rule {m['rule']}, batch {m['batch']}, {m['device']}, {m['threads']} threads, "
         f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}"
     )
+    if info["reference_ms"] is not None:
+        c.print(
+            f"labels normalised to the reference block's calibrated time "
+            f"{info['reference_ms']:.3f} ms"
+        )
     if info["latency_ms"]:
         lat = info["latency_ms"]
         c.print(

@@ -81,6 +81,8 @@ def _build_config(
     }
     if rule is not None and rule != base.measure.rule:
         measure["rule_params"] = {}
+        if normalise is None:  # the new rule's own default
+            measure["normalise"] = None
     if drift_every is not None and drift_every < 0:
         raise InputError(f"--drift-every must be >= 0, got {drift_every}")
     changes = {

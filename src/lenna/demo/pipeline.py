@@ -18,7 +18,7 @@ from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.runner import RunConfig, run_measurement, run_op_table
+from lenna.measure.runner import RunConfig, run_measurement, run_op_table, upgrade_config
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.train import split_masks
@@ -82,7 +82,7 @@ def measure_config(plan: DemoPlan) -> RunConfig:
 
 
 def hparams(plan: DemoPlan, kind: str) -> dict:
-    if kind in ("mlp", "lut+mlp"):
+    if kind in ("mlp", "lut+mlp", "additive"):
         return dict(plan.mlp)
     if kind == "gbdt":
         return dict(plan.gbdt)
@@ -108,7 +108,7 @@ def run_demo(
     res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
     if db.exists():
         with Dataset.open(db) as ds:
-            if ds.meta.get("config") != cfg.to_dict():
+            if upgrade_config(ds.meta.get("config") or {}) != cfg.to_dict():
                 raise InputError(
                     f"{out} holds a demo of another size; use another --out "
                     f"(or {'drop' if quick else 'add'} --quick)"

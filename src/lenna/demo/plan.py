@@ -20,7 +20,7 @@ class DemoPlan:
     rule_params: dict = field(default_factory=dict)
     drift_every: int = 50
     op_passes: int = 20
-    mlp: dict = field(default_factory=dict)  # hyper-parameters of mlp and lut+mlp
+    mlp: dict = field(default_factory=dict)  # hyper-parameters of mlp, lut+mlp and additive
     gbdt: dict = field(default_factory=dict)
     search_limit: int = 1000  # images the search uses (half w, half α)
     search_epochs: int = 6

@@ -24,6 +24,11 @@ class MeasureConfig:
     ``threads=None`` means 1: on a shared 2-vCPU machine two threads wait on each other
     whenever one vCPU is descheduled, and per-pass noise rose from 4–8 % to 22–33 %
     (benchmarks/RESULTS.md). Pass ``threads`` to measure a multi-threaded deployment.
+
+    ``normalise``: time a reference block alongside every reset and report the label at the
+    dataset's calibrated speed (:mod:`lenna.measure.reference`). ``None`` (default) means on,
+    except for the ``seed`` rule, which stays the seed's rule exactly (asking for both is
+    refused).
     """
 
     rule: str = "cv"
@@ -34,7 +39,7 @@ class MeasureConfig:
     threads: int | None = None
     warmup_passes: int = 1
     op_passes: int = 15
-    normalise: bool = True
+    normalise: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -47,8 +52,10 @@ class MeasureConfig:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         resolve_device(self.device)
         self.make_rule()
-        if self.rule == "seed":
-            self.normalise = False
+        if self.rule == "seed" and self.normalise:
+            raise InputError("the seed rule is kept as the seed wrote it: it cannot --normalise")
+        if self.normalise is None:
+            self.normalise = self.rule != "seed"
 
     def make_rule(self) -> SeedRule | CIRule:
         try:

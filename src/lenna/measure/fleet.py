@@ -145,9 +145,10 @@ def run_fleet_measurement(
     actor. ``stats`` (if given) receives the driver's own seconds (dispatch + commit) and the
     measuring wall time, for the scaling benchmark.
     The drift guard is not run on a fleet (each device would need its own control). The
-    dataset's reference time ``Z0`` is calibrated once (on the first device) and every device
-    normalises its labels to it, so a device that runs at another speed than the first one
-    still reports at the dataset's speed.
+    dataset's reference time ``Z0`` is calibrated once (on the first real device) and every
+    device normalises its labels to it: a device slower or faster than the first reports at
+    the dataset's speed, as far as block and reference scale alike on both (true for identical
+    machines; an assumption across different hardware, which needs ``--allow-mixed``).
     """
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
@@ -179,8 +180,15 @@ def run_fleet_measurement(
         have = set(ds.indices())
         todo = _missing_indices(have, n)
         z0 = ds.meta.get("reference_ms")
-        if todo and cfg.measure.normalise and z0 is None and not any(sims):
-            z0 = ray.get(actors[0].calibrate.remote())
+        real = [a for a, s in zip(actors, sims * n_actors, strict=False) if not s]
+        if todo and cfg.measure.normalise and z0 is None and real:
+            try:
+                z0 = ray.get(real[0].calibrate.remote())
+            except ray.exceptions.RayActorError:
+                raise InputError(
+                    "the measuring actor died while calibrating the reference block; "
+                    "run the same command again"
+                ) from None
             ds.set_meta("reference_ms", z0)
         queue = list(reversed(todo))
         in_flight: dict[Any, tuple[Any, int, str]] = {}

@@ -59,39 +59,47 @@ class Reference:
         repeated until two windows agree within ``tol`` (a process's first seconds run slow).
 
         A low quantile, because interference only ever adds time: it estimates the machine's
-        uncontended speed, which is what a label at "the calibrated speed" should mean.
+        uncontended speed, which is what a label at "the calibrated speed" should mean. If no
+        two windows agree, the median of the windows' values.
         """
-        prev = None
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+        qs: list[float] = []
         for _ in range(max_windows):
             t0, values = time.perf_counter(), []
             while time.perf_counter() - t0 < window_s or len(values) < 10:
                 values.append(min(self.time_s() for _ in range(passes)))
-            q = float(np.quantile(values, 0.1)) * 1e3
-            if prev is not None and abs(q - prev) <= tol * prev:
-                return min(q, prev)
-            prev = q
-        return float(prev)
+            qs.append(float(np.quantile(values, 0.1)) * 1e3)
+            if len(qs) > 1 and abs(qs[-1] - qs[-2]) <= tol * qs[-2]:
+                return min(qs[-2:])
+        return float(np.median(qs))
 
 
-_CACHE: dict[tuple, object] = {}
+_REFERENCES: dict[tuple, Reference] = {}
+_Z0: dict[tuple, float] = {}
 
 
 def reference_for(space: SearchSpace, device: str = "cpu", dtype: str = "float32") -> Reference:
     """One reference per (space, device, dtype) and process: building it costs a few passes."""
     from lenna.measure.config import DTYPES
 
-    key = ("ref", space.definition_hash(), device, dtype)
-    if key not in _CACHE:
-        _CACHE[key] = Reference(space, device, DTYPES[dtype])
-    return _CACHE[key]
+    key = (space.definition_hash(), device, dtype)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = Reference(space, device, DTYPES[dtype])
+    return _REFERENCES[key]
 
 
 def calibrated_ms(
-    space: SearchSpace, device: str = "cpu", dtype: str = "float32", threads: int = 1
+    space: SearchSpace, device: str = "cpu", dtype: str = "float32", threads: int | None = 1
 ) -> float:
     """``Z0`` for callers outside a dataset: one calibration per process and setting."""
-    key = ("z0", space.definition_hash(), device, dtype, threads)
-    if key not in _CACHE:
+    threads = threads or 1
+    key = (space.definition_hash(), device, dtype, threads)
+    if key not in _Z0:
+        before = torch.get_num_threads()
         torch.set_num_threads(threads)
-        _CACHE[key] = reference_for(space, device, dtype).calibrate()
-    return _CACHE[key]
+        try:
+            _Z0[key] = reference_for(space, device, dtype).calibrate()
+        finally:
+            torch.set_num_threads(before)
+    return _Z0[key]

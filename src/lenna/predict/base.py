@@ -93,7 +93,8 @@ class Predictor:
     # ---- differentiable path -----------------------------------------------------------
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         raise InputError(
-            f"the {self.kind} model is not differentiable; use lut, elasticnet or mlp in a search"
+            f"the {self.kind} model is not differentiable; use lut, elasticnet, mlp, lut+mlp or "
+            "additive in a search"
         )
 
     def predict(

@@ -29,13 +29,20 @@ def measure_config_for(
     genotype: Genotype, device: str | None = None, threads: int | None = None
 ) -> MeasureConfig:
     """Measure as the predictor's labels were measured (device, threads, batch, dtype, as
-    recorded in the genotype), unless told otherwise; else the datasets' defaults."""
+    recorded in the genotype), unless told otherwise; else the datasets' defaults.
+
+    Normalised to the dataset's reference time only when the labels were normalised and the
+    device and threads are the recorded ones: a ``Z0`` from another setting means nothing."""
     rec = genotype.info.get("measured_as") or {}
+    same = (device is None or device == rec.get("device")) and (
+        threads is None or threads == rec.get("threads")
+    )
     return MeasureConfig(
         device=device if device is not None else rec.get("device") or "cpu",
         threads=threads if threads is not None else rec.get("threads"),
         batch=int(rec.get("batch") or 1),
         dtype=rec.get("dtype") or "float32",
+        normalise=rec.get("reference_ms") is not None and same,
     )
 
 
@@ -151,8 +158,9 @@ def evaluate_arch(
     _check_data(genotype, data)
     if on_stage:
         on_stage("measuring latency")
-    z0 = (genotype.info.get("measured_as") or {}).get("reference_ms")
-    lat = measure_network(net, measure or measure_config_for(genotype), z0)
+    measure = measure or measure_config_for(genotype)
+    z0 = (genotype.info.get("measured_as") or {}).get("reference_ms") if measure.normalise else None
+    lat = measure_network(net, measure, z0)
     if on_stage:
         on_stage(f"training {epochs} epochs")
     trained = (
