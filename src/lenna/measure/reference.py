@@ -1,8 +1,8 @@
 """The reference block: this machine's speed, timed alongside every gate reset.
 
 Why: on a shared machine the speed drifts by ±10 % over 0.1–10 s, and a block and a fixed
-reference slow down together (benchmarks/RESULTS.md, "speed drift": window medians correlate
-0.93–0.98). A label averaged over a few seconds inherits whatever the machine did in those
+reference slow down together (``benchmarks/speed_drift.py``: window medians of the two
+correlated 0.93–0.98 on a quiet machine, only 0.6–0.7 on a loaded one). A label averaged over a few seconds inherits whatever the machine did in those
 seconds, so two measurements of one block differed by ~5 % even with a ±1 % confidence
 interval each. Timing the reference right after each path and keeping the ratio
 path / reference cancels that drift; multiplying by the reference's calibrated time ``Z0``
@@ -11,7 +11,11 @@ once and stores it, so every row (and every resumed run, and every device of a f
 expressed at the same speed.
 
 The reference is a fixed normal block of the same space (16 channels, 16×16, one path drawn
-with a fixed seed), so it runs the same kinds of kernels as the blocks it normalises.
+with a fixed seed), so it runs the same kinds of kernels as the blocks it normalises. Known
+bias: each reference pass follows a pass of the block, whose cache footprint slows it a
+little more after a large block than after a small one, while ``Z0`` is calibrated on
+back-to-back passes; the effect is deterministic (it does not hurt repeatability) but makes
+large blocks' labels somewhat lower than "block alone at the calibrated speed".
 """
 
 from __future__ import annotations
