@@ -91,7 +91,7 @@ def main() -> None:
                 f"| {tput:,.0f} | {tput * wall:,.0f} |"
             )
             print(lines[-1], f"(trained in {time.perf_counter() - t0:.0f} s)", flush=True)
-        fig = FIGURES / f"{data.space.name}_predicted_vs_measured.png"
+        fig = FIGURES / f"{path.stem}_predicted_vs_measured.png"
         FIGURES.mkdir(exist_ok=True)
         plot_predicted_vs_measured(scatter, fig, title=f"held-out rows of {path.name}")
         lines.append(f"\nFigure: `benchmarks/figures/{fig.name}`.")

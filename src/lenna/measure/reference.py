@@ -2,13 +2,13 @@
 
 Why: on a shared machine the speed drifts by ±10 % over 0.1–10 s, and a block and a fixed
 reference slow down together (``benchmarks/speed_drift.py``: window medians of the two
-correlated 0.93–0.98 on a quiet machine, only 0.6–0.7 on a loaded one). A label averaged over a few seconds inherits whatever the machine did in those
-seconds, so two measurements of one block differed by ~5 % even with a ±1 % confidence
-interval each. Timing the reference right after each path and keeping the ratio
-path / reference cancels that drift; multiplying by the reference's calibrated time ``Z0``
-turns the ratio back into milliseconds *at the calibrated speed*. A dataset calibrates ``Z0``
-once and stores it, so every row (and every resumed run, and every device of a fleet) is
-expressed at the same speed.
+correlated 0.93–0.98 on a quiet machine, only 0.6–0.7 on a loaded one). A label averaged
+over a few seconds inherits whatever the machine did in those seconds, so two measurements
+of one block differed by ~5 % even with a ±1 % confidence interval each. Timing the
+reference right after each path and keeping the ratio path / reference cancels that drift;
+multiplying by the reference's calibrated time ``Z0`` turns the ratio back into milliseconds
+*at the calibrated speed*. A dataset calibrates ``Z0`` once and stores it, so every row (and
+every resumed run, and every device of a fleet) is expressed at the same speed.
 
 The reference is a fixed normal block of the same space (16 channels, 16×16, one path drawn
 with a fixed seed), so it runs the same kinds of kernels as the blocks it normalises. Known
