@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lenna.measure.reference import Reference
+from lenna.measure.reference import Reference, time_paired
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
@@ -66,13 +66,7 @@ class GatedBench:
     def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Seconds of ``n`` passes of the path and of the reference, interleaved pass by pass
         so both see the same moments of the machine."""
-        if self.reference is None:
-            raise RuntimeError("this bench has no reference block")
-        y, z = np.empty(n), np.empty(n)
-        for i in range(n):
-            y[i] = self.timer(self._run)
-            z[i] = self.reference.time_s()
-        return y, z
+        return time_paired(self.timer, self._run, self.reference, n)
 
     @torch.inference_mode()
     def _probe_edge_inputs(self) -> dict[int, torch.Tensor]:

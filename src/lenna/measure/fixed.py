@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import Reference, calibrated_ms, reference_for
+from lenna.measure.reference import Reference, calibrated_ms, reference_for, time_paired
 from lenna.measure.rules import Estimate, make_rule
 from lenna.measure.timer import Timer
 from lenna.space import SearchSpace
@@ -49,13 +49,7 @@ class FixedBench:
     @torch.inference_mode()
     def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` passes of the module and of the reference, interleaved."""
-        if self.reference is None:
-            raise RuntimeError("this bench has no reference block")
-        y, z = np.empty(n), np.empty(n)
-        for i in range(n):
-            y[i] = self.timer(self._run)
-            z[i] = self.reference.time_s()
-        return y, z
+        return time_paired(self.timer, self._run, self.reference, n)
 
 
 def measure_module(

@@ -21,6 +21,7 @@ large blocks' labels somewhat lower than "block alone at the calibrated speed".
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -77,6 +78,23 @@ class Reference:
             if len(qs) > 1 and abs(qs[-1] - qs[-2]) <= tol * qs[-2]:
                 return min(qs[-2:])
         return float(np.median(qs))
+
+
+def time_paired(
+    timer: Callable[[Callable[[], object]], float],
+    run: Callable[[], object],
+    reference: Reference | None,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds of ``n`` passes of ``run`` and of the reference, interleaved pass by pass so
+    both see the same moments of the machine (the benches' ``paired``)."""
+    if reference is None:
+        raise RuntimeError("this bench has no reference block")
+    y, z = np.empty(n), np.empty(n)
+    for i in range(n):
+        y[i] = timer(run)
+        z[i] = reference.time_s()
+    return y, z
 
 
 _REFERENCES: dict[tuple, Reference] = {}
