@@ -10,7 +10,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import calibrated_ms, reference_for
+from lenna.measure.reference import normalisation
 from lenna.measure.rules import Estimate
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
@@ -62,11 +62,7 @@ def measure_block(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     generator = torch.Generator().manual_seed(seed)
-    reference = None
-    if config.normalise:
-        reference = reference_for(space, config.device, config.dtype)
-        if reference_ms is None:
-            reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
+    reference, reference_ms = normalisation(space, config, reference_ms)
     bench = GatedBench(block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()
@@ -77,5 +73,5 @@ def measure_block(
             costs = np.where(space.op_mask(block_type), 0.0, np.nan)
         else:
             costs = bench.op_costs(config.op_passes)
-    estimate = rule.run(bench, costs, probs, reference_ms if config.normalise else None)
+    estimate = rule.run(bench, costs, probs, reference_ms)
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import Reference, calibrated_ms, reference_for, time_paired
+from lenna.measure.reference import Reference, normalisation, time_paired
 from lenna.measure.rules import Estimate, make_rule
 from lenna.measure.timer import Timer
 from lenna.space import SearchSpace
@@ -72,10 +72,7 @@ def measure_module(
         device = torch.device(config.device)
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
-        ref = z0 = None
-        if config.normalise and space is not None:
-            ref = reference_for(space, config.device, config.dtype)
-            z0 = reference_ms or calibrated_ms(space, config.device, config.dtype, config.threads)
+        ref, z0 = normalisation(space, config, reference_ms) if space else (None, None)
         bench = FixedBench(module, inputs, Timer(device), ref)
         for _ in range(max(1, config.warmup_passes) + 2):
             bench.reset()

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import measure_block
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import reference_for
+from lenna.measure.reference import calibrate_for
 from lenna.measure.runner import RunConfig, _missing_indices, _seed, open_dataset, sample_row
 from lenna.space import get_space
 
@@ -72,9 +71,7 @@ class Measurer:
 
     def calibrate(self) -> float:
         """This device's reference time ``Z0`` (the dataset stores the first one it gets)."""
-        m = self.cfg.measure
-        torch.set_num_threads(m.threads)
-        return reference_for(get_space(self.cfg.space), m.device, m.dtype).calibrate()
+        return calibrate_for(get_space(self.cfg.space), self.cfg.measure)
 
     def measure(self, index: int, reference_ms: float | None = None) -> dict:
         cfg, m = self.cfg, self.cfg.measure

@@ -17,7 +17,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import calibrated_ms, reference_for
+from lenna.measure.reference import normalisation
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 
@@ -47,10 +47,7 @@ def measure_ops_at(
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
-    z0 = ref = None
-    if config.normalise:
-        ref = reference_for(space, config.device, config.dtype)
-        z0 = reference_ms or calibrated_ms(space, config.device, config.dtype, config.threads)
+    ref, z0 = normalisation(space, config, reference_ms)
     bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
+
+if TYPE_CHECKING:
+    from lenna.measure.config import MeasureConfig
 
 CHANNELS, RESOLUTION, SEED = 16, 16, 0
 
@@ -109,6 +113,24 @@ def reference_for(space: SearchSpace, device: str = "cpu", dtype: str = "float32
     if key not in _REFERENCES:
         _REFERENCES[key] = Reference(space, device, DTYPES[dtype])
     return _REFERENCES[key]
+
+
+def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
+    """A fresh ``Z0`` for a dataset measured under ``config`` (its threads are set first)."""
+    torch.set_num_threads(config.threads or 1)
+    return reference_for(space, config.device, config.dtype).calibrate()
+
+
+def normalisation(
+    space: SearchSpace, config: MeasureConfig, reference_ms: float | None = None
+) -> tuple[Reference | None, float | None]:
+    """The reference block and ``Z0`` to time alongside under ``config``: ``(None, None)``
+    when it does not normalise; ``reference_ms=None`` calibrates once per process."""
+    if not config.normalise:
+        return None, None
+    if reference_ms is None:
+        reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
+    return reference_for(space, config.device, config.dtype), reference_ms
 
 
 def calibrated_ms(

@@ -15,14 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import reference_for
+from lenna.measure.reference import calibrate_for
 from lenna.measure.sampler import ONEHOT_OFF, Sampler
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
@@ -140,8 +139,7 @@ def dataset_reference_ms(ds: Dataset, space: SearchSpace, cfg: RunConfig) -> flo
         return None
     z0 = ds.meta.get("reference_ms")
     if z0 is None:
-        torch.set_num_threads(m.threads)
-        z0 = reference_for(space, m.device, m.dtype).calibrate()
+        z0 = calibrate_for(space, m)
         ds.set_meta("reference_ms", z0)
     return float(z0)
 
