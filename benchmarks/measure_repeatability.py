@@ -9,9 +9,11 @@ sample, and appends them to RESULTS.md.
     python benchmarks/measure_repeatability.py --samples 20 --threads 2
     python benchmarks/measure_repeatability.py --rules seed cv cv/raw cv:passes=5,q=0
 
-A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``); the
-others use one reference time ``Z0``, calibrated once before the first sample, as a dataset
-does (its cost is printed, not added to the per-sample wall time).
+A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``), one
+ending in ``/single`` with the single 16×16 reference instead of the matched anchors; the
+others use one reference time ``Z0`` and the anchors' ratios, calibrated once before the
+first sample, as a dataset does (their cost is printed, not added to the per-sample wall
+time).
 """
 
 from __future__ import annotations
@@ -27,21 +29,23 @@ import lenna
 from lenna.measure.block_measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import reference_for
+from lenna.measure.reference import anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _record import record
 
 
-def parse_rule(text: str) -> tuple[str, dict, bool]:
-    text, raw = (text[:-4], True) if text.endswith("/raw") else (text, False)
+def parse_rule(text: str) -> tuple[str, dict, dict]:
+    """``name[:k=v,...][/raw|/single]`` → rule name, its parameters, MeasureConfig options."""
+    text, _, suffix = text.partition("/")
+    options = {"raw": {"normalise": False}, "single": {"reference": "single"}, "": {}}[suffix]
     name, _, params = text.partition(":")
     kw = {}
     for item in filter(None, params.split(",")):
         k, v = item.split("=")
         kw[k] = float(v) if "." in v else int(v)
-    return name, kw, not raw
+    return name, kw, options
 
 
 def main() -> None:
@@ -56,14 +60,20 @@ def main() -> None:
     sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]
     configs = [
-        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1, normalise=norm)
-        for n, kw, norm in rules
+        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1, **options)
+        for n, kw, options in rules
     ]
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     z0 = reference_for(space).calibrate()
+    ratios = next(
+        (anchor_ratios(space, c) for c in configs if c.normalise and c.reference == "matched"), {}
+    )
     calib_s = time.perf_counter() - t0
-    print(f"reference calibrated: Z0 = {z0:.3f} ms in {calib_s:.1f} s", flush=True)
+    anchors = ", ".join(f"{k} ×{r:.3f}" for k, r in ratios.items())
+    print(
+        f"reference calibrated: Z0 = {z0:.3f} ms, anchors {anchors} in {calib_s:.1f} s", flush=True
+    )
     labels = {r: [[], []] for r in args.rules}
     walls = {r: [] for r in args.rules}
     resets = {r: [] for r in args.rules}
@@ -99,8 +109,9 @@ def main() -> None:
     lines = [
         f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
         f"{args.threads} threads), each measured twice per rule, interleaved. Reference "
-        f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms, calibrated once in "
-        f"{calib_s:.1f} s.",
+        f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms"
+        + (f", anchors (matched; `/single`: the 16×16 one only) {anchors}" if ratios else "")
+        + f", calibrated once in {calib_s:.1f} s.",
         "",
         "| rule | median \\|Δ\\|/mean | p90 \\|Δ\\|/mean | worst | median wall s/sample "
         "| median resets | reported 95 % CI (median ±) | stopped by its criterion |",

@@ -6,6 +6,7 @@ import torch
 import lenna.measure.reference as reference_mod
 
 FAKE_Z0_MS = 1.0
+FAKE_RATIO = 3.0
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +17,8 @@ def quick_calibration(request, monkeypatch):
     if request.node.get_closest_marker("real_calibration") is None:
         monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: FAKE_Z0_MS)
         monkeypatch.setattr(reference_mod, "_Z0", {})
+        monkeypatch.setattr(reference_mod, "calibrate_ratio", lambda a, p, *x, **k: FAKE_RATIO)
+        monkeypatch.setattr(reference_mod, "_RATIOS", {})
 
 
 @pytest.fixture

@@ -261,3 +261,135 @@ def test_predictor_records_its_datasets_reference(tmp_path, monkeypatch):
     run_measurement(db, tiny_config(), 2)
     assert load_data(db).reference_ms == 0.9
     assert load_data(db).subset(np.array([True, False])).reference_ms == 0.9
+
+
+# ---- matched references (anchors) ---------------------------------------------------------------
+def test_anchor_is_the_nearest_in_log_size():
+    anchor_for = reference_mod.anchor_for
+    assert reference_mod.ANCHORS[0] == (reference_mod.CHANNELS, reference_mod.RESOLUTION)
+    assert anchor_for(8, 8) == anchor_for(16, 16) == anchor_for(2, 8) == (16, 16)
+    assert anchor_for(32, 32) == anchor_for(64, 16) == (32, 32)
+    assert anchor_for(128, 32) == anchor_for(64, 32) == (64, 32)
+    # every anchor is its own nearest, and a size between two goes to the nearer one
+    assert all(anchor_for(*a) == a for a in reference_mod.ANCHORS)
+    assert anchor_for(22, 32) == (32, 32) and anchor_for(23, 16) == (16, 16)
+
+
+def test_matched_normalisation_times_the_anchor_at_z0_times_its_ratio():
+    from conftest import FAKE_RATIO
+
+    space = get_space("lenna")
+    matched, single = MeasureConfig(threads=1), MeasureConfig(threads=1, reference="single")
+    assert matched.reference == "matched"
+    ref, z0 = reference_mod.normalisation(space, matched, 2.0, (128, 32))
+    assert ref.size == (64, 32) and z0 == pytest.approx(2.0 * FAKE_RATIO)
+    ref, z0 = reference_mod.normalisation(space, matched, 2.0, (8, 8))
+    assert ref.size == (16, 16) and z0 == 2.0  # the primary: Z0 itself
+    ref, z0 = reference_mod.normalisation(space, single, 2.0, (128, 32))
+    assert ref.size == (16, 16) and z0 == 2.0
+    ref, z0 = reference_mod.normalisation(space, matched, 2.0)  # no size (a whole network)
+    assert ref.size == (16, 16) and z0 == 2.0
+    assert reference_mod.normalisation(space, fast_measure(normalise=False), 2.0, (64, 32)) == (
+        None,
+        None,
+    )
+    with pytest.raises(InputError, match="unknown reference"):
+        MeasureConfig(threads=1, reference="nearest")
+
+
+@pytest.mark.real_calibration
+def test_ratio_calibration_waits_for_two_windows_that_agree():
+    from types import SimpleNamespace
+
+    anchor_times = iter([9e-3] * 10 + [4e-3] * 1000)  # the first window runs slow
+    anchor = SimpleNamespace(time_s=lambda: next(anchor_times))
+    primary = SimpleNamespace(time_s=lambda: 2e-3)
+    ratio = reference_mod.calibrate_ratio(anchor, primary, passes=1, window_s=0.0)
+    assert ratio == pytest.approx(2.0)
+    drifting = iter(np.repeat(1e-3 * 1.1 ** np.arange(10), 10))  # never settles
+    anchor = SimpleNamespace(time_s=lambda: next(drifting))
+    primary = SimpleNamespace(time_s=lambda: 1e-3)
+    ratio = reference_mod.calibrate_ratio(anchor, primary, passes=1, window_s=0.0, max_windows=4)
+    assert ratio == pytest.approx(np.median(1.1 ** np.arange(4)))
+    with pytest.raises(ValueError):
+        reference_mod.calibrate_ratio(anchor, primary, max_windows=0)
+
+
+@pytest.mark.real_calibration
+def test_real_anchor_ratios_are_calibrated_once_and_restore_threads(monkeypatch):
+    monkeypatch.setattr(reference_mod, "_RATIOS", {})
+    monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: 1.0)
+    calls = []
+    real = reference_mod.calibrate_ratio
+
+    def counted(anchor, primary, *a, **k):
+        calls.append(anchor.size)
+        return real(anchor, primary, window_s=0.05)
+
+    monkeypatch.setattr(reference_mod, "calibrate_ratio", counted)
+    torch.set_num_threads(1)
+    cfg = MeasureConfig(threads=2)
+    ratios = reference_mod.anchor_ratios(get_space("lenna"), cfg)
+    assert set(ratios) == {"16x16", "32x32", "64x32"} and ratios["16x16"] == 1.0
+    assert all(np.isfinite(v) and v > 0 for v in ratios.values())
+    assert reference_mod.anchor_ratios(get_space("lenna"), cfg) == ratios
+    assert calls == [(32, 32), (64, 32)]  # calibrated once per process and setting
+    assert torch.get_num_threads() == 1
+
+
+def test_dataset_stores_anchor_ratios_and_resume_reuses_them(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_ratio(anchor, primary, *a, **k):
+        calls.append(anchor.size)
+        return 2.0 + len(calls)
+
+    monkeypatch.setattr(reference_mod, "calibrate_ratio", fake_ratio)
+    db = tmp_path / "d.db"
+    run_measurement(db, tiny_config(), 1)
+    with Dataset.open(db) as ds:
+        stored = ds.meta["reference_ratios"]
+    assert stored == {"16x16": 1.0, "32x32": 3.0, "64x32": 4.0}
+    monkeypatch.setattr(reference_mod, "_RATIOS", {})  # a new process
+    run_measurement(db, tiny_config(), 2)
+    assert len(calls) == 2  # the resume used the stored ratios
+    space = get_space("lenna")
+    assert reference_mod.anchor_ratios(space, tiny_config().measure) == stored
+    single = tiny_config(measure=fast_measure(reference="single"))
+    run_measurement(tmp_path / "s.db", single, 1)
+    with Dataset.open(tmp_path / "s.db") as ds:
+        assert "reference_ratios" not in ds.meta and ds.meta["reference_ms"] == 1.0
+
+
+def test_files_from_before_anchors_resume_with_the_single_reference(tmp_path):
+    cfg = tiny_config()
+    old = cfg.to_dict()
+    del old["measure"]["reference"]
+    assert RunConfig.from_dict(old).measure.reference == "single"
+    db = tmp_path / "old.db"
+    run_measurement(db, RunConfig.from_dict(old), 1)
+    with Dataset.open(db) as ds:
+        meta = ds.meta["config"]
+        del meta["measure"]["reference"]
+        ds.set_meta("config", meta)
+    # the CLI's defaults resume it as it was measured, and refuse to switch it over
+    args = ["measure", "--out", str(db), "-n", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with Dataset.open(db) as ds:
+        assert ds.count() == 2 and "reference_ratios" not in ds.meta
+    result = CliRunner().invoke(app, [*args, "--reference", "matched"])
+    assert result.exit_code == 2 and "other settings" in result.output
+
+
+def test_cli_reference_option(tmp_path):
+    db = tmp_path / "d.db"
+    base = ["measure", "--out", str(db), "-n", "0", "--space", "lenna"]
+    result = CliRunner().invoke(app, [*base, "--reference", "single"])
+    assert result.exit_code == 0, result.output
+    with Dataset.open(db) as ds:
+        assert ds.meta["config"]["measure"]["reference"] == "single"
+    result = CliRunner().invoke(
+        app, [*base[:2], str(tmp_path / "e.db"), *base[3:], "--reference", "x"]
+    )
+    assert result.exit_code == 2 and "unknown reference" in result.output

@@ -38,6 +38,7 @@ def dataset_summary(ds: Dataset) -> dict:
         else None,
         "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
         "reference_ms": meta.get("reference_ms"),
+        "reference_ratios": meta.get("reference_ratios"),
     }
 
 
@@ -68,6 +69,7 @@ def info_cmd(
         c.print(
             f"labels normalised to the reference block's calibrated time "
             f"{info['reference_ms']:.3f} ms"
+            + "".join(f", anchor {k} ×{r:.3f}" for k, r in (info["reference_ratios"] or {}).items())
         )
     if info["latency_ms"]:
         lat = info["latency_ms"]

@@ -62,6 +62,7 @@ def _build_config(
     rule: str | None = None,
     drift_every: int | None = None,
     normalise: bool | None = None,
+    reference: str | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out)
@@ -76,6 +77,7 @@ def _build_config(
             "device": device,
             "threads": threads,
             "normalise": normalise,
+            "reference": reference,
         }.items()
         if v is not None
     }
@@ -133,6 +135,12 @@ def measure_cmd(
         help="Time a reference block alongside every reset and report labels at the dataset's "
         "calibrated speed, so the machine's drift cancels (default: on; the seed rule: off).",
     ),
+    reference: str = typer.Option(
+        None,
+        "--reference",
+        help="Which reference block to time alongside: matched (default: the one nearest the "
+        "block's size, steadier for large blocks) or single (always the 16-channel one).",
+    ),
     drift_every: int = typer.Option(
         None,
         "--drift-every",
@@ -171,6 +179,7 @@ def measure_cmd(
         rule=rule,
         drift_every=drift_every,
         normalise=normalise,
+        reference=reference,
     )
     if ray is not None:
         _measure_on_fleet(out, cfg, n, ray, allow_mixed)

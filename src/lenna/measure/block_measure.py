@@ -62,7 +62,7 @@ def measure_block(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     generator = torch.Generator().manual_seed(seed)
-    reference, reference_ms = normalisation(space, config, reference_ms)
+    reference, reference_ms = normalisation(space, config, reference_ms, (channels, resolution))
     bench = GatedBench(block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()

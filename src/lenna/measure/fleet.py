@@ -145,7 +145,8 @@ def run_fleet_measurement(
     dataset's reference time ``Z0`` is calibrated once (on the first real device) and every
     device normalises its labels to it: a device slower or faster than the first reports at
     the dataset's speed, as far as block and reference scale alike on both (true for identical
-    machines; an assumption across different hardware, which needs ``--allow-mixed``).
+    machines; an assumption across different hardware, which needs ``--allow-mixed``). With
+    matched references each device calibrates its own anchors' ratios to its primary.
     """
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")

@@ -47,7 +47,7 @@ def measure_ops_at(
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
-    ref, z0 = normalisation(space, config, reference_ms)
+    ref, z0 = normalisation(space, config, reference_ms, (channels, resolution))
     bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []

@@ -10,12 +10,23 @@ multiplying by the reference's calibrated time ``Z0`` turns the ratio back into 
 *at the calibrated speed*. A dataset calibrates ``Z0`` once and stores it, so every row (and
 every resumed run, and every device of a fleet) is expressed at the same speed.
 
-The reference is a fixed normal block of the same space (16 channels, 16×16, one path drawn
-with a fixed seed), so it runs the same kinds of kernels as the blocks it normalises. Known
-bias: each reference pass follows a pass of the block, whose cache footprint slows it a
-little more after a large block than after a small one, while ``Z0`` is calibrated on
-back-to-back passes; the effect is deterministic (it does not hurt repeatability) but makes
-large blocks' labels somewhat lower than "block alone at the calibrated speed".
+The reference is a fixed normal block of the same space (one path drawn with a fixed seed),
+so it runs the same kinds of kernels as the blocks it normalises. ``Z0`` is the calibrated
+time of the *primary* reference (16 channels, 16×16).
+
+Matched references (``MeasureConfig.reference = "matched"``, the default): a small reference
+shares little of a large block's drift, most of all with 2 threads (a 2-vCPU machine, 40 s
+alternating, windows of 20 resets: C=128 32×32 block over the 16×16 reference 4.3 % window
+spread, over a C=128 32×32 reference 1.6 %). So each block is timed alongside the *anchor*
+nearest to it in log(C·H) (:data:`ANCHORS`); an anchor's calibrated time is ``Z0`` times its
+speed ratio to the primary, calibrated on interleaved passes (:func:`anchor_ratios`) and
+stored with the dataset, so one scalar ``Z0`` still defines the dataset's speed.
+
+Known bias (``single``, less so ``matched``): each reference pass follows a pass of the
+block, whose cache footprint slows it a little more after a large block than after a small
+one, while ``Z0`` is calibrated on back-to-back passes; the effect is deterministic (it does
+not hurt repeatability) but makes large blocks' labels somewhat lower than "block alone at the
+calibrated speed".
 """
 
 from __future__ import annotations
@@ -34,18 +45,27 @@ if TYPE_CHECKING:
     from lenna.measure.config import MeasureConfig
 
 CHANNELS, RESOLUTION, SEED = 16, 16, 0
+# (channels, resolution) of the reference blocks; the first is the primary, whose time is Z0
+ANCHORS: tuple[tuple[int, int], ...] = ((CHANNELS, RESOLUTION), (32, 32), (64, 32))
 
 
 class Reference:
     """A fixed gated block on ``device``, ready to be timed between a path's passes."""
 
-    def __init__(self, space: SearchSpace, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        space: SearchSpace,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        size: tuple[int, int] = (CHANNELS, RESOLUTION),
+    ):
         dev = torch.device(device)
+        channels, resolution = self.size = size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             alphas = np.zeros(space.alpha_shape)
-            self.block = Block(space, "normal", CHANNELS, "gated", alphas).to(dev, dtype).eval()
-            shape = (1, CHANNELS, RESOLUTION, RESOLUTION)
+            self.block = Block(space, "normal", channels, "gated", alphas).to(dev, dtype).eval()
+            shape = (1, channels, resolution, resolution)
             self.inputs = tuple(torch.randn(shape).to(dev, dtype) for _ in range(space.num_inputs))
         self.timer = Timer(dev)
         with torch.inference_mode():
@@ -101,18 +121,95 @@ def time_paired(
     return y, z
 
 
+def calibrate_ratio(
+    anchor: Reference,
+    primary: Reference,
+    passes: int = 3,
+    window_s: float = 1.0,
+    tol: float = 0.01,
+    max_windows: int = 20,
+) -> float:
+    """The anchor's uncontended time over the primary's: per 1-s window, the 10th percentile
+    of min-of-``passes`` values of each, the two timed alternately so both see the same
+    moments; repeated until two windows' ratios agree within ``tol`` (their mean), else the
+    median of the windows' ratios."""
+    if max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+    ratios: list[float] = []
+    for _ in range(max_windows):
+        t0, a, p = time.perf_counter(), [], []
+        while time.perf_counter() - t0 < window_s or len(a) < 10:
+            a.append(min(anchor.time_s() for _ in range(passes)))
+            p.append(min(primary.time_s() for _ in range(passes)))
+        ratios.append(float(np.quantile(a, 0.1) / np.quantile(p, 0.1)))
+        if len(ratios) > 1 and abs(ratios[-1] - ratios[-2]) <= tol * ratios[-2]:
+            return (ratios[-1] + ratios[-2]) / 2
+    return float(np.median(ratios))
+
+
+def anchor_for(channels: int, resolution: int) -> tuple[int, int]:
+    """The anchor nearest to a block of ``channels`` × ``resolution``² in log(C·H)."""
+    size = np.log(channels * resolution)
+    return min(ANCHORS, key=lambda a: abs(np.log(a[0] * a[1]) - size))
+
+
+def anchor_key(size: tuple[int, int]) -> str:
+    """How an anchor is named in a dataset's stored ratios: ``"CxH"``."""
+    return f"{size[0]}x{size[1]}"
+
+
 _REFERENCES: dict[tuple, Reference] = {}
 _Z0: dict[tuple, float] = {}
+_RATIOS: dict[tuple, float] = {}
 
 
-def reference_for(space: SearchSpace, device: str = "cpu", dtype: str = "float32") -> Reference:
-    """One reference per (space, device, dtype) and process: building it costs a few passes."""
+def reference_for(
+    space: SearchSpace,
+    device: str = "cpu",
+    dtype: str = "float32",
+    size: tuple[int, int] = (CHANNELS, RESOLUTION),
+) -> Reference:
+    """One reference per (space, device, dtype, size) and process: building one costs a few
+    passes."""
     from lenna.measure.config import DTYPES
 
-    key = (space.definition_hash(), device, dtype)
+    key = (space.definition_hash(), device, dtype, tuple(size))
     if key not in _REFERENCES:
-        _REFERENCES[key] = Reference(space, device, DTYPES[dtype])
+        _REFERENCES[key] = Reference(space, device, DTYPES[dtype], tuple(size))
     return _REFERENCES[key]
+
+
+def _ratio_key(space: SearchSpace, config: MeasureConfig, size: tuple[int, int]) -> tuple:
+    return (space.definition_hash(), config.device, config.dtype, config.threads or 1, size)
+
+
+def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]:
+    """Each anchor's speed ratio to the primary under ``config`` (``"CxH"`` → ratio),
+    calibrated once per process and setting; a dataset stores them (:func:`use_anchor_ratios`)."""
+    out = {}
+    for size in ANCHORS:
+        key = _ratio_key(space, config, size)
+        if key not in _RATIOS:
+            if size == ANCHORS[0]:
+                _RATIOS[key] = 1.0
+            else:
+                before = torch.get_num_threads()
+                torch.set_num_threads(config.threads or 1)
+                try:
+                    primary = reference_for(space, config.device, config.dtype)
+                    anchor = reference_for(space, config.device, config.dtype, size)
+                    _RATIOS[key] = calibrate_ratio(anchor, primary)
+                finally:
+                    torch.set_num_threads(before)
+        out[anchor_key(size)] = _RATIOS[key]
+    return out
+
+
+def use_anchor_ratios(space: SearchSpace, config: MeasureConfig, ratios: dict) -> None:
+    """Measure with a dataset's stored ratios, so a resumed run's rows match the first run's."""
+    for size in ANCHORS:
+        if anchor_key(size) in ratios:
+            _RATIOS[_ratio_key(space, config, size)] = float(ratios[anchor_key(size)])
 
 
 def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
@@ -122,15 +219,26 @@ def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
 
 
 def normalisation(
-    space: SearchSpace, config: MeasureConfig, reference_ms: float | None = None
+    space: SearchSpace,
+    config: MeasureConfig,
+    reference_ms: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[Reference | None, float | None]:
-    """The reference block and ``Z0`` to time alongside under ``config``: ``(None, None)``
-    when it does not normalise; ``reference_ms=None`` calibrates once per process."""
+    """The reference block to time alongside under ``config`` and its time at the calibrated
+    speed: ``(None, None)`` when it does not normalise; ``reference_ms=None`` calibrates
+    ``Z0`` once per process. With ``size`` (the block's channels, resolution) and
+    ``config.reference == "matched"``: the nearest anchor, at ``Z0`` × its ratio."""
     if not config.normalise:
         return None, None
     if reference_ms is None:
         reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
-    return reference_for(space, config.device, config.dtype), reference_ms
+    anchor = ANCHORS[0]
+    if size is not None and getattr(config, "reference", "single") == "matched":
+        anchor = anchor_for(*size)
+    if anchor == ANCHORS[0]:
+        return reference_for(space, config.device, config.dtype), reference_ms
+    ratio = anchor_ratios(space, config)[anchor_key(anchor)]
+    return reference_for(space, config.device, config.dtype, anchor), reference_ms * ratio
 
 
 def calibrated_ms(

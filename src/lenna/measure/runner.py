@@ -21,7 +21,7 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import calibrate_for
+from lenna.measure.reference import anchor_ratios, calibrate_for, use_anchor_ratios
 from lenna.measure.sampler import ONEHOT_OFF, Sampler
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
@@ -63,9 +63,9 @@ class RunConfig:
 
 def upgrade_config(d: dict) -> dict:
     """A stored config as this version writes it: files from before reference normalisation
-    were measured without it."""
+    were measured without it, files from before anchors with the single reference."""
     d = dict(d)
-    d["measure"] = {"normalise": False, **d.get("measure", {})}
+    d["measure"] = {"normalise": False, "reference": "single", **d.get("measure", {})}
     return d
 
 
@@ -141,6 +141,12 @@ def dataset_reference_ms(ds: Dataset, space: SearchSpace, cfg: RunConfig) -> flo
     if z0 is None:
         z0 = calibrate_for(space, m)
         ds.set_meta("reference_ms", z0)
+    if m.reference == "matched":
+        ratios = ds.meta.get("reference_ratios")
+        if ratios is None:
+            ds.set_meta("reference_ratios", anchor_ratios(space, m))
+        else:
+            use_anchor_ratios(space, m, ratios)
     return float(z0)
 
 
