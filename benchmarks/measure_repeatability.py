@@ -29,7 +29,7 @@ import lenna
 from lenna.measure.block_measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import anchor_ratios, reference_for
+from lenna.measure.reference import anchor_for, anchor_key, anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -46,6 +46,23 @@ def parse_rule(text: str) -> tuple[str, dict, dict]:
         k, v = item.split("=")
         kw[k] = float(v) if "." in v else int(v)
     return name, kw, options
+
+
+def by_anchor(rules: list[str], labels: dict, channels: list[int]) -> list[str]:
+    """Median |Δ|/mean per rule for the blocks of each reference anchor (a block of C channels
+    at 32×32 is timed alongside the anchor nearest it in size when references are matched)."""
+    groups = {}
+    for i, c in enumerate(channels):
+        groups.setdefault(anchor_key(anchor_for(c, 32)), []).append(i)
+    head = " | ".join(f"anchor {k} ({len(v)} blocks)" for k, v in groups.items())
+    out = [f"| rule | {head} |", "|---|" + "---|" * len(groups)]
+    for r in rules:
+        a, b = np.array(labels[r][0]), np.array(labels[r][1])
+        d = np.abs(a - b) / ((a + b) / 2) * 100
+        out.append(
+            f"| `{r}` | " + " | ".join(f"{np.median(d[v]):.2f} %" for v in groups.values()) + " |"
+        )
+    return out
 
 
 def main() -> None:
@@ -125,6 +142,10 @@ def main() -> None:
             f"| {np.median(walls[r]):.2f} | {np.median(resets[r]):.0f} "
             f"| {np.median(halfs[r]):.2f} % | {np.mean(conv[r]) * 100:.0f} % |"
         )
+    lines += [
+        "",
+        *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
+    ]
     print("\n".join(lines))
     if not args.no_record:
         fp = fingerprint("cpu", threads=args.threads, batch=1)
