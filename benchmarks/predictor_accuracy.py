@@ -7,6 +7,9 @@ extrapolation figures. Then the prediction throughput (samples/s, batched, CPU) 
 to the median wall time of measuring one sample. Appends everything to RESULTS.md.
 
     python benchmarks/predictor_accuracy.py --data benchmarks/data/lenna.db benchmarks/data/darts.db
+    python benchmarks/predictor_accuracy.py --data D.db --models lut additive:edge_scale=shaped
+
+A model is ``kind`` or ``kind:name=value,...`` (hyperparameters; numbers or words).
 """
 
 from __future__ import annotations
@@ -38,6 +41,21 @@ def throughput(model, X: np.ndarray, repeats: int = 3) -> float:
         model.predict_features(X)
         best = min(best, time.perf_counter() - t0)
     return len(X) / best
+
+
+def parse_model(spec: str) -> tuple[str, dict]:
+    """``kind[:name=value,...]`` → kind and hyperparameters (ints, floats or strings)."""
+    kind, _, params = spec.partition(":")
+    hp: dict = {}
+    for item in filter(None, params.split(",")):
+        k, v = item.split("=")
+        for cast in (int, float, str):
+            try:
+                hp[k] = cast(v)
+                break
+            except ValueError:
+                continue
+    return kind, hp
 
 
 def main() -> None:
@@ -73,18 +91,19 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         scatter = {}
-        for kind in args.models:
+        for spec in args.models:
+            kind, hp = parse_model(spec)
             t0 = time.perf_counter()
-            m = train_predictor(data, kind, seed=args.seed)
-            mx = train_predictor(data, kind, seed=args.seed, split="channels")
+            m = train_predictor(data, kind, seed=args.seed, **hp)
+            mx = train_predictor(data, kind, seed=args.seed, split="channels", **hp)
             r = m.info["metrics"]
             ex = evaluate_model(mx, data)["extrapolation"]
             h, oh = r["held_out"], r["one_hot"]
             tput = throughput(m, X)
             held = split_masks(m, data)["held_out"]
-            scatter[kind] = (data.y[held], m.predict_features(data.X[held]))
+            scatter[spec] = (data.y[held], m.predict_features(data.X[held]))
             lines.append(
-                f"| {kind} | {'yes' if m.differentiable else 'no'} | {h['mape']:.2f} % "
+                f"| {spec} | {'yes' if m.differentiable else 'no'} | {h['mape']:.2f} % "
                 f"| {h['within_5']:.1f} % | {h['within_10']:.1f} % | {h['rmse_ms']:.3f} "
                 f"| {h['r2']:.3f} | {h['kendall_tau']:.3f} | {oh['mape']:.2f} % "
                 f"| {oh['within_10']:.1f} % | {ex['mape']:.2f} % | {ex['within_10']:.1f} % "

@@ -17,6 +17,7 @@ from lenna.cli import app
 from lenna.errors import InputError
 from lenna.measure.fleet import INSTALL, RESOURCE, require_ray, run_fleet_measurement
 from lenna.measure.runner import run_measurement
+from lenna.measure.store import Dataset
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'lenna[ray]'")
 runner = CliRunner()
@@ -58,6 +59,9 @@ def test_two_actors_measure_to_the_exact_count(cluster, tmp_path):
     )
     assert total == 6 and indices(db) == list(range(6))
     assert set(seen) == {"device 0", "device 1"}  # both devices measured
+    with Dataset.open(db) as ds:  # calibrated once, on the first device, and stored
+        assert ds.meta["reference_ms"] > 0
+        assert ds.meta["reference_ratios"] == {"16x16": 1.0}  # C 2–4 at 8×8: the primary
     # resume: the same call completes a larger count, still without duplicates
     assert run_fleet_measurement(db, tiny_config(), 9, "local") == 9
     assert indices(db) == list(range(9))

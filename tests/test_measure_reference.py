@@ -334,31 +334,82 @@ def test_real_anchor_ratios_are_calibrated_once_and_restore_threads(monkeypatch)
     assert all(np.isfinite(v) and v > 0 for v in ratios.values())
     assert reference_mod.anchor_ratios(get_space("lenna"), cfg) == ratios
     assert calls == [(32, 32), (64, 32)]  # calibrated once per process and setting
+    assert reference_mod.calibrate_ratios(get_space("lenna"), cfg, [(16, 16)]) == {"16x16": 1.0}
+    assert len(calls) == 2  # the primary's ratio is 1 by definition
     assert torch.get_num_threads() == 1
 
 
-def test_dataset_stores_anchor_ratios_and_resume_reuses_them(tmp_path, monkeypatch):
+@pytest.fixture
+def tiny_anchor(monkeypatch):
+    """A second anchor the tiny test blocks (C 2–4 at 8×8) are nearest to, with its own fake
+    ratio, so matched-reference code paths run on fast blocks."""
+    monkeypatch.setattr(reference_mod, "ANCHORS", ((16, 16), (3, 8)))
     calls = []
 
     def fake_ratio(anchor, primary, *a, **k):
         calls.append(anchor.size)
-        return 2.0 + len(calls)
+        return 0.5 + len(calls)
 
     monkeypatch.setattr(reference_mod, "calibrate_ratio", fake_ratio)
+    return calls
+
+
+def test_anchors_in_range_are_the_ones_a_config_can_reach():
+    in_range = reference_mod.anchors_in_range
+    assert in_range((2, 4), (8,)) == [(16, 16)]
+    assert in_range((8, 128), (32, 16, 8)) == [(16, 16), (32, 32), (64, 32)]
+    assert in_range((8, 16), (32,)) == [(16, 16)]  # C·H ≤ 512: the primary only
+    assert in_range((40, 128), (32,)) == [(32, 32), (64, 32)]
+
+
+def test_dataset_stores_anchor_ratios_and_every_row_uses_them(tmp_path, tiny_anchor):
+    from lenna.measure.runner import control_measurement
+
     db = tmp_path / "d.db"
-    run_measurement(db, tiny_config(), 1)
+    run_measurement(db, tiny_config(), 1, trace=True)
     with Dataset.open(db) as ds:
         stored = ds.meta["reference_ratios"]
-    assert stored == {"16x16": 1.0, "32x32": 3.0, "64x32": 4.0}
-    monkeypatch.setattr(reference_mod, "_RATIOS", {})  # a new process
-    run_measurement(db, tiny_config(), 2)
-    assert len(calls) == 2  # the resume used the stored ratios
-    space = get_space("lenna")
-    assert reference_mod.anchor_ratios(space, tiny_config().measure) == stored
+        z0 = ds.meta["reference_ms"]
+        first = ds.sample(0)["trace"]["reference_ms"]
+    assert stored == {"3x8": 1.5} and tiny_anchor == [(3, 8)]  # only what C 2–4 reaches
+    assert first == pytest.approx(z0 * 1.5)  # timed alongside the tiny anchor
+    # a resume (a new process: empty caches) uses the stored ratio, not a new calibration
+    reference_mod._RATIOS.clear()
+    run_measurement(db, tiny_config(), 2, trace=True)
+    assert tiny_anchor == [(3, 8)]
+    with Dataset.open(db) as ds:
+        assert ds.sample(1)["trace"]["reference_ms"] == pytest.approx(z0 * 1.5)
+    # the drift guard's control is normalised the same way
+    ctrl = control_measurement(get_space("lenna"), tiny_config(), z0, stored)
+    assert ctrl.estimate.reference_ms == pytest.approx(z0 * 1.5)
+    # single: the primary only, no ratios stored
     single = tiny_config(measure=fast_measure(reference="single"))
-    run_measurement(tmp_path / "s.db", single, 1)
+    run_measurement(tmp_path / "s.db", single, 1, trace=True)
     with Dataset.open(tmp_path / "s.db") as ds:
-        assert "reference_ratios" not in ds.meta and ds.meta["reference_ms"] == 1.0
+        assert "reference_ratios" not in ds.meta
+        assert ds.sample(0)["trace"]["reference_ms"] == ds.meta["reference_ms"] == 1.0
+    assert tiny_anchor == [(3, 8)]
+
+
+def test_op_table_calibrates_only_the_anchors_its_grid_reaches(tmp_path, tiny_anchor):
+    from lenna.measure.runner import run_op_table
+
+    db = tmp_path / "o.db"
+    wide = tiny_config(channels=(2, 64))
+    run_op_table(db, wide, channels=(2, 2), resolutions=(8,), passes=2)
+    with Dataset.open(db) as ds:
+        assert ds.meta["reference_ratios"] == {"3x8": 1.5}
+    # samples of a wider range later: the missing anchor (the primary: ratio 1) is added
+    run_measurement(db, wide, 1)
+    with Dataset.open(db) as ds:
+        assert ds.meta["reference_ratios"] == {"3x8": 1.5, "16x16": 1.0}
+    assert tiny_anchor == [(3, 8)]
+
+
+def test_normalisation_refuses_a_ratio_the_dataset_lacks(tiny_anchor):
+    space = get_space("lenna")
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 3x8"):
+        reference_mod.normalisation(space, fast_measure(), 1.0, (3, 8), {"16x16": 1.0})
 
 
 def test_files_from_before_anchors_resume_with_the_single_reference(tmp_path):

@@ -240,3 +240,42 @@ def test_models_beat_a_constant_guess():
     """Even the small models must carry information: a constant prediction has R² <= 0."""
     for kind in ("lut", "elasticnet", "gbdt", "lut+mlp"):
         assert small_model(kind).info["metrics"]["held_out"]["r2"] > 0.5, kind
+
+
+# ---- additive with shape-dependent edge scales ---------------------------------------------
+def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
+    import json
+
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, edge_scale="shaped", **SMALL_HP["additive"])
+    head = model.net.curves[-1]
+    assert head.out_features == 2 * model.space.max_ops + 1 + model.space.num_edges
+    loaded = load_predictor(save_predictor(model, tmp_path / "m"))
+    assert loaded.net.shaped and loaded.hparams["edge_scale"] == "shaped"
+    np.testing.assert_allclose(
+        loaded.predict_features(data.X), model.predict_features(data.X), rtol=1e-12, atol=0
+    )
+    a = random_alphas(model.space, seed=2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loaded.predict(x, "reduction", 40, 8), (a,), eps=1e-6)
+    # a model saved before the option had no edge_scale in its params: it loads as constant
+    old = small_model("additive")
+    folder = save_predictor(old, tmp_path / "old")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["params"].pop("edge_scale")
+    meta["hparams"].pop("edge_scale", None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    again = load_predictor(folder)
+    assert not again.net.shaped
+    np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))
+
+
+def test_additive_shaped_fits_additive_labels():
+    model = train_predictor(
+        synthetic_data(), "additive", seed=0, edge_scale="shaped", epochs=800, patience=100
+    )
+    assert model.info["metrics"]["held_out"]["mape"] < 3.0
+
+
+def test_additive_refuses_an_unknown_edge_scale():
+    with pytest.raises(InputError, match="edge_scale"):
+        train_predictor(synthetic_data(), "additive", seed=0, edge_scale="per-op")

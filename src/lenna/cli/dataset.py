@@ -67,8 +67,8 @@ def info_cmd(
     )
     if info["reference_ms"] is not None:
         c.print(
-            f"labels normalised to the reference block's calibrated time "
-            f"{info['reference_ms']:.3f} ms"
+            f"labels normalised ({m.get('reference', 'single')} reference) to the reference "
+            f"block's calibrated time {info['reference_ms']:.3f} ms"
             + "".join(f", anchor {k} ×{r:.3f}" for k, r in (info["reference_ratios"] or {}).items())
         )
     if info["latency_ms"]:

@@ -108,7 +108,13 @@ def run_demo(
     res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
     if db.exists():
         with Dataset.open(db) as ds:
-            if upgrade_config(ds.meta.get("config") or {}) != cfg.to_dict():
+            stored, want = upgrade_config(ds.meta.get("config") or {}), cfg.to_dict()
+            if stored != want:
+                diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
+                if diff == ["measure"]:  # same size, measured by another version's settings
+                    raise InputError(
+                        f"{out} holds a demo measured with other settings; use another --out"
+                    )
                 raise InputError(
                     f"{out} holds a demo of another size; use another --out "
                     f"(or {'drop' if quick else 'add'} --quick)"

@@ -42,11 +42,13 @@ def measure_block(
     config: MeasureConfig | None = None,
     seed: int = 0,
     reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
 ) -> Measurement:
     """Build the gated block, warm it up and estimate its expected latency under ``alphas``.
 
-    With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` (a
-    dataset passes its stored one; ``None`` calibrates once per process)."""
+    With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` with the
+    anchors' ``reference_ratios`` (a dataset passes its stored ones; ``None`` calibrates once
+    per process)."""
     t0 = time.perf_counter()
     config = config or MeasureConfig()
     space.check(block_type, channels, resolution)
@@ -62,7 +64,9 @@ def measure_block(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     generator = torch.Generator().manual_seed(seed)
-    reference, reference_ms = normalisation(space, config, reference_ms, (channels, resolution))
+    reference, reference_ms = normalisation(
+        space, config, reference_ms, (channels, resolution), reference_ratios
+    )
     bench = GatedBench(block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()

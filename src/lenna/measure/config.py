@@ -34,6 +34,7 @@ class MeasureConfig:
     ``reference``: ``"matched"`` (default) times each block alongside the reference anchor
     nearest its size, ``"single"`` always alongside the 16-channel 16×16 one (files from
     before anchors). Matched shares more of a large block's drift, most of all with 2 threads.
+    Without normalisation it is always ``"single"`` (nothing is timed alongside).
     """
 
     rule: str = "cv"
@@ -66,6 +67,8 @@ class MeasureConfig:
             )
         if self.normalise is None:
             self.normalise = self.rule != "seed"
+        if not self.normalise:
+            self.reference = "single"  # no reference block is timed at all
 
     def make_rule(self) -> SeedRule | CIRule:
         try:

@@ -23,8 +23,15 @@ import numpy as np
 from lenna.errors import InputError
 from lenna.measure.block_measure import measure_block
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import calibrate_for
-from lenna.measure.runner import RunConfig, _missing_indices, _seed, open_dataset, sample_row
+from lenna.measure.runner import (
+    RunConfig,
+    _missing_indices,
+    _seed,
+    dataset_calibration,
+    local_calibrate,
+    open_dataset,
+    sample_row,
+)
 from lenna.space import get_space
 
 RESOURCE = "lenna_device"
@@ -69,11 +76,18 @@ class Measurer:
     def fingerprint(self) -> dict:
         return self.fp
 
-    def calibrate(self) -> float:
-        """This device's reference time ``Z0`` (the dataset stores the first one it gets)."""
-        return calibrate_for(get_space(self.cfg.space), self.cfg.measure)
+    def calibrate(self, need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
+        """This device's reference time ``Z0`` (if ``need_z0``) and the ratios of
+        ``anchors`` (the dataset stores the first device's)."""
+        m = self.cfg.measure
+        return local_calibrate(get_space(self.cfg.space), m)(need_z0, anchors)
 
-    def measure(self, index: int, reference_ms: float | None = None) -> dict:
+    def measure(
+        self,
+        index: int,
+        reference_ms: float | None = None,
+        reference_ratios: dict[str, float] | None = None,
+    ) -> dict:
         cfg, m = self.cfg, self.cfg.measure
         spec = cfg.sampler()(index)
         if self.simulate_s:
@@ -87,6 +101,7 @@ class Measurer:
             m,
             seed=_seed(cfg.seed, index),
             reference_ms=reference_ms,
+            reference_ratios=reference_ratios,
         )
         return sample_row(meas, index, spec.regime, m.batch, self.fp["hash"], trace=False)
 
@@ -146,7 +161,8 @@ def run_fleet_measurement(
     device normalises its labels to it: a device slower or faster than the first reports at
     the dataset's speed, as far as block and reference scale alike on both (true for identical
     machines; an assumption across different hardware, which needs ``--allow-mixed``). With
-    matched references each device calibrates its own anchors' ratios to its primary.
+    matched references the anchors' ratios are calibrated and stored alongside ``Z0`` and
+    every device uses them.
     """
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
@@ -177,17 +193,20 @@ def run_fleet_measurement(
             ds.add_fingerprint(fp)
         have = set(ds.indices())
         todo = _missing_indices(have, n)
-        z0 = ds.meta.get("reference_ms")
         real = [a for a, s in zip(actors, sims * n_actors, strict=False) if not s]
-        if todo and cfg.measure.normalise and z0 is None and real:
+        z0, ratios = ds.meta.get("reference_ms"), ds.meta.get("reference_ratios")
+        if todo and real:
+
+            def on_first_device(need_z0: bool, anchors: list) -> tuple:
+                return ray.get(real[0].calibrate.remote(need_z0, anchors))
+
             try:
-                z0 = ray.get(real[0].calibrate.remote())
+                z0, ratios = dataset_calibration(ds, cfg, on_first_device)
             except ray.exceptions.RayActorError:
                 raise InputError(
                     "the measuring actor died while calibrating the reference block; "
                     "run the same command again"
                 ) from None
-            ds.set_meta("reference_ms", z0)
         queue = list(reversed(todo))
         in_flight: dict[Any, tuple[Any, int, str]] = {}
         names = {id(a): f"device {i}" for i, a in enumerate(actors)}
@@ -196,7 +215,7 @@ def run_fleet_measurement(
         def dispatch(actor: Any) -> None:
             if queue:
                 index = queue.pop()
-                ref = actor.measure.remote(index, z0)
+                ref = actor.measure.remote(index, z0, ratios)
                 in_flight[ref] = (actor, index, names[id(actor)])
 
         if on_start:

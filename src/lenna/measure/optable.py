@@ -37,6 +37,7 @@ def measure_ops_at(
     passes: int = 20,
     fp_hash: str = "",
     reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
 ) -> list[dict]:
     """Op-table rows for one block shape: each op of each edge kind, ``passes`` timed calls
     (with ``config.normalise`` and ``reference_ms``: at that calibrated speed, like labels)."""
@@ -47,7 +48,7 @@ def measure_ops_at(
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
-    ref, z0 = normalisation(space, config, reference_ms, (channels, resolution))
+    ref, z0 = normalisation(space, config, reference_ms, (channels, resolution), reference_ratios)
     bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []
@@ -95,11 +96,14 @@ def measure_op_table(
     fp_hash: str = "",
     on_shape: Callable[[list[dict]], None] | None = None,
     reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
 ) -> list[dict]:
     """Op-table rows of ``shapes``; ``on_shape`` receives each shape's rows when measured."""
     out = []
     for bt, res, c in shapes:
-        rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash, reference_ms)
+        rows = measure_ops_at(
+            space, bt, c, res, config, passes, fp_hash, reference_ms, reference_ratios
+        )
         if on_shape:
             on_shape(rows)
         out += rows

@@ -32,12 +32,13 @@ calibrated speed".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from lenna.errors import InputError
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 
@@ -129,19 +130,23 @@ def calibrate_ratio(
     tol: float = 0.01,
     max_windows: int = 20,
 ) -> float:
-    """The anchor's uncontended time over the primary's: per 1-s window, the 10th percentile
-    of min-of-``passes`` values of each, the two timed alternately so both see the same
-    moments; repeated until two windows' ratios agree within ``tol`` (their mean), else the
-    median of the windows' ratios."""
+    """The anchor's calibrated time over the primary's, each estimated as ``Z0`` is (10th
+    percentile of back-to-back min-of-``passes`` values), in alternating half-windows so both
+    see nearly the same machine; repeated until two windows' ratios agree within ``tol``
+    (their mean), else the median of the windows' ratios."""
     if max_windows < 1:
         raise ValueError(f"max_windows must be >= 1, got {max_windows}")
+
+    def quantile(ref: Reference) -> float:
+        t0, values = time.perf_counter(), []
+        while time.perf_counter() - t0 < window_s / 2 or len(values) < 10:
+            values.append(min(ref.time_s() for _ in range(passes)))
+        return float(np.quantile(values, 0.1))
+
     ratios: list[float] = []
     for _ in range(max_windows):
-        t0, a, p = time.perf_counter(), [], []
-        while time.perf_counter() - t0 < window_s or len(a) < 10:
-            a.append(min(anchor.time_s() for _ in range(passes)))
-            p.append(min(primary.time_s() for _ in range(passes)))
-        ratios.append(float(np.quantile(a, 0.1) / np.quantile(p, 0.1)))
+        p = quantile(primary)
+        ratios.append(quantile(anchor) / p)
         if len(ratios) > 1 and abs(ratios[-1] - ratios[-2]) <= tol * ratios[-2]:
             return (ratios[-1] + ratios[-2]) / 2
     return float(np.median(ratios))
@@ -160,7 +165,7 @@ def anchor_key(size: tuple[int, int]) -> str:
 
 _REFERENCES: dict[tuple, Reference] = {}
 _Z0: dict[tuple, float] = {}
-_RATIOS: dict[tuple, float] = {}
+_RATIOS: dict[tuple, dict[str, float]] = {}
 
 
 def reference_for(
@@ -179,37 +184,45 @@ def reference_for(
     return _REFERENCES[key]
 
 
-def _ratio_key(space: SearchSpace, config: MeasureConfig, size: tuple[int, int]) -> tuple:
-    return (space.definition_hash(), config.device, config.dtype, config.threads or 1, size)
+def anchors_in_range(
+    channels: tuple[int, int], resolutions: Iterable[int]
+) -> list[tuple[int, int]]:
+    """The anchors that blocks of ``channels`` (min, max) at ``resolutions`` can be timed
+    alongside (only these need a calibrated ratio)."""
+    lo, hi = channels
+    out = set()
+    for r in resolutions:
+        first, last = ANCHORS.index(anchor_for(lo, r)), ANCHORS.index(anchor_for(hi, r))
+        out.update(ANCHORS[min(first, last) : max(first, last) + 1])
+    return [a for a in ANCHORS if a in out]
+
+
+def calibrate_ratios(
+    space: SearchSpace, config: MeasureConfig, anchors: Iterable[tuple[int, int]] = ANCHORS
+) -> dict[str, float]:
+    """A fresh calibration of ``anchors``' ratios to the primary under ``config``
+    (``"CxH"`` → ratio; the primary's is 1), as a new dataset stores it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(config.threads or 1)
+    try:
+        primary = reference_for(space, config.device, config.dtype)
+        return {
+            anchor_key(a): 1.0
+            if tuple(a) == ANCHORS[0]
+            else calibrate_ratio(reference_for(space, config.device, config.dtype, a), primary)
+            for a in anchors
+        }
+    finally:
+        torch.set_num_threads(before)
 
 
 def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]:
-    """Each anchor's speed ratio to the primary under ``config`` (``"CxH"`` → ratio),
-    calibrated once per process and setting; a dataset stores them (:func:`use_anchor_ratios`)."""
-    out = {}
-    for size in ANCHORS:
-        key = _ratio_key(space, config, size)
-        if key not in _RATIOS:
-            if size == ANCHORS[0]:
-                _RATIOS[key] = 1.0
-            else:
-                before = torch.get_num_threads()
-                torch.set_num_threads(config.threads or 1)
-                try:
-                    primary = reference_for(space, config.device, config.dtype)
-                    anchor = reference_for(space, config.device, config.dtype, size)
-                    _RATIOS[key] = calibrate_ratio(anchor, primary)
-                finally:
-                    torch.set_num_threads(before)
-        out[anchor_key(size)] = _RATIOS[key]
-    return out
-
-
-def use_anchor_ratios(space: SearchSpace, config: MeasureConfig, ratios: dict) -> None:
-    """Measure with a dataset's stored ratios, so a resumed run's rows match the first run's."""
-    for size in ANCHORS:
-        if anchor_key(size) in ratios:
-            _RATIOS[_ratio_key(space, config, size)] = float(ratios[anchor_key(size)])
+    """:func:`calibrate_ratios` once per process and setting, for callers outside a dataset
+    (a dataset passes its stored ratios instead)."""
+    key = (space.definition_hash(), config.device, config.dtype, config.threads or 1)
+    if key not in _RATIOS:
+        _RATIOS[key] = calibrate_ratios(space, config)
+    return dict(_RATIOS[key])
 
 
 def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
@@ -223,21 +236,30 @@ def normalisation(
     config: MeasureConfig,
     reference_ms: float | None = None,
     size: tuple[int, int] | None = None,
+    ratios: dict[str, float] | None = None,
 ) -> tuple[Reference | None, float | None]:
     """The reference block to time alongside under ``config`` and its time at the calibrated
-    speed: ``(None, None)`` when it does not normalise; ``reference_ms=None`` calibrates
-    ``Z0`` once per process. With ``size`` (the block's channels, resolution) and
-    ``config.reference == "matched"``: the nearest anchor, at ``Z0`` × its ratio."""
+    speed: ``(None, None)`` when it does not normalise. ``reference_ms`` (``Z0``) and
+    ``ratios`` are a dataset's stored ones; ``None`` calibrates once per process. With
+    ``size`` (the block's channels, resolution) and ``config.reference == "matched"``: the
+    nearest anchor, at ``Z0`` × its ratio."""
     if not config.normalise:
         return None, None
     if reference_ms is None:
         reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
     anchor = ANCHORS[0]
-    if size is not None and getattr(config, "reference", "single") == "matched":
+    if size is not None and config.reference == "matched":
         anchor = anchor_for(*size)
     if anchor == ANCHORS[0]:
         return reference_for(space, config.device, config.dtype), reference_ms
-    ratio = anchor_ratios(space, config)[anchor_key(anchor)]
+    if ratios is None:
+        ratios = anchor_ratios(space, config)
+    if anchor_key(anchor) not in ratios:
+        raise InputError(
+            f"no calibrated ratio for reference anchor {anchor_key(anchor)} "
+            f"(this dataset has: {', '.join(ratios) or 'none'})"
+        )
+    ratio = float(ratios[anchor_key(anchor)])
     return reference_for(space, config.device, config.dtype, anchor), reference_ms * ratio
 
 

@@ -44,8 +44,8 @@ class Estimate:
     values_ms: list[float] = field(default_factory=list)  # per-reset values
     controls_ms: list[float] = field(default_factory=list)  # per-reset control (cv only)
     rejected: int = 0  # resets dropped as interference (cv only)
-    reference_ms: float | None = None  # Z0 the values were normalised to (None: raw)
-    references_ms: list[float] = field(default_factory=list)  # per-reset reference time
+    reference_ms: float | None = None  # calibrated ms of the reference used (Z0 × anchor ratio)
+    references_ms: list[float] = field(default_factory=list)  # per-reset time of that reference
 
 
 @dataclass

@@ -21,7 +21,12 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.reference import anchor_ratios, calibrate_for, use_anchor_ratios
+from lenna.measure.reference import (
+    anchor_key,
+    anchors_in_range,
+    calibrate_for,
+    calibrate_ratios,
+)
 from lenna.measure.sampler import ONEHOT_OFF, Sampler
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
@@ -131,27 +136,56 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     return ds
 
 
-def dataset_reference_ms(ds: Dataset, space: SearchSpace, cfg: RunConfig) -> float | None:
-    """The dataset's calibrated reference time ``Z0`` (calibrated and stored on first use), so
-    every row, resumed run and fleet device reports at one speed; ``None`` if not normalised."""
+Calibrate = Callable[[bool, list[tuple[int, int]]], tuple[float | None, dict[str, float]]]
+
+
+def local_calibrate(space: SearchSpace, m: MeasureConfig) -> Calibrate:
+    """Calibrate here: ``(need_z0, anchors)`` → (``Z0`` or ``None``, the anchors' ratios)."""
+
+    def calibrate(need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
+        return (calibrate_for(space, m) if need_z0 else None), calibrate_ratios(space, m, anchors)
+
+    return calibrate
+
+
+def dataset_calibration(
+    ds: Dataset,
+    cfg: RunConfig,
+    calibrate: Calibrate,
+    channels: tuple[int, int] | None = None,
+    resolutions: tuple[int, ...] | None = None,
+) -> tuple[float | None, dict[str, float] | None]:
+    """The dataset's calibrated reference time ``Z0`` and, with matched references, the
+    ratios of the anchors that blocks of ``channels`` × ``resolutions`` (default: the
+    config's) need. What is missing is calibrated by ``calibrate`` and stored, so every row,
+    resumed run and fleet device reports at one speed. ``(None, None)`` if not normalised."""
     m = cfg.measure
     if not m.normalise:
-        return None
+        return None, None
     z0 = ds.meta.get("reference_ms")
-    if z0 is None:
-        z0 = calibrate_for(space, m)
-        ds.set_meta("reference_ms", z0)
-    if m.reference == "matched":
-        ratios = ds.meta.get("reference_ratios")
-        if ratios is None:
-            ds.set_meta("reference_ratios", anchor_ratios(space, m))
-        else:
-            use_anchor_ratios(space, m, ratios)
-    return float(z0)
+    stored = dict(ds.meta.get("reference_ratios") or {})
+    need = (
+        anchors_in_range(channels or cfg.channels, resolutions or cfg.resolutions)
+        if m.reference == "matched"
+        else []
+    )
+    missing = [a for a in need if anchor_key(a) not in stored]
+    if z0 is None or missing:
+        new_z0, ratios = calibrate(z0 is None, missing)
+        if z0 is None:
+            z0 = new_z0
+            ds.set_meta("reference_ms", z0)
+        if missing:
+            stored.update(ratios)
+            ds.set_meta("reference_ratios", stored)
+    return float(z0), (stored if m.reference == "matched" else None)
 
 
 def control_measurement(
-    space: SearchSpace, cfg: RunConfig, reference_ms: float | None = None
+    space: SearchSpace,
+    cfg: RunConfig,
+    reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
 ) -> Measurement:
     """The drift guard's fixed sample: a normal block, one-hot on the first convolution."""
     conv = next(i for i, op in enumerate(space.ops) if "conv" in op.lower())
@@ -161,7 +195,15 @@ def control_measurement(
     channels = round((lo * hi) ** 0.5)
     res = max(r for r in cfg.resolutions)
     return measure_block(
-        space, "normal", channels, res, alphas, cfg.measure, -1 % 2**31, reference_ms=reference_ms
+        space,
+        "normal",
+        channels,
+        res,
+        alphas,
+        cfg.measure,
+        -1 % 2**31,
+        reference_ms=reference_ms,
+        reference_ratios=reference_ratios,
     )
 
 
@@ -190,6 +232,7 @@ def sample_row(
             "values_ms": e.values_ms,
             "controls_ms": e.controls_ms,
             "references_ms": e.references_ms,
+            "reference_ms": e.reference_ms,  # calibrated ms of the reference: Z0 × its ratio
         }
         if trace
         else None,
@@ -220,10 +263,10 @@ def run_measurement(
         todo = _missing_indices(have, n)
         if not todo:
             return len(have)
-        z0 = dataset_reference_ms(ds, space, cfg)
+        z0, ratios = dataset_calibration(ds, cfg, local_calibrate(space, m))
         base = ds.meta.get("drift_baseline_ms")
         if cfg.drift_every and base is None:
-            base = control_measurement(space, cfg, z0).latency_ms
+            base = control_measurement(space, cfg, z0, ratios).latency_ms
             ds.set_meta("drift_baseline_ms", base)
         since_check: list[int] = []
         for index in todo:
@@ -237,6 +280,7 @@ def run_measurement(
                 m,
                 seed=_seed(cfg.seed, index),
                 reference_ms=z0,
+                reference_ratios=ratios,
             )
             row = sample_row(meas, index, spec.regime, m.batch, fp["hash"], trace)
             ds.add_sample(row)
@@ -245,7 +289,7 @@ def run_measurement(
             if on_sample:
                 on_sample(row, count)
             if cfg.drift_every and len(since_check) >= cfg.drift_every:
-                ctrl = control_measurement(space, cfg, z0).latency_ms
+                ctrl = control_measurement(space, cfg, z0, ratios).latency_ms
                 rel = (ctrl - base) / base
                 flagged = abs(rel) > DRIFT_TOLERANCE
                 ds.add_drift(count, ctrl, rel, since_check if flagged else [])
@@ -309,6 +353,25 @@ def run_op_table(
                 on_shape(rows)
 
         space = get_space(cfg.space)
-        z0 = dataset_reference_ms(ds, space, cfg) if shapes else None
-        measure_op_table(space, shapes, m, passes, fp["hash"], on_shape=store, reference_ms=z0)
+        z0, ratios = (
+            dataset_calibration(
+                ds,
+                cfg,
+                local_calibrate(space, m),
+                (min(grid), max(grid)),
+                tuple(resolutions or cfg.resolutions),
+            )
+            if shapes
+            else (None, None)
+        )
+        measure_op_table(
+            space,
+            shapes,
+            m,
+            passes,
+            fp["hash"],
+            on_shape=store,
+            reference_ms=z0,
+            reference_ratios=ratios,
+        )
         return len(ds.op_table())
