@@ -358,7 +358,7 @@ def test_drift_guard_flags_the_window_after_a_shift(tmp_path, monkeypatch):
     controls = iter([1.0, 1.0, 1.10])  # baseline, after 2 rows, after 4 rows
     calls = []
 
-    def fake_control(space, cfg, reference_ms=None):
+    def fake_control(space, cfg, reference_ms=None, reference_ratios=None):
         calls.append(cfg.drift_every)
         return SimpleNamespace(latency_ms=next(controls))
 
@@ -386,7 +386,7 @@ def test_drift_guard_within_tolerance_flags_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(
         runner_mod,
         "control_measurement",
-        lambda space, cfg, z0=None: SimpleNamespace(latency_ms=next(controls)),
+        lambda space, cfg, z0=None, ratios=None: SimpleNamespace(latency_ms=next(controls)),
     )
     warnings = []
     db = tmp_path / "d.db"
@@ -400,7 +400,7 @@ def test_drift_guard_within_tolerance_flags_nothing(tmp_path, monkeypatch):
 def test_control_measurement_is_a_one_hot_conv_block(monkeypatch):
     seen = {}
 
-    def fake_measure(space, bt, channels, res, alphas, config, seed, reference_ms=None):
+    def fake_measure(space, bt, channels, res, alphas, config, seed, **kw):
         seen.update(bt=bt, channels=channels, res=res, alphas=alphas)
         return SimpleNamespace(latency_ms=1.0)
 
