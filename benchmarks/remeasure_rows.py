@@ -14,8 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lenna.measure.block_measure import measure_block
-from lenna.measure.runner import RunConfig, _seed
+from lenna.measure.runner import RunConfig, measure_sample
 from lenna.measure.store import Dataset
 from lenna.predict import load_data, train_predictor
 from lenna.space import get_space
@@ -49,17 +48,7 @@ def main() -> None:
     ]
     for i in args.rows:
         spec = sampler(i)
-        m = measure_block(
-            space,
-            spec.block_type,
-            spec.channels,
-            spec.resolution,
-            spec.alphas,
-            cfg.measure,
-            seed=_seed(cfg.seed, i),
-            reference_ms=z0,
-            reference_ratios=ratios,
-        )
+        m = measure_sample(space, cfg, spec, i, z0, ratios)
         old, new, p = float(stored.loc[i]), m.latency_ms, float(pred[i])
         lines.append(
             f"| {i} ({spec.block_type}, C={spec.channels}, {spec.resolution}²) | {old:.3f} "

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 
 from lenna.errors import InputError
-from lenna.measure.block_measure import measure_block
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.runner import (
     RunConfig,
     _missing_indices,
-    _seed,
     dataset_calibration,
     local_calibrate,
+    measure_sample,
     open_dataset,
     sample_row,
 )
@@ -92,16 +91,8 @@ class Measurer:
         spec = cfg.sampler()(index)
         if self.simulate_s:
             return _simulated_row(spec, index, m.batch, self.fp["hash"], self.simulate_s)
-        meas = measure_block(
-            get_space(cfg.space),
-            spec.block_type,
-            spec.channels,
-            spec.resolution,
-            spec.alphas,
-            m,
-            seed=_seed(cfg.seed, index),
-            reference_ms=reference_ms,
-            reference_ratios=reference_ratios,
+        meas = measure_sample(
+            get_space(cfg.space), cfg, spec, index, reference_ms, reference_ratios
         )
         return sample_row(meas, index, spec.regime, m.batch, self.fp["hash"], trace=False)
 

@@ -27,7 +27,7 @@ from lenna.measure.reference import (
     calibrate_for,
     calibrate_ratios,
 )
-from lenna.measure.sampler import ONEHOT_OFF, Sampler
+from lenna.measure.sampler import ONEHOT_OFF, Sampler, SampleSpec
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
 
@@ -181,6 +181,29 @@ def dataset_calibration(
     return float(z0), (stored if m.reference == "matched" else None)
 
 
+def measure_sample(
+    space: SearchSpace,
+    cfg: RunConfig,
+    spec: SampleSpec,
+    index: int,
+    reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
+) -> Measurement:
+    """Measure sample ``index`` (``spec = cfg.sampler()(index)``) as its dataset does: the
+    same gate seed wherever and whenever it is measured, at the dataset's calibrated speed."""
+    return measure_block(
+        space,
+        spec.block_type,
+        spec.channels,
+        spec.resolution,
+        spec.alphas,
+        cfg.measure,
+        seed=_seed(cfg.seed, index),
+        reference_ms=reference_ms,
+        reference_ratios=reference_ratios,
+    )
+
+
 def control_measurement(
     space: SearchSpace,
     cfg: RunConfig,
@@ -271,17 +294,7 @@ def run_measurement(
         since_check: list[int] = []
         for index in todo:
             spec = sampler(index)
-            meas = measure_block(
-                space,
-                spec.block_type,
-                spec.channels,
-                spec.resolution,
-                spec.alphas,
-                m,
-                seed=_seed(cfg.seed, index),
-                reference_ms=z0,
-                reference_ratios=ratios,
-            )
+            meas = measure_sample(space, cfg, spec, index, z0, ratios)
             row = sample_row(meas, index, spec.regime, m.batch, fp["hash"], trace)
             ds.add_sample(row)
             since_check.append(index)
