@@ -8,6 +8,8 @@ to the median wall time of measuring one sample. Appends everything to RESULTS.m
 
     python benchmarks/predictor_accuracy.py --data benchmarks/data/lenna.db benchmarks/data/darts.db
     python benchmarks/predictor_accuracy.py --data D.db --models lut additive:edge_scale=shaped
+    python benchmarks/predictor_accuracy.py --data D.db --models lut additive additive:align=0 \
+        --seed 1 --no-figure            # another split, an ablation, the figures left alone
 
 A model is ``kind`` or ``kind:name=value,...`` (hyperparameters; numbers or words).
 """
@@ -62,7 +64,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", nargs="+", type=Path, required=True)
     ap.add_argument("--models", nargs="+", default=list_kinds())
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the splits and the training")
+    ap.add_argument(
+        "--no-figure", action="store_true", help="do not redraw benchmarks/figures/*.png"
+    )
     ap.add_argument(
         "--include-flagged",
         action="store_true",
@@ -110,15 +115,16 @@ def main() -> None:
                 f"| {tput:,.0f} | {tput * wall:,.0f} |"
             )
             print(lines[-1], f"(trained in {time.perf_counter() - t0:.0f} s)", flush=True)
-        fig = FIGURES / f"{path.stem}_predicted_vs_measured.png"
-        FIGURES.mkdir(exist_ok=True)
-        plot_predicted_vs_measured(scatter, fig, title=f"held-out rows of {path.name}")
-        lines.append(f"\nFigure: `benchmarks/figures/{fig.name}`.")
+        if not args.no_figure:
+            fig = FIGURES / f"{path.stem}_predicted_vs_measured.png"
+            FIGURES.mkdir(exist_ok=True)
+            plot_predicted_vs_measured(scatter, fig, title=f"held-out rows of {path.name}")
+            lines.append(f"\nFigure: `benchmarks/figures/{fig.name}`.")
         sections.append("\n".join(lines))
     body = "\n\n".join(sections)
     body += (
-        "\n\nHeld-out: the seeded random 20 % test split; one-hot: its one-hot rows; "
-        "extrap.: models trained with `--split channels`, on rows above the 90th "
+        f"\n\nHeld-out: the seeded random 20 % test split (seed {args.seed}); one-hot: its "
+        "one-hot rows; extrap.: models trained with `--split channels`, on rows above the 90th "
         "percentile of channels."
     )
     print(body)

@@ -13,9 +13,12 @@ from lenna.measure.store import Dataset
 from lenna.space import get_space, probabilities
 
 
-def op_cost(space, name: str, kind: str, channels: int, resolution: int) -> float:
-    """A smooth made-up op cost in ms: grows with channels and resolution, differs per op."""
+def op_cost(space, name: str, kind: str, channels: int, resolution: int, pad: int = 0) -> float:
+    """A made-up op cost in ms: grows with channels and resolution, differs per op; smooth in
+    channels, or (``pad``) in channels rounded up to a multiple of ``pad`` (blocked kernels)."""
     k = (sum(map(ord, name)) % 7 + 1) / 7
+    if pad:
+        channels = -(-channels // pad) * pad
     c = channels * (2 if kind == "down" else 1)
     return 1e-3 * k * (c**1.3) * (resolution / 8) ** 2 + 0.01
 
@@ -29,6 +32,7 @@ def make_synthetic(
     seed: int = 0,
     channels=(8, 64),
     resolutions=(16, 8),
+    pad: int = 0,
 ) -> Path:
     space = get_space(space_name)
     cfg = RunConfig(space=space_name, channels=channels, resolutions=resolutions, seed=seed)
@@ -77,7 +81,8 @@ def make_synthetic(
             for e in space.edges:
                 kind = "down" if space.is_down(s.block_type, e) else "same"
                 for j, name in enumerate(space.edge_ops(s.block_type, e)):
-                    y += p[e.index, j] * op_cost(space, name, kind, s.channels, s.resolution)
+                    cost = op_cost(space, name, kind, s.channels, s.resolution, pad)
+                    y += p[e.index, j] * cost
             y = (y + overhead * s.channels / 64) * (1 + noise * rng.standard_normal())
             ds.add_sample(
                 {

@@ -12,6 +12,14 @@ exact wherever latency is additive, differentiable in α, and needs no op table.
 gets ``E`` more outputs): edges that see other channel counts or resolutions than their
 kind's curve assumes (node concatenations, the reduction's later nodes) can then differ by
 shape, at the price of more to fit. ``"constant"`` (default) keeps one scale per edge.
+
+``align`` (default ``[8, 16]``): the shape MLP also sees, for each multiple ``m``, how much
+work padding ``C`` up to a multiple of ``m`` adds, ``log(⌈C/m⌉·m / C)``. CPU kernels work on
+channel blocks of 8 (AVX2) or 16 (AVX-512), GPU kernels on multiples of 8, so latency is not
+smooth in ``C``: the smooth model missed blocks of 41 and 84 channels by 11–15 % low and of
+8 and 80 by 11–13 % high (``benchmarks/remeasure_rows.py``); with the feature every held-out
+``lenna`` row came within ±10 % (RESULTS.md). ``[]`` (or ``0``) is the model without it, as
+saved before the option.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ DEFAULTS = {
     "patience": 200,
     "batch_size": 64,
     "edge_scale": "constant",
+    "align": [8, 16],
 }
 EDGE_SCALES = ("constant", "shaped")
 
@@ -42,16 +51,24 @@ EDGE_SCALES = ("constant", "shaped")
 class AdditiveNet(nn.Module):
     """Encoded rows ``(n, F)`` → log ms ``(n, 1)`` (see module docstring)."""
 
-    def __init__(self, space: SearchSpace, hidden: list[int], edge_scale: str = "constant") -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        hidden: list[int],
+        edge_scale: str = "constant",
+        align: list[int] | tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
         E, K = space.num_edges, space.max_ops
         self.E, self.K, self.shaped = E, K, edge_scale == "shaped"
+        self.align = [int(m) for m in align]
+        n_shape = 3 + len(self.align)
         down = [float(space.is_down("reduction", e)) for e in space.edges]
         self.register_buffer("down", torch.tensor(down, dtype=torch.float64))
-        self.register_buffer("shift", torch.zeros(3, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones(3, dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros(n_shape, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(n_shape, dtype=torch.float64))
         layers: list[nn.Module] = []
-        n_in = 3
+        n_in = n_shape
         for h in hidden:
             layers += [nn.Linear(n_in, h), nn.SiLU()]
             n_in = h
@@ -59,9 +76,14 @@ class AdditiveNet(nn.Module):
         self.curves = nn.Sequential(*layers).double()
         self.edge_log_scale = nn.Parameter(torch.zeros(E, dtype=torch.float64))
 
+    def raw_shape(self, X: torch.Tensor) -> torch.Tensor:
+        """(block type, log C, log H, padding overhead of C per multiple in ``align``)."""
+        c = X[..., 1:2]
+        pads = [torch.log(torch.ceil(c / m) * m / c) for m in self.align]
+        return torch.cat([X[..., :1], torch.log(c), torch.log(X[..., -1:]), *pads], dim=-1)
+
     def shape_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        raw = torch.cat([X[..., :1], torch.log(X[..., 1:2]), torch.log(X[..., -1:])], dim=-1)
-        return (raw - self.shift) / self.scale
+        return (self.raw_shape(X) - self.shift) / self.scale
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         E, K = self.E, self.K
@@ -90,11 +112,11 @@ class AdditivePredictor(Predictor):
             raise InputError(
                 f"edge_scale must be one of {', '.join(EDGE_SCALES)}, got {hp['edge_scale']!r}"
             )
-        self.net = AdditiveNet(self.space, hp["hidden"], hp["edge_scale"])
-        X = torch.as_tensor(train.X)
-        raw = torch.cat([X[:, :1], torch.log(X[:, 1:2]), torch.log(X[:, -1:])], dim=-1)
+        self.net = AdditiveNet(self.space, hp["hidden"], hp["edge_scale"], _align(hp["align"]))
+        raw = self.net.raw_shape(torch.as_tensor(train.X, dtype=torch.float64))
         self.net.shift.copy_(raw.mean(0))
-        self.net.scale.copy_(torch.where(raw.std(0) > 1e-12, raw.std(0), torch.ones(3)))
+        std = raw.std(0)
+        self.net.scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
         with torch.no_grad():  # start near the data: each op and the overhead ~ y / (E + 1)
             start = torch.log(torch.as_tensor(train.y).mean() / (self.space.num_edges + 1))
             self.net.curves[-1].bias[: 2 * self.space.max_ops + 1].fill_(float(start))
@@ -108,7 +130,8 @@ class AdditivePredictor(Predictor):
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         hp = self._hp()
-        return dict(self.net.state_dict()), {"hidden": hp["hidden"], "edge_scale": hp["edge_scale"]}
+        params = {"hidden": hp["hidden"], "edge_scale": hp["edge_scale"], "align": self.net.align}
+        return dict(self.net.state_dict()), params
 
     def load_state(
         self, tensors: dict[str, torch.Tensor], params: dict[str, Any], folder: Any
@@ -116,6 +139,19 @@ class AdditivePredictor(Predictor):
         edge_scale = params.get("edge_scale", "constant")  # models saved before the option
         if edge_scale not in EDGE_SCALES:
             raise InputError(f"unknown edge_scale {edge_scale!r} in the model file")
-        self.net = AdditiveNet(self.space, params["hidden"], edge_scale)
+        align = _align(params.get("align", []))  # models saved before the option: none
+        self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align)
         self.net.load_state_dict(tensors)
         self.net.eval()
+
+
+def _align(value: Any) -> list[int]:
+    """``align`` as a list of channel multiples; one int is one multiple, 0 or ``[]`` none."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        out = [int(m) for m in items]
+    except (TypeError, ValueError):
+        raise InputError(f"align must be channel multiples (ints), got {value!r}") from None
+    if any(m < 0 for m in out):
+        raise InputError(f"align must be channel multiples >= 1 (0: none), got {value!r}")
+    return [m for m in out if m > 0]

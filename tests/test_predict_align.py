@@ -1,0 +1,72 @@
+"""``additive``'s channel-alignment features: values, old files, bad values, and what they buy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from predict_helpers import SMALL_HP, synthetic_data
+from synthetic import make_synthetic
+
+from lenna.errors import InputError
+from lenna.predict import load_data, load_predictor, save_predictor, train_predictor
+from lenna.predict.additive import AdditiveNet
+from lenna.space import get_space
+
+
+def test_raw_shape_holds_the_padding_overhead_per_multiple():
+    net = AdditiveNet(get_space("lenna"), [4], align=[8, 16])
+    X = torch.zeros(3, 2 + 15 * 11 + 1, dtype=torch.float64)
+    X[:, 1] = torch.tensor([41.0, 48.0, 40.0])
+    X[:, -1] = 32.0
+    raw = net.raw_shape(X)
+    assert raw.shape == (3, 5)
+    np.testing.assert_allclose(raw[:, 1], np.log([41, 48, 40]))
+    np.testing.assert_allclose(raw[:, 3], [math.log(48 / 41), 0.0, 0.0])
+    np.testing.assert_allclose(raw[:, 4], [math.log(48 / 41), 0.0, math.log(48 / 40)])
+
+
+def test_the_default_model_sees_both_multiples_and_saves_them(tmp_path):
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
+    assert model.net.align == [8, 16] and model.net.curves[0].in_features == 5
+    loaded = load_predictor(save_predictor(model, tmp_path / "m"))
+    assert loaded.net.align == [8, 16]
+    np.testing.assert_allclose(
+        loaded.predict_features(data.X), model.predict_features(data.X), rtol=1e-12, atol=0
+    )
+
+
+def test_a_model_saved_before_the_option_loads_without_alignment(tmp_path):
+    data = synthetic_data()
+    old = train_predictor(data, "additive", seed=0, align=0, **SMALL_HP["additive"])
+    assert old.net.align == [] and old.net.curves[0].in_features == 3
+    folder = save_predictor(old, tmp_path / "old")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["params"].pop("align")
+    meta["hparams"].pop("align", None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    again = load_predictor(folder)
+    assert again.net.align == []
+    np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))
+
+
+@pytest.mark.parametrize("bad", ["eight", [8, "x"], -8, [None]])
+def test_bad_alignment_is_refused(bad):
+    with pytest.raises(InputError, match="align"):
+        train_predictor(synthetic_data(), "additive", seed=0, align=bad, **SMALL_HP["additive"])
+
+
+def test_alignment_fits_labels_of_padded_kernels(tmp_path):
+    """Op costs that follow channels rounded up to 8: with the feature the model fits them
+    tightly, without it the smooth curve in log C cannot, and does clearly worse."""
+    data = load_data(make_synthetic(tmp_path / "pad.db", n=600, pad=8, channels=(8, 96)))
+    hp = {"epochs": 800, "patience": 100}
+    aligned = train_predictor(data, "additive", seed=0, align=8, **hp)
+    smooth = train_predictor(data, "additive", seed=0, align=0, **hp)
+    a = aligned.info["metrics"]["held_out"]["mape"]
+    s = smooth.info["metrics"]["held_out"]["mape"]
+    assert a < 1.5 and a < 0.5 * s, (a, s)
