@@ -52,7 +52,7 @@ class LatencyTerm:
         if not predictor.differentiable:
             raise InputError(
                 f"the {predictor.kind} model is not differentiable; "
-                "search with lut, elasticnet, mlp or lut+mlp"
+                "search with lut, elasticnet, mlp, lut+mlp or additive"
             )
         if not math.isfinite(lam) or lam < 0:
             raise InputError(f"λ must be a finite number >= 0, got {lam}")
