@@ -17,9 +17,9 @@ def op_cost(space, name: str, kind: str, channels: int, resolution: int, pad: in
     """A made-up op cost in ms: grows with channels and resolution, differs per op; smooth in
     channels, or (``pad``) in channels rounded up to a multiple of ``pad`` (blocked kernels)."""
     k = (sum(map(ord, name)) % 7 + 1) / 7
-    if pad:
-        channels = -(-channels // pad) * pad
     c = channels * (2 if kind == "down" else 1)
+    if pad:
+        c = -(-c // pad) * pad
     return 1e-3 * k * (c**1.3) * (resolution / 8) ** 2 + 0.01
 
 
@@ -67,7 +67,7 @@ def make_synthetic(
                                     "c_in": c,
                                     "c_out": c,
                                     "stride": 1 + (kind == "down"),
-                                    "latency_ms": op_cost(space, name, kind, c, r),
+                                    "latency_ms": op_cost(space, name, kind, c, r, pad),
                                     "spread_ms": 0.0,
                                     "passes": 1,
                                     "fingerprint": fp["hash"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -17,16 +16,19 @@ from lenna.predict.additive import AdditiveNet
 from lenna.space import get_space
 
 
-def test_raw_shape_holds_the_padding_overhead_per_multiple():
-    net = AdditiveNet(get_space("lenna"), [4], align=[8, 16])
-    X = torch.zeros(3, 2 + 15 * 11 + 1, dtype=torch.float64)
-    X[:, 1] = torch.tensor([41.0, 48.0, 40.0])
+def test_raw_shape_holds_the_padding_overhead_of_the_edge_width():
+    space = get_space("lenna")
+    net = AdditiveNet(space, [4], align=[8, 16])
+    X = torch.zeros(4, space.num_features, dtype=torch.float64)
+    X[:, 0] = torch.tensor([1.0, 1.0, 1.0, 0.0])  # is_normal: the last row is a reduction
+    X[:, 1] = torch.tensor([41.0, 48.0, 40.0, 42.0])
     X[:, -1] = 32.0
     raw = net.raw_shape(X)
-    assert raw.shape == (3, 5)
-    np.testing.assert_allclose(raw[:, 1], np.log([41, 48, 40]))
-    np.testing.assert_allclose(raw[:, 3], [math.log(48 / 41), 0.0, 0.0])
-    np.testing.assert_allclose(raw[:, 4], [math.log(48 / 41), 0.0, math.log(48 / 40)])
+    assert raw.shape == (4, 5)
+    np.testing.assert_allclose(raw[:, 1], np.log([41, 48, 40, 42]))
+    # a reduction's edges are 2C = 84 wide: padded to 88 and to 96
+    np.testing.assert_allclose(raw[:, 3], np.log([48 / 41, 1.0, 1.0, 88 / 84]))
+    np.testing.assert_allclose(raw[:, 4], np.log([48 / 41, 1.0, 48 / 40, 96 / 84]))
 
 
 def test_the_default_model_sees_both_multiples_and_saves_them(tmp_path):
@@ -54,19 +56,33 @@ def test_a_model_saved_before_the_option_loads_without_alignment(tmp_path):
     np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))
 
 
-@pytest.mark.parametrize("bad", ["eight", [8, "x"], -8, [None]])
+@pytest.mark.parametrize("bad", ["eight", [8, "x"], -8, [None], float("inf"), 8.5, True, 10**30])
 def test_bad_alignment_is_refused(bad):
     with pytest.raises(InputError, match="align"):
         train_predictor(synthetic_data(), "additive", seed=0, align=bad, **SMALL_HP["additive"])
 
 
 def test_alignment_fits_labels_of_padded_kernels(tmp_path):
-    """Op costs that follow channels rounded up to 8: with the feature the model fits them
-    tightly, without it the smooth curve in log C cannot, and does clearly worse."""
+    """Op costs that follow each edge's width rounded up to 8: with the default features the
+    model fits them tightly, without them the smooth curve in log C cannot."""
     data = load_data(make_synthetic(tmp_path / "pad.db", n=600, pad=8, channels=(8, 96)))
-    hp = {"epochs": 800, "patience": 100}
-    aligned = train_predictor(data, "additive", seed=0, align=8, **hp)
+    hp = {"hidden": [32, 32], "epochs": 800, "patience": 100}
+    aligned = train_predictor(data, "additive", seed=0, **hp)
     smooth = train_predictor(data, "additive", seed=0, align=0, **hp)
     a = aligned.info["metrics"]["held_out"]["mape"]
     s = smooth.info["metrics"]["held_out"]["mape"]
     assert a < 1.5 and a < 0.5 * s, (a, s)
+
+
+@pytest.mark.parametrize(
+    "align, message", [([8], "does not match its weights"), (float("inf"), "whole channel")]
+)
+def test_a_tampered_alignment_is_refused_in_one_line(tmp_path, align, message):
+    model = train_predictor(synthetic_data(), "additive", seed=0, **SMALL_HP["additive"])
+    folder = save_predictor(model, tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["params"]["align"] = align
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=message) as caught:
+        load_predictor(folder)
+    assert "\n" not in str(caught.value)

@@ -14,16 +14,16 @@ kind's curve assumes (node concatenations, the reduction's later nodes) can then
 shape, at the price of more to fit. ``"constant"`` (default) keeps one scale per edge.
 
 ``align`` (default ``[8, 16]``): the shape MLP also sees, for each multiple ``m``, how much
-work padding ``C`` up to a multiple of ``m`` adds, ``log(⌈C/m⌉·m / C)``. CPU kernels work on
-channel blocks of 8 (AVX2) or 16 (AVX-512), GPU kernels on multiples of 8, so latency is not
-smooth in ``C``: the smooth model missed blocks of 41 and 84 channels by 11–15 % low and of
-8 and 80 by 11–13 % high (``benchmarks/remeasure_rows.py``); with the feature every held-out
-``lenna`` row came within ±10 % (RESULTS.md). ``[]`` (or ``0``) is the model without it, as
-saved before the option.
+work padding the edges' channel count (``C``, or ``2C`` in a reduction) up to a multiple of
+``m`` adds, ``log(⌈w/m⌉·m / w)``. Blocked CPU kernels work on groups of 8 or 16 channels, so
+latency need not be smooth in ``C``; the smooth model missed some blocks by 10–15 % in both
+directions. The README's predictor section has the measured effect. ``[]`` (or ``0``) is the
+model without it, as saved before the option.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -46,6 +46,7 @@ DEFAULTS = {
     "align": [8, 16],
 }
 EDGE_SCALES = ("constant", "shaped")
+MAX_ALIGN = 4096
 
 
 class AdditiveNet(nn.Module):
@@ -61,7 +62,8 @@ class AdditiveNet(nn.Module):
         super().__init__()
         E, K = space.num_edges, space.max_ops
         self.E, self.K, self.shaped = E, K, edge_scale == "shaped"
-        self.align = [int(m) for m in align]
+        self.align = _align(list(align))
+        self.factor = float(space.reduction_channel_factor)
         n_shape = 3 + len(self.align)
         down = [float(space.is_down("reduction", e)) for e in space.edges]
         self.register_buffer("down", torch.tensor(down, dtype=torch.float64))
@@ -77,10 +79,12 @@ class AdditiveNet(nn.Module):
         self.edge_log_scale = nn.Parameter(torch.zeros(E, dtype=torch.float64))
 
     def raw_shape(self, X: torch.Tensor) -> torch.Tensor:
-        """(block type, log C, log H, padding overhead of C per multiple in ``align``)."""
-        c = X[..., 1:2]
-        pads = [torch.log(torch.ceil(c / m) * m / c) for m in self.align]
-        return torch.cat([X[..., :1], torch.log(c), torch.log(X[..., -1:]), *pads], dim=-1)
+        """(is_normal, log C, log H, and per multiple in ``align`` the padding overhead of the
+        edges' width: ``C`` in a normal block, ``C × reduction_channel_factor`` in a reduction)."""
+        normal, c = X[..., :1], X[..., 1:2]
+        w = c * (normal + (1 - normal) * self.factor)
+        pads = [torch.log(torch.ceil(w / m) * m / w) for m in self.align]
+        return torch.cat([normal, torch.log(c), torch.log(X[..., -1:]), *pads], dim=-1)
 
     def shape_inputs(self, X: torch.Tensor) -> torch.Tensor:
         return (self.raw_shape(X) - self.shift) / self.scale
@@ -140,18 +144,30 @@ class AdditivePredictor(Predictor):
         if edge_scale not in EDGE_SCALES:
             raise InputError(f"unknown edge_scale {edge_scale!r} in the model file")
         align = _align(params.get("align", []))  # models saved before the option: none
+        n_shape = 3 + len(align)
+        if tuple(tensors.get("shift", torch.empty(0)).shape) != (n_shape,):
+            raise InputError(
+                f"align {align} in the model file does not match its weights "
+                f"(expected {n_shape} shape inputs)"
+            )
         self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align)
         self.net.load_state_dict(tensors)
         self.net.eval()
 
 
 def _align(value: Any) -> list[int]:
-    """``align`` as a list of channel multiples; one int is one multiple, 0 or ``[]`` none."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        out = [int(m) for m in items]
-    except (TypeError, ValueError):
-        raise InputError(f"align must be channel multiples (ints), got {value!r}") from None
-    if any(m < 0 for m in out):
-        raise InputError(f"align must be channel multiples >= 1 (0: none), got {value!r}")
+    """``align`` as a list of channel multiples in 1..4096; one int is one multiple, ``0`` or
+    ``[]`` none, ``"8+16"`` two (the benchmark scripts' ``k=v`` syntax has no lists)."""
+    items = value.split("+") if isinstance(value, str) else value
+    items = items if isinstance(items, (list, tuple)) else [items]
+    out = []
+    for m in items:
+        if isinstance(m, str) and m.strip().isdigit():
+            m = int(m)
+        whole = isinstance(m, int) or (isinstance(m, float) and math.isfinite(m) and m == int(m))
+        if isinstance(m, bool) or not whole:
+            raise InputError(f"align must be whole channel multiples, got {value!r}")
+        if not 0 <= m <= MAX_ALIGN:
+            raise InputError(f"align multiples must be in 1..{MAX_ALIGN} (0: none), got {value!r}")
+        out.append(int(m))
     return [m for m in out if m > 0]

@@ -21,7 +21,7 @@ from lenna.measure.fingerprint import fingerprint
 from lenna.predict.base import Predictor, predictor_class
 from lenna.space import get_space
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: additive's channel-alignment inputs (format-1 files load as before)
 META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
 EXTRA_FILES = ("model.lgb.txt",)  # written by kinds with a format of their own (gbdt)
 
@@ -102,9 +102,11 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         TypeError,
         AttributeError,
         IndexError,
+        OverflowError,
     ) as e:
+        detail = " ".join(str(e).split())  # torch's size-mismatch report spans several lines
         raise InputError(
-            f"{folder} has malformed weights or parameters ({e.__class__.__name__}: {e})"
+            f"{folder} has malformed weights or parameters ({e.__class__.__name__}: {detail})"
         ) from None
     _warn_if_foreign(model, folder)
     return model
