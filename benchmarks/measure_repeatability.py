@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import lenna
-from lenna.measure.block_measure import measure_block
+from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import anchor_for, anchor_key, anchor_ratios, reference_for
@@ -102,16 +102,7 @@ def main() -> None:
             k = (i + rep) % len(rules)
             for j in list(range(k, len(rules))) + list(range(k)):
                 name = args.rules[j]
-                m = measure_block(
-                    space,
-                    spec.block_type,
-                    spec.channels,
-                    spec.resolution,
-                    spec.alphas,
-                    configs[j],
-                    seed=1000 * i + rep,
-                    reference_ms=z0,
-                )
+                m = measure_spec(space, spec, configs[j], seed=1000 * i + rep, reference_ms=z0)
                 labels[name][rep].append(m.latency_ms)
                 walls[name].append(m.wall_s)
                 resets[name].append(m.estimate.resets)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import lenna
-from lenna.measure.block_measure import measure_block
+from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import anchor_ratios, reference_for
@@ -69,16 +69,7 @@ def main() -> None:
             spec = sampler(i)
             names = list(configs)[(i + r) % 2 :] + list(configs)[: (i + r) % 2]
             for name in names:
-                m = measure_block(
-                    space,
-                    spec.block_type,
-                    spec.channels,
-                    spec.resolution,
-                    spec.alphas,
-                    configs[name],
-                    seed=1000 * i + r,
-                    reference_ms=z0,
-                )
+                m = measure_spec(space, spec, configs[name], seed=1000 * i + r, reference_ms=z0)
                 labels[name][r, i], walls[name][r, i] = m.latency_ms, m.wall_s
         print(f"round {r + 1}/{ROUNDS} done at {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []

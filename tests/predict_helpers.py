@@ -80,6 +80,16 @@ def edit_json(path: Path, edit) -> None:
     path.write_text(json.dumps(meta))
 
 
+def drop_param(folder: Path, key: str) -> None:
+    """Remove ``key`` from a saved model's params and hparams: a model saved before the option."""
+
+    def edit(meta: dict) -> None:
+        meta["params"].pop(key)
+        meta["hparams"].pop(key, None)
+
+    edit_json(folder / "model.json", edit)
+
+
 def random_alphas(space, *batch: int, seed: int = 0) -> torch.Tensor:
     """float64 logits of shape ``(*batch, E, K)`` (padded slots hold values too)."""
     g = np.random.default_rng(seed)

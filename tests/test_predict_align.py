@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from predict_helpers import SMALL_HP, synthetic_data
+from predict_helpers import SMALL_HP, drop_param, edit_json, synthetic_data
 from synthetic import make_synthetic
 
 from lenna.errors import InputError
@@ -47,10 +45,7 @@ def test_a_model_saved_before_the_option_loads_without_alignment(tmp_path):
     old = train_predictor(data, "additive", seed=0, align=0, **SMALL_HP["additive"])
     assert old.net.align == [] and old.net.curves[0].in_features == 3
     folder = save_predictor(old, tmp_path / "old")
-    meta = json.loads((folder / "model.json").read_text())
-    meta["params"].pop("align")
-    meta["hparams"].pop("align", None)
-    (folder / "model.json").write_text(json.dumps(meta))
+    drop_param(folder, "align")
     again = load_predictor(folder)
     assert again.net.align == []
     np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))
@@ -80,9 +75,7 @@ def test_alignment_fits_labels_of_padded_kernels(tmp_path):
 def test_a_tampered_alignment_is_refused_in_one_line(tmp_path, align, message):
     model = train_predictor(synthetic_data(), "additive", seed=0, **SMALL_HP["additive"])
     folder = save_predictor(model, tmp_path / "m")
-    meta = json.loads((folder / "model.json").read_text())
-    meta["params"]["align"] = align
-    (folder / "model.json").write_text(json.dumps(meta))
+    edit_json(folder / "model.json", lambda meta: meta["params"].update(align=align))
     with pytest.raises(InputError, match=message) as caught:
         load_predictor(folder)
     assert "\n" not in str(caught.value)

@@ -14,6 +14,7 @@ from predict_helpers import (
     DIFFERENTIABLE,
     KINDS,
     SMALL_HP,
+    drop_param,
     random_alphas,
     small_model,
     synthetic_data,
@@ -244,8 +245,6 @@ def test_models_beat_a_constant_guess():
 
 # ---- additive with shape-dependent edge scales ---------------------------------------------
 def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
-    import json
-
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, edge_scale="shaped", **SMALL_HP["additive"])
     head = model.net.curves[-1]
@@ -260,10 +259,7 @@ def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
     # a model saved before the option had no edge_scale in its params: it loads as constant
     old = small_model("additive")
     folder = save_predictor(old, tmp_path / "old")
-    meta = json.loads((folder / "model.json").read_text())
-    meta["params"].pop("edge_scale")
-    meta["hparams"].pop("edge_scale", None)
-    (folder / "model.json").write_text(json.dumps(meta))
+    drop_param(folder, "edge_scale")
     again = load_predictor(folder)
     assert not again.net.shaped
     np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))

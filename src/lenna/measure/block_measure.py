@@ -12,6 +12,7 @@ from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import normalisation
 from lenna.measure.rules import Estimate
+from lenna.measure.sampler import SampleSpec
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 from lenna.space.encode import probabilities
@@ -79,3 +80,25 @@ def measure_block(
             costs = bench.op_costs(config.op_passes)
     estimate = rule.run(bench, costs, probs, reference_ms)
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)
+
+
+def measure_spec(
+    space: SearchSpace,
+    spec: SampleSpec,
+    config: MeasureConfig | None = None,
+    seed: int = 0,
+    reference_ms: float | None = None,
+    reference_ratios: dict[str, float] | None = None,
+) -> Measurement:
+    """:func:`measure_block` of one sampler draw (its block type, channels, resolution, α)."""
+    return measure_block(
+        space,
+        spec.block_type,
+        spec.channels,
+        spec.resolution,
+        spec.alphas,
+        config,
+        seed=seed,
+        reference_ms=reference_ms,
+        reference_ratios=reference_ratios,
+    )

@@ -18,7 +18,7 @@ import numpy as np
 
 from lenna._version import __version__
 from lenna.errors import InputError
-from lenna.measure.block_measure import Measurement, measure_block
+from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import (
@@ -191,16 +191,8 @@ def measure_sample(
 ) -> Measurement:
     """Measure sample ``index`` (``spec = cfg.sampler()(index)``) as its dataset does: the
     same gate seed wherever and whenever it is measured, at the dataset's calibrated speed."""
-    return measure_block(
-        space,
-        spec.block_type,
-        spec.channels,
-        spec.resolution,
-        spec.alphas,
-        cfg.measure,
-        seed=_seed(cfg.seed, index),
-        reference_ms=reference_ms,
-        reference_ratios=reference_ratios,
+    return measure_spec(
+        space, spec, cfg.measure, _seed(cfg.seed, index), reference_ms, reference_ratios
     )
 
 
