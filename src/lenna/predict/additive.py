@@ -57,12 +57,12 @@ class AdditiveNet(nn.Module):
         space: SearchSpace,
         hidden: list[int],
         edge_scale: str = "constant",
-        align: list[int] | tuple[int, ...] = (),
+        align: Any = (),  # channel multiples, as `_align` reads them
     ) -> None:
         super().__init__()
         E, K = space.num_edges, space.max_ops
         self.E, self.K, self.shaped = E, K, edge_scale == "shaped"
-        self.align = _align(list(align))
+        self.align = _align(align)
         self.factor = float(space.reduction_channel_factor)
         n_shape = 3 + len(self.align)
         down = [float(space.is_down("reduction", e)) for e in space.edges]
@@ -116,7 +116,7 @@ class AdditivePredictor(Predictor):
             raise InputError(
                 f"edge_scale must be one of {', '.join(EDGE_SCALES)}, got {hp['edge_scale']!r}"
             )
-        self.net = AdditiveNet(self.space, hp["hidden"], hp["edge_scale"], _align(hp["align"]))
+        self.net = AdditiveNet(self.space, hp["hidden"], hp["edge_scale"], hp["align"])
         raw = self.net.raw_shape(torch.as_tensor(train.X, dtype=torch.float64))
         self.net.shift.copy_(raw.mean(0))
         std = raw.std(0)
