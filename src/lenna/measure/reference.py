@@ -92,17 +92,7 @@ class Reference:
         uncontended speed, which is what a label at "the calibrated speed" should mean. If no
         two windows agree, the median of the windows' values.
         """
-        if max_windows < 1:
-            raise ValueError(f"max_windows must be >= 1, got {max_windows}")
-        qs: list[float] = []
-        for _ in range(max_windows):
-            t0, values = time.perf_counter(), []
-            while time.perf_counter() - t0 < window_s or len(values) < 10:
-                values.append(min(self.time_s() for _ in range(passes)))
-            qs.append(float(np.quantile(values, 0.1)) * 1e3)
-            if len(qs) > 1 and abs(qs[-1] - qs[-2]) <= tol * qs[-2]:
-                return min(qs[-2:])
-        return float(np.median(qs))
+        return _settle(lambda: _low_quantile_s(self, passes, window_s) * 1e3, tol, max_windows, min)
 
 
 def time_paired(
@@ -134,22 +124,40 @@ def calibrate_ratio(
     percentile of back-to-back min-of-``passes`` values), in alternating half-windows so both
     see nearly the same machine; repeated until two windows' ratios agree within ``tol``
     (their mean), else the median of the windows' ratios."""
+
+    def window() -> float:
+        p = _low_quantile_s(primary, passes, window_s / 2)
+        return _low_quantile_s(anchor, passes, window_s / 2) / p
+
+    return _settle(window, tol, max_windows, lambda a, b: (a + b) / 2)
+
+
+def _low_quantile_s(ref: Reference, passes: int, window_s: float) -> float:
+    """The 10th percentile of back-to-back min-of-``passes`` times over ``window_s`` (at
+    least 10 values): the machine's uncontended speed, as interference only adds time."""
+    t0, values = time.perf_counter(), []
+    while time.perf_counter() - t0 < window_s or len(values) < 10:
+        values.append(min(ref.time_s() for _ in range(passes)))
+    return float(np.quantile(values, 0.1))
+
+
+def _settle(
+    window: Callable[[], float],
+    tol: float,
+    max_windows: int,
+    combine: Callable[[float, float], float],
+) -> float:
+    """Repeat ``window()`` until two consecutive values agree within ``tol`` (of the earlier)
+    and ``combine`` them; if none do within ``max_windows``, the median of all (a process's
+    first seconds run slow, and a loaded spell may never settle)."""
     if max_windows < 1:
         raise ValueError(f"max_windows must be >= 1, got {max_windows}")
-
-    def quantile(ref: Reference) -> float:
-        t0, values = time.perf_counter(), []
-        while time.perf_counter() - t0 < window_s / 2 or len(values) < 10:
-            values.append(min(ref.time_s() for _ in range(passes)))
-        return float(np.quantile(values, 0.1))
-
-    ratios: list[float] = []
+    values: list[float] = []
     for _ in range(max_windows):
-        p = quantile(primary)
-        ratios.append(quantile(anchor) / p)
-        if len(ratios) > 1 and abs(ratios[-1] - ratios[-2]) <= tol * ratios[-2]:
-            return (ratios[-1] + ratios[-2]) / 2
-    return float(np.median(ratios))
+        values.append(window())
+        if len(values) > 1 and abs(values[-1] - values[-2]) <= tol * values[-2]:
+            return float(combine(values[-2], values[-1]))
+    return float(np.median(values))
 
 
 def anchor_for(channels: int, resolution: int) -> tuple[int, int]:
