@@ -18,9 +18,9 @@ resets, or by a control variate) and *timer noise* (fought by more passes per re
   pass alongside, back in ms at the calibrated speed ``Z0``. This divides out the machine's
   drift, which no number of resets averages away (see :mod:`lenna.measure.reference`). The
   control variate is unaffected: a common scale on the op costs cancels in ``β(c̄ - E[c])``.
-  ``pass_ratios=True`` takes the median of the pass-by-pass ratios ``y_i / z_i`` instead of
-  ``quantile(y) / quantile(z)``, which may pair fastest passes from different moments
-  (``benchmarks/reset_noise.py`` compares the two on the same passes).
+  Why ``quantile(y) / quantile(z)`` of passes timed pass by pass: dividing by a reference
+  smoothed over neighbouring resets needs more resets, and the median of the pass-by-pass
+  ratios repeated no better (``benchmarks/reset_noise.py``, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -115,7 +115,6 @@ class CIRule:
     reject: float = 5.0  # drop resets this many robust SDs above the fit (0: keep all)
     name: str = "cv"
     max_rejected: float = 0.05  # at most this share of resets may be dropped as interference
-    pass_ratios: bool = False  # normalised value: median of y_i / z_i, not quantile(y)/quantile(z)
 
     def __post_init__(self) -> None:
         _check(self.passes >= 1, f"passes must be >= 1, got {self.passes}")
@@ -153,10 +152,7 @@ class CIRule:
             else:
                 y, z = bench.paired(self.passes)
                 zs.append(float(np.quantile(z, self.q)) * 1e3)
-                if self.pass_ratios:  # each pass over the reference pass right after it
-                    ys.append(float(np.median(y / z)) * z0_ms)
-                else:
-                    ys.append(float(np.quantile(y, self.q)) * 1e3 * z0_ms / zs[-1])
+                ys.append(float(np.quantile(y, self.q)) * 1e3 * z0_ms / zs[-1])
             if use_cv:
                 cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
             if len(ys) < self.min_resets:
