@@ -89,6 +89,23 @@ def test_cells_of_a_type_share_alpha_and_each_is_asked_at_its_own_size():
 
 
 # ---- gradients of the term alone --------------------------------------------------------
+@pytest.mark.parametrize("kind", ["lut", "elasticnet", "mlp", "lut+mlp", "additive"])
+def test_every_differentiable_predictor_steers_alpha_towards_lower_latency(kind):
+    # the search may be given any of these; a step against the term's gradient must lower
+    # the expected latency it predicts, whatever the model's form
+    net = tiny_net()
+    term = LatencyTerm(predictor("lenna", kind), get_space("lenna"), net.specs)
+    a = leaves(net)
+    e0 = term.expected_ms(a)
+    e0.backward()
+    assert all(torch.isfinite(v.grad).all() for v in a.values())
+    norm = torch.sqrt(sum((v.grad**2).sum() for v in a.values()))
+    assert norm > 0
+    with torch.no_grad():
+        stepped = {k: v - 0.5 * v.grad / norm for k, v in a.items()}
+        assert term.expected_ms(stepped) < e0
+
+
 @pytest.mark.parametrize("form", ["linear", "log"])
 def test_latency_gradient_reaches_alpha_without_any_cross_entropy(form):
     net = tiny_net()
