@@ -1,4 +1,4 @@
-"""``lut+mlp``: the additive table plus a learned correction (LENNA's best differentiable model).
+"""``lut+mlp``: the additive table plus a learned correction (best with few labels).
 
 The op table already knows how each op's cost grows with channels and resolution; what it
 misses are the block's own overheads and interactions (node sums, preprocessing, cache
