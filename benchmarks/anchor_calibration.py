@@ -8,9 +8,10 @@ calibrates the ratios ``--repeats`` times by two methods, alternating:
 - ``quantile`` (the shipped one, :func:`lenna.measure.reference.calibrate_ratio`): the ratio
   of the two references' 10th percentiles of back-to-back min-of-3 times, in alternating
   half-second windows until two windows agree within 1 %;
-- ``paired``: min-of-3 of the primary and of the anchor interleaved pass by pass (as the rule
-  times a block and its anchor), the median of the per-pair ratios over a half-second
-  window, repeated until two windows agree within 1 %.
+- ``paired``: alternating groups of 3 passes, the primary's then the anchor's, each pair of
+  groups giving min / min (a ratio of moments ~10 ms apart, not ~0.5 s as above), the
+  median of those ratios over a 1-s window (the same length as one ``quantile`` window of
+  two halves), repeated until two windows agree within 1 %.
 
 Then it checks what matters: a block on the boundary between two anchors (normal, 32×32,
 C = 16 between 16×16 and 32×32; C = 45 between 32×32 and 64×32) is timed alongside each
@@ -56,7 +57,7 @@ def paired_ratio(anchor: Reference, primary: Reference, window_s: float = 1.0) -
 
     def window() -> float:
         t0, ratios = time.perf_counter(), []
-        while time.perf_counter() - t0 < window_s / 2 or len(ratios) < 10:
+        while time.perf_counter() - t0 < window_s or len(ratios) < 10:
             p = min(primary.time_s() for _ in range(3))
             ratios.append(min(anchor.time_s() for _ in range(3)) / p)
         return float(np.median(ratios))
@@ -118,7 +119,8 @@ def main() -> None:
         f"{args.repeats} calibrations per method, alternating, {args.threads} thread(s). "
         "Ratio of each anchor to the 16×16 primary:",
         "",
-        "| method | anchor | median | min–max | spread (max/min − 1) | median s per calibration |",
+        "| method | anchor | median | min–max | spread (max/min − 1) "
+        "| median s per calibration (both anchors) |",
         "|---|---|---|---|---|---|",
     ]
     for (m, a), v in got.items():

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 import torch
+from scipy import stats
 
 import lenna
 from lenna.measure.block_measure import measure_spec
@@ -65,6 +66,25 @@ def by_anchor(rules: list[str], labels: dict, channels: list[int]) -> list[str]:
     return out
 
 
+def state_lines(rules: list[str], labels: dict, zbar: dict) -> list[str]:
+    """Does the machine's state still move the normalised labels? Per normalised rule, the
+    slope of log(label₂ / label₁) on log(z̄₂ / z̄₁), z̄ a measurement's mean reference time
+    (0: the reference divides the state out; −0.1: a 10 % slower spell gives a 1 % lower label)."""
+    out = []
+    for r in rules:
+        dz = np.log(np.array(zbar[r][1]) / np.array(zbar[r][0]))
+        if not np.all(np.isfinite(dz)) or np.ptp(dz) == 0:
+            continue
+        dy = np.log(np.array(labels[r][1]) / np.array(labels[r][0]))
+        fit = stats.linregress(dz, dy)
+        out.append(
+            f"`{r}`: slope of log label ratio on log reference-time ratio {fit.slope:+.2f} "
+            f"± {fit.stderr:.2f} (r = {fit.rvalue:+.2f}; reference time differed by a median "
+            f"{np.median(np.abs(dz)) * 100:.1f} % between the two measurements)"
+        )
+    return ["", *out] if out else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--samples", type=int, default=20)
@@ -96,6 +116,7 @@ def main() -> None:
     resets = {r: [] for r in args.rules}
     halfs = {r: [] for r in args.rules}
     conv = {r: [] for r in args.rules}
+    zbar = {r: [[], []] for r in args.rules}  # mean reference time per measurement (normalised)
     for i in range(args.samples):
         spec = sampler(i)
         for rep in range(2):
@@ -108,6 +129,7 @@ def main() -> None:
                 resets[name].append(m.estimate.resets)
                 halfs[name].append(m.estimate.ci_half_width_ms / m.latency_ms * 100)
                 conv[name].append(m.estimate.converged)
+                zbar[name][rep].append(float(np.mean(m.estimate.references_ms or [np.nan])))
         row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
         print(
             f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
@@ -136,6 +158,7 @@ def main() -> None:
     lines += [
         "",
         *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
+        *state_lines(args.rules, labels, zbar),
     ]
     print("\n".join(lines))
     if not args.no_record:

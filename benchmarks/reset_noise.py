@@ -13,11 +13,13 @@ must average away) for several candidate per-reset values computed from the *sam
 - ``smoothed z``: min(y) over a rolling median (5 resets) of min(z): keeps slow drift
   cancellation, drops pairing at the pass level.
 
-And for the rule's value: *pass noise* (half the spread of group 1 − group 2: same path, a
-few ms apart), the *path residual* the control does not explain (what is left), and the
-slope of log value on the machine's slow state (log min(z) of group 2: it shares the state
-but not group 1's pass noise): 0 means the reference corrects the state fully, −0.1 that a
-10 % slower machine gives labels 1 % lower.
+And for the rule's value, its residual split in two: *pass noise*, what the rule's group
+(right after the reset's untimed pass) does not share with the second group a few ms later,
+and the *shared residual* (their covariance: path effects the control does not explain, and
+drift slower than a group). And the slope of log value on the machine's slower state: the
+other group's log reference time, corrected for that proxy's own noise (see
+:func:`state_slope`), ± its standard error. 0 means the reference corrects the state fully;
+−0.1, that a 10 % slower machine gives labels 1 % lower.
 
     python benchmarks/reset_noise.py --threads 2 --blocks 8 --resets 60
 """
@@ -47,16 +49,36 @@ from _record import record
 VALUES = ("raw", "min/min", "med y/z", "Σy/Σz", "smoothed z")
 
 
-def residual_sd(
+def fit(
     x: np.ndarray, c: np.ndarray, extra: np.ndarray | None = None
-) -> tuple[float, float]:
-    """Relative SD (%) of ``x`` around its least-squares fit on the control ``c`` (and
-    ``extra``), and the last fitted coefficient (the slope on ``extra`` when given)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares of ``x`` on 1, the control ``c`` (when it varies) and ``extra``:
+    residuals, coefficients and the coefficients' covariance."""
     cols = [np.ones_like(x)] + ([c] if np.ptp(c) > 0 else []) + ([] if extra is None else [extra])
     a = np.column_stack(cols)
     coef, *_ = np.linalg.lstsq(a, x, rcond=None)
     r = x - a @ coef
-    return float(np.sqrt(r @ r / (len(x) - a.shape[1])) / x.mean() * 100), float(coef[-1])
+    s2 = float(r @ r) / (len(x) - a.shape[1])
+    return r, coef, s2 * np.linalg.inv(a.T @ a)
+
+
+def residual_sd(x: np.ndarray, c: np.ndarray) -> float:
+    """Relative SD (%) of ``x`` around its fit on the control (what the rule averages away)."""
+    r, coef, _ = fit(x, c)
+    return float(np.sqrt(r @ r / (len(x) - len(coef))) / x.mean() * 100)
+
+
+def state_slope(value: np.ndarray, c: np.ndarray, z1: np.ndarray, z2: np.ndarray) -> str:
+    """Slope (± SE) of log ``value`` on the machine's state, corrected for the noise of its
+    proxy: the proxy is log ``z2`` (the other group's reference), whose own pass noise
+    flattens a plain slope; the reliability ``cov(log z1, log z2) / var(log z2)`` (after the
+    control) estimates the share of its variance that is the state."""
+    l1, l2 = fit(np.log(z1), c)[0], fit(np.log(z2), c)[0]
+    reliability = float(np.cov(l1, l2)[0, 1] / np.var(l2, ddof=1))
+    if reliability < 0.2:
+        return "n/a"
+    _, coef, cov = fit(np.log(value), c, np.log(z2))
+    return f"{coef[-1] / reliability:+.2f} ± {np.sqrt(cov[-1, -1]) / reliability:.2f}"
 
 
 def time_block(
@@ -108,7 +130,7 @@ def main() -> None:
         "Residual SD after the control variate, % of the mean (lower is better; all values "
         "cost the same passes):",
         "",
-        f"| block | {head} | pass noise | path residual | state slope |",
+        f"| block | {head} | pass noise | shared residual | state slope |",
         "|---|" + "---|" * (len(VALUES) + 3),
     ]
     ratios_sq = {v: [] for v in VALUES}
@@ -123,19 +145,19 @@ def main() -> None:
             "Σy/Σz": y1.sum(1) / z1.sum(1),
             "smoothed z": y1.min(1) / median_filter(z1.min(1), size=5, mode="nearest"),
         }
-        sd = {k: residual_sd(v, c)[0] for k, v in values.items()}
+        sd = {k: residual_sd(v, c) for k, v in values.items()}
         for k in VALUES:
             ratios_sq[k].append((sd[k] / sd["min/min"]) ** 2)
-        v2 = y[:, 1].min(1) / z[:, 1].min(1)
-        noise = float(np.std(values["min/min"] - v2, ddof=1) / np.sqrt(2) / v2.mean() * 100)
-        both = (values["min/min"] + v2) / 2
-        path = np.sqrt(max(residual_sd(both, c)[0] ** 2 - noise**2 / 2, 0.0))
-        _, slope = residual_sd(np.log(values["min/min"]), c, np.log(z[:, 1].min(1)))
-        # the log fit's "relative SD" is meaningless; only its slope is used
+        v1, v2 = values["min/min"], y[:, 1].min(1) / z[:, 1].min(1)
+        r1, r2 = fit(v1 / v1.mean(), c)[0], fit(v2 / v2.mean(), c)[0]
+        shared = float(np.cov(r1, r2)[0, 1])  # what both groups of a reset have in common
+        noise = np.sqrt(max(float(np.var(r1, ddof=1)) - shared, 0.0)) * 100
+        path = np.sqrt(max(shared, 0.0)) * 100
+        slope = state_slope(v1, c, z[:, 0].min(1), z[:, 1].min(1))
         cells = " | ".join(f"{sd[k]:.2f}" for k in VALUES)
         lines.append(
             f"| {spec.block_type} C={spec.channels} {spec.regime} | {cells} "
-            f"| {noise:.2f} | {path:.2f} | {slope:+.2f} |"
+            f"| {noise:.2f} | {path:.2f} | {slope} |"
         )
         print(lines[-1], flush=True)
     geo = " | ".join(f"{np.exp(np.mean(np.log(ratios_sq[k]))):.2f}×" for k in VALUES)
