@@ -18,9 +18,10 @@ resets, or by a control variate) and *timer noise* (fought by more passes per re
   pass alongside, back in ms at the calibrated speed ``Z0``. This divides out the machine's
   drift, which no number of resets averages away (see :mod:`lenna.measure.reference`). The
   control variate is unaffected: a common scale on the op costs cancels in ``β(c̄ - E[c])``.
-  Why ``quantile(y) / quantile(z)`` of passes timed pass by pass: dividing by a reference
-  smoothed over neighbouring resets needs more resets, and the median of the pass-by-pass
-  ratios repeated no better (``benchmarks/reset_noise.py``, RESULTS.md).
+  Why the per-reset quantiles of interleaved y and z passes: dividing by a reference smoothed
+  over neighbouring resets needs more resets, the median of the pass-by-pass ratios repeated
+  no better, and an exponent on ``Z0 / z`` fitted within measurements did not hold between
+  them (``benchmarks/reset_noise.py``, RESULTS.md).
 """
 
 from __future__ import annotations
