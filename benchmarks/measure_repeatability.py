@@ -66,12 +66,20 @@ def by_anchor(rules: list[str], labels: dict, channels: list[int]) -> list[str]:
     return out
 
 
-def state_lines(rules: list[str], labels: dict, zbar: dict) -> list[str]:
+def state_lines(rules: list[str], labels: dict, zbar: dict, load: dict) -> list[str]:
     """Does the machine's state still move the normalised labels? Per normalised rule, the
     slope of log(label₂ / label₁) on log(z̄₂ / z̄₁), z̄ a measurement's mean reference time
-    (0: the reference divides the state out; −0.1: a 10 % slower spell gives a 1 % lower label)."""
+    (0: the reference divides the state out; −0.1: a 10 % slower spell gives a 1 % lower label),
+    and the host's load: a measurement's median reference time over its calibrated time (1.0:
+    the machine ran at its calibrated, uncontended speed), so runs' conditions are measured."""
     out = []
     for r in rules:
+        if load[r]:
+            q = np.quantile(load[r], [0.1, 0.5, 0.9])
+            out.append(
+                f"`{r}`: host load (median reference time / calibrated) {q[1]:.2f}× "
+                f"(10th–90th percentile of its measurements {q[0]:.2f}–{q[2]:.2f}×)"
+            )
         dz = np.log(np.array(zbar[r][1]) / np.array(zbar[r][0]))
         if not np.all(np.isfinite(dz)) or np.ptp(dz) == 0:
             continue
@@ -117,6 +125,7 @@ def main() -> None:
     halfs = {r: [] for r in args.rules}
     conv = {r: [] for r in args.rules}
     zbar = {r: [[], []] for r in args.rules}  # mean reference time per measurement (normalised)
+    load = {r: [] for r in args.rules}  # median reference time / calibrated, per measurement
     for i in range(args.samples):
         spec = sampler(i)
         for rep in range(2):
@@ -130,6 +139,9 @@ def main() -> None:
                 halfs[name].append(m.estimate.ci_half_width_ms / m.latency_ms * 100)
                 conv[name].append(m.estimate.converged)
                 zbar[name][rep].append(float(np.mean(m.estimate.references_ms or [np.nan])))
+                if m.estimate.references_ms:
+                    z = np.median(m.estimate.references_ms)
+                    load[name].append(float(z / m.estimate.reference_ms))
         row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
         print(
             f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
@@ -158,7 +170,7 @@ def main() -> None:
     lines += [
         "",
         *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
-        *state_lines(args.rules, labels, zbar),
+        *state_lines(args.rules, labels, zbar, load),
     ]
     print("\n".join(lines))
     if not args.no_record:
