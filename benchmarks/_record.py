@@ -25,3 +25,12 @@ def record(title: str, fingerprint: dict, body: str) -> None:
     text += f"\n## {title} — {stamp}, commit {rev}\n\nMachine: {describe(fingerprint)}\n\n"
     text += body.rstrip() + "\n"
     RESULTS.write_text(text)
+
+
+def publish(title: str, fingerprint: dict, lines: list[str], save: bool = True) -> None:
+    """Print a benchmark's figures and, unless ``save`` is false (``--no-record``), append
+    them to RESULTS.md: every script ends this way."""
+    body = "\n".join(lines)
+    print(body)
+    if save:
+        record(title, fingerprint, body)

@@ -49,7 +49,7 @@ from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def paired_ratio(anchor: Reference, primary: Reference, window_s: float = 1.0) -> float:
@@ -146,10 +146,12 @@ def main() -> None:
             f"{(vb * ratio[m, hi]) / (va * ratio[m, lo]) * 100 - 100:+.2f} %" for m in methods
         )
         lines.append(f"| normal C={channels} | {anchor_key(lo)} / {anchor_key(hi)} | {cells} |")
-    print("\n".join(lines))
-    if not args.no_record:
-        fp = fingerprint("cpu", threads=args.threads, batch=1)
-        record("anchor_calibration", fp, "\n".join(lines))
+    publish(
+        "anchor_calibration",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 from lenna.measure.store import Dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def labels(path: Path) -> tuple[dict, dict, dict]:
@@ -66,9 +66,7 @@ def main() -> None:
         m = (c >= lo) & (c < hi)
         if m.any():
             lines.append(f"| {lo}–{hi - 1} | {int(m.sum())} | {np.exp(np.median(r[m])):.3f} |")
-    print("\n".join(lines))
-    if not args.no_record:
-        record("compare_datasets", mb.get("fingerprint", {}), "\n".join(lines))
+    publish("compare_datasets", mb.get("fingerprint", {}), lines, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from lenna.measure.fleet import RESOURCE, run_fleet_measurement
 from lenna.measure.runner import RunConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def run(n_actors: int, samples: int, sample_s: float) -> dict:
@@ -91,12 +91,12 @@ def main() -> None:
         f"{1e3 / driver_ms:.0f} rows/s (target: not the bottleneck below 100 rows/s: "
         f"{'met' if driver_ms < 10 else 'NOT met'})",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_record:
-        record(
-            "Fleet scaling (Ray, simulated devices)", fingerprint("cpu", 1, simulated=True), body
-        )
+    publish(
+        "Fleet scaling (Ray, simulated devices)",
+        fingerprint("cpu", 1, simulated=True),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from lenna.measure.reference import anchor_for, anchor_key, anchor_ratios, refer
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def parse_rule(text: str) -> tuple[str, dict, dict]:
@@ -172,10 +172,12 @@ def main() -> None:
         *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
         *state_lines(args.rules, labels, zbar, load),
     ]
-    print("\n".join(lines))
-    if not args.no_record:
-        fp = fingerprint("cpu", threads=args.threads, batch=1)
-        record("measure_repeatability", fp, "\n".join(lines))
+    publish(
+        "measure_repeatability",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from lenna.measure.reference import anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 ROUNDS = 4  # two retest pairs of single visits, one of two-visit means
 
@@ -93,11 +93,12 @@ def main() -> None:
             f"| {name} | {np.median(d):.2f} % | {np.quantile(d, 0.9):.2f} % | {d.max():.2f} % "
             f"| {wall:.2f} | {len(d)} |"
         )
-    print("\n".join(lines))
-    if not args.no_record:
-        record(
-            "measure_visits", fingerprint("cpu", threads=args.threads, batch=1), "\n".join(lines)
-        )
+    publish(
+        "measure_visits",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

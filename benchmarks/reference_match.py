@@ -28,7 +28,7 @@ from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 BLOCKS = {
     "normal C=8": ("normal", 8),
@@ -97,11 +97,12 @@ def main() -> None:
         ]
         lines.append(f"| {name} | {n} | {my.std() * 100:.2f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    print("\n".join(lines))
-    if not args.no_record:
-        record(
-            "reference_match", fingerprint("cpu", threads=args.threads, batch=1), "\n".join(lines)
-        )
+    publish(
+        "reference_match",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from lenna.predict import load_data, train_predictor
 from lenna.space import get_space
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def main() -> None:
@@ -56,9 +56,7 @@ def main() -> None:
             f"| {(p / new - 1) * 100:+.1f} % |"
         )
         print(lines[-1], flush=True)
-    print("\n".join(lines))
-    if not args.no_record:
-        record("remeasure_rows", data.fingerprint, "\n".join(lines))
+    publish("remeasure_rows", data.fingerprint, lines, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 VALUES = ("raw", "min/min", "med y/z", "Σy/Σz", "smoothed z")
 
@@ -162,9 +162,12 @@ def main() -> None:
         print(lines[-1], flush=True)
     geo = " | ".join(f"{np.exp(np.mean(np.log(ratios_sq[k]))):.2f}×" for k in VALUES)
     lines.append(f"| resets needed vs `min/min` (geometric mean) | {geo} | | | |")
-    print("\n".join(lines))
-    if not args.no_record:
-        record("reset_noise", fingerprint("cpu", threads=args.threads, batch=1), "\n".join(lines))
+    publish(
+        "reset_noise",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from lenna.search.run import METRICS, run_search
 from lenna.search.verify import evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def predictor_for(args: argparse.Namespace, out: Path) -> Path:
@@ -188,14 +188,12 @@ def main() -> None:
             "- targets (ratio ≤ 0.7, accuracy loss ≤ 1 point, term ≤ 2 % of a step, ≤ 3 GB): "
             + ", ".join("met" if x else "NOT met" for x in ok)
         )
-    body = "\n".join(lines + summary)
-    print(body)
-    if not args.no_record:
-        record(
-            f"Search trade-off, {args.space} space",
-            results[(args.seeds[0], 0.0)]["fingerprint"],
-            body,
-        )
+    publish(
+        f"Search trade-off, {args.space} space",
+        results[(args.seeds[0], 0.0)]["fingerprint"],
+        lines + summary,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 
 def big_block(space: lenna.SearchSpace) -> GatedBench:
@@ -90,9 +90,12 @@ def main() -> None:
         )
     if args.note:
         lines += ["", f"Conditions: {args.note}"]
-    print("\n".join(lines))
-    if not args.no_record:
-        record("speed_drift", fingerprint("cpu", threads=args.threads, batch=1), "\n".join(lines))
+    publish(
+        "speed_drift",
+        fingerprint("cpu", threads=args.threads, batch=1),
+        lines,
+        save=not args.no_record,
+    )
 
 
 if __name__ == "__main__":
