@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,14 @@ def paired_ratio(anchor: Reference, primary: Reference, window_s: float = 1.0) -
     return _settle(window, 0.01, 20, lambda a, b: (a + b) / 2)
 
 
-def boundary_block(space: lenna.SearchSpace, channels: int) -> GatedBench:
-    """A normal block of ``channels`` at 32×32 on one fixed path, warmed up."""
-    torch.manual_seed(3)
-    block = Block(space, "normal", channels, "gated", np.zeros(space.alpha_shape))
+def boundary_block(
+    space: lenna.SearchSpace, channels: int, block_type: str = "normal", seed: int = 3
+) -> GatedBench:
+    """A block of ``channels`` at 32×32 on one fixed path (drawn with ``seed``), warmed up."""
+    torch.manual_seed(seed)
+    block = Block(space, block_type, channels, "gated", np.zeros(space.alpha_shape))
     x = tuple(torch.randn(1, channels, 32, 32) for _ in range(space.num_inputs))
-    bench = GatedBench(block, x, Timer(), torch.Generator().manual_seed(3))
+    bench = GatedBench(block, x, Timer(), torch.Generator().manual_seed(seed))
     bench.warm_up(2)
     bench.reset()
     return bench
@@ -94,25 +97,51 @@ def boundary_values(
     return float(np.mean(out[0])), float(np.mean(out[1]))
 
 
+# the blocks halfway (in log C·H) between consecutive anchors: C·H = 512 and ≈ 1448
+CHAIN_CHANNELS = (16, 45)
+
+
+def chained_ratios(
+    chain: list[GatedBench], refs: dict[tuple[int, int], Reference], rounds: int
+) -> dict[tuple[int, int], float]:
+    """The ``chained`` method: each anchor's ratio to the one below it is set so that a block
+    halfway between them gets the same label with either (:func:`boundary_values` on a block
+    of :data:`CHAIN_CHANNELS`, another path than the check's), multiplied along the chain."""
+    out, ratio = {}, 1.0
+    for bench, (lo, hi) in zip(chain, pairwise(ANCHORS), strict=True):
+        va, vb = boundary_values(bench, refs[lo], refs[hi], rounds)
+        ratio *= va / vb
+        out[hi] = ratio
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=150, help="rounds per boundary block")
+    ap.add_argument(
+        "--chain-rounds", type=int, default=100, help="rounds per block of a chained calibration"
+    )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     space = lenna.get_space("lenna")
     refs = {a: reference_for(space, size=a) for a in ANCHORS}
     primary = refs[ANCHORS[0]]
-    methods = {"quantile": calibrate_ratio, "paired": paired_ratio}
+    chain = [boundary_block(space, c, seed=11) for c in CHAIN_CHANNELS]
+    methods = {
+        "quantile": lambda: {a: calibrate_ratio(refs[a], primary) for a in ANCHORS[1:]},
+        "paired": lambda: {a: paired_ratio(refs[a], primary) for a in ANCHORS[1:]},
+        "chained": lambda: chained_ratios(chain, refs, args.chain_rounds),
+    }
     got = {(m, a): [] for m in methods for a in ANCHORS[1:]}
     secs = {m: [] for m in methods}
     for r in range(args.repeats):
         for m in methods if r % 2 == 0 else reversed(methods):
             t0 = time.perf_counter()
-            for a in ANCHORS[1:]:
-                got[m, a].append(methods[m](refs[a], primary))
+            for a, v in methods[m]().items():
+                got[m, a].append(v)
             secs[m].append(time.perf_counter() - t0)
         print(f"[{r + 1}/{args.repeats}] " + "  ".join(f"{k}: {v[-1]:.3f}" for k, v in got.items()))
     lines = [
@@ -140,12 +169,15 @@ def main() -> None:
         "| block (32×32) | anchors | " + " | ".join(f"`{m}`" for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for channels, (lo, hi) in ((16, ANCHORS[:2]), (45, ANCHORS[1:])):
-        va, vb = boundary_values(boundary_block(space, channels), refs[lo], refs[hi], args.rounds)
-        cells = " | ".join(
-            f"{(vb * ratio[m, hi]) / (va * ratio[m, lo]) * 100 - 100:+.2f} %" for m in methods
-        )
-        lines.append(f"| normal C={channels} | {anchor_key(lo)} / {anchor_key(hi)} | {cells} |")
+    for kind in ("normal", "reduction"):
+        for channels, (lo, hi) in zip(CHAIN_CHANNELS, pairwise(ANCHORS), strict=True):
+            bench = boundary_block(space, channels, kind)
+            va, vb = boundary_values(bench, refs[lo], refs[hi], args.rounds)
+            cells = " | ".join(
+                f"{(vb * ratio[m, hi]) / (va * ratio[m, lo]) * 100 - 100:+.2f} %" for m in methods
+            )
+            lines.append(f"| {kind} C={channels} | {anchor_key(lo)} / {anchor_key(hi)} | {cells} |")
+            print(lines[-1], flush=True)
     publish(
         "anchor_calibration",
         fingerprint("cpu", threads=args.threads, batch=1),
