@@ -150,7 +150,8 @@ def main() -> None:
         )
     lines = [
         f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
-        f"{args.threads} threads), each measured twice per rule, interleaved. Reference "
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}), each measured twice per "
+        "rule, interleaved. Reference "
         f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms"
         + (f", anchors (matched; `/single`: the 16×16 one only) {anchors}" if ratios else "")
         + f", calibrated once in {calib_s:.1f} s.",
