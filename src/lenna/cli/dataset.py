@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -37,9 +38,19 @@ def dataset_summary(ds: Dataset) -> dict:
         if len(df)
         else None,
         "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
+        "load": _load_summary(df),
         "reference_ms": meta.get("reference_ms"),
         "reference_ratios": meta.get("reference_ratios"),
     }
+
+
+def _load_summary(df: pd.DataFrame) -> dict | None:
+    """The machine's load over the rows that record it (reference time / calibrated)."""
+    load = df["load"].dropna()
+    if load.empty:
+        return None
+    q = load.quantile([0.1, 0.5, 0.9])
+    return {"rows": len(load), "p10": float(q[0.1]), "median": float(q[0.5]), "p90": float(q[0.9])}
 
 
 @dataset_app.command("info")
@@ -76,6 +87,13 @@ def info_cmd(
         c.print(
             f"latency ms: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f}; "
             f"median {info['median_wall_s']:.2f} s to measure a sample"
+        )
+    if info["load"]:
+        ld = info["load"]
+        c.print(
+            f"machine load while measuring (reference time / calibrated): median "
+            f"{ld['median']:.2f}×, 10th–90th percentile {ld['p10']:.2f}–{ld['p90']:.2f}× "
+            f"over {ld['rows']} rows (labels repeat less well above ~1.1×)"
         )
 
 

@@ -204,7 +204,8 @@ def measure_cmd(
                 task,
                 completed=count,
                 rate=f"{rate:.1f} samples/min",
-                last=f"last {row['latency_ms']:.3f} ms ({row['block_type']}, C={row['channels']})",
+                last=f"last {row['latency_ms']:.3f} ms ({row['block_type']}, C={row['channels']})"
+                + (f", load {row['load']:.2f}×" if row.get("load") is not None else ""),
             )
 
         try:

@@ -124,6 +124,7 @@ def _simulated_row(spec: Any, index: int, batch: int, fp_hash: str, sleep_s: flo
         "wall_s": time.perf_counter() - t0,
         "fingerprint": fp_hash,
         "drift_flag": 0,
+        "load": None,
         "trace": None,
     }
 

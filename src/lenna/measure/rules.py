@@ -51,6 +51,16 @@ class Estimate:
     reference_ms: float | None = None  # calibrated ms of the reference used (Z0 × anchor ratio)
     references_ms: list[float] = field(default_factory=list)  # per-reset time of that reference
 
+    @property
+    def load(self) -> float | None:
+        """How busy the machine was: the median time of the reference passes over the
+        reference's calibrated time (1.0: the calibrated speed; 1.2: 20 % slower); ``None``
+        when not normalised. Labels repeat less well at high load (RESULTS.md, runs G and H
+        of ``measure_repeatability.py``), so a dataset keeps it with each row."""
+        if not self.references_ms or not self.reference_ms:
+            return None
+        return float(np.median(self.references_ms) / self.reference_ms)
+
 
 @dataclass
 class SeedRule:

@@ -132,6 +132,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
             "pass --allow-mixed to add to it"
         )
+    ds.upgrade()
     ds.add_fingerprint(fp)
     return ds
 
@@ -243,6 +244,7 @@ def sample_row(
         "wall_s": m.wall_s,
         "fingerprint": fp_hash,
         "drift_flag": 0,
+        "load": e.load,
         "trace": {
             "values_ms": e.values_ms,
             "controls_ms": e.controls_ms,

@@ -3,6 +3,10 @@
 Crash safety comes from SQLite itself: WAL journal, one transaction per sample, the sampler's
 stable ``sample_index`` as primary key (a retried sample can never become a duplicate row).
 Values that are not plain numbers are stored as JSON text, never pickled.
+
+Schema 2 added ``samples.load``. A schema-1 file is read as it is (``load`` missing reads as
+NaN) and upgraded only when rows are added to it (:meth:`Dataset.upgrade`), so reading a
+shared file never makes it unreadable to an older LENNA.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lenna.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x4C454E4E  # "LENN": marks the file as a LENNA dataset
 
 _SCHEMA = """
@@ -40,6 +45,7 @@ CREATE TABLE samples (
     fingerprint TEXT NOT NULL REFERENCES fingerprints(hash),
     drift_flag INTEGER NOT NULL DEFAULT 0,
     trace TEXT,
+    load REAL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE op_table (
@@ -70,7 +76,7 @@ CREATE TABLE drift (
 
 SAMPLE_COLUMNS = (
     "sample_index block_type channels resolution batch regime alphas latency_ms rule resets "
-    "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace"
+    "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace load"
 ).split()
 OP_COLUMNS = (
     "op block_type edge_kind channels resolution batch c_in c_out stride latency_ms spread_ms "
@@ -159,6 +165,18 @@ class Dataset:
         rows = self.con.execute("SELECT hash, info FROM fingerprints")
         return {h: json.loads(info) for h, info in rows}
 
+    def upgrade(self) -> None:
+        """Bring an older file to this schema before rows are added (schema 1 → 2: the
+        ``load`` column, empty for the rows it already holds)."""
+        if self.con.execute("PRAGMA user_version").fetchone()[0] < 2:
+            with self.con:
+                if "load" not in self._sample_columns():
+                    self.con.execute("ALTER TABLE samples ADD COLUMN load REAL")
+                self.con.execute("PRAGMA user_version = 2")
+
+    def _sample_columns(self) -> set[str]:
+        return {r[1] for r in self.con.execute("PRAGMA table_info(samples)")}
+
     # ---- samples -----------------------------------------------------------------------
     def add_sample(self, row: dict) -> None:
         """Insert one sample and commit it at once (a crash loses at most the one in flight)."""
@@ -179,6 +197,9 @@ class Dataset:
     def samples(self) -> pd.DataFrame:
         """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index."""
         df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
+        if "load" not in df:  # a schema-1 file, read as it is
+            df["load"] = np.nan
+        df["load"] = df["load"].astype(float)
         df["alphas"] = df["alphas"].map(json.loads)
         df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
         return df
@@ -190,6 +211,7 @@ class Dataset:
         if df.empty:
             raise InputError(f"no sample with id {index} in {self.path}")
         row = df.iloc[0].to_dict()
+        row.setdefault("load", None)
         row["alphas"] = json.loads(row["alphas"])
         row["trace"] = json.loads(row["trace"]) if isinstance(row["trace"], str) else None
         return row

@@ -1,0 +1,108 @@
+"""Each row keeps the machine's load while it was measured; schema-1 files still read and resume.
+
+Load = the median time of a row's reference passes over the reference's calibrated time.
+"""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from measure_helpers import all_text, make_dataset, tiny_config
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.measure.config import MeasureConfig
+from lenna.measure.rules import Estimate
+from lenna.measure.runner import run_measurement
+from lenna.measure.store import SCHEMA_VERSION, Dataset
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+runner = CliRunner()
+
+
+def _estimate(**kw) -> Estimate:
+    return Estimate(
+        latency_ms=1.0, rule="cv", resets=3, passes=9, ci_half_width_ms=0.01, converged=True, **kw
+    )
+
+
+def test_load_is_median_reference_time_over_calibrated():
+    e = _estimate(reference_ms=2.0, references_ms=[2.0, 2.4, 3.0, 9.0, 2.2])
+    assert e.load == pytest.approx(2.4 / 2.0)
+    assert _estimate().load is None  # not normalised: nothing to compare with
+    assert _estimate(reference_ms=2.0).load is None
+
+
+def _user_version(db) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_measured_rows_store_their_load_and_info_sums_it_up(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 3)
+    assert _user_version(db) == SCHEMA_VERSION == 2
+    with Dataset.open(db) as ds:
+        load = ds.samples()["load"].to_numpy()
+        one = ds.sample(1)
+    assert load.shape == (3,) and np.all(np.isfinite(load)) and np.all(load > 0)
+    assert one["load"] == pytest.approx(load[1])
+    result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
+    assert result.exit_code == 0, all_text(result)
+    info = json.loads(result.stdout)["load"]
+    assert info["rows"] == 3
+    assert info["p10"] <= info["median"] <= info["p90"]
+    assert info["median"] == pytest.approx(float(np.median(load)))
+    human = runner.invoke(app, ["dataset", "info", str(db)])
+    assert "machine load while measuring" in human.stdout
+
+
+def test_rows_of_the_seed_rule_have_no_load(tmp_path):
+    seed_rule = MeasureConfig(rule="seed", rule_params={"n": 2, "k": 1, "max_resets": 3})
+    db = tmp_path / "s.db"
+    run_measurement(db, tiny_config(measure=seed_rule), 2)
+    with Dataset.open(db) as ds:
+        assert ds.samples()["load"].isna().all()
+    info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
+    assert info["load"] is None
+
+
+def _as_schema_1(db) -> None:
+    """Make ``db`` what LENNA wrote before the load column existed."""
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE samples DROP COLUMN load")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+
+
+def test_a_schema_1_file_reads_without_being_changed(tmp_path):
+    db = make_dataset(tmp_path / "old.db", 2)
+    _as_schema_1(db)
+    with Dataset.open(db) as ds:
+        df = ds.samples()
+        row = ds.sample(0)
+    assert len(df) == 2 and df["load"].isna().all() and row["load"] is None
+    result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
+    assert result.exit_code == 0, all_text(result)
+    assert json.loads(result.stdout)["load"] is None
+    export = runner.invoke(app, ["dataset", "export", str(db), str(tmp_path / "old.csv")])
+    assert export.exit_code == 0, all_text(export)
+    assert _user_version(db) == 1  # reading never upgrades a file an older LENNA shares
+
+
+def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
+    db = make_dataset(tmp_path / "old.db", 2)
+    _as_schema_1(db)
+    with Dataset.open(db) as ds:
+        before = ds.samples()["latency_ms"].tolist()
+    assert run_measurement(db, tiny_config(), 3) == 3
+    assert _user_version(db) == 2
+    with Dataset.open(db) as ds:
+        df = ds.samples()
+    assert df["latency_ms"].tolist()[:2] == before
+    assert df["load"].isna().tolist() == [True, True, False]  # old rows: unknown, not invented
