@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import subprocess
 from pathlib import Path
 
-from lenna.measure.fingerprint import describe
+from lenna.measure.fingerprint import describe, fingerprint
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def record(title: str, fingerprint: dict, body: str) -> None:
     """Append one dated section; ``body`` is Markdown (tables, notes)."""
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        rev = "?"
+    rev = _revision()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = "# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n"
     text = RESULTS.read_text() if RESULTS.exists() else head
     text += f"\n## {title} — {stamp}, commit {rev}\n\nMachine: {describe(fingerprint)}\n\n"
     text += body.rstrip() + "\n"
     RESULTS.write_text(text)
+
+
+def _revision() -> str:
+    """The commit the figures came from; ``+uncommitted`` when tracked files other than
+    RESULTS.md differ from it (the code that ran is then not the commit's)."""
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, cwd=here
+        ).stdout
+
+    try:
+        rev = git("rev-parse", "--short", "HEAD").strip() or "?"
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    except OSError:
+        return "?"
+    dirty = [line for line in changed if not line.endswith(RESULTS.name)]
+    return rev + ("+uncommitted" if dirty else "")
 
 
 def publish(title: str, fingerprint: dict, lines: list[str], save: bool = True) -> None:
@@ -34,3 +49,9 @@ def publish(title: str, fingerprint: dict, lines: list[str], save: bool = True) 
     print(body)
     if save:
         record(title, fingerprint, body)
+
+
+def publish_cpu(title: str, args: argparse.Namespace, lines: list[str]) -> None:
+    """:func:`publish` for a CPU timing script with ``--threads`` and ``--no-record``
+    (batch 1)."""
+    publish(title, fingerprint("cpu", threads=args.threads, batch=1), lines, not args.no_record)

@@ -38,7 +38,6 @@ import torch
 
 import lenna
 from lenna.measure.bench import GatedBench
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import (
     ANCHORS,
     Reference,
@@ -51,7 +50,7 @@ from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 
 def paired_ratio(anchor: Reference, primary: Reference, window_s: float = 1.0) -> float:
@@ -158,12 +157,7 @@ def main() -> None:
             )
             lines.append(f"| {kind} C={channels} | {anchor_key(lo)} / {anchor_key(hi)} | {cells} |")
             print(lines[-1], flush=True)
-    publish(
-        "anchor_calibration",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("anchor_calibration", args, lines)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,11 @@ from scipy import stats
 import lenna
 from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import anchor_for, anchor_key, anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 
 def parse_rule(text: str) -> tuple[str, dict, dict]:
@@ -70,15 +69,19 @@ def state_lines(rules: list[str], labels: dict, zbar: dict, load: dict) -> list[
     """Does the machine's state still move the normalised labels? Per normalised rule, the
     slope of log(label₂ / label₁) on log(z̄₂ / z̄₁), z̄ a measurement's mean reference time
     (0: the reference divides the state out; −0.1: a 10 % slower spell gives a 1 % lower label),
-    and the host's load: a measurement's median reference time over its calibrated time (1.0:
-    the machine ran at its calibrated, uncontended speed), so runs' conditions are measured."""
+    and the host's load (:attr:`Estimate.load`: reference time over its time at this run's
+    calibration, 1.0 = as fast as then), so runs' conditions are measured, not described."""
     out = []
     for r in rules:
-        if load[r]:
-            q = np.quantile(load[r], [0.1, 0.5, 0.9])
+        if load[r][0]:
+            both = np.array(load[r])  # (2, samples)
+            q = np.quantile(both, [0.1, 0.5, 0.9])
+            a, b = np.array(labels[r][0]), np.array(labels[r][1])
+            rho = stats.spearmanr(both.max(axis=0), np.abs(a - b) / (a + b)).statistic
             out.append(
                 f"`{r}`: host load (median reference time / calibrated) {q[1]:.2f}× "
-                f"(10th–90th percentile of its measurements {q[0]:.2f}–{q[2]:.2f}×)"
+                f"(10th–90th percentile of its measurements {q[0]:.2f}–{q[2]:.2f}×); "
+                f"rank correlation of a block's |Δ| with its higher load {rho:+.2f}"
             )
         dz = np.log(np.array(zbar[r][1]) / np.array(zbar[r][0]))
         if not np.all(np.isfinite(dz)) or np.ptp(dz) == 0:
@@ -125,7 +128,7 @@ def main() -> None:
     halfs = {r: [] for r in args.rules}
     conv = {r: [] for r in args.rules}
     zbar = {r: [[], []] for r in args.rules}  # mean reference time per measurement (normalised)
-    load = {r: [] for r in args.rules}  # median reference time / calibrated, per measurement
+    load = {r: [[], []] for r in args.rules}  # Estimate.load per measurement (normalised)
     for i in range(args.samples):
         spec = sampler(i)
         for rep in range(2):
@@ -139,9 +142,8 @@ def main() -> None:
                 halfs[name].append(m.estimate.ci_half_width_ms / m.latency_ms * 100)
                 conv[name].append(m.estimate.converged)
                 zbar[name][rep].append(float(np.mean(m.estimate.references_ms or [np.nan])))
-                if m.estimate.references_ms:
-                    z = np.median(m.estimate.references_ms)
-                    load[name].append(float(z / m.estimate.reference_ms))
+                if m.estimate.load is not None:
+                    load[name][rep].append(m.estimate.load)
         row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
         print(
             f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
@@ -173,12 +175,7 @@ def main() -> None:
         *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
         *state_lines(args.rules, labels, zbar, load),
     ]
-    publish(
-        "measure_repeatability",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("measure_repeatability", args, lines)
 
 
 if __name__ == "__main__":

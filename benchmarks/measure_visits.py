@@ -28,12 +28,11 @@ import torch
 import lenna
 from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 ROUNDS = 4  # two retest pairs of single visits, one of two-visit means
 
@@ -93,12 +92,7 @@ def main() -> None:
             f"| {name} | {np.median(d):.2f} % | {np.quantile(d, 0.9):.2f} % | {d.max():.2f} % "
             f"| {wall:.2f} | {len(d)} |"
         )
-    publish(
-        "measure_visits",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("measure_visits", args, lines)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from lenna.predict.train import evaluate_model, split_masks
 from lenna.report.scatter import plot_predicted_vs_measured
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record
+from _record import publish
 
 FIGURES = Path(__file__).parent / "figures"
 
@@ -127,9 +127,7 @@ def main() -> None:
         "one-hot rows; extrap.: models trained with `--split channels`, on rows above the 90th "
         "percentile of channels."
     )
-    print(body)
-    if not args.no_record and fp:
-        record("predictor_accuracy", fp, body)
+    publish("predictor_accuracy", fp, [body], save=not args.no_record and bool(fp))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ import torch
 
 import lenna
 from lenna.measure.bench import GatedBench
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import ANCHORS, anchor_for, anchor_key
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 BLOCKS = {
     "normal C=8": ("normal", 8),
@@ -97,12 +96,7 @@ def main() -> None:
         ]
         lines.append(f"| {name} | {n} | {my.std() * 100:.2f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    publish(
-        "reference_match",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("reference_match", args, lines)
 
 
 if __name__ == "__main__":

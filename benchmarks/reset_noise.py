@@ -37,14 +37,13 @@ from scipy.ndimage import median_filter
 import lenna
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import anchor_ratios, normalisation, reference_for
 from lenna.measure.sampler import Sampler, SampleSpec
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 VALUES = ("raw", "min/min", "med y/z", "Σy/Σz", "smoothed z")
 
@@ -162,12 +161,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     geo = " | ".join(f"{np.exp(np.mean(np.log(ratios_sq[k]))):.2f}×" for k in VALUES)
     lines.append(f"| resets needed vs `min/min` (geometric mean) | {geo} | | | |")
-    publish(
-        "reset_noise",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("reset_noise", args, lines)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ import torch
 
 import lenna
 from lenna.measure.bench import GatedBench
-from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import CHANNELS, RESOLUTION, reference_for
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import publish
+from _record import publish_cpu
 
 
 def big_block(space: lenna.SearchSpace) -> GatedBench:
@@ -90,12 +89,7 @@ def main() -> None:
         )
     if args.note:
         lines += ["", f"Conditions: {args.note}"]
-    publish(
-        "speed_drift",
-        fingerprint("cpu", threads=args.threads, batch=1),
-        lines,
-        save=not args.no_record,
-    )
+    publish_cpu("speed_drift", args, lines)
 
 
 if __name__ == "__main__":

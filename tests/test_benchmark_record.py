@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,19 @@ def test_publish_without_save_only_prints(record_module, capsys):
     record_module.publish("demo_bench", fingerprint("cpu"), ["only printed"], save=False)
     assert capsys.readouterr().out == "only printed\n"
     assert not record_module.RESULTS.exists()
+
+
+def test_publish_cpu_takes_threads_and_no_record_from_the_arguments(record_module, capsys):
+    record_module.publish_cpu("cpu_bench", Namespace(threads=2, no_record=True), ["a"])
+    assert not record_module.RESULTS.exists()
+    record_module.publish_cpu("cpu_bench", Namespace(threads=2, no_record=False), ["b"])
+    text = record_module.RESULTS.read_text()
+    assert "## cpu_bench — " in text and "2 threads" in text and "batch 1" in text
+    assert capsys.readouterr().out == "a\nb\n"
+
+
+def test_a_section_names_uncommitted_code(record_module, monkeypatch):
+    """Figures from code that differs from the commit must not claim the commit."""
+    monkeypatch.setattr(record_module, "_revision", lambda: "abc1234+uncommitted")
+    record_module.publish("demo_bench", fingerprint("cpu"), ["x"])
+    assert "commit abc1234+uncommitted" in record_module.RESULTS.read_text()

@@ -15,7 +15,7 @@ from lenna.cli import app
 from lenna.measure.config import MeasureConfig
 from lenna.measure.rules import Estimate
 from lenna.measure.runner import run_measurement
-from lenna.measure.store import SCHEMA_VERSION, Dataset
+from lenna.measure.store import SAMPLE_COLUMNS, SCHEMA_VERSION, Dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -80,6 +80,14 @@ def _as_schema_1(db) -> None:
     con.close()
 
 
+def _columns(db) -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        return {r[1] for r in con.execute("PRAGMA table_info(samples)")}
+    finally:
+        con.close()
+
+
 def test_a_schema_1_file_reads_without_being_changed(tmp_path):
     db = make_dataset(tmp_path / "old.db", 2)
     _as_schema_1(db)
@@ -92,7 +100,9 @@ def test_a_schema_1_file_reads_without_being_changed(tmp_path):
     assert json.loads(result.stdout)["load"] is None
     export = runner.invoke(app, ["dataset", "export", str(db), str(tmp_path / "old.csv")])
     assert export.exit_code == 0, all_text(export)
-    assert _user_version(db) == 1  # reading never upgrades a file an older LENNA shares
+    assert run_measurement(db, tiny_config(), 2) == 2  # nothing to add: nothing written
+    # reading (or a resume with nothing to do) never upgrades a file an older LENNA shares
+    assert _user_version(db) == 1 and "load" not in _columns(db)
 
 
 def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
@@ -106,3 +116,19 @@ def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
         df = ds.samples()
     assert df["latency_ms"].tolist()[:2] == before
     assert df["load"].isna().tolist() == [True, True, False]  # old rows: unknown, not invented
+    assert list(df.columns) == [*SAMPLE_COLUMNS, "created_at"]  # as a new file's, load included
+    info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
+    assert info["load"]["rows"] == 1 and info["load"]["median"] == pytest.approx(df["load"][2])
+
+
+def test_a_half_upgraded_file_finishes_its_upgrade(tmp_path):
+    """After a crash between adding the column and setting the version, resuming finishes."""
+    db = make_dataset(tmp_path / "half.db", 1)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version = 1")  # the column is there, the version is not
+    con.commit()
+    con.close()
+    assert run_measurement(db, tiny_config(), 2) == 2
+    assert _user_version(db) == 2
+    with Dataset.open(db) as ds:
+        assert ds.samples()["load"].notna().all()

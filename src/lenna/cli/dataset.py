@@ -91,9 +91,9 @@ def info_cmd(
     if info["load"]:
         ld = info["load"]
         c.print(
-            f"machine load while measuring (reference time / calibrated): median "
-            f"{ld['median']:.2f}×, 10th–90th percentile {ld['p10']:.2f}–{ld['p90']:.2f}× "
-            f"over {ld['rows']} rows (labels repeat less well above ~1.1×)"
+            f"machine load while measuring (reference time / its time at this file's "
+            f"calibration): median {ld['median']:.2f}×, 10th–90th percentile "
+            f"{ld['p10']:.2f}–{ld['p90']:.2f}× over {ld['rows']} rows"
         )
 
 

@@ -291,7 +291,9 @@ def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mix
             per_device[device] = per_device.get(device, 0) + 1
             minutes = max(time.perf_counter() - t0, 1e-9) / 60
             rates = ", ".join(f"{d}: {k / minutes:.1f}/min" for d, k in sorted(per_device.items()))
-            bar.update(task, completed=count, rate=rates, last="")
+            load = row.get("load")
+            last = f"last from {device}" + (f", load {load:.2f}×" if load is not None else "")
+            bar.update(task, completed=count, rate=rates, last=last)
 
         try:
             with stop_on_signals():

@@ -53,10 +53,11 @@ class Estimate:
 
     @property
     def load(self) -> float | None:
-        """How busy the machine was: the median time of the reference passes over the
-        reference's calibrated time (1.0: the calibrated speed; 1.2: 20 % slower); ``None``
-        when not normalised. Labels repeat less well at high load (RESULTS.md, runs G and H
-        of ``measure_repeatability.py``), so a dataset keeps it with each row."""
+        """How busy the machine was, against this dataset's calibration: the median over
+        resets of the reference's per-reset value (the min of its passes) over its calibrated
+        time, ``Z0`` × its anchor's ratio (1.0: as fast as at calibration; 1.2: 20 % slower).
+        ``None`` when not normalised (always for the ``seed`` rule). A relative figure: its
+        baseline is the calibration's moment and device."""
         if not self.references_ms or not self.reference_ms:
             return None
         return float(np.median(self.references_ms) / self.reference_ms)

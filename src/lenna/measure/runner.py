@@ -132,7 +132,6 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
             "pass --allow-mixed to add to it"
         )
-    ds.upgrade()
     ds.add_fingerprint(fp)
     return ds
 

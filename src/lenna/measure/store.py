@@ -89,6 +89,7 @@ class Dataset:
 
     def __init__(self, path: Path, con: sqlite3.Connection) -> None:
         self.path, self.con = path, con
+        self._upgraded = False
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
@@ -166,13 +167,26 @@ class Dataset:
         return {h: json.loads(info) for h, info in rows}
 
     def upgrade(self) -> None:
-        """Bring an older file to this schema before rows are added (schema 1 → 2: the
-        ``load`` column, empty for the rows it already holds)."""
-        if self.con.execute("PRAGMA user_version").fetchone()[0] < 2:
-            with self.con:
-                if "load" not in self._sample_columns():
-                    self.con.execute("ALTER TABLE samples ADD COLUMN load REAL")
-                self.con.execute("PRAGMA user_version = 2")
+        """Bring an older file to this schema (schema 1 → 2: the ``load`` column, empty for
+        the rows it already holds). Called by :meth:`add_sample`, so only adding rows changes
+        a file. One write transaction that re-checks inside it, so a crash or a second
+        process resuming the same file at once leaves it either old or fully upgraded."""
+        if self._upgraded:
+            return
+        try:
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    if "load" not in self._sample_columns():
+                        self.con.execute("ALTER TABLE samples ADD COLUMN load REAL")
+                    self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+        except sqlite3.OperationalError as e:
+            raise InputError(f"cannot upgrade {self.path} to dataset schema 2: {e}") from None
+        self._upgraded = True
 
     def _sample_columns(self) -> set[str]:
         return {r[1] for r in self.con.execute("PRAGMA table_info(samples)")}
@@ -180,6 +194,7 @@ class Dataset:
     # ---- samples -----------------------------------------------------------------------
     def add_sample(self, row: dict) -> None:
         """Insert one sample and commit it at once (a crash loses at most the one in flight)."""
+        self.upgrade()
         values = [_cell(row.get(c)) for c in SAMPLE_COLUMNS]
         with self.con:
             self.con.execute(
@@ -200,11 +215,13 @@ class Dataset:
         if "load" not in df:  # a schema-1 file, read as it is
             df["load"] = np.nan
         df["load"] = df["load"].astype(float)
+        df = df[[*SAMPLE_COLUMNS, "created_at"]]  # one order, new or upgraded file
         df["alphas"] = df["alphas"].map(json.loads)
         df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
         return df
 
     def sample(self, index: int) -> dict:
+        """One sample as a dict (``load`` is None where unknown; NaN in :meth:`samples`)."""
         df = pd.read_sql_query(
             "SELECT * FROM samples WHERE sample_index = ?", self.con, params=(index,)
         )
