@@ -67,6 +67,7 @@ def test_rows_of_the_seed_rule_have_no_load(tmp_path):
     run_measurement(db, tiny_config(measure=seed_rule), 2)
     with Dataset.open(db) as ds:
         assert ds.samples()["load"].isna().all()
+        assert ds.sample(0)["load"] is None
     info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
     assert info["load"] is None
 

@@ -212,10 +212,9 @@ class Dataset:
     def samples(self) -> pd.DataFrame:
         """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index."""
         df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
-        if "load" not in df:  # a schema-1 file, read as it is
-            df["load"] = np.nan
+        # one column order for new and upgraded files; a schema-1 file's missing load is NaN
+        df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
         df["load"] = df["load"].astype(float)
-        df = df[[*SAMPLE_COLUMNS, "created_at"]]  # one order, new or upgraded file
         df["alphas"] = df["alphas"].map(json.loads)
         df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
         return df
@@ -228,7 +227,8 @@ class Dataset:
         if df.empty:
             raise InputError(f"no sample with id {index} in {self.path}")
         row = df.iloc[0].to_dict()
-        row.setdefault("load", None)
+        load = row.get("load")
+        row["load"] = None if load is None or np.isnan(load) else float(load)
         row["alphas"] = json.loads(row["alphas"])
         row["trace"] = json.loads(row["trace"]) if isinstance(row["trace"], str) else None
         return row
