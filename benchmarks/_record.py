@@ -12,13 +12,13 @@ from lenna.measure.fingerprint import describe, fingerprint
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def record(title: str, fingerprint: dict, body: str) -> None:
-    """Append one dated section; ``body`` is Markdown (tables, notes)."""
+def record(title: str, fp: dict, body: str) -> None:
+    """Append one dated section; ``fp`` is the machine's fingerprint, ``body`` Markdown."""
     rev = _revision()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = "# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n"
     text = RESULTS.read_text() if RESULTS.exists() else head
-    text += f"\n## {title} — {stamp}, commit {rev}\n\nMachine: {describe(fingerprint)}\n\n"
+    text += f"\n## {title} — {stamp}, commit {rev}\n\nMachine: {describe(fp)}\n\n"
     text += body.rstrip() + "\n"
     RESULTS.write_text(text)
 
@@ -42,13 +42,13 @@ def _revision() -> str:
     return rev + ("+uncommitted" if dirty else "")
 
 
-def publish(title: str, fingerprint: dict, lines: list[str], save: bool = True) -> None:
+def publish(title: str, fp: dict, lines: list[str], save: bool = True) -> None:
     """Print a benchmark's figures and, unless ``save`` is false (``--no-record``), append
     them to RESULTS.md: every script ends this way."""
     body = "\n".join(lines)
     print(body)
     if save:
-        record(title, fingerprint, body)
+        record(title, fp, body)
 
 
 def publish_cpu(title: str, args: argparse.Namespace, lines: list[str]) -> None:
