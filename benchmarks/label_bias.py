@@ -1,0 +1,163 @@
+"""Are normalised labels "the block alone at the calibrated speed"? Each reference's bias.
+
+A normalised label is the block's time over its reference's, the two timed pass by pass in
+turn, times the reference's calibrated time. The calibrated speed itself is defined on
+back-to-back passes (``Z0``: the primary reference's 10th percentile of min-of-3 times; an
+anchor's ratio: the same for the anchor over the primary). A pass that follows another
+block's pass runs in that block's cache footprint, so "block / reference" in turns need not
+equal the ratio of the two alone. This script measures that, on one-hot blocks (one fixed
+path: no path variance, so "the block alone" is well defined), normal and reduction, 32×32,
+channels spanning all three anchors:
+
+- ``alone``: the block's own calibrated time, found exactly as an anchor's ratio is
+  (:func:`~lenna.measure.reference.calibrate_ratio` against the primary: back-to-back passes,
+  alternating half-second windows), times ``Z0``;
+- ``matched`` / ``single``: the default rule's label, the block timed alongside its matched
+  anchor / the 16×16 primary.
+
+bias = label / alone − 1. Every block is visited twice (two rounds; the three measurements'
+order rotates), so the round-to-round change of a bias shows how much of it is noise.
+
+    python benchmarks/label_bias.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lenna
+from lenna.measure.block_measure import measure_block
+from lenna.measure.config import MeasureConfig
+from lenna.measure.reference import (
+    anchor_for,
+    anchor_key,
+    anchor_ratios,
+    calibrate_ratio,
+    reference_for,
+)
+from lenna.measure.sampler import Sampler
+from lenna.measure.timer import Timer
+from lenna.space import Block
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _record import publish_cpu
+
+CHANNELS = (8, 11, 16, 23, 32, 45, 64, 90, 128)
+RESOLUTION = 32
+
+
+class Alone:
+    """A one-hot block timed on its own, shaped like a reference (``time_s``), so it can be
+    calibrated against the primary exactly as an anchor is."""
+
+    def __init__(self, space: lenna.SearchSpace, block_type: str, channels: int, alphas, seed: int):
+        torch.manual_seed(seed)  # as measure_block builds it: weights, then inputs
+        self.block = Block(space, block_type, channels, "gated", alphas).eval()
+        shape = (1, channels, RESOLUTION, RESOLUTION)
+        self.inputs = tuple(torch.randn(shape) for _ in range(space.num_inputs))
+        self.timer = Timer("cpu")
+        with torch.inference_mode():
+            self.block.reset_gates(torch.Generator().manual_seed(seed))  # one-hot: one path
+            for _ in range(3):
+                self.block(*self.inputs)
+
+    @torch.inference_mode()
+    def time_s(self) -> float:
+        return self.timer(lambda: self.block(*self.inputs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    space = lenna.get_space("lenna")
+    torch.set_num_threads(args.threads)
+    configs = {
+        name: MeasureConfig(threads=args.threads, batch=1, reference=name)
+        for name in ("matched", "single")
+    }
+    t0 = time.perf_counter()
+    z0 = reference_for(space).calibrate()
+    ratios = anchor_ratios(space, configs["matched"])
+    calib_s = time.perf_counter() - t0
+    primary = reference_for(space)
+    sampler = Sampler(space, seed=args.seed)
+    blocks = [
+        (bt, c, sampler.alphas(np.random.default_rng([args.seed, i]), bt, "onehot"))
+        for i, (bt, c) in enumerate((bt, c) for bt in ("normal", "reduction") for c in CHANNELS)
+    ]
+    methods = ("alone", "matched", "single")
+    ms = {m: np.zeros((2, len(blocks))) for m in methods}
+    for rep in range(2):
+        for b, (bt, c, alphas) in enumerate(blocks):
+            seed = 100 * b + rep
+            for j in range(3):
+                method = methods[(b + rep + j) % 3]
+                if method == "alone":
+                    alone = Alone(space, bt, c, alphas, seed)
+                    ms[method][rep, b] = calibrate_ratio(alone, primary) * z0
+                else:
+                    m = measure_block(
+                        space, bt, c, RESOLUTION, alphas, configs[method], seed, z0, ratios
+                    )
+                    ms[method][rep, b] = m.latency_ms
+            print(
+                f"[{rep + 1}/2 {b + 1}/{len(blocks)}] {bt:9s} C={c:3d} "
+                + "  ".join(f"{k}: {v[rep, b]:.3f}" for k, v in ms.items()),
+                flush=True,
+            )
+    bias = {m: (ms[m] / ms["alone"] - 1) * 100 for m in ("matched", "single")}
+    anchors = [anchor_key(anchor_for(c, RESOLUTION)) for _, c, _ in blocks]
+    lines = [
+        f"{len(blocks)} one-hot blocks (lenna, normal and reduction, 32×32, C "
+        f"{', '.join(map(str, CHANNELS))}; batch 1, {args.threads} "
+        f"thread{'s' if args.threads != 1 else ''}), two rounds. Z0 = {z0:.3f} ms, anchors "
+        + ", ".join(f"{k} ×{r:.3f}" for k, r in ratios.items())
+        + f", calibrated once in {calib_s:.1f} s. Bias = label / alone − 1 (mean of the rounds; "
+        "in brackets: how much it changed between the rounds).",
+        "",
+        "| block | C | matched anchor | alone ms | `matched` bias | `single` bias |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b, (bt, c, _) in enumerate(blocks):
+        cells = [
+            f"{bias[m][:, b].mean():+.1f} % ({abs(np.diff(bias[m][:, b])[0]):.1f})"
+            for m in ("matched", "single")
+        ]
+        lines.append(
+            f"| {bt} | {c} | {anchors[b]} | {ms['alone'][:, b].mean():.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    head = " | ".join(f"blocks at anchor {k}" for k in ratios)
+    lines += ["", f"| reference | {head} | all |"]
+    lines.append("|---|" + "---|" * (len(ratios) + 1))
+    for m in ("matched", "single"):
+        mean = bias[m].mean(axis=0)
+        groups = [np.median(mean[[a == k for a in anchors]]) for k in ratios]
+        lines.append(
+            f"| `{m}` median bias | "
+            + " | ".join(f"{g:+.1f} %" for g in groups)
+            + f" | {np.median(mean):+.1f} % |"
+        )
+    noise = {m: np.median(np.abs(np.diff(bias[m], axis=0))) for m in bias}
+    alone_rr = np.median(np.abs(np.diff(np.log(ms["alone"]), axis=0))) * 100
+    lines += [
+        "",
+        "Round-to-round median |Δ|: `alone` "
+        f"{alone_rr:.2f} %, `matched` bias {noise['matched']:.2f} points, `single` bias "
+        f"{noise['single']:.2f} points.",
+    ]
+    publish_cpu("label_bias", args, lines)
+
+
+if __name__ == "__main__":
+    main()
