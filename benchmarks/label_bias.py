@@ -15,8 +15,14 @@ channels spanning all three anchors:
 - ``matched`` / ``single``: the default rule's label, the block timed alongside its matched
   anchor / the 16×16 primary.
 
-bias = label / alone − 1. Every block is visited twice (two rounds; the three measurements'
-order rotates), so the round-to-round change of a bias shows how much of it is noise.
+bias = label / alone − 1; ``Z0`` cancels out of it (both sides are in its units). Every block
+is visited twice (two rounds; the three measurements' order rotates; each visit builds the
+block afresh, with new weights and inputs, as a dataset's rows are built), so the
+round-to-round change of a bias shows how much of it is noise. The anchors' ratios are
+calibrated once, so an error in one is shared by all its blocks and both rounds: it moves
+that anchor's median bias and does not show as noise. The two sides also summarise their
+passes differently (a label: the mean of per-reset min-of-3 ratios; ``alone``: a ratio of
+10th percentiles), which can add an offset of its own.
 
     python benchmarks/label_bias.py --threads 1
 """
@@ -122,7 +128,7 @@ def main() -> None:
         f"thread{'s' if args.threads != 1 else ''}), two rounds. Z0 = {z0:.3f} ms, anchors "
         + ", ".join(f"{k} ×{r:.3f}" for k, r in ratios.items())
         + f", calibrated once in {calib_s:.1f} s. Bias = label / alone − 1 (mean of the rounds; "
-        "in brackets: how much it changed between the rounds).",
+        "in brackets: how many points it changed between the rounds).",
         "",
         "| block | C | matched anchor | alone ms | `matched` bias | `single` bias |",
         "|---|---|---|---|---|---|",

@@ -22,11 +22,13 @@ nearest to it in log(C·H) (:data:`ANCHORS`); an anchor's calibrated time is ``Z
 speed ratio to the primary, calibrated on interleaved passes (:func:`anchor_ratios`) and
 stored with the dataset, so one scalar ``Z0`` still defines the dataset's speed.
 
-Known bias (``single``, less so ``matched``): each reference pass follows a pass of the
-block, whose cache footprint slows it a little more after a large block than after a small
-one, while ``Z0`` is calibrated on back-to-back passes; the effect is deterministic (it does
-not hurt repeatability) but makes large blocks' labels somewhat lower than "block alone at the
-calibrated speed".
+Known bias (``single``, less so ``matched``): labels are not exactly "the block alone at the
+calibrated speed" (``benchmarks/label_bias.py``, one-hot blocks, 1 thread: with the single
+reference −2 % to −15 % by size, per-anchor medians; matched anchors a median −2.4 %, per
+block −8 % to +1 %). A likely cause, not measured: each reference pass follows a pass of the
+block, whose cache footprint slows it more after a large block than after a small one, while
+``Z0`` is calibrated on back-to-back passes. The offset is systematic (it hardly hurts
+repeatability) but shifts labels against a block timed alone.
 """
 
 from __future__ import annotations
