@@ -161,6 +161,15 @@ def main() -> None:
         "Round-to-round median |Δ|: `alone` "
         f"{alone_rr:.2f} %, `matched` bias {noise['matched']:.2f} points, `single` bias "
         f"{noise['single']:.2f} points.",
+        # is a block's offset its own? Compare the blocks' spread with the noise of a two-round
+        # mean: two rounds of SD σ differ by a median 0.674·σ·√2, and their mean has SD σ/√2
+        "Spread of the blocks' biases (SD across blocks) against the noise of a two-round "
+        "mean (median |Δ| / (2 · 0.674)): "
+        + ", ".join(
+            f"`{m}` {bias[m].mean(axis=0).std(ddof=1):.2f} against {noise[m] / (2 * 0.674):.2f}"
+            for m in bias
+        )
+        + " points.",
     ]
     publish_cpu("label_bias", args, lines)
 
