@@ -111,10 +111,10 @@ def main() -> None:
                     alone = Alone(space, bt, c, alphas, seed)
                     ms[method][rep, b] = calibrate_ratio(alone, primary) * z0
                 else:
-                    m = measure_block(
+                    label = measure_block(
                         space, bt, c, RESOLUTION, alphas, configs[method], seed, z0, ratios
                     )
-                    ms[method][rep, b] = m.latency_ms
+                    ms[method][rep, b] = label.latency_ms
             print(
                 f"[{rep + 1}/2 {b + 1}/{len(blocks)}] {bt:9s} C={c:3d} "
                 + "  ".join(f"{k}: {v[rep, b]:.3f}" for k, v in ms.items()),
