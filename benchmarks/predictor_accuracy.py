@@ -8,7 +8,7 @@ to the median wall time of measuring one sample. Appends everything to RESULTS.m
 
     python benchmarks/predictor_accuracy.py --data benchmarks/data/lenna.db benchmarks/data/darts.db
     python benchmarks/predictor_accuracy.py --data D.db --models lut additive:edge_scale=shaped
-    python benchmarks/predictor_accuracy.py --data D.db --models lut additive additive:align=0 \
+    python benchmarks/predictor_accuracy.py --data D.db --models lut additive additive:align=0 \\
         --seed 1 --no-figure            # another split, an ablation, the figures left alone
 
 A model is ``kind`` or ``kind:name=value,...`` (hyperparameters; numbers or words).

@@ -32,3 +32,18 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_anchor(monkeypatch):
+    """A second anchor the tiny test blocks (C 2–4 at 8×8) are nearest to, with its own fake
+    ratio, so matched-reference code paths run on fast blocks."""
+    monkeypatch.setattr(reference_mod, "ANCHORS", ((16, 16), (3, 8)))
+    calls = []
+
+    def fake_ratio(anchor, primary, *a, **k):
+        calls.append(anchor.size)
+        return 0.5 + len(calls)
+
+    monkeypatch.setattr(reference_mod, "calibrate_ratio", fake_ratio)
+    return calls

@@ -339,21 +339,6 @@ def test_real_anchor_ratios_are_calibrated_once_and_restore_threads(monkeypatch)
     assert torch.get_num_threads() == 1
 
 
-@pytest.fixture
-def tiny_anchor(monkeypatch):
-    """A second anchor the tiny test blocks (C 2–4 at 8×8) are nearest to, with its own fake
-    ratio, so matched-reference code paths run on fast blocks."""
-    monkeypatch.setattr(reference_mod, "ANCHORS", ((16, 16), (3, 8)))
-    calls = []
-
-    def fake_ratio(anchor, primary, *a, **k):
-        calls.append(anchor.size)
-        return 0.5 + len(calls)
-
-    monkeypatch.setattr(reference_mod, "calibrate_ratio", fake_ratio)
-    return calls
-
-
 def test_anchors_in_range_are_the_ones_a_config_can_reach():
     in_range = reference_mod.anchors_in_range
     assert in_range((2, 4), (8,)) == [(16, 16)]

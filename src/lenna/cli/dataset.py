@@ -12,6 +12,7 @@ from rich.console import Console
 from lenna.errors import InputError
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
+from lenna.measure.ratio_check import CHECKS_KEY
 from lenna.measure.store import Dataset
 
 dataset_app = typer.Typer(help="Inspect and export measured datasets.", no_args_is_help=True)
@@ -41,6 +42,7 @@ def dataset_summary(ds: Dataset) -> dict:
         "load": _load_summary(df),
         "reference_ms": meta.get("reference_ms"),
         "reference_ratios": meta.get("reference_ratios"),
+        "reference_ratio_checks": meta.get(CHECKS_KEY, []),
     }
 
 
@@ -81,6 +83,16 @@ def info_cmd(
             f"labels normalised ({m.get('reference', 'single')} reference) to the reference "
             f"block's calibrated time {info['reference_ms']:.3f} ms"
             + "".join(f", anchor {k} ×{r:.3f}" for k, r in (info["reference_ratios"] or {}).items())
+        )
+    for check in info["reference_ratio_checks"]:
+        stored = info["reference_ratios"] or {}
+        c.print(
+            f"anchor check after {check['rows']} rows: "
+            + ", ".join(
+                f"{k} ×{r:.3f} ({r / stored[k] - 1:+.1%})"
+                for k, r in check["ratios"].items()
+                if k in stored
+            )
         )
     if info["latency_ms"]:
         lat = info["latency_ms"]

@@ -144,7 +144,8 @@ def measure_cmd(
     drift_every: int = typer.Option(
         None,
         "--drift-every",
-        help="Re-measure the control sample every K rows (default: 50); 0: off.",
+        help="Re-measure the control sample every K rows (default: 50), and check the "
+        "anchors' ratios at the end of a run of at least K rows; 0: off.",
     ),
     trace: bool = typer.Option(
         False, "--trace", help="Keep per-reset values (for `lenna plot convergence`)."

@@ -1,4 +1,5 @@
-"""A measuring run: sample → measure → commit, resumable, with a drift guard.
+"""A measuring run: sample → measure → commit, resumable, with a drift guard (a control
+sample every K rows and, with matched references, an end-of-run check of the anchors' ratios).
 
 The run is a pure function of (space, sampler config, measurement config, N): sample ``i``
 is always the same block, so a run interrupted at any point (Ctrl-C, SIGTERM, ``kill -9``)
@@ -21,6 +22,7 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.ratio_check import Calibrate, check_ratios, ratio_warning
 from lenna.measure.reference import (
     anchor_key,
     anchors_in_range,
@@ -134,9 +136,6 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         )
     ds.add_fingerprint(fp)
     return ds
-
-
-Calibrate = Callable[[bool, list[tuple[int, int]]], tuple[float | None, dict[str, float]]]
 
 
 def local_calibrate(space: SearchSpace, m: MeasureConfig) -> Calibrate:
@@ -279,7 +278,8 @@ def run_measurement(
         todo = _missing_indices(have, n)
         if not todo:
             return len(have)
-        z0, ratios = dataset_calibration(ds, cfg, local_calibrate(space, m))
+        calibrate = local_calibrate(space, m)
+        z0, ratios = dataset_calibration(ds, cfg, calibrate)
         base = ds.meta.get("drift_baseline_ms")
         if cfg.drift_every and base is None:
             base = control_measurement(space, cfg, z0, ratios).latency_ms
@@ -306,6 +306,10 @@ def run_measurement(
                         "are flagged (drift_flag = 1)"
                     )
                 since_check = []
+        if cfg.drift_every and ratios and len(todo) >= cfg.drift_every:
+            anchors = anchors_in_range(cfg.channels, cfg.resolutions)
+            for key, stored, now in check_ratios(ds, calibrate, anchors, ds.count()):
+                warn(ratio_warning(key, stored, now))
         return ds.count()
 
 
