@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from rich.console import Console
 from lenna.errors import InputError
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
-from lenna.measure.ratio_check import CHECKS_KEY
+from lenna.measure.ratio_check import CHECKS_KEY, RATIO_TOLERANCE, relative_change
 from lenna.measure.store import Dataset
 
 dataset_app = typer.Typer(help="Inspect and export measured datasets.", no_args_is_help=True)
@@ -84,16 +85,9 @@ def info_cmd(
             f"block's calibrated time {info['reference_ms']:.3f} ms"
             + "".join(f", anchor {k} ×{r:.3f}" for k, r in (info["reference_ratios"] or {}).items())
         )
+    stored = info["reference_ratios"] or {}
     for check in info["reference_ratio_checks"]:
-        stored = info["reference_ratios"] or {}
-        c.print(
-            f"anchor check after {check['rows']} rows: "
-            + ", ".join(
-                f"{k} ×{r:.3f} ({r / stored[k] - 1:+.1%})"
-                for k, r in check["ratios"].items()
-                if k in stored
-            )
-        )
+        c.print(f"anchor check with {check['rows']} rows in the file: " + _moves(check, stored))
     if info["latency_ms"]:
         lat = info["latency_ms"]
         c.print(
@@ -107,6 +101,16 @@ def info_cmd(
             f"calibration): median {ld['median']:.2f}×, 10th–90th percentile "
             f"{ld['p10']:.2f}–{ld['p90']:.2f}× over {ld['rows']} rows"
         )
+
+
+def _moves(check: dict, stored: dict) -> str:
+    """A check's ratios against the stored ones; beyond the tolerance in bold."""
+    parts = []
+    for key, now in check.get("ratios", {}).items():
+        rel = relative_change(stored.get(key), now)
+        text = f"{key} ×{now:.3f} ({'n/a' if math.isnan(rel) else f'{rel:+.1%}'} vs stored)"
+        parts.append(f"[bold]{text}[/]" if abs(rel) > RATIO_TOLERANCE else text)
+    return ", ".join(parts) or "no anchors"
 
 
 @dataset_app.command("export")

@@ -144,8 +144,9 @@ def measure_cmd(
     drift_every: int = typer.Option(
         None,
         "--drift-every",
-        help="Re-measure the control sample every K rows (default: 50), and check the "
-        "anchors' ratios at the end of a run of at least K rows; 0: off.",
+        help="Re-measure the control sample every K rows (default: 50); at the end, "
+        "calibrate the anchors' ratios again if K rows or more were added since the last "
+        "check (matched references, not with --ray); 0: off.",
     ),
     trace: bool = typer.Option(
         False, "--trace", help="Keep per-reset values (for `lenna plot convergence`)."
@@ -219,6 +220,9 @@ def measure_cmd(
                     trace=trace,
                     on_sample=on_sample,
                     on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                    on_check=lambda: bar.update(
+                        task, description="checking the anchors' ratios (seconds)", last=""
+                    ),
                 )
         except Interrupted as e:
             bar.stop()

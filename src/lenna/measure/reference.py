@@ -51,6 +51,9 @@ CHANNELS, RESOLUTION, SEED = 16, 16, 0
 # (channels, resolution) of the reference blocks; the first is the primary, whose time is Z0
 ANCHORS: tuple[tuple[int, int], ...] = ((CHANNELS, RESOLUTION), (32, 32), (64, 32))
 
+# how a dataset gets calibrated: (need Z0, anchors) -> (Z0 or None, the anchors' ratios)
+Calibrate = Callable[[bool, list[tuple[int, int]]], tuple[float | None, dict[str, float]]]
+
 
 class Reference:
     """A fixed gated block on ``device``, ready to be timed between a path's passes."""

@@ -22,8 +22,9 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.ratio_check import Calibrate, check_ratios, ratio_warning
+from lenna.measure.ratio_check import anchors_due, check_ratios, ratio_warning
 from lenna.measure.reference import (
+    Calibrate,
     anchor_key,
     anchors_in_range,
     calibrate_for,
@@ -263,54 +264,73 @@ def run_measurement(
     trace: bool = False,
     on_sample: Callable[[dict, int], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_check: Callable[[], None] | None = None,
     fp: dict | None = None,
 ) -> int:
-    """Measure until ``path`` holds ``n`` samples; returns the number of rows stored."""
+    """Measure until ``path`` holds ``n`` samples, then check the anchors' ratios if due
+    (``on_check()`` first: it takes seconds); returns the number of rows stored."""
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
     space = get_space(cfg.space)
-    sampler = cfg.sampler()
     m = cfg.measure
     fp = fp or fingerprint(m.device, m.threads, m.dtype, m.batch)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
-        have = ds.indices()
-        todo = _missing_indices(have, n)
-        if not todo:
-            return len(have)
         calibrate = local_calibrate(space, m)
-        z0, ratios = dataset_calibration(ds, cfg, calibrate)
-        base = ds.meta.get("drift_baseline_ms")
-        if cfg.drift_every and base is None:
-            base = control_measurement(space, cfg, z0, ratios).latency_ms
-            ds.set_meta("drift_baseline_ms", base)
-        since_check: list[int] = []
-        for index in todo:
-            spec = sampler(index)
-            meas = measure_sample(space, cfg, spec, index, z0, ratios)
-            row = sample_row(meas, index, spec.regime, m.batch, fp["hash"], trace)
-            ds.add_sample(row)
-            since_check.append(index)
-            count = ds.count()
-            if on_sample:
-                on_sample(row, count)
-            if cfg.drift_every and len(since_check) >= cfg.drift_every:
-                ctrl = control_measurement(space, cfg, z0, ratios).latency_ms
-                rel = (ctrl - base) / base
-                flagged = abs(rel) > DRIFT_TOLERANCE
-                ds.add_drift(count, ctrl, rel, since_check if flagged else [])
-                if flagged:
-                    warn(
-                        f"drift: the control sample moved {rel:+.1%} from its first value "
-                        f"({ctrl:.3f} vs {base:.3f} ms); the last {len(since_check)} rows "
-                        "are flagged (drift_flag = 1)"
-                    )
-                since_check = []
-        if cfg.drift_every and ratios and len(todo) >= cfg.drift_every:
-            anchors = anchors_in_range(cfg.channels, cfg.resolutions)
-            for key, stored, now in check_ratios(ds, calibrate, anchors, ds.count()):
-                warn(ratio_warning(key, stored, now))
+        todo = _missing_indices(ds.indices(), n)
+        if todo:
+            _measure_rows(ds, cfg, todo, calibrate, fp["hash"], trace, on_sample, warn)
+        # a check cut short (Ctrl-C) is still due when the same command is run again
+        anchors = anchors_due(
+            ds, anchors_in_range(cfg.channels, cfg.resolutions), cfg.drift_every, fp["hash"]
+        )
+        if anchors and on_check:
+            on_check()
+        for key, stored, now in check_ratios(ds, calibrate, anchors, fp["hash"]):
+            warn(ratio_warning(key, stored, now))
         return ds.count()
+
+
+def _measure_rows(
+    ds: Dataset,
+    cfg: RunConfig,
+    todo: list[int],
+    calibrate: Calibrate,
+    fp_hash: str,
+    trace: bool,
+    on_sample: Callable[[dict, int], None] | None,
+    warn: Callable[[str], None],
+) -> None:
+    """Measure and commit samples ``todo`` one by one, with the drift guard's control every
+    ``cfg.drift_every`` rows."""
+    space, sampler, m = get_space(cfg.space), cfg.sampler(), cfg.measure
+    z0, ratios = dataset_calibration(ds, cfg, calibrate)
+    base = ds.meta.get("drift_baseline_ms")
+    if cfg.drift_every and base is None:
+        base = control_measurement(space, cfg, z0, ratios).latency_ms
+        ds.set_meta("drift_baseline_ms", base)
+    since_check: list[int] = []
+    for index in todo:
+        spec = sampler(index)
+        meas = measure_sample(space, cfg, spec, index, z0, ratios)
+        row = sample_row(meas, index, spec.regime, m.batch, fp_hash, trace)
+        ds.add_sample(row)
+        since_check.append(index)
+        count = ds.count()
+        if on_sample:
+            on_sample(row, count)
+        if cfg.drift_every and len(since_check) >= cfg.drift_every:
+            ctrl = control_measurement(space, cfg, z0, ratios).latency_ms
+            rel = (ctrl - base) / base
+            flagged = abs(rel) > DRIFT_TOLERANCE
+            ds.add_drift(count, ctrl, rel, since_check if flagged else [])
+            if flagged:
+                warn(
+                    f"drift: the control sample moved {rel:+.1%} from its first value "
+                    f"({ctrl:.3f} vs {base:.3f} ms); the last {len(since_check)} rows "
+                    "are flagged (drift_flag = 1)"
+                )
+            since_check = []
 
 
 def _missing_indices(have: set[int], n: int) -> list[int]:
