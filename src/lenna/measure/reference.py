@@ -27,8 +27,9 @@ calibrated speed" (``benchmarks/label_bias.py``, one-hot blocks, 1 thread: with 
 reference −2 % to −15 % by size, per-anchor medians; matched anchors a median −2.4 %, per
 block −8 % to +1 %). A likely cause, not measured: each reference pass follows a pass of the
 block, whose cache footprint slows it more after a large block than after a small one, while
-``Z0`` is calibrated on back-to-back passes. The offset is systematic (it hardly hurts
-repeatability) but shifts labels against a block timed alone.
+``Z0`` is calibrated on back-to-back passes. How a label summarises its passes is not the
+cause (the same passes summarised as ``alone`` is agree to a median 0.0 %). The offset is
+systematic (it hardly hurts repeatability) but shifts labels against a block timed alone.
 """
 
 from __future__ import annotations
