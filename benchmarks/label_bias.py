@@ -58,6 +58,7 @@ from lenna.measure.reference import (
     reference_for,
     time_paired,
 )
+from lenna.measure.rules import Estimate
 from lenna.measure.sampler import Sampler
 from lenna.measure.timer import Timer
 from lenna.space import Block
@@ -89,7 +90,7 @@ class Alone:
         return self.timer(lambda: self.block(*self.inputs))
 
 
-def low_quantile_label(estimate) -> float:
+def low_quantile_label(estimate: Estimate) -> float:
     """A label's passes summarised as ``alone`` is: the anchor's calibrated time × the 10th
     percentile of the block's per-reset min-of-3 times over the anchor's (a stored value is
     block / anchor × the anchor's calibrated time, so the block's time is value × anchor /
@@ -111,15 +112,15 @@ def alternating(alone: Alone, primary: Reference, z0: float, window_s: float = 1
     return float(z0 * np.quantile(ys, 0.1) / np.quantile(zs, 0.1))
 
 
-def _range(values: np.ndarray) -> str:
-    return f"{values.min():+.1f} % to {values.max():+.1f} %"
-
-
 def _median_and_range(ratios: np.ndarray) -> str:
     """Ratios of two measurements (rounds × blocks): the median over all as a change, and
     the range of the blocks' two-round means."""
     change = (ratios - 1) * 100
-    return f"{np.median(change):+.1f} % (per block {_range(change.mean(axis=0))})"
+    per_block = change.mean(axis=0)
+    return (
+        f"{np.median(change):+.1f} % (per block {per_block.min():+.1f} % to "
+        f"{per_block.max():+.1f} %)"
+    )
 
 
 def main() -> None:
@@ -212,8 +213,8 @@ def main() -> None:
         + ".",
         # the statistic alone: both summaries of the very same passes
         "`matched` over `matched q10` (the same passes, two statistics): median "
-        f"{np.median(ms['matched'] / ms['matched q10'] - 1) * 100:+.1f} % (per block, mean of "
-        "the rounds: " + _range((ms["matched"] / ms["matched q10"] - 1).mean(axis=0) * 100) + ").",
+        + _median_and_range(ms["matched"] / ms["matched q10"])
+        + ".",
         # the context split: turns without resets, then (at the primary, no ratio involved)
         # the resets on top
         "`alternating` over `alone` (turns with the primary, no resets): median "
