@@ -7,6 +7,8 @@ measurement (the fast rule, tiny blocks) where the point is that real rows come 
 from __future__ import annotations
 
 import builtins
+import re
+import signal
 import sqlite3
 
 import pytest
@@ -16,7 +18,8 @@ from typer.testing import CliRunner
 from lenna.cli import app
 from lenna.errors import InputError
 from lenna.measure.fleet import INSTALL, RESOURCE, require_ray, run_fleet_measurement
-from lenna.measure.runner import run_measurement
+from lenna.measure.ratio_check import CHECKS_KEY
+from lenna.measure.runner import Interrupted, run_measurement
 from lenna.measure.store import Dataset
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'lenna[ray]'")
@@ -101,6 +104,130 @@ def test_a_killed_actor_loses_nothing(cluster, tmp_path):
     )
     assert killed and total == 12
     assert indices(db) == list(range(12))
+
+
+def per_device_run(db, n, cfg, **kw):
+    """A fleet run of ``n`` rows; returns (sample indices per device, warnings)."""
+    per_device: dict[str, list[int]] = {}
+    warnings: list[str] = []
+    run_fleet_measurement(
+        db,
+        cfg,
+        n,
+        "local",
+        on_sample=lambda row, count, dev: per_device.setdefault(dev, []).append(
+            row["sample_index"]
+        ),
+        on_warning=warnings.append,
+        **kw,
+    )
+    return per_device, warnings
+
+
+def drift_rows(db) -> tuple[list[tuple], list[int]]:
+    con = sqlite3.connect(db)
+    try:
+        checks = con.execute("SELECT after_samples, rel_change, flagged FROM drift").fetchall()
+        flagged = [i for (i,) in con.execute("SELECT sample_index FROM samples WHERE drift_flag")]
+        return checks, sorted(flagged)
+    finally:
+        con.close()
+
+
+def far_baseline(db, cfg) -> None:
+    """The file alone, its drift baseline set so far off that every control is flagged."""
+    run_measurement(db, cfg, 0)
+    with Dataset.open(db) as ds:
+        ds.set_meta("drift_baseline_ms", 1e6)
+
+
+def test_each_device_runs_the_drift_guard_on_its_own_rows(cluster, tmp_path):
+    db = tmp_path / "d.db"
+    per_device, warnings = per_device_run(db, 7, tiny_config(drift_every=2))
+    with Dataset.open(db) as ds:
+        assert ds.meta["drift_baseline_ms"] > 0  # measured once, on the first device
+    checks, flagged = drift_rows(db)
+    # a control after every 2 rows *of one device*: 7 rows on 2 devices give 3 controls
+    counts = [len(v) for v in per_device.values()]
+    assert sum(counts) == 7 and len(checks) == sum(k // 2 for k in counts) == 3
+    assert len(flagged) == 2 * sum(f for *_, f in checks) == 2 * len(warnings)
+
+
+def test_a_control_far_from_the_baseline_flags_that_devices_rows(cluster, tmp_path):
+    db = tmp_path / "d.db"
+    cfg = tiny_config(drift_every=2)
+    far_baseline(db, cfg)
+    per_device, warnings = per_device_run(db, 5, cfg)
+    checks, flagged = drift_rows(db)
+    assert len(checks) == 2  # 5 rows: 4 + 1 or 3 + 2, so two controls
+    assert all(f == 1 and rel < -0.99 for _, rel, f in checks)
+    # each control flags the 2 rows its device measured before it, no other device's
+    covered = sorted(i for rows in per_device.values() for i in rows[: len(rows) // 2 * 2])
+    assert flagged == covered and len(flagged) == 4
+    assert len(warnings) == 2
+    assert all(re.search(r"on device \d: .*the last 2 rows on device \d", w) for w in warnings)
+    with Dataset.open(db) as ds:  # the stored baseline was used, not replaced
+        assert ds.meta["drift_baseline_ms"] == 1e6
+
+
+def test_only_real_devices_of_a_mixed_fleet_run_the_drift_guard(cluster, tmp_path):
+    db = tmp_path / "d.db"
+    cfg = tiny_config(drift_every=2)
+    far_baseline(db, cfg)
+    # the simulated device sleeps 1.5 s a row, so the real one (tiny blocks) measures most
+    per_device, warnings = per_device_run(db, 6, cfg, simulate_s=[None, 1.5], allow_mixed=True)
+    real = per_device.get("device 0", [])
+    checks, flagged = drift_rows(db)
+    assert len(real) >= 2 and len(per_device["device 1"]) >= 1
+    assert len(checks) == len(real) // 2 and flagged == sorted(real[: len(real) // 2 * 2])
+    assert all("device 0" in w for w in warnings) and len(warnings) == len(checks)
+
+
+def test_the_fleet_ends_with_the_anchor_check_on_a_device(cluster, tmp_path, monkeypatch):
+    """With a second anchor in range and its stored ratio far off, the check (on a real
+    device, after the rows) keeps its calibration and warns."""
+    import lenna.measure.reference as reference_mod
+
+    db = tmp_path / "d.db"
+    cfg = tiny_config(drift_every=2)
+    run_measurement(db, cfg, 0)
+    monkeypatch.setattr(reference_mod, "ANCHORS", ((16, 16), (3, 8)))  # on the driver only
+    with Dataset.open(db) as ds:
+        ds.set_meta("reference_ms", 1.0)
+        ds.set_meta("reference_ratios", {"16x16": 1.0, "3x8": 1000.0})
+    checked: list[int] = []
+    warnings: list[str] = []
+    run_fleet_measurement(
+        db,
+        cfg,
+        2,
+        "local",
+        on_warning=warnings.append,
+        on_check=lambda: checked.append(1),
+    )
+    with Dataset.open(db) as ds:
+        (entry,) = ds.meta[CHECKS_KEY]
+        assert entry["rows"] == 2 and entry["fingerprint"] == ds.meta["fingerprint"]["hash"]
+        assert 0 < entry["ratios"]["3x8"] < 1000.0
+        assert ds.meta["reference_ratios"]["3x8"] == 1000.0  # labels' ratio is not changed
+    assert checked == [1]
+    assert any(w.startswith("anchor 3x8: ratio to the primary now") for w in warnings)
+
+
+def test_ctrl_c_on_the_driver_keeps_the_rows_and_resumes(cluster, tmp_path):
+    """Interrupted reaches the caller as itself (the CLI prints how to resume), with work
+    still in flight on the other device."""
+    db = tmp_path / "d.db"
+
+    def on_sample(row, n, dev):
+        if n == 2:
+            raise Interrupted(signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        run_fleet_measurement(db, tiny_config(), 6, "local", simulate_s=0.2, on_sample=on_sample)
+    assert len(indices(db)) == 2
+    assert run_fleet_measurement(db, tiny_config(), 6, "local", simulate_s=0.01) == 6
+    assert indices(db) == list(range(6))
 
 
 def test_devices_with_different_fingerprints_are_refused(cluster, tmp_path):

@@ -144,9 +144,9 @@ def measure_cmd(
     drift_every: int = typer.Option(
         None,
         "--drift-every",
-        help="Re-measure the control sample every K rows (default: 50); at the end, "
-        "calibrate the anchors' ratios again if K rows or more were added since the last "
-        "check (matched references, not with --ray); 0: off.",
+        help="Re-measure the control sample every K rows (on a fleet: every K rows of each "
+        "device; default: 50); at the end, calibrate the anchors' ratios again if K rows or "
+        "more were added since the last check (matched references); 0: off.",
     ),
     trace: bool = typer.Option(
         False, "--trace", help="Keep per-reset values (for `lenna plot convergence`)."
@@ -303,7 +303,16 @@ def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mix
         try:
             with stop_on_signals():
                 total = run_fleet_measurement(
-                    out, cfg, n, address, allow_mixed=allow_mixed, on_sample=on_sample
+                    out,
+                    cfg,
+                    n,
+                    address,
+                    allow_mixed=allow_mixed,
+                    on_sample=on_sample,
+                    on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                    on_check=lambda: bar.update(
+                        task, description="checking the anchors' ratios (seconds)", rate="", last=""
+                    ),
                 )
         except Interrupted as e:
             bar.stop()

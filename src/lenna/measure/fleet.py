@@ -7,6 +7,12 @@ items are sample indices of the seeded sampler: sample *i* is the same block whe
 measured, so a retried item can never become a duplicate row. An actor that dies has its
 item re-queued; the others go on.
 
+The drift guard runs per device: after every ``drift_every`` rows of its own, a device
+measures the control sample, which is compared with the dataset's one baseline (normalised,
+as every label is, to the calibrated speed), and only that device's rows since its last
+control are flagged. The anchor check runs at the end on the first live device whose
+fingerprint created the file.
+
 ``simulate_s`` replaces the timer with a calibrated sleep (for scaling benchmarks on a small
 machine); such rows carry a fingerprint marked ``simulated``.
 """
@@ -22,13 +28,18 @@ import numpy as np
 
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.ratio_check import anchors_due, check_ratios, ratio_warning
+from lenna.measure.reference import anchors_in_range
 from lenna.measure.runner import (
     RunConfig,
     _missing_indices,
+    control_measurement,
     dataset_calibration,
+    drift_baseline,
     local_calibrate,
     measure_sample,
     open_dataset,
+    record_control,
     sample_row,
 )
 from lenna.space import get_space
@@ -80,6 +91,15 @@ class Measurer:
         ``anchors`` (the dataset stores the first device's)."""
         m = self.cfg.measure
         return local_calibrate(get_space(self.cfg.space), m)(need_z0, anchors)
+
+    def control(
+        self, reference_ms: float | None = None, reference_ratios: dict[str, float] | None = None
+    ) -> float:
+        """The drift guard's control sample, measured on this device (ms)."""
+        cfg = self.cfg
+        return control_measurement(
+            get_space(cfg.space), cfg, reference_ms, reference_ratios
+        ).latency_ms
 
     def measure(
         self,
@@ -140,19 +160,23 @@ def run_fleet_measurement(
     simulate_s: float | list[float | None] | None = None,
     on_sample: Callable[[dict, int, str], None] | None = None,
     on_start: Callable[[list], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_check: Callable[[], None] | None = None,
     stats: dict | None = None,
 ) -> int:
     """Measure until ``path`` holds ``n`` samples, one actor per ``lenna_device`` slot.
 
     ``on_sample(row, count, device)`` after each commit; ``on_start(actors)`` once the actors
-    are up. ``simulate_s``: a sleep instead of the timer, one value for all actors or one per
-    actor. ``stats`` (if given) receives the driver's own seconds (dispatch + commit) and the
-    measuring wall time, for the scaling benchmark.
-    The drift guard is not run on a fleet (each device would need its own control). The
-    dataset's reference time ``Z0`` is calibrated once (on the first real device) and every
-    device normalises its labels to it: a device slower or faster than the first reports at
-    the dataset's speed, as far as block and reference scale alike on both (true for identical
-    machines; an assumption across different hardware, which needs ``--allow-mixed``). With
+    are up; ``on_warning(message)`` for the drift guard; ``on_check()`` before the anchor
+    check (it takes seconds). ``simulate_s``: a sleep instead of the timer, one value for all
+    actors or one per actor (simulated devices run no drift guard). ``stats`` (if given)
+    receives the driver's own seconds (dispatch + commit) and the measuring wall time, for the
+    scaling benchmark.
+    The dataset's reference time ``Z0`` and the drift guard's baseline are measured once (on
+    the first real device) and every device uses them: a device slower or faster than the
+    first reports at the dataset's speed, as far as block and reference scale alike on both
+    (true for identical machines; an assumption across different hardware, which needs
+    ``--allow-mixed``), and a device on which they do not is flagged by its controls. With
     matched references the anchors' ratios are calibrated and stored alongside ``Z0`` and
     every device uses them.
     """
@@ -179,80 +203,175 @@ def run_fleet_measurement(
             f"{', '.join(sorted(hashes))}); "
             "pass --allow-mixed to measure one dataset on all of them"
         )
-    driver_s = 0.0
-    with open_dataset(path, cfg, fps[0], allow_mixed) as ds:
-        for fp in fps[1:]:
-            ds.add_fingerprint(fp)
-        have = set(ds.indices())
-        todo = _missing_indices(have, n)
-        real = [a for a, s in zip(actors, sims * n_actors, strict=False) if not s]
-        z0, ratios = ds.meta.get("reference_ms"), ds.meta.get("reference_ratios")
-        if todo and real:
+    warn = on_warning or (lambda message: None)
+    try:
+        with open_dataset(path, cfg, fps[0], allow_mixed) as ds:
+            for fp in fps[1:]:
+                ds.add_fingerprint(fp)
+            real = [
+                (a, fp["hash"])
+                for i, (a, fp) in enumerate(zip(actors, fps, strict=True))
+                if not sims[i % len(sims)]
+            ]
+            fleet = _Fleet(ray, ds, cfg, actors, [a for a, _ in real], warn)
+            todo = _missing_indices(fleet.have, n)
+            if todo and real:
+                fleet.calibrate()
+            if on_start:
+                on_start(list(actors))
+            t_start = time.perf_counter()
+            fleet.run(todo, on_sample)
+            if stats is not None:
+                stats.update(
+                    driver_s=fleet.driver_s,
+                    actors=n_actors,
+                    measure_s=time.perf_counter() - t_start,
+                    rows=len(todo),
+                )
+            creator = ds.meta["fingerprint"]["hash"]
+            checker = [a for a, h in real if h == creator and any(a is b for b in fleet.live)]
+            if checker:
+                fleet.check_anchors(checker[0], creator, on_check)
+            return ds.count()
+    finally:
+        for a in actors:
+            ray.kill(a)
 
-            def on_first_device(need_z0: bool, anchors: list) -> tuple:
-                return ray.get(real[0].calibrate.remote(need_z0, anchors))
 
-            try:
-                z0, ratios = dataset_calibration(ds, cfg, on_first_device)
-            except ray.exceptions.RayActorError:
-                raise InputError(
-                    "the measuring actor died while calibrating the reference block; "
-                    "run the same command again"
-                ) from None
-        queue = list(reversed(todo))
-        in_flight: dict[Any, tuple[Any, int, str]] = {}
-        names = {id(a): f"device {i}" for i, a in enumerate(actors)}
-        live = list(actors)
+class _Fleet:
+    """The driver's bookkeeping for one run: the work queue, what each device has in flight,
+    and each device's rows since its last control."""
 
-        def dispatch(actor: Any) -> None:
-            if queue:
-                index = queue.pop()
-                ref = actor.measure.remote(index, z0, ratios)
-                in_flight[ref] = (actor, index, names[id(actor)])
+    def __init__(
+        self,
+        ray: Any,
+        ds: Any,
+        cfg: RunConfig,
+        actors: list,
+        real: list,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.ray, self.ds, self.cfg, self.real, self.warn = ray, ds, cfg, real, warn
+        self.live = list(actors)
+        self.names = {id(a): f"device {i}" for i, a in enumerate(actors)}
+        self.have = set(ds.indices())
+        self.z0 = ds.meta.get("reference_ms")
+        self.ratios = ds.meta.get("reference_ratios")
+        self.base: float | None = None  # the drift guard's baseline; None: no guard
+        self.since: dict[int, list[int]] = {id(a): [] for a in actors}
+        self.queue: list[int] = []
+        self.in_flight: dict[Any, tuple[Any, int | None]] = {}  # index None: a control
+        self.driver_s = 0.0
 
-        if on_start:
-            on_start(list(actors))
-        t_start = time.perf_counter()
+    def _on_first(self, method: str, *args: Any) -> Any:
         try:
-            for a in live:
-                dispatch(a)
-            while in_flight:
-                done, _ = ray.wait(list(in_flight), num_returns=1)
-                ref = done[0]
-                actor, index, name = in_flight.pop(ref)
-                try:
-                    row = ray.get(ref)
-                except ray.exceptions.RayActorError:
-                    queue.append(index)  # re-queued: measured again elsewhere
-                    live.remove(actor)
-                    if not live:
-                        raise InputError(
-                            "every measuring actor died; committed rows are kept, "
-                            "run the same command again to resume"
-                        ) from None
-                    for a in live:  # a free actor may be idle now
-                        if not any(v[0] is a for v in in_flight.values()):
-                            dispatch(a)
-                    continue
-                t0 = time.perf_counter()
-                if index not in have:  # a retried item never becomes a second row
-                    row["alphas"] = np.asarray(row["alphas"])
-                    ds.add_sample(row)
-                    have.add(index)
-                dispatch(actor)
-                driver_s += time.perf_counter() - t0
-                if on_sample:
-                    on_sample(row, len(have), name)
-        finally:
-            for ref in in_flight:
-                ray.cancel(ref, force=True)
-            for a in actors:
-                ray.kill(a)
-        if stats is not None:
-            stats.update(
-                driver_s=driver_s,
-                actors=n_actors,
-                measure_s=time.perf_counter() - t_start,
-                rows=len(todo),
+            return self.ray.get(getattr(self.real[0], method).remote(*args))
+        except self.ray.exceptions.RayActorError:
+            raise InputError(
+                "the measuring actor died while calibrating; committed rows are kept, "
+                "run the same command again"
+            ) from None
+
+    def calibrate(self) -> None:
+        """``Z0``, the anchors' ratios and the drift baseline: stored, or measured on the
+        first real device."""
+
+        def on_first_device(need_z0: bool, anchors: list) -> tuple:
+            return self._on_first("calibrate", need_z0, anchors)
+
+        self.z0, self.ratios = dataset_calibration(self.ds, self.cfg, on_first_device)
+        if self.cfg.drift_every:
+            self.base = drift_baseline(
+                self.ds, lambda: self._on_first("control", self.z0, self.ratios)
             )
-        return ds.count()
+
+    def _guarded(self, actor: Any) -> bool:
+        """Does ``actor`` run the drift guard (a real device, with the guard on)?"""
+        return self.base is not None and any(actor is a for a in self.real)
+
+    def _next(self, actor: Any) -> None:
+        """Give ``actor`` its control if it is due one, else the next sample (if any)."""
+        if self._guarded(actor) and len(self.since[id(actor)]) >= self.cfg.drift_every:
+            self.in_flight[actor.control.remote(self.z0, self.ratios)] = (actor, None)
+        elif self.queue:
+            index = self.queue.pop()
+            self.in_flight[actor.measure.remote(index, self.z0, self.ratios)] = (actor, index)
+
+    def run(self, todo: list[int], on_sample: Callable[[dict, int, str], None] | None) -> None:
+        ray = self.ray
+        self.queue = list(reversed(todo))
+        for a in self.live:
+            self._next(a)
+        while self.in_flight:
+            done, _ = ray.wait(list(self.in_flight), num_returns=1)
+            actor, index = self.in_flight.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayActorError:
+                self._lost(actor, index)
+                continue
+            t0 = time.perf_counter()
+            name = self.names[id(actor)]
+            if index is None:
+                message = record_control(
+                    self.ds, self.base, result, self.since[id(actor)], f" on {name}"
+                )
+                self.since[id(actor)] = []
+                if message:
+                    self.warn(message)
+            elif index not in self.have:  # a retried item never becomes a second row
+                result["alphas"] = np.asarray(result["alphas"])
+                self.ds.add_sample(result)
+                self.have.add(index)
+                if self._guarded(actor):
+                    self.since[id(actor)].append(index)
+            self._next(actor)
+            self.driver_s += time.perf_counter() - t0
+            if index is not None and on_sample:
+                on_sample(result, len(self.have), name)
+
+    def _lost(self, actor: Any, index: int | None) -> None:
+        """An actor died: re-queue its sample, go on with the others (or stop if none is
+        left)."""
+        if index is not None:
+            self.queue.append(index)  # measured again elsewhere
+        unchecked = self.since.pop(id(actor), [])
+        if unchecked:
+            self.warn(
+                f"{self.names[id(actor)]} stopped; its last {len(unchecked)} rows were not "
+                "checked by a control (they are kept, unflagged)"
+            )
+        self.live = [a for a in self.live if a is not actor]
+        if not self.live:
+            raise InputError(
+                "every measuring actor died; committed rows are kept, "
+                "run the same command again to resume"
+            ) from None
+        for a in self.live:  # a free actor may be idle now
+            if not any(v[0] is a for v in self.in_flight.values()):
+                self._next(a)
+
+    def check_anchors(self, actor: Any, fp_hash: str, on_check: Callable[[], None] | None) -> None:
+        """The anchor check (as a local run ends), on ``actor``, if it is due."""
+        cfg = self.cfg
+        anchors = anchors_due(
+            self.ds, anchors_in_range(cfg.channels, cfg.resolutions), cfg.drift_every, fp_hash
+        )
+        if not anchors:
+            return
+        if on_check:
+            on_check()
+
+        def on_device(need_z0: bool, anchors: list) -> tuple:
+            return self.ray.get(actor.calibrate.remote(need_z0, anchors))
+
+        try:
+            moved = check_ratios(self.ds, on_device, anchors, fp_hash)
+        except self.ray.exceptions.RayActorError:
+            self.warn(
+                f"{self.names[id(actor)]} stopped during the anchor check; it runs when the "
+                "same command is run again"
+            )
+            return
+        for key, stored, now in moved:
+            self.warn(ratio_warning(key, stored, now))

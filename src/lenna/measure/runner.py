@@ -305,10 +305,8 @@ def _measure_rows(
     ``cfg.drift_every`` rows."""
     space, sampler, m = get_space(cfg.space), cfg.sampler(), cfg.measure
     z0, ratios = dataset_calibration(ds, cfg, calibrate)
-    base = ds.meta.get("drift_baseline_ms")
-    if cfg.drift_every and base is None:
-        base = control_measurement(space, cfg, z0, ratios).latency_ms
-        ds.set_meta("drift_baseline_ms", base)
+    if cfg.drift_every:
+        base = drift_baseline(ds, lambda: control_measurement(space, cfg, z0, ratios).latency_ms)
     since_check: list[int] = []
     for index in todo:
         spec = sampler(index)
@@ -321,16 +319,38 @@ def _measure_rows(
             on_sample(row, count)
         if cfg.drift_every and len(since_check) >= cfg.drift_every:
             ctrl = control_measurement(space, cfg, z0, ratios).latency_ms
-            rel = (ctrl - base) / base
-            flagged = abs(rel) > DRIFT_TOLERANCE
-            ds.add_drift(count, ctrl, rel, since_check if flagged else [])
-            if flagged:
-                warn(
-                    f"drift: the control sample moved {rel:+.1%} from its first value "
-                    f"({ctrl:.3f} vs {base:.3f} ms); the last {len(since_check)} rows "
-                    "are flagged (drift_flag = 1)"
-                )
+            message = record_control(ds, base, ctrl, since_check)
+            if message:
+                warn(message)
             since_check = []
+
+
+def drift_baseline(ds: Dataset, measure: Callable[[], float]) -> float:
+    """The control sample's first value: stored in the file, so a resumed run (and every
+    device of a fleet) compares its controls with the same one; ``measure()`` if none yet."""
+    base = ds.meta.get("drift_baseline_ms")
+    if base is None:
+        base = measure()
+        ds.set_meta("drift_baseline_ms", base)
+    return float(base)
+
+
+def record_control(
+    ds: Dataset, base: float, ctrl_ms: float, since: list[int], where: str = ""
+) -> str | None:
+    """Store one control measurement; if it moved more than :data:`DRIFT_TOLERANCE` from
+    ``base``, flag rows ``since`` (measured since the last control, ``where``: on which
+    device) and return the warning to show."""
+    rel = (ctrl_ms - base) / base
+    flagged = abs(rel) > DRIFT_TOLERANCE
+    ds.add_drift(ds.count(), ctrl_ms, rel, since if flagged else [])
+    if not flagged:
+        return None
+    return (
+        f"drift{where}: the control sample moved {rel:+.1%} from its first value "
+        f"({ctrl_ms:.3f} vs {base:.3f} ms); the last {len(since)} rows{where} "
+        "are flagged (drift_flag = 1)"
+    )
 
 
 def _missing_indices(have: set[int], n: int) -> list[int]:
