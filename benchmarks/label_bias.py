@@ -30,7 +30,11 @@ of the anchor's. Against ``matched`` it isolates the statistic (same passes); ag
 ``alternating``: the block built for ``alone``, right after it, timed pass by pass in turn with
 the primary as a label's passes are but with no gate resets in between (groups of 3 + 3 for
 at least 1 s), summarised as ``alone`` is, × ``Z0``. Against ``alone`` it is the turns alone;
-for blocks at the primary anchor, ``matched q10`` against it is the resets.
+for blocks at the primary anchor, ``matched q10`` against it is the resets. A reset does two
+things: it samples the path again (for a one-hot block, the same path) and runs one untimed
+pass, so a group's first timed pass follows the block's own pass, not the reference's. The
+fifth, ``alt+discard``, is ``alternating`` with that untimed pass before each group and no
+reset: against ``alternating`` it is the discarded pass alone.
 
     python benchmarks/label_bias.py --threads 1
 """
@@ -100,12 +104,17 @@ def low_quantile_label(estimate: Estimate) -> float:
     return float(estimate.reference_ms * np.quantile(ys, 0.1) / np.quantile(zs, 0.1))
 
 
-def alternating(alone: Alone, primary: Reference, z0: float, window_s: float = 1.0) -> float:
+def alternating(
+    alone: Alone, primary: Reference, z0: float, window_s: float = 1.0, discard: bool = False
+) -> float:
     """``alone``'s passes in turn with the primary's, no gate resets: ``Z0`` × the ratio of
-    the 10th percentiles of their min-of-3 times over at least ``window_s`` (20 groups)."""
+    the 10th percentiles of their min-of-3 times over at least ``window_s`` (20 groups);
+    ``discard``: one untimed pass of the block before each group, as after a reset."""
     ys, zs, t0 = [], [], time.perf_counter()
     with torch.inference_mode():
         while time.perf_counter() - t0 < window_s or len(ys) < 20:
+            if discard:
+                alone.block(*alone.inputs)
             y, z = time_paired(alone.timer, lambda: alone.block(*alone.inputs), primary, 3)
             ys.append(y.min())
             zs.append(z.min())
@@ -146,7 +155,8 @@ def main() -> None:
         for i, (bt, c) in enumerate((bt, c) for bt in ("normal", "reduction") for c in CHANNELS)
     ]
     methods = ("alone", "matched", "single")
-    ms = {m: np.zeros((2, len(blocks))) for m in (*methods, "matched q10", "alternating")}
+    extra = ("matched q10", "alternating", "alt+discard")
+    ms = {m: np.zeros((2, len(blocks))) for m in (*methods, *extra)}
     for rep in range(2):
         for b, (bt, c, alphas) in enumerate(blocks):
             seed = 100 * b + rep
@@ -155,7 +165,10 @@ def main() -> None:
                 if method == "alone":
                     alone = Alone(space, bt, c, alphas, seed)
                     ms[method][rep, b] = calibrate_ratio(alone, primary) * z0
-                    ms["alternating"][rep, b] = alternating(alone, primary, z0)
+                    # the two in turns, the order rotating by block and round
+                    for discard in (bool((b + rep) % 2), not (b + rep) % 2):
+                        key = "alt+discard" if discard else "alternating"
+                        ms[key][rep, b] = alternating(alone, primary, z0, discard=discard)
                 else:
                     label = measure_block(
                         space, bt, c, RESOLUTION, alphas, configs[method], seed, z0, ratios
@@ -168,7 +181,7 @@ def main() -> None:
                 + "  ".join(f"{k}: {v[rep, b]:.3f}" for k, v in ms.items()),
                 flush=True,
             )
-    labels = ("matched", "single", "matched q10", "alternating")
+    labels = ("matched", "single", *extra)
     bias = {m: (ms[m] / ms["alone"] - 1) * 100 for m in labels}
     anchors = [anchor_key(anchor_for(c, RESOLUTION)) for _, c, _ in blocks]
     lines = [
@@ -180,8 +193,8 @@ def main() -> None:
         "in brackets: how many points it changed between the rounds).",
         "",
         "| block | C | matched anchor | alone ms | `matched` bias | `single` bias "
-        "| `matched q10` bias | `alternating` bias |",
-        "|---|---|---|---|---|---|---|---|",
+        "| `matched q10` bias | `alternating` bias | `alt+discard` bias |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for b, (bt, c, _) in enumerate(blocks):
         cells = [
@@ -221,6 +234,12 @@ def main() -> None:
         + _median_and_range(ms["alternating"] / ms["alone"])
         + "; `matched q10` over `alternating` at the primary anchor (the resets): median "
         + _median_and_range((ms["matched q10"] / ms["alternating"])[:, at_primary])
+        + "; `alt+discard` over `alternating` (an untimed pass of the block before each group, "
+        "no reset): median "
+        + _median_and_range(ms["alt+discard"] / ms["alternating"])
+        + "; `matched q10` over `alt+discard` at the primary anchor (what a reset adds beyond "
+        "that pass): median "
+        + _median_and_range((ms["matched q10"] / ms["alt+discard"])[:, at_primary])
         + ".",
         # is a block's offset its own? Compare the blocks' spread with the noise of a two-round
         # mean: two rounds of SD σ differ by a median 0.674·σ·√2, and their mean has SD σ/√2
