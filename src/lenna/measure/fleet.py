@@ -42,6 +42,7 @@ from lenna.measure.runner import (
     record_control,
     sample_row,
 )
+from lenna.measure.store import Dataset
 from lenna.space import get_space
 
 RESOURCE = "lenna_device"
@@ -245,7 +246,7 @@ class _Fleet:
     def __init__(
         self,
         ray: Any,
-        ds: Any,
+        ds: Dataset,
         cfg: RunConfig,
         actors: list,
         real: list,
