@@ -9,7 +9,7 @@ share of a search step (timed inside the λ > 0 runs, and as the step-time ratio
 runs), and the process's peak memory.
 
     python benchmarks/search_tradeoff.py --space lenna --lam 1 \\
-        --predictor-data benchmarks/data/lenna.db --out /tmp/tradeoff
+        --predictor-data benchmarks/data/lenna-matched.db --out /tmp/tradeoff
 """
 
 from __future__ import annotations
@@ -38,14 +38,23 @@ from lenna.search.verify import evaluate_arch
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
 
+# the newest recorded dataset of each space (matched anchors for lenna; darts has none yet)
+DEFAULT_DATA = {
+    "lenna": Path("benchmarks/data/lenna-matched.db"),
+    "darts": Path("benchmarks/data/darts-norm.db"),
+}
+
 
 def predictor_for(args: argparse.Namespace, out: Path) -> Path:
     if args.predictor:
         return Path(args.predictor)
     folder = out / f"predictor-{args.space}-{args.kind}"
     if not (folder / "model.json").is_file():
-        data = load_latency_data(args.predictor_data, include_flagged=True)
-        print(f"training {args.kind} on {len(data)} rows of {args.predictor_data}")
+        path = args.predictor_data or DEFAULT_DATA.get(args.space)
+        if path is None:
+            raise SystemExit(f"no recorded dataset for space {args.space!r}: pass --predictor-data")
+        data = load_latency_data(path, include_flagged=True)
+        print(f"training {args.kind} on {len(data)} rows of {path}")
         save_predictor(train_predictor(data, args.kind, seed=0), folder)
     return folder
 
@@ -66,7 +75,12 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--predictor", help="model folder; else trained from --predictor-data")
-    ap.add_argument("--predictor-data", type=Path, default=Path("benchmarks/data/lenna.db"))
+    ap.add_argument(
+        "--predictor-data",
+        type=Path,
+        help="latency dataset to train the predictor on (default: the newest recorded one of "
+        "the space: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_DATA.items()) + ")",
+    )
     ap.add_argument("--kind", default="lut+mlp")
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--limit", type=int, default=2000)
