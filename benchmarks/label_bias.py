@@ -27,9 +27,10 @@ summarises the matched label's own passes as ``alone`` does: its anchor's calibr
 times the 10th percentile of the block's per-reset min-of-3 times over the 10th percentile
 of the anchor's. Against ``matched`` it isolates the statistic (same passes); against
 ``alone``, the passes' context (same statistic). That context is split by a fourth,
-``alternating``: the block built for ``alone``, right after it, timed pass by pass in turn with
-the primary as a label's passes are but with no gate resets in between (groups of 3 + 3 for
-at least 1 s), summarised as ``alone`` is, × ``Z0``. Against ``alone`` it is the turns alone;
+``alternating``: the block built for ``alone``, right after it (before or after the fifth
+figure, the order rotating), timed pass by pass in turn with the primary as a label's passes
+are but with no gate resets in between (groups of 3 + 3 for at least 1 s), summarised as
+``alone`` is, × ``Z0``. Against ``alone`` it is the turns alone;
 for blocks at the primary anchor, ``matched q10`` against it is the resets. A reset does two
 things: it samples the path again (for a one-hot block, the same path) and runs one untimed
 pass, so a group's first timed pass follows the block's own pass, not the reference's. The
@@ -166,7 +167,8 @@ def main() -> None:
                     alone = Alone(space, bt, c, alphas, seed)
                     ms[method][rep, b] = calibrate_ratio(alone, primary) * z0
                     # the two in turns, the order rotating by block and round
-                    for discard in (bool((b + rep) % 2), not (b + rep) % 2):
+                    first = bool((b + rep) % 2)
+                    for discard in (first, not first):
                         key = "alt+discard" if discard else "alternating"
                         ms[key][rep, b] = alternating(alone, primary, z0, discard=discard)
                 else:

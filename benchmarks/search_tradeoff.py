@@ -40,8 +40,8 @@ from _record import publish
 
 # the newest recorded dataset of each space (matched anchors for lenna; darts has none yet)
 DEFAULT_DATA = {
-    "lenna": Path("benchmarks/data/lenna-matched.db"),
-    "darts": Path("benchmarks/data/darts-norm.db"),
+    "lenna": Path(__file__).parent / "data" / "lenna-matched.db",
+    "darts": Path(__file__).parent / "data" / "darts-norm.db",
 }
 
 

@@ -8,8 +8,8 @@ import pytest
 from measure_helpers import fast_measure, tiny_config
 from typer.testing import CliRunner
 
+import lenna.measure.ratio_check as ratio_check_mod
 import lenna.measure.reference as reference_mod
-import lenna.measure.runner as runner_mod
 from lenna.cli import app
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.ratio_check import CHECKS_KEY, anchors_due, check_ratios
@@ -143,7 +143,7 @@ def test_a_check_cut_short_runs_when_the_command_is_run_again(tmp_path, tiny_anc
         raise KeyboardInterrupt
 
     with monkeypatch.context() as mp:
-        mp.setattr(runner_mod, "check_ratios", interrupted)
+        mp.setattr(ratio_check_mod, "check_ratios", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_measurement(db, cfg, 2)
     with Dataset.open(db) as ds:

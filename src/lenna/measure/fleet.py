@@ -28,7 +28,7 @@ import numpy as np
 
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.ratio_check import anchors_due, check_ratios, ratio_warning
+from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import anchors_in_range
 from lenna.measure.runner import (
     RunConfig,
@@ -192,27 +192,24 @@ def run_fleet_measurement(
         )
     n_actors = min(slots, devices) if devices else slots
     actor_cls = ray.remote(resources={RESOURCE: 1}, num_cpus=0, max_restarts=0)(Measurer)
-    sims = simulate_s if isinstance(simulate_s, list) else [simulate_s] * n_actors
-    actors = [actor_cls.remote(cfg.to_dict(), sims[i % len(sims)]) for i in range(n_actors)]
-    fps = ray.get([a.fingerprint.remote() for a in actors])
-    hashes = {fp["hash"] for fp in fps}
-    if len(hashes) > 1 and not allow_mixed:
-        for a in actors:
-            ray.kill(a)
-        raise InputError(
-            f"the fleet's devices differ ({len(hashes)} fingerprints: "
-            f"{', '.join(sorted(hashes))}); "
-            "pass --allow-mixed to measure one dataset on all of them"
-        )
+    given = simulate_s if isinstance(simulate_s, list) else [simulate_s]
+    sims = [given[i % len(given)] for i in range(n_actors)]  # one per actor
+    actors = [actor_cls.remote(cfg.to_dict(), sim) for sim in sims]
     warn = on_warning or (lambda message: None)
     try:
+        fps = ray.get([a.fingerprint.remote() for a in actors])
+        hashes = {fp["hash"] for fp in fps}
+        if len(hashes) > 1 and not allow_mixed:
+            raise InputError(
+                f"the fleet's devices differ ({len(hashes)} fingerprints: "
+                f"{', '.join(sorted(hashes))}); "
+                "pass --allow-mixed to measure one dataset on all of them"
+            )
         with open_dataset(path, cfg, fps[0], allow_mixed) as ds:
             for fp in fps[1:]:
                 ds.add_fingerprint(fp)
             real = [
-                (a, fp["hash"])
-                for i, (a, fp) in enumerate(zip(actors, fps, strict=True))
-                if not sims[i % len(sims)]
+                (a, fp["hash"]) for a, fp, sim in zip(actors, fps, sims, strict=True) if not sim
             ]
             fleet = _Fleet(ray, ds, cfg, actors, [a for a, _ in real], warn)
             todo = _missing_indices(fleet.have, n)
@@ -355,24 +352,17 @@ class _Fleet:
     def check_anchors(self, actor: Any, fp_hash: str, on_check: Callable[[], None] | None) -> None:
         """The anchor check (as a local run ends), on ``actor``, if it is due."""
         cfg = self.cfg
-        anchors = anchors_due(
-            self.ds, anchors_in_range(cfg.channels, cfg.resolutions), cfg.drift_every, fp_hash
-        )
-        if not anchors:
-            return
-        if on_check:
-            on_check()
 
         def on_device(need_z0: bool, anchors: list) -> tuple:
             return self.ray.get(actor.calibrate.remote(need_z0, anchors))
 
+        anchors = anchors_in_range(cfg.channels, cfg.resolutions)
         try:
-            moved = check_ratios(self.ds, on_device, anchors, fp_hash)
+            messages = check_if_due(self.ds, anchors, cfg.drift_every, on_device, fp_hash, on_check)
         except self.ray.exceptions.RayActorError:
-            self.warn(
+            messages = [
                 f"{self.names[id(actor)]} stopped during the anchor check; it runs when the "
                 "same command is run again"
-            )
-            return
-        for key, stored, now in moved:
-            self.warn(ratio_warning(key, stored, now))
+            ]
+        for message in messages:
+            self.warn(message)

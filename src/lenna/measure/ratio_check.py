@@ -14,6 +14,7 @@ every check is kept in the file, so ``lenna dataset info`` shows them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,23 @@ def check_ratios(
         for key, r in now.items()
         if abs(relative_change(stored.get(key), r)) > RATIO_TOLERANCE
     ]
+
+
+def check_if_due(
+    ds: Dataset,
+    anchors: list[tuple[int, int]],
+    every: int,
+    calibrate: Calibrate,
+    fp_hash: str,
+    on_check: Callable[[], None] | None = None,
+) -> list[str]:
+    """The end-of-run check, local or on a fleet: if any of ``anchors`` is due, call
+    ``on_check()`` (the check takes seconds), calibrate and keep the result; returns one
+    warning per ratio that moved."""
+    due = anchors_due(ds, anchors, every, fp_hash)
+    if due and on_check:
+        on_check()
+    return [ratio_warning(*moved) for moved in check_ratios(ds, calibrate, due, fp_hash)]
 
 
 def relative_change(stored: object, now: float) -> float:

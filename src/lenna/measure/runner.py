@@ -22,7 +22,7 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.ratio_check import anchors_due, check_ratios, ratio_warning
+from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import (
     Calibrate,
     anchor_key,
@@ -281,13 +281,9 @@ def run_measurement(
         if todo:
             _measure_rows(ds, cfg, todo, calibrate, fp["hash"], trace, on_sample, warn)
         # a check cut short (Ctrl-C) is still due when the same command is run again
-        anchors = anchors_due(
-            ds, anchors_in_range(cfg.channels, cfg.resolutions), cfg.drift_every, fp["hash"]
-        )
-        if anchors and on_check:
-            on_check()
-        for key, stored, now in check_ratios(ds, calibrate, anchors, fp["hash"]):
-            warn(ratio_warning(key, stored, now))
+        anchors = anchors_in_range(cfg.channels, cfg.resolutions)
+        for message in check_if_due(ds, anchors, cfg.drift_every, calibrate, fp["hash"], on_check):
+            warn(message)
         return ds.count()
 
 
@@ -305,8 +301,11 @@ def _measure_rows(
     ``cfg.drift_every`` rows."""
     space, sampler, m = get_space(cfg.space), cfg.sampler(), cfg.measure
     z0, ratios = dataset_calibration(ds, cfg, calibrate)
-    if cfg.drift_every:
-        base = drift_baseline(ds, lambda: control_measurement(space, cfg, z0, ratios).latency_ms)
+    base = (
+        drift_baseline(ds, lambda: control_measurement(space, cfg, z0, ratios).latency_ms)
+        if cfg.drift_every
+        else 0.0  # unused: no controls without the guard
+    )
     since_check: list[int] = []
     for index in todo:
         spec = sampler(index)
