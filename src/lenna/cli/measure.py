@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from lenna.cli.app import interrupted
 from lenna.cli.options import parse_ints, parse_names, parse_range
@@ -38,6 +46,17 @@ def _progress() -> Progress:
         TextColumn("{task.fields[last]}"),
         console=err,
         transient=False,
+    )
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}")
+
+
+def _show_check(bar: Progress, task: TaskID) -> Callable[[], None]:
+    """What the bar says while the anchors' ratios are calibrated again (seconds)."""
+    return lambda: bar.update(
+        task, description="checking the anchors' ratios (seconds)", rate="", last=""
     )
 
 
@@ -219,10 +238,8 @@ def measure_cmd(
                     allow_mixed=allow_mixed,
                     trace=trace,
                     on_sample=on_sample,
-                    on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                    on_check=lambda: bar.update(
-                        task, description="checking the anchors' ratios (seconds)", last=""
-                    ),
+                    on_warning=_warn,
+                    on_check=_show_check(bar, task),
                 )
         except Interrupted as e:
             bar.stop()
@@ -309,10 +326,8 @@ def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mix
                     address,
                     allow_mixed=allow_mixed,
                     on_sample=on_sample,
-                    on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                    on_check=lambda: bar.update(
-                        task, description="checking the anchors' ratios (seconds)", rate="", last=""
-                    ),
+                    on_warning=_warn,
+                    on_check=_show_check(bar, task),
                 )
         except Interrupted as e:
             bar.stop()

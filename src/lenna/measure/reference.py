@@ -24,13 +24,15 @@ stored with the dataset, so one scalar ``Z0`` still defines the dataset's speed.
 
 Known bias (``single``, less so ``matched``): labels are not exactly "the block alone at the
 calibrated speed" (``benchmarks/label_bias.py``, one-hot blocks, 1 thread: with the single
-reference −2 % to −16 % by size, per-anchor medians; matched anchors a median −1.4 % to
-−2.4 % over three runs, per block −8 % to +1 %). The size trend comes from timing a block in
+reference −2 % to −16 % by size, per-anchor medians; matched anchors a median −0.7 % to
+−2.4 % over four runs, per block −8 % to +6 %). The size trend comes from timing a block in
 turns with a small reference (the same block in turns with the primary, no gate resets:
 −1 % to −13 % by size), consistent with a large block's cache footprint slowing the
 reference's next pass, while ``Z0`` is calibrated on back-to-back passes; a matched anchor
-cancels most of it. At the primary anchor about 1 % comes from the turns and 1.4 % from the
-gate resets between groups of passes; how a label summarises its passes is not a cause. The
+cancels most of it. At the primary anchor 1–2 % comes from the turns and 1.4–2.1 % from the
+gate resets, all of it (where tested) from the untimed pass after each reset, after which a
+group's first timed pass follows the block's own pass; how a label summarises its passes is
+not a cause. The
 offset is systematic (it hardly hurts repeatability) but shifts labels against a block timed
 alone.
 """
