@@ -52,6 +52,7 @@ def publish(title: str, fp: dict, lines: list[str], save: bool = True) -> None:
 
 
 def publish_cpu(title: str, args: argparse.Namespace, lines: list[str]) -> None:
-    """:func:`publish` for a CPU timing script with ``--threads`` and ``--no-record``
-    (batch 1)."""
-    publish(title, fingerprint("cpu", threads=args.threads, batch=1), lines, not args.no_record)
+    """:func:`publish` for a timing script with ``--threads`` and ``--no-record`` (batch 1),
+    on the CPU unless it has a ``--device``."""
+    fp = fingerprint(getattr(args, "device", "cpu"), threads=args.threads, batch=1)
+    publish(title, fp, lines, not args.no_record)

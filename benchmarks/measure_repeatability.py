@@ -8,6 +8,7 @@ sample, and appends them to RESULTS.md.
 
     python benchmarks/measure_repeatability.py --samples 20 --threads 2
     python benchmarks/measure_repeatability.py --rules seed cv cv/raw cv:passes=5,q=0
+    python benchmarks/measure_repeatability.py --device cuda --threads 1 --rules seed cv
 
 A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``), one
 ending in ``/single`` with the single 16×16 reference instead of the matched anchors; the
@@ -100,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--rules", nargs="+", default=["seed", "cv", "cv/raw"])
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--no-record", action="store_true")
@@ -108,12 +110,14 @@ def main() -> None:
     sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]
     configs = [
-        MeasureConfig(rule=n, rule_params=kw, threads=args.threads, batch=1, **options)
+        MeasureConfig(
+            rule=n, rule_params=kw, threads=args.threads, batch=1, device=args.device, **options
+        )
         for n, kw, options in rules
     ]
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    z0 = reference_for(space).calibrate()
+    z0 = reference_for(space, args.device).calibrate()
     ratios = next(
         (anchor_ratios(space, c) for c in configs if c.normalise and c.reference == "matched"), {}
     )
@@ -144,7 +148,11 @@ def main() -> None:
                 zbar[name][rep].append(float(np.mean(m.estimate.references_ms or [np.nan])))
                 if m.estimate.load is not None:
                     load[name][rep].append(m.estimate.load)
-        row = "  ".join(f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f}" for r in args.rules)
+        row = "  ".join(  # labels of both passes, then their wall times
+            f"{r}: {labels[r][0][-1]:.3f}/{labels[r][1][-1]:.3f} "
+            f"({walls[r][-2]:.2f}+{walls[r][-1]:.2f} s)"
+            for r in args.rules
+        )
         print(
             f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
             f"{spec.regime:9s} {row}",
@@ -152,7 +160,9 @@ def main() -> None:
         )
     lines = [
         f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
-        f"{args.threads} thread{'s' if args.threads != 1 else ''}), each measured twice per "
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}"
+        + (f", {args.device}" if args.device != "cpu" else "")
+        + "), each measured twice per "
         "rule, interleaved. Reference "
         f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms"
         + (f", anchors (matched; `/single`: the 16×16 one only) {anchors}" if ratios else "")

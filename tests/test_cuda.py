@@ -1,0 +1,119 @@
+"""The CUDA path on a real GPU; skipped where there is none (CI, this project's CPU machines).
+
+``test_measure_timer.py`` checks with fakes that the CUDA timer brackets a pass with events
+and synchronises; these check what fakes cannot: that the events time the GPU's work rather
+than the launch, that work queued before a pass is not billed to it, that a label on the GPU
+agrees with plain timing of the same fixed path, and that a dataset measured on the GPU says
+so in its fingerprint. Run them on a GPU machine with ``pytest tests/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from measure_helpers import one_line_error
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.measure.block_measure import measure_block, measure_spec
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.sampler import Sampler
+from lenna.measure.timer import Timer
+from lenna.space import Block, get_space
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CYCLES = 10_000_000  # torch.cuda._sleep spins this many GPU clock cycles: a few ms
+runner = CliRunner()
+
+
+def _median(timer: Timer, fn, n: int = 5) -> float:
+    return float(np.median([timer(fn) for _ in range(n)]))
+
+
+def test_events_time_the_gpu_work_not_its_launch():
+    """Twice the GPU work reads as twice the time; a timer of the launch alone would read
+    the same for both (a kernel launch returns at once)."""
+    timer = Timer("cuda")
+    timer(lambda: torch.cuda._sleep(1000))
+    one = _median(timer, lambda: torch.cuda._sleep(CYCLES))
+    two = _median(timer, lambda: torch.cuda._sleep(2 * CYCLES))
+    assert 1.7 < two / one < 2.3
+
+
+def test_work_queued_before_a_pass_is_not_billed_to_it():
+    timer = Timer("cuda")
+    alone = _median(timer, lambda: torch.cuda._sleep(CYCLES))
+    queued = []
+    for _ in range(5):
+        torch.cuda._sleep(4 * CYCLES)  # earlier work, still running when the pass starts
+        queued.append(timer(lambda: torch.cuda._sleep(CYCLES)))
+    assert float(np.median(queued)) < 1.3 * alone
+
+
+def test_timer_on_a_second_index_uses_that_device():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("one GPU")
+    timer = Timer("cuda:1")
+    x = torch.ones(256, 256, device="cuda:1")
+    assert timer(lambda: x @ x) > 0
+
+
+def test_one_hot_label_agrees_with_plain_timing_of_the_same_path():
+    """A derived (one-hot) block has one path: its label, without normalisation, must be the
+    plain time of that path's forward pass on the GPU."""
+    space = get_space("lenna")
+    mask = space.op_mask("normal")
+    alphas = np.full(space.alpha_shape, -1e4)  # exp(-1e4) == 0: exactly one-hot
+    alphas[np.arange(len(mask)), mask.argmax(axis=1)] = 0.0  # each edge's first valid op
+    cfg = MeasureConfig(device="cuda", rule="cv", normalise=False)
+    m = measure_block(space, "normal", 32, 16, alphas, cfg, seed=0)
+    block = Block(space, "normal", 32, "gated", m.alphas).to("cuda").eval()
+    block.reset_gates(torch.Generator().manual_seed(0))
+    x = tuple(torch.randn(1, 32, 16, 16, device="cuda") for _ in range(space.num_inputs))
+    timer = Timer("cuda")
+    with torch.inference_mode():
+        for _ in range(5):
+            block(*x)
+        plain_ms = 1e3 * _median(timer, lambda: block(*x), n=51)
+    assert m.latency_ms == pytest.approx(plain_ms, rel=0.15)
+    assert m.estimate.converged
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_random_block_measures_on_the_gpu(dtype):
+    space = get_space("lenna")
+    spec = Sampler(space, channels=(8, 64), resolutions=(32,), seed=1)(0)
+    m = measure_spec(space, spec, MeasureConfig(device="cuda", dtype=dtype), seed=0)
+    assert np.isfinite(m.latency_ms) and m.latency_ms > 0
+    assert m.estimate.resets >= 1 and m.estimate.references_ms
+
+
+def test_fingerprint_names_the_gpu_and_cuda():
+    fp = fingerprint("cuda", threads=1)
+    assert fp["device"] == "cuda"
+    assert fp["device_name"] == torch.cuda.get_device_name(0)
+    assert fp["cuda"] == torch.version.cuda
+    assert fp["hash"] != fingerprint("cpu", threads=1)["hash"]
+
+
+def test_cli_measures_on_cuda_and_refuses_to_resume_on_cpu(tmp_path):
+    db = tmp_path / "gpu.db"
+    tiny = ["--space", "lenna", "--channels", "8:16", "--resolutions", "16", "--rule", "ci"]
+    res = runner.invoke(
+        app,
+        ["measure", "--out", str(db), "-n", "3", "--device", "cuda", "--drift-every", "0", *tiny],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).output)
+    assert info["rows"] == 3
+    assert info["fingerprint"]["device"] == "cuda"
+    assert info["fingerprint"]["cuda"] == torch.version.cuda
+    res = runner.invoke(app, ["measure-ops", "--out", str(db), "--passes", "5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["measure", "--out", str(db), "-n", "4", "--device", "cpu"])
+    one_line_error(res, "other settings")
