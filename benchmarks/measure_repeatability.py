@@ -100,6 +100,7 @@ def state_lines(rules: list[str], labels: dict, zbar: dict, load: dict) -> list[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--start", type=int, default=0, help="first sample index (finish a run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--rules", nargs="+", default=["seed", "cv", "cv/raw"])
@@ -133,7 +134,7 @@ def main() -> None:
     conv = {r: [] for r in args.rules}
     zbar = {r: [[], []] for r in args.rules}  # mean reference time per measurement (normalised)
     load = {r: [[], []] for r in args.rules}  # Estimate.load per measurement (normalised)
-    for i in range(args.samples):
+    for i in range(args.start, args.start + args.samples):
         spec = sampler(i)
         for rep in range(2):
             k = (i + rep) % len(rules)
@@ -154,7 +155,7 @@ def main() -> None:
             for r in args.rules
         )
         print(
-            f"[{i + 1}/{args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
+            f"[{i + 1}/{args.start + args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
             f"{spec.regime:9s} {row}",
             flush=True,
         )
@@ -182,7 +183,11 @@ def main() -> None:
         )
     lines += [
         "",
-        *by_anchor(args.rules, labels, [sampler(i).channels for i in range(args.samples)]),
+        *by_anchor(
+            args.rules,
+            labels,
+            [sampler(i).channels for i in range(args.start, args.start + args.samples)],
+        ),
         *state_lines(args.rules, labels, zbar, load),
     ]
     publish_cpu("measure_repeatability", args, lines)
