@@ -127,7 +127,8 @@ def per_device_run(db, n, cfg, **kw):
 def drift_rows(db) -> tuple[list[tuple], list[int]]:
     con = sqlite3.connect(db)
     try:
-        checks = con.execute("SELECT after_samples, rel_change, flagged FROM drift").fetchall()
+        sql = "SELECT after_samples, rel_change, flagged, device FROM drift"
+        checks = con.execute(sql).fetchall()
         flagged = [i for (i,) in con.execute("SELECT sample_index FROM samples WHERE drift_flag")]
         return checks, sorted(flagged)
     finally:
@@ -150,7 +151,8 @@ def test_each_device_runs_the_drift_guard_on_its_own_rows(cluster, tmp_path):
     # a control after every 2 rows *of one device*: 7 rows on 2 devices give 3 controls
     counts = [len(v) for v in per_device.values()]
     assert sum(counts) == 7 and len(checks) == sum(k // 2 for k in counts) == 3
-    assert len(flagged) == 2 * sum(f for *_, f in checks) == 2 * len(warnings)
+    assert len(flagged) == 2 * sum(f for _, _, f, _ in checks) == 2 * len(warnings)
+    assert {d for *_, d in checks} <= set(per_device)  # each control names its device
 
 
 def test_a_control_far_from_the_baseline_flags_that_devices_rows(cluster, tmp_path):
@@ -160,12 +162,15 @@ def test_a_control_far_from_the_baseline_flags_that_devices_rows(cluster, tmp_pa
     per_device, warnings = per_device_run(db, 5, cfg)
     checks, flagged = drift_rows(db)
     assert len(checks) == 2  # 5 rows: 4 + 1 or 3 + 2, so two controls
-    assert all(f == 1 and rel < -0.99 for _, rel, f in checks)
+    assert all(f == 1 and rel < -0.99 for _, rel, f, _ in checks)
     # each control flags the 2 rows its device measured before it, no other device's
     covered = sorted(i for rows in per_device.values() for i in rows[: len(rows) // 2 * 2])
     assert flagged == covered and len(flagged) == 4
     assert len(warnings) == 2
     assert all(re.search(r"on device \d: .*the last 2 rows on device \d", w) for w in warnings)
+    assert sorted(f"drift on {d}:" for *_, d in checks) == sorted(
+        w.split(" the")[0] for w in warnings
+    )
     with Dataset.open(db) as ds:  # the stored baseline was used, not replaced
         assert ds.meta["drift_baseline_ms"] == 1e6
 
@@ -181,6 +186,7 @@ def test_only_real_devices_of_a_mixed_fleet_run_the_drift_guard(cluster, tmp_pat
     assert len(real) >= 2 and len(per_device["device 1"]) >= 1
     assert len(checks) == len(real) // 2 and flagged == sorted(real[: len(real) // 2 * 2])
     assert all("device 0" in w for w in warnings) and len(warnings) == len(checks)
+    assert all(d == "device 0" for *_, d in checks)
 
 
 def test_the_fleet_ends_with_the_anchor_check_on_a_device(cluster, tmp_path, monkeypatch):

@@ -100,6 +100,7 @@ def test_each_control_flags_only_its_own_devices_rows(tmp_path):
     assert flagged(ds) == [0, 2, 3, 4, 5, 6]  # controls after d0's 2nd, 4th and 6th rows
     assert len(ds.drift()) == 3 and len(warnings) == 3
     assert all("on device 0" in w for w in warnings)
+    assert list(ds.drift()["device"]) == ["device 0"] * 3  # the file names it too
     ds.close()
 
 

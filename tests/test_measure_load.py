@@ -1,21 +1,24 @@
-"""Each row keeps the machine's load while it was measured; schema-1 files still read and resume.
+"""Each row keeps the machine's load while it was measured; older files still read and resume.
 
 Load = the median time of a row's reference passes over the reference's calibrated time.
+Schema 1 had no load column, schema 2 no device column in the drift table.
 """
 
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from measure_helpers import all_text, make_dataset, tiny_config
 from typer.testing import CliRunner
 
+import lenna.measure.runner as runner_mod
 from lenna.cli import app
 from lenna.measure.config import MeasureConfig
 from lenna.measure.rules import Estimate
 from lenna.measure.runner import run_measurement
-from lenna.measure.store import SAMPLE_COLUMNS, SCHEMA_VERSION, Dataset
+from lenna.measure.store import DRIFT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, Dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -45,7 +48,7 @@ def _user_version(db) -> int:
 
 def test_measured_rows_store_their_load_and_info_sums_it_up(tmp_path):
     db = make_dataset(tmp_path / "d.db", 3)
-    assert _user_version(db) == SCHEMA_VERSION == 2
+    assert _user_version(db) == SCHEMA_VERSION == 3
     with Dataset.open(db) as ds:
         load = ds.samples()["load"].to_numpy()
         one = ds.sample(1)
@@ -76,15 +79,16 @@ def _as_schema_1(db) -> None:
     """Make ``db`` what LENNA wrote before the load column existed."""
     con = sqlite3.connect(db)
     con.execute("ALTER TABLE samples DROP COLUMN load")
+    con.execute("ALTER TABLE drift DROP COLUMN device")
     con.execute("PRAGMA user_version = 1")
     con.commit()
     con.close()
 
 
-def _columns(db) -> set[str]:
+def _columns(db, table: str = "samples") -> set[str]:
     con = sqlite3.connect(db)
     try:
-        return {r[1] for r in con.execute("PRAGMA table_info(samples)")}
+        return {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
     finally:
         con.close()
 
@@ -104,6 +108,7 @@ def test_a_schema_1_file_reads_without_being_changed(tmp_path):
     assert run_measurement(db, tiny_config(), 2) == 2  # nothing to add: nothing written
     # reading (or a resume with nothing to do) never upgrades a file an older LENNA shares
     assert _user_version(db) == 1 and "load" not in _columns(db)
+    assert "device" not in _columns(db, "drift")
 
 
 def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
@@ -112,7 +117,8 @@ def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
     with Dataset.open(db) as ds:
         before = ds.samples()["latency_ms"].tolist()
     assert run_measurement(db, tiny_config(), 3) == 3
-    assert _user_version(db) == 2
+    assert _user_version(db) == SCHEMA_VERSION
+    assert "device" in _columns(db, "drift")
     with Dataset.open(db) as ds:
         df = ds.samples()
     assert df["latency_ms"].tolist()[:2] == before
@@ -130,6 +136,43 @@ def test_a_half_upgraded_file_finishes_its_upgrade(tmp_path):
     con.commit()
     con.close()
     assert run_measurement(db, tiny_config(), 2) == 2
-    assert _user_version(db) == 2
+    assert _user_version(db) == SCHEMA_VERSION
     with Dataset.open(db) as ds:
         assert ds.samples()["load"].notna().all()
+
+
+def _as_schema_2(db) -> None:
+    """Make ``db`` what LENNA wrote before the drift table named its device."""
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE drift DROP COLUMN device")
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+
+
+@pytest.fixture
+def quick_control(monkeypatch):
+    """The drift guard's control sample, replaced by a fixed value (no real measurement)."""
+    monkeypatch.setattr(
+        runner_mod,
+        "control_measurement",
+        lambda space, cfg, z0=None, ratios=None: SimpleNamespace(latency_ms=1.0),
+    )
+
+
+def test_a_schema_2_file_reads_and_resumes_with_its_old_controls_deviceless(
+    tmp_path, quick_control
+):
+    db = tmp_path / "v2.db"
+    run_measurement(db, tiny_config(drift_every=1), 1)  # one row, one control
+    _as_schema_2(db)
+    with Dataset.open(db) as ds:
+        old = ds.drift()
+    assert list(old.columns) == [*DRIFT_COLUMNS, "created_at"] and list(old["device"]) == [None]
+    assert _user_version(db) == 2 and "device" not in _columns(db, "drift")  # read, unchanged
+    assert run_measurement(db, tiny_config(drift_every=1), 2) == 2
+    assert _user_version(db) == SCHEMA_VERSION and "device" in _columns(db, "drift")
+    with Dataset.open(db) as ds:
+        drift = ds.drift()
+    assert list(drift["after_samples"]) == [1, 2]
+    assert list(drift["device"]) == [None, None]  # a local run's controls name no device

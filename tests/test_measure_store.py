@@ -374,6 +374,7 @@ def test_drift_guard_flags_the_window_after_a_shift(tmp_path, monkeypatch):
         assert ds.meta["drift_baseline_ms"] == 1.0
     assert list(drift["after_samples"]) == [2, 4]
     assert list(drift["flagged"]) == [0, 1]
+    assert list(drift["device"]) == [None, None]  # a local run: no fleet device
     np.testing.assert_allclose(drift["latency_ms"], [1.0, 1.10])
     np.testing.assert_allclose(drift["rel_change"], [0.0, 0.10], atol=1e-12)
     assert flags == {0: 0, 1: 0, 2: 1, 3: 1}

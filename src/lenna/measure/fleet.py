@@ -311,9 +311,7 @@ class _Fleet:
             t0 = time.perf_counter()
             name = self.names[id(actor)]
             if index is None:
-                message = record_control(
-                    self.ds, self.base, result, self.since[id(actor)], f" on {name}"
-                )
+                message = record_control(self.ds, self.base, result, self.since[id(actor)], name)
                 self.since[id(actor)] = []
                 if message:
                     self.warn(message)

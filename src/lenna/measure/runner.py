@@ -335,16 +335,17 @@ def drift_baseline(ds: Dataset, measure: Callable[[], float]) -> float:
 
 
 def record_control(
-    ds: Dataset, base: float, ctrl_ms: float, since: list[int], where: str = ""
+    ds: Dataset, base: float, ctrl_ms: float, since: list[int], device: str | None = None
 ) -> str | None:
     """Store one control measurement; if it moved more than :data:`DRIFT_TOLERANCE` from
-    ``base``, flag rows ``since`` (measured since the last control, ``where``: on which
-    device) and return the warning to show."""
+    ``base``, flag rows ``since`` (measured since the last control; on ``device`` of a
+    fleet, None for a local run) and return the warning to show."""
     rel = (ctrl_ms - base) / base
     flagged = abs(rel) > DRIFT_TOLERANCE
-    ds.add_drift(ds.count(), ctrl_ms, rel, since if flagged else [])
+    ds.add_drift(ds.count(), ctrl_ms, rel, since if flagged else [], device)
     if not flagged:
         return None
+    where = f" on {device}" if device else ""
     return (
         f"drift{where}: the control sample moved {rel:+.1%} from its first value "
         f"({ctrl_ms:.3f} vs {base:.3f} ms); the last {len(since)} rows{where} "

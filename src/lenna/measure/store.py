@@ -4,9 +4,10 @@ Crash safety comes from SQLite itself: WAL journal, one transaction per sample, 
 stable ``sample_index`` as primary key (a retried sample can never become a duplicate row).
 Values that are not plain numbers are stored as JSON text, never pickled.
 
-Schema 2 added ``samples.load``. A schema-1 file is read as it is (``load`` missing reads as
-NaN) and upgraded only when rows are added to it (:meth:`Dataset.upgrade`), so reading a
-shared file never makes it unreadable to an older LENNA.
+Schema 2 added ``samples.load``, schema 3 ``drift.device`` (which device of a fleet measured
+a control; empty for a local run). An older file is read as it is (a missing ``load`` reads as
+NaN, a missing ``device`` as None) and upgraded only when rows are added to it
+(:meth:`Dataset.upgrade`), so reading a shared file never makes it unreadable to an older LENNA.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from lenna.errors import InputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x4C454E4E  # "LENN": marks the file as a LENNA dataset
 
 _SCHEMA = """
@@ -70,10 +71,12 @@ CREATE TABLE drift (
     latency_ms REAL NOT NULL,
     rel_change REAL NOT NULL,
     flagged INTEGER NOT NULL,
+    device TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
 
+DRIFT_COLUMNS = ("id", "after_samples", "latency_ms", "rel_change", "flagged", "device")
 SAMPLE_COLUMNS = (
     "sample_index block_type channels resolution batch regime alphas latency_ms rule resets "
     "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace load"
@@ -167,29 +170,34 @@ class Dataset:
         return {h: json.loads(info) for h, info in rows}
 
     def upgrade(self) -> None:
-        """Bring an older file to this schema (schema 1 → 2: the ``load`` column, empty for
-        the rows it already holds). Called by :meth:`add_sample`, so only adding rows changes
-        a file. One write transaction that re-checks inside it, so a crash or a second
-        process resuming the same file at once leaves it either old or fully upgraded."""
+        """Bring an older file to this schema: the ``load`` column (schema 2) and the drift
+        table's ``device`` (schema 3), empty for the rows the file already holds. Called by
+        :meth:`add_sample` and :meth:`add_drift`, so only adding rows changes a file. One
+        write transaction that re-checks inside it, so a crash or a second process resuming
+        the same file at once leaves it either old or fully upgraded."""
         if self._upgraded:
             return
         try:
             self.con.execute("BEGIN IMMEDIATE")
             try:
                 if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    if "load" not in self._sample_columns():
+                    if "load" not in self._columns("samples"):
                         self.con.execute("ALTER TABLE samples ADD COLUMN load REAL")
+                    if "device" not in self._columns("drift"):
+                        self.con.execute("ALTER TABLE drift ADD COLUMN device TEXT")
                     self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self.con.commit()
             except BaseException:
                 self.con.rollback()
                 raise
         except sqlite3.OperationalError as e:
-            raise InputError(f"cannot upgrade {self.path} to dataset schema 2: {e}") from None
+            raise InputError(
+                f"cannot upgrade {self.path} to dataset schema {SCHEMA_VERSION}: {e}"
+            ) from None
         self._upgraded = True
 
-    def _sample_columns(self) -> set[str]:
-        return {r[1] for r in self.con.execute("PRAGMA table_info(samples)")}
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self.con.execute(f"PRAGMA table_info({table})")}
 
     # ---- samples -----------------------------------------------------------------------
     def add_sample(self, row: dict) -> None:
@@ -246,20 +254,34 @@ class Dataset:
     def op_table(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM op_table", self.con)
 
-    def add_drift(self, after_samples: int, latency_ms: float, rel: float, flag: list[int]) -> None:
-        """Record a control measurement and flag ``flag`` (sample ids) in one transaction."""
+    def add_drift(
+        self,
+        after_samples: int,
+        latency_ms: float,
+        rel: float,
+        flag: list[int],
+        device: str | None = None,
+    ) -> None:
+        """Record a control measurement (``device``: the fleet device that measured it, None
+        for a local run) and flag ``flag`` (sample ids) in one transaction."""
+        self.upgrade()
         with self.con:
             self.con.execute(
-                "INSERT INTO drift (after_samples, latency_ms, rel_change, flagged) "
-                "VALUES (?, ?, ?, ?)",
-                (after_samples, latency_ms, rel, int(bool(flag))),
+                "INSERT INTO drift (after_samples, latency_ms, rel_change, flagged, device) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (after_samples, latency_ms, rel, int(bool(flag)), device),
             )
             self.con.executemany(
                 "UPDATE samples SET drift_flag = 1 WHERE sample_index = ?", [(i,) for i in flag]
             )
 
     def drift(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM drift ORDER BY id", self.con)
+        """The control measurements, oldest first; ``device`` None for a local run's (and in
+        a file from before schema 3)."""
+        df = pd.read_sql_query("SELECT * FROM drift ORDER BY id", self.con)
+        df = df.reindex(columns=[*DRIFT_COLUMNS, "created_at"])
+        df["device"] = df["device"].astype(object).where(df["device"].notna(), None)
+        return df
 
 
 def _check_header(path: Path) -> None:
