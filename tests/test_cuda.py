@@ -39,7 +39,8 @@ def test_events_time_the_gpu_work_not_its_launch():
     """Twice the GPU work reads as twice the time; a timer of the launch alone would read
     the same for both (a kernel launch returns at once)."""
     timer = Timer("cuda")
-    timer(lambda: torch.cuda._sleep(1000))
+    for _ in range(3):  # let an idle GPU's clock ramp up: _sleep counts cycles, not time
+        timer(lambda: torch.cuda._sleep(CYCLES))
     one = _median(timer, lambda: torch.cuda._sleep(CYCLES))
     two = _median(timer, lambda: torch.cuda._sleep(2 * CYCLES))
     assert 1.7 < two / one < 2.3

@@ -176,3 +176,13 @@ def test_a_schema_2_file_reads_and_resumes_with_its_old_controls_deviceless(
         drift = ds.drift()
     assert list(drift["after_samples"]) == [1, 2]
     assert list(drift["device"]) == [None, None]  # a local run's controls name no device
+
+
+def test_a_control_added_first_upgrades_a_schema_2_file(tmp_path):
+    """A fleet device's control can be the first thing written to a resumed file."""
+    db = make_dataset(tmp_path / "v2.db", 1)
+    _as_schema_2(db)
+    with Dataset.open(db) as ds:
+        ds.add_drift(1, 1.0, 0.0, [], "device 0")
+        assert list(ds.drift()["device"]) == ["device 0"]
+    assert _user_version(db) == SCHEMA_VERSION
