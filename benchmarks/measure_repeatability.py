@@ -110,6 +110,7 @@ def main() -> None:
     space = lenna.get_space("lenna")
     sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]
+    indices = range(args.start, args.start + args.samples)
     configs = [
         MeasureConfig(
             rule=n, rule_params=kw, threads=args.threads, batch=1, device=args.device, **options
@@ -134,7 +135,7 @@ def main() -> None:
     conv = {r: [] for r in args.rules}
     zbar = {r: [[], []] for r in args.rules}  # mean reference time per measurement (normalised)
     load = {r: [[], []] for r in args.rules}  # Estimate.load per measurement (normalised)
-    for i in range(args.start, args.start + args.samples):
+    for i in indices:
         spec = sampler(i)
         for rep in range(2):
             k = (i + rep) % len(rules)
@@ -155,7 +156,7 @@ def main() -> None:
             for r in args.rules
         )
         print(
-            f"[{i + 1}/{args.start + args.samples}] {spec.block_type:9s} C={spec.channels:3d} "
+            f"[{i + 1}/{indices.stop}] {spec.block_type:9s} C={spec.channels:3d} "
             f"{spec.regime:9s} {row}",
             flush=True,
         )
@@ -183,11 +184,7 @@ def main() -> None:
         )
     lines += [
         "",
-        *by_anchor(
-            args.rules,
-            labels,
-            [sampler(i).channels for i in range(args.start, args.start + args.samples)],
-        ),
+        *by_anchor(args.rules, labels, [sampler(i).channels for i in indices]),
         *state_lines(args.rules, labels, zbar, load),
     ]
     publish_cpu("measure_repeatability", args, lines)
