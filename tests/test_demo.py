@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,13 +37,27 @@ def test_demo_out_unwritable(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        target = ro / "sub"
-        result = runner.invoke(app, ["demo", "--quick", "--out", str(target)])
-        if result.exit_code == 0 or (target.exists() and target.is_dir()):
+        if os.access(ro, os.W_OK):  # checked first: otherwise root runs the whole demo
             pytest.skip("running as a user who can write anywhere (root)")
-        one_line_error(result, "not writable")
+        one_line_error(
+            runner.invoke(app, ["demo", "--quick", "--out", str(ro / "sub")]), "not writable"
+        )
     finally:
         ro.chmod(0o700)
+
+
+def test_demo_out_refused_when_the_write_probe_fails(tmp_path, monkeypatch):
+    """The same refusal for any user (root included): the probe's OSError becomes one line."""
+    real = Path.write_text
+
+    def refuse(self, *args, **kwargs):
+        if self.name == ".lenna-write-test":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "out")])
+    one_line_error(result, "not writable (Permission denied)")
 
 
 def test_demo_out_under_a_file(tmp_path):
