@@ -91,6 +91,11 @@ def flagged(ds: Dataset) -> list[int]:
     return sorted(i for (i,) in ds.con.execute(sql))
 
 
+def devices(ds: Dataset) -> dict[int, str]:
+    """Which device the file says measured each row."""
+    return dict(zip(ds.samples()["sample_index"], ds.samples()["device"], strict=True))
+
+
 def test_each_control_flags_only_its_own_devices_rows(tmp_path):
     """Device 0 always finishes first, so it measures 7 of 8 rows and device 1 one; a guard
     over the whole fleet (every 2 rows committed) would flag all 8, not device 0's first 6."""
@@ -101,6 +106,7 @@ def test_each_control_flags_only_its_own_devices_rows(tmp_path):
     assert len(ds.drift()) == 3 and len(warnings) == 3
     assert all("on device 0" in w for w in warnings)
     assert list(ds.drift()["device"]) == ["device 0"] * 3  # the file names it too
+    assert devices(ds) == {1: "device 1"} | dict.fromkeys(d0.rows, "device 0")  # and each row's
     ds.close()
 
 
@@ -110,6 +116,8 @@ def test_a_device_that_dies_says_how_many_of_its_rows_went_unchecked(tmp_path):
     assert d1.rows[:2] == [1, 2] and sorted(d0.rows) == [0, 3, 4, 5] and ds.count() == 6
     assert any("device 1 stopped; its last 2 rows were not checked" in w for w in warnings)
     assert flagged(ds) == [0, 3, 4]  # device 0's control after its 3rd row; row 5 is after
+    # the lost row 3 is stored once, as measured by the device that finished it
+    assert devices(ds) == {1: "device 1", 2: "device 1"} | dict.fromkeys((0, 3, 4, 5), "device 0")
     ds.close()
 
 

@@ -1,7 +1,8 @@
 """Each row keeps the machine's load while it was measured; older files still read and resume.
 
 Load = the median time of a row's reference passes over the reference's calibrated time.
-Schema 1 had no load column, schema 2 no device column in the drift table.
+Schema 1 had no load column, schema 2 no device column in the drift table, schema 3 none in
+the samples table.
 """
 
 import json
@@ -48,7 +49,7 @@ def _user_version(db) -> int:
 
 def test_measured_rows_store_their_load_and_info_sums_it_up(tmp_path):
     db = make_dataset(tmp_path / "d.db", 3)
-    assert _user_version(db) == SCHEMA_VERSION == 3
+    assert _user_version(db) == SCHEMA_VERSION == 4
     with Dataset.open(db) as ds:
         load = ds.samples()["load"].to_numpy()
         one = ds.sample(1)
@@ -79,6 +80,7 @@ def _as_schema_1(db) -> None:
     """Make ``db`` what LENNA wrote before the load column existed."""
     con = sqlite3.connect(db)
     con.execute("ALTER TABLE samples DROP COLUMN load")
+    con.execute("ALTER TABLE samples DROP COLUMN device")
     con.execute("ALTER TABLE drift DROP COLUMN device")
     con.execute("PRAGMA user_version = 1")
     con.commit()
@@ -107,7 +109,7 @@ def test_a_schema_1_file_reads_without_being_changed(tmp_path):
     assert export.exit_code == 0, all_text(export)
     assert run_measurement(db, tiny_config(), 2) == 2  # nothing to add: nothing written
     # reading (or a resume with nothing to do) never upgrades a file an older LENNA shares
-    assert _user_version(db) == 1 and "load" not in _columns(db)
+    assert _user_version(db) == 1 and not {"load", "device"} & _columns(db)
     assert "device" not in _columns(db, "drift")
 
 
@@ -118,10 +120,11 @@ def test_resuming_a_schema_1_file_upgrades_it_and_keeps_its_rows(tmp_path):
         before = ds.samples()["latency_ms"].tolist()
     assert run_measurement(db, tiny_config(), 3) == 3
     assert _user_version(db) == SCHEMA_VERSION
-    assert "device" in _columns(db, "drift")
+    assert "device" in _columns(db, "drift") and "device" in _columns(db)
     with Dataset.open(db) as ds:
         df = ds.samples()
     assert df["latency_ms"].tolist()[:2] == before
+    assert df["device"].tolist() == [None] * 3  # a local run names no device
     assert df["load"].isna().tolist() == [True, True, False]  # old rows: unknown, not invented
     assert list(df.columns) == [*SAMPLE_COLUMNS, "created_at"]  # as a new file's, load included
     info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
@@ -144,6 +147,7 @@ def test_a_half_upgraded_file_finishes_its_upgrade(tmp_path):
 def _as_schema_2(db) -> None:
     """Make ``db`` what LENNA wrote before the drift table named its device."""
     con = sqlite3.connect(db)
+    con.execute("ALTER TABLE samples DROP COLUMN device")
     con.execute("ALTER TABLE drift DROP COLUMN device")
     con.execute("PRAGMA user_version = 2")
     con.commit()
@@ -186,3 +190,34 @@ def test_a_control_added_first_upgrades_a_schema_2_file(tmp_path):
         ds.add_drift(1, 1.0, 0.0, [], "device 0")
         assert list(ds.drift()["device"]) == ["device 0"]
     assert _user_version(db) == SCHEMA_VERSION
+
+
+def _as_schema_3(db) -> None:
+    """Make ``db`` what LENNA wrote before a sample row named its device."""
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE samples DROP COLUMN device")
+    con.execute("PRAGMA user_version = 3")
+    con.commit()
+    con.close()
+
+
+def test_a_schema_3_file_reads_unchanged_and_a_fleet_row_upgrades_it(tmp_path):
+    db = make_dataset(tmp_path / "v3.db", 2)
+    _as_schema_3(db)
+    with Dataset.open(db) as ds:
+        df, row = ds.samples(), ds.sample(0)
+        new = {**row, "sample_index": 2, "device": "device 1"}
+    assert list(df.columns) == [*SAMPLE_COLUMNS, "created_at"]
+    assert df["device"].tolist() == [None, None] and row["device"] is None
+    info = json.loads(runner.invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
+    assert info["devices"] is None
+    assert _user_version(db) == 3 and "device" not in _columns(db)  # read, unchanged
+    with Dataset.open(db) as ds:
+        ds.add_sample(new)  # as the fleet's driver writes a row
+        assert ds.sample(2)["device"] == "device 1"
+        assert ds.samples()["device"].tolist() == [None, None, "device 1"]
+    assert _user_version(db) == SCHEMA_VERSION and "device" in _columns(db)
+    result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
+    assert json.loads(result.stdout)["devices"] == {"device 1": 1}
+    human = runner.invoke(app, ["dataset", "info", str(db)]).stdout
+    assert "rows per fleet device: device 1 1, 2 measured locally" in human

@@ -41,6 +41,7 @@ def dataset_summary(ds: Dataset) -> dict:
         else None,
         "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
         "load": _load_summary(df),
+        "devices": _device_counts(df),
         "reference_ms": meta.get("reference_ms"),
         "reference_ratios": meta.get("reference_ratios"),
         "reference_ratio_checks": meta.get(CHECKS_KEY, []),
@@ -54,6 +55,13 @@ def _load_summary(df: pd.DataFrame) -> dict | None:
         return None
     q = load.quantile([0.1, 0.5, 0.9])
     return {"rows": len(load), "p10": float(q[0.1]), "median": float(q[0.5]), "p90": float(q[0.9])}
+
+
+def _device_counts(df: pd.DataFrame) -> dict[str, int] | None:
+    """Rows per fleet device (names as the run that measured them gave them); ``None`` when
+    no row was measured on a fleet."""
+    named = df["device"].dropna()
+    return {str(k): int(v) for k, v in named.value_counts().sort_index().items()} or None
 
 
 @dataset_app.command("info")
@@ -93,6 +101,13 @@ def info_cmd(
         c.print(
             f"latency ms: min {lat['min']:.3f}, median {lat['median']:.3f}, max {lat['max']:.3f}; "
             f"median {info['median_wall_s']:.2f} s to measure a sample"
+        )
+    if info["devices"]:
+        local = info["rows"] - sum(info["devices"].values())
+        c.print(
+            "rows per fleet device: "
+            + ", ".join(f"{k} {v}" for k, v in info["devices"].items())
+            + (f", {local} measured locally" if local else "")
         )
     if info["load"]:
         ld = info["load"]

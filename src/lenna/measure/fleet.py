@@ -317,6 +317,7 @@ class _Fleet:
                     self.warn(message)
             elif index not in self.have:  # a retried item never becomes a second row
                 result["alphas"] = np.asarray(result["alphas"])
+                result["device"] = name  # which of this run's devices measured the row
                 self.ds.add_sample(result)
                 self.have.add(index)
                 if self._guarded(actor):

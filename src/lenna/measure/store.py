@@ -5,8 +5,9 @@ stable ``sample_index`` as primary key (a retried sample can never become a dupl
 Values that are not plain numbers are stored as JSON text, never pickled.
 
 Schema 2 added ``samples.load``, schema 3 ``drift.device`` (which device of a fleet measured
-a control; empty for a local run). An older file is read as it is (a missing ``load`` reads as
-NaN, a missing ``device`` as None) and upgraded only when rows are added to it
+a control; empty for a local run), schema 4 ``samples.device`` (the same for a row). An older
+file is read as it is (a missing ``load`` reads as NaN, a missing ``device`` as None) and
+upgraded only when rows are added to it
 (:meth:`Dataset.upgrade`), so reading a shared file never makes it unreadable to an older LENNA.
 """
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from lenna.errors import InputError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x4C454E4E  # "LENN": marks the file as a LENNA dataset
 
 _SCHEMA = """
@@ -47,6 +48,7 @@ CREATE TABLE samples (
     drift_flag INTEGER NOT NULL DEFAULT 0,
     trace TEXT,
     load REAL,
+    device TEXT,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE op_table (
@@ -79,7 +81,7 @@ CREATE TABLE drift (
 DRIFT_COLUMNS = ("id", "after_samples", "latency_ms", "rel_change", "flagged", "device")
 SAMPLE_COLUMNS = (
     "sample_index block_type channels resolution batch regime alphas latency_ms rule resets "
-    "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace load"
+    "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace load device"
 ).split()
 OP_COLUMNS = (
     "op block_type edge_kind channels resolution batch c_in c_out stride latency_ms spread_ms "
@@ -170,8 +172,9 @@ class Dataset:
         return {h: json.loads(info) for h, info in rows}
 
     def upgrade(self) -> None:
-        """Bring an older file to this schema: the ``load`` column (schema 2) and the drift
-        table's ``device`` (schema 3), empty for the rows the file already holds. Called by
+        """Bring an older file to this schema: the ``load`` column (schema 2), the drift
+        table's ``device`` (schema 3) and the samples' (schema 4), empty for the rows the file
+        already holds. Called by
         :meth:`add_sample` and :meth:`add_drift`, so only adding rows changes a file. One
         write transaction that re-checks inside it, so a crash or a second process resuming
         the same file at once leaves it either old or fully upgraded."""
@@ -185,6 +188,8 @@ class Dataset:
                         self.con.execute("ALTER TABLE samples ADD COLUMN load REAL")
                     if "device" not in self._columns("drift"):
                         self.con.execute("ALTER TABLE drift ADD COLUMN device TEXT")
+                    if "device" not in self._columns("samples"):
+                        self.con.execute("ALTER TABLE samples ADD COLUMN device TEXT")
                     self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self.con.commit()
             except BaseException:
@@ -218,11 +223,13 @@ class Dataset:
         return {r[0] for r in self.con.execute("SELECT sample_index FROM samples")}
 
     def samples(self) -> pd.DataFrame:
-        """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index."""
+        """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index; ``device``
+        None for a local run's rows (and in a file from before schema 4)."""
         df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
-        # one column order for new and upgraded files; a schema-1 file's missing load is NaN
+        # one column order for new and upgraded files; an older file's missing load is NaN
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
         df["load"] = df["load"].astype(float)
+        df["device"] = _none_for_missing(df["device"])
         df["alphas"] = df["alphas"].map(json.loads)
         df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
         return df
@@ -237,6 +244,7 @@ class Dataset:
         row = df.iloc[0].to_dict()
         load = row.get("load")
         row["load"] = None if load is None or np.isnan(load) else float(load)
+        row["device"] = row.get("device")  # a file from before schema 4 has none
         row["alphas"] = json.loads(row["alphas"])
         row["trace"] = json.loads(row["trace"]) if isinstance(row["trace"], str) else None
         return row
@@ -280,8 +288,13 @@ class Dataset:
         a file from before schema 3)."""
         df = pd.read_sql_query("SELECT * FROM drift ORDER BY id", self.con)
         df = df.reindex(columns=[*DRIFT_COLUMNS, "created_at"])
-        df["device"] = df["device"].astype(object).where(df["device"].notna(), None)
+        df["device"] = _none_for_missing(df["device"])
         return df
+
+
+def _none_for_missing(col: pd.Series) -> pd.Series:
+    """A text column with None, not NaN, where a value is missing (as in :meth:`sample`)."""
+    return col.astype(object).where(col.notna(), None)
 
 
 def _check_header(path: Path) -> None:
