@@ -8,7 +8,7 @@ from scipy import stats
 from lenna.errors import InputError
 from lenna.measure import measure_block
 from lenna.measure.config import MeasureConfig
-from lenna.measure.rules import CIRule, SeedRule, make_rule
+from lenna.measure.rules import CIRule, SeedRule, _line, _t, make_rule
 from lenna.space import get_space, probabilities
 
 # Within a reset the passes are v + these offsets (shuffled): their 40 % quantile is exactly
@@ -202,3 +202,15 @@ def test_measure_block_tiny_real_measurement(rule):
         assert len(est.controls_ms) == est.resets
         assert all(c > 0 for c in est.controls_ms)
     np.testing.assert_array_equal(m.alphas, alphas)
+
+
+def test_the_fast_line_fit_and_t_quantile_agree_with_numpy_and_scipy():
+    """The rule refits after every reset, so it uses a closed form and a cached quantile."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(10, 2, 60)
+    y = 1.3 * x + rng.normal(0, 0.5, 60)
+    slope, intercept = np.polyfit(x, y, 1)
+    assert _line(y, x) == pytest.approx((intercept, slope), rel=1e-9)
+    assert _line(y, np.full(60, 4.0)) == pytest.approx((y.mean(), 0.0))  # constant x: no slope
+    for conf, df in [(0.95, 3), (0.95, 148), (0.9, 20)]:
+        assert _t(conf, df) == pytest.approx(stats.t.ppf(0.5 + conf / 2, df), rel=1e-12)
