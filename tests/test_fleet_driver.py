@@ -93,7 +93,8 @@ def flagged(ds: Dataset) -> list[int]:
 
 def devices(ds: Dataset) -> dict[int, str]:
     """Which device the file says measured each row."""
-    return dict(zip(ds.samples()["sample_index"], ds.samples()["device"], strict=True))
+    df = ds.samples()
+    return dict(zip(df["sample_index"], df["device"], strict=True))
 
 
 def test_each_control_flags_only_its_own_devices_rows(tmp_path):

@@ -10,12 +10,15 @@ import sqlite3
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from measure_helpers import all_text, make_dataset, tiny_config
 from typer.testing import CliRunner
 
 import lenna.measure.runner as runner_mod
 from lenna.cli import app
+from lenna.cli.dataset import _device_counts
 from lenna.measure.config import MeasureConfig
 from lenna.measure.rules import Estimate
 from lenna.measure.runner import run_measurement
@@ -55,6 +58,7 @@ def test_measured_rows_store_their_load_and_info_sums_it_up(tmp_path):
         one = ds.sample(1)
     assert load.shape == (3,) and np.all(np.isfinite(load)) and np.all(load > 0)
     assert one["load"] == pytest.approx(load[1])
+    assert one["device"] is None  # a local run names no device
     result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
     assert result.exit_code == 0, all_text(result)
     info = json.loads(result.stdout)["load"]
@@ -220,4 +224,27 @@ def test_a_schema_3_file_reads_unchanged_and_a_fleet_row_upgrades_it(tmp_path):
     result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
     assert json.loads(result.stdout)["devices"] == {"device 1": 1}
     human = runner.invoke(app, ["dataset", "info", str(db)]).stdout
-    assert "rows per fleet device: device 1 1, 2 measured locally" in human
+    assert "rows per fleet device: device 1: 1 (2 measured locally)" in human
+    for out in ("v3.csv", "v3.parquet"):  # exported with the device, as text in both formats
+        assert (
+            runner.invoke(app, ["dataset", "export", str(db), str(tmp_path / out)]).exit_code == 0
+        )
+    csv = pd.read_csv(tmp_path / "v3.csv")
+    assert csv["device"].isna().tolist() == [True, True, False] and csv["device"][2] == "device 1"
+    schema = pq.read_schema(tmp_path / "v3.parquet")
+    assert schema.field("device").type == schema.field("block_type").type  # text, like the rest
+
+
+def test_a_local_file_exports_its_empty_device_column_as_text(tmp_path):
+    """One Parquet schema for local and fleet files: no all-None column typed ``null``."""
+    db = make_dataset(tmp_path / "d.db", 2)
+    runner.invoke(app, ["dataset", "export", str(db), str(tmp_path / "d.parquet")])
+    schema = pq.read_schema(tmp_path / "d.parquet")
+    assert schema.field("device").type == schema.field("block_type").type
+
+
+def test_rows_per_device_are_counted_in_the_devices_order():
+    names = ["device 10", "device 2", None, "device 2", "device 0"]
+    counts = _device_counts(pd.DataFrame({"device": names}))
+    assert list(counts.items()) == [("device 0", 1), ("device 2", 2), ("device 10", 1)]
+    assert _device_counts(pd.DataFrame({"device": [None, None]})) is None  # a local file

@@ -211,6 +211,8 @@ def test_the_fast_line_fit_and_t_quantile_agree_with_numpy_and_scipy():
     y = 1.3 * x + rng.normal(0, 0.5, 60)
     slope, intercept = np.polyfit(x, y, 1)
     assert _line(y, x) == pytest.approx((intercept, slope), rel=1e-9)
-    assert _line(y, np.full(60, 4.0)) == pytest.approx((y.mean(), 0.0))  # constant x: no slope
-    for conf, df in [(0.95, 3), (0.95, 148), (0.9, 20)]:
-        assert _t(conf, df) == pytest.approx(stats.t.ppf(0.5 + conf / 2, df), rel=1e-12)
+    for c in (4.0, 0.1):  # a constant control (one-hot α): no slope, even where its mean rounds
+        assert _line(y[:3], np.full(3, c)) == (y[:3].mean(), 0.0)
+    # Student's t quantiles from tables: two-sided 95 % at 3 and 148 df, 90 % at 20 df
+    for conf, df, t in [(0.95, 3, 3.182446), (0.95, 148, 1.976122), (0.9, 20, 1.724718)]:
+        assert _t(conf, df) == pytest.approx(t, abs=1e-6)

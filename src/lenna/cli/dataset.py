@@ -60,8 +60,9 @@ def _load_summary(df: pd.DataFrame) -> dict | None:
 def _device_counts(df: pd.DataFrame) -> dict[str, int] | None:
     """Rows per fleet device (names as the run that measured them gave them); ``None`` when
     no row was measured on a fleet."""
-    named = df["device"].dropna()
-    return {str(k): int(v) for k, v in named.value_counts().sort_index().items()} or None
+    counts = df["device"].dropna().value_counts()
+    order = sorted(counts.index, key=lambda name: (len(name), name))  # device 2 before device 10
+    return {str(k): int(counts[k]) for k in order} or None
 
 
 @dataset_app.command("info")
@@ -106,8 +107,8 @@ def info_cmd(
         local = info["rows"] - sum(info["devices"].values())
         c.print(
             "rows per fleet device: "
-            + ", ".join(f"{k} {v}" for k, v in info["devices"].items())
-            + (f", {local} measured locally" if local else "")
+            + ", ".join(f"{k}: {v}" for k, v in info["devices"].items())
+            + (f" ({local} measured locally)" if local else "")
         )
     if info["load"]:
         ld = info["load"]

@@ -31,6 +31,7 @@ def to_frame(ds: Dataset) -> pd.DataFrame:
     feats = encode_rows(space, df)
     out = df.drop(columns=["trace"]).copy()
     out["alphas"] = out["alphas"].map(json.dumps)
+    out["device"] = out["device"].astype("string")  # text even when empty (a local run's file)
     return pd.concat(
         [out, pd.DataFrame(feats, columns=[f"f:{n}" for n in space.feature_names()])], axis=1
     )

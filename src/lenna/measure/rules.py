@@ -198,11 +198,10 @@ class CIRule:
 def _line(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     """Intercept and slope of ``y`` on ``x`` by least squares (slope 0 if ``x`` is constant).
     In closed form: the rule refits after every reset, and ``np.polyfit`` costs ~8× more."""
-    dx = x - x.mean()
-    sxx = float(dx @ dx)
-    if sxx == 0:
+    if np.ptp(x) == 0:  # not ``sxx == 0``: a constant's mean can round, leaving sxx ~1e-32
         return float(y.mean()), 0.0
-    slope = float(dx @ (y - y.mean())) / sxx
+    dx = x - x.mean()
+    slope = float(dx @ (y - y.mean())) / float(dx @ dx)
     return float(y.mean() - slope * x.mean()), slope
 
 

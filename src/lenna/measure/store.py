@@ -7,8 +7,8 @@ Values that are not plain numbers are stored as JSON text, never pickled.
 Schema 2 added ``samples.load``, schema 3 ``drift.device`` (which device of a fleet measured
 a control; empty for a local run), schema 4 ``samples.device`` (the same for a row). An older
 file is read as it is (a missing ``load`` reads as NaN, a missing ``device`` as None) and
-upgraded only when rows are added to it
-(:meth:`Dataset.upgrade`), so reading a shared file never makes it unreadable to an older LENNA.
+upgraded only when rows are added to it (:meth:`Dataset.upgrade`), so reading a shared file
+never makes it unreadable to an older LENNA.
 """
 
 from __future__ import annotations
@@ -174,10 +174,9 @@ class Dataset:
     def upgrade(self) -> None:
         """Bring an older file to this schema: the ``load`` column (schema 2), the drift
         table's ``device`` (schema 3) and the samples' (schema 4), empty for the rows the file
-        already holds. Called by
-        :meth:`add_sample` and :meth:`add_drift`, so only adding rows changes a file. One
-        write transaction that re-checks inside it, so a crash or a second process resuming
-        the same file at once leaves it either old or fully upgraded."""
+        already holds. Called by :meth:`add_sample` and :meth:`add_drift`, so only adding
+        rows changes a file. One write transaction that re-checks inside it, so a crash or a
+        second process resuming the same file at once leaves it either old or fully upgraded."""
         if self._upgraded:
             return
         try:
