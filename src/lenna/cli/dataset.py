@@ -29,6 +29,7 @@ def dataset_summary(ds: Dataset) -> dict:
         "space": meta.get("space"),
         "fingerprint": meta.get("fingerprint"),
         "config": meta.get("config"),
+        "rule_settings": meta.get("rule_settings"),  # None in a file from before they were kept
         "fingerprints": sorted(ds.fingerprints()),
         "op_table_rows": len(ds.op_table()),
         "drift_flagged_rows": int(df["drift_flag"].sum()) if len(df) else 0,

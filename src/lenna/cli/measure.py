@@ -61,10 +61,17 @@ def _show_check(bar: Progress, task: TaskID) -> Callable[[], None]:
 
 
 def _stored_config(out: Path) -> dict | None:
+    """The config of the file being resumed, its rule with the settings the file stored (all
+    of them, defaults included), so a resume continues as the file began even where this
+    LENNA's defaults differ."""
     if not out.exists():
         return None
     with Dataset.open(out) as ds:
-        return ds.meta.get("config")
+        meta = ds.meta
+    config, settled = meta.get("config"), meta.get("rule_settings")
+    if config is None or settled is None:
+        return config
+    return {**config, "measure": {**config["measure"], "rule_params": settled}}
 
 
 def _build_config(

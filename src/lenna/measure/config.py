@@ -6,7 +6,7 @@ under two configs are not one distribution.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -75,6 +75,13 @@ class MeasureConfig:
             return make_rule(self.rule, **self.rule_params)
         except TypeError as e:
             raise InputError(f"bad parameters for rule {self.rule!r}: {e}") from None
+
+    def rule_settings(self) -> dict:
+        """Every parameter of the rule as it will run, defaults included. A dataset stores
+        these, so a later LENNA whose defaults differ cannot continue a file under other
+        settings without saying so (``rule_params`` alone holds only what was asked for)."""
+        rule = self.make_rule()
+        return {f.name: getattr(rule, f.name) for f in fields(rule) if f.name != "name"}
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -109,6 +109,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             "space": space.name,
             "space_hash": space.definition_hash(),
             "config": cfg.to_dict(),
+            "rule_settings": cfg.measure.rule_settings(),
             "fingerprint": fp,
             "lenna_version": __version__,
         }
@@ -118,10 +119,20 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
         ds.close()
         raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
-    stored = upgrade_config(meta.get("config", {}))
-    diff = sorted(
-        k for k in set(stored) | set(cfg.to_dict()) if stored.get(k) != cfg.to_dict().get(k)
-    )
+    stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
+    settled = meta.get("rule_settings")  # None in a file from before they were stored
+    if settled is not None:  # compare what the rule does, not how it was asked for
+        stored["measure"] = {**stored.get("measure", {}), "rule_params": settled}
+        now["measure"] = {**now["measure"], "rule_params": cfg.measure.rule_settings()}
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    if diff == ["measure"] and settled is not None:
+        moved = _moved(settled, now["measure"]["rule_params"])
+        if moved and stored["measure"]["rule"] == now["measure"]["rule"]:
+            ds.close()
+            raise InputError(
+                f"{path} was measured with other rule settings ({moved}); resume with "
+                "`lenna measure` (it takes the file's own) or the same rule_params"
+            )
     if diff:
         ds.close()
         raise InputError(
@@ -137,6 +148,12 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         )
     ds.add_fingerprint(fp)
     return ds
+
+
+def _moved(before: dict, after: dict) -> str:
+    """``passes 3 in the file, 2 now, ...`` for the settings that differ."""
+    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return ", ".join(f"{k} {before.get(k)} in the file, {after.get(k)} now" for k in keys)
 
 
 def local_calibrate(space: SearchSpace, m: MeasureConfig) -> Calibrate:
