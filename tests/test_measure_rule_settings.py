@@ -8,14 +8,24 @@ import json
 import sqlite3
 
 import pytest
-from measure_helpers import FAST_RULE, all_text, make_dataset, tiny_config
+from measure_helpers import (
+    FAST_RULE,
+    all_text,
+    count_rows,
+    make_dataset,
+    one_line_error,
+    tiny_config,
+)
 from typer.testing import CliRunner
 
 from lenna.cli import app
+from lenna.demo.pipeline import measure_config
+from lenna.demo.plan import QUICK
 from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import fingerprint
 from lenna.measure.rules import CIRule
-from lenna.measure.runner import run_measurement
+from lenna.measure.runner import open_dataset, run_measurement
 from lenna.measure.store import Dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -77,3 +87,35 @@ def test_a_file_from_before_rule_settings_resumes_as_before(tmp_path):
     other = tiny_config(measure=MeasureConfig(rule="ci", rule_params={**FAST_RULE, "passes": 2}))
     with pytest.raises(InputError, match=r"other settings \(measure\)"):
         run_measurement(db, other, 4)  # without stored settings, asked-for params still count
+
+
+def test_the_api_compares_what_the_rule_does_not_how_it_was_asked(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 1)  # asked for FAST_RULE only: 3 passes by default
+    explicit = tiny_config(measure=MeasureConfig(rule="ci", rule_params={**FAST_RULE, "passes": 3}))
+    assert run_measurement(db, explicit, 2) == 2
+
+
+def test_another_rule_or_a_setting_unknown_to_the_file_is_one_line_telling_to_start_anew(
+    tmp_path,
+):
+    db = make_dataset(tmp_path / "d.db", 0)
+    other_rule = ["measure", "--out", str(db), "-n", "1", "--rule", "seed"]
+    one_line_error(runner.invoke(app, other_rule), "other settings (measure)")
+    settled = _meta(db)["rule_settings"]
+    del settled["max_rejected"]  # written by a LENNA whose rule had no such setting
+    _set_meta(db, "rule_settings", settled)
+    result = runner.invoke(app, ["measure", "--out", str(db), "-n", "1"])
+    message = one_line_error(result, "rule settings: max_rejected None in the file, 0.05 now")
+    assert "write to a new file" in message and count_rows(db) == 0
+
+
+def test_a_demo_folder_measured_with_other_rule_settings_is_refused(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    cfg = measure_config(QUICK)
+    m = cfg.measure
+    db = out / "latency.db"
+    open_dataset(db, cfg, fingerprint(m.device, m.threads, m.dtype, m.batch), False).close()
+    _set_meta(db, "rule_settings", {**_meta(db)["rule_settings"], "passes": 2})
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    one_line_error(result, "holds a demo measured with other settings; use another --out")

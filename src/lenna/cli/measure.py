@@ -71,7 +71,12 @@ def _stored_config(out: Path) -> dict | None:
     config, settled = meta.get("config"), meta.get("rule_settings")
     if config is None or settled is None:
         return config
-    return {**config, "measure": {**config["measure"], "rule_params": settled}}
+    own = {**config, "measure": {**config["measure"], "rule_params": settled}}
+    try:  # settings this LENNA's rule no longer has: the resume's check says so in one line
+        RunConfig.from_dict(own)
+    except InputError:
+        return config
+    return own
 
 
 def _build_config(

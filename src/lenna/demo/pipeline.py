@@ -18,7 +18,7 @@ from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
-from lenna.measure.runner import RunConfig, run_measurement, run_op_table, upgrade_config
+from lenna.measure.runner import RunConfig, config_differences, run_measurement, run_op_table
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.train import split_masks
@@ -112,10 +112,9 @@ def run_demo(
     res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
     if db.exists():
         with Dataset.open(db) as ds:
-            stored, want = upgrade_config(ds.meta.get("config") or {}), cfg.to_dict()
-            if stored != want:
-                diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
-                if diff == ["measure"]:  # same size, measured by another version's settings
+            diff, moved = config_differences(ds.meta, cfg)
+            if diff or moved:
+                if diff in ([], ["measure"]):  # same size, measured by another version's settings
                     raise InputError(
                         f"{out} holds a demo measured with other settings; use another --out"
                     )

@@ -81,6 +81,7 @@ class MeasureConfig:
         these, so a later LENNA whose defaults differ cannot continue a file under other
         settings without saying so (``rule_params`` alone holds only what was asked for)."""
         rule = self.make_rule()
+        # not ``name``: the rule's name is ``rule``, and rule_params cannot hold it
         return {f.name: getattr(rule, f.name) for f in fields(rule) if f.name != "name"}
 
     @property

@@ -52,6 +52,10 @@ class FixedBench:
         return time_paired(self.timer, self._run, self.reference, n)
 
 
+# what a plain-CI measurement takes from a cv or ci config (not the control or its rejection)
+CI_SETTINGS = ("passes", "q", "rel", "confidence", "min_resets", "max_resets")
+
+
 def measure_module(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -65,7 +69,7 @@ def measure_module(
     the calibrated speed ``reference_ms`` (``None``: calibrated once per process)."""
     config = config or MeasureConfig()
     params = config.rule_params if config.rule in ("ci", "cv") else {}
-    rule = make_rule("ci", **{k: v for k, v in params.items() if k not in ("control", "name")})
+    rule = make_rule("ci", **{k: v for k, v in params.items() if k in CI_SETTINGS})
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:

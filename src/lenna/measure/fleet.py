@@ -194,7 +194,10 @@ def run_fleet_measurement(
     actor_cls = ray.remote(resources={RESOURCE: 1}, num_cpus=0, max_restarts=0)(Measurer)
     given = simulate_s if isinstance(simulate_s, list) else [simulate_s]
     sims = [given[i % len(given)] for i in range(n_actors)]  # one per actor
-    actors = [actor_cls.remote(cfg.to_dict(), sim) for sim in sims]
+    # the rule's every setting, so each device runs the driver's, whatever its own defaults
+    sent = cfg.to_dict()
+    sent["measure"]["rule_params"] = cfg.measure.rule_settings()
+    actors = [actor_cls.remote(sent, sim) for sim in sims]
     warn = on_warning or (lambda message: None)
     try:
         fps = ray.get([a.fingerprint.remote() for a in actors])

@@ -119,25 +119,19 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
         ds.close()
         raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
-    stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
-    settled = meta.get("rule_settings")  # None in a file from before they were stored
-    if settled is not None:  # compare what the rule does, not how it was asked for
-        stored["measure"] = {**stored.get("measure", {}), "rule_params": settled}
-        now["measure"] = {**now["measure"], "rule_params": cfg.measure.rule_settings()}
-    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
-    if diff == ["measure"] and settled is not None:
-        moved = _moved(settled, now["measure"]["rule_params"])
-        if moved and stored["measure"]["rule"] == now["measure"]["rule"]:
-            ds.close()
-            raise InputError(
-                f"{path} was measured with other rule settings ({moved}); resume with "
-                "`lenna measure` (it takes the file's own) or the same rule_params"
-            )
-    if diff:
+    diff, moved = config_differences(meta, cfg)
+    if diff or moved:
         ds.close()
+        settled = meta.get("rule_settings") or {}
+        if diff or set(settled) != set(cfg.measure.rule_settings()):
+            what = ", ".join(diff + (["rule settings: " + moved] if moved else []))
+            raise InputError(
+                f"{path} was measured with other settings ({what}); "
+                "resume with the same options or write to a new file"
+            )
         raise InputError(
-            f"{path} was measured with other settings ({', '.join(diff)}); "
-            "resume with the same options or write to a new file"
+            f"{path} was measured with other rule settings ({moved}); resume with "
+            "`lenna measure` (it takes the file's own) or the same rule_params"
         )
     if fp["hash"] not in ds.fingerprints() and not allow_mixed:
         ds.close()
@@ -148,6 +142,22 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         )
     ds.add_fingerprint(fp)
     return ds
+
+
+def config_differences(meta: dict, cfg: RunConfig) -> tuple[list[str], str]:
+    """How ``cfg`` differs from the file's config (``meta``): the differing config keys, and
+    the rule's settings that differ (``""`` if none) where the file stores them. With stored
+    settings the rule is compared by what it does, not by how it was asked for."""
+    stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
+    settled = meta.get("rule_settings")  # None in a file from before they were stored
+    moved = ""
+    if settled is not None:
+        stored["measure"] = {**stored.get("measure", {}), "rule_params": None}
+        now["measure"] = {**now["measure"], "rule_params": None}
+        if stored["measure"].get("rule") == now["measure"]["rule"]:
+            moved = _moved(settled, cfg.measure.rule_settings())
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    return diff, moved
 
 
 def _moved(before: dict, after: dict) -> str:
