@@ -29,12 +29,11 @@ reference −2 % to −16 % by size, per-anchor medians; matched anchors a media
 turns with a small reference (the same block in turns with the primary, no gate resets:
 −1 % to −13 % by size), consistent with a large block's cache footprint slowing the
 reference's next pass, while ``Z0`` is calibrated on back-to-back passes; a matched anchor
-cancels most of it. At the primary anchor 1–2 % comes from the turns and 1.4–2.1 % from the
+cancels most of it. At the primary anchor about 1 % comes from the turns and 1.4–2.1 % from the
 gate resets, all of it (where tested) from the untimed pass after each reset, after which a
 group's first timed pass follows the block's own pass; how a label summarises its passes is
-not a cause. The
-offset is systematic (it hardly hurts repeatability) but shifts labels against a block timed
-alone.
+not a cause. The offset is systematic (it hardly hurts repeatability) but shifts labels
+against a block timed alone.
 """
 
 from __future__ import annotations
