@@ -8,12 +8,22 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from types import SimpleNamespace
 
 import pytest
-from measure_helpers import LENNA_SCRIPT, all_text, count_rows, make_dataset, one_line_error
+from measure_helpers import (
+    LENNA_SCRIPT,
+    all_text,
+    count_rows,
+    make_dataset,
+    one_line_error,
+    tiny_config,
+)
 from typer.testing import CliRunner
 
 from lenna.cli import app
+from lenna.measure import runner as runner_mod
+from lenna.measure.runner import run_measurement
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -131,6 +141,7 @@ def test_dataset_info_json(measured):
     assert info["latency_ms"]["min"] > 0
     assert info["config"]["measure"]["normalise"] is True
     assert info["reference_ms"] > 0  # the calibrated time every label is normalised to
+    assert info["drift_checks"] is None  # measured with the drift guard off
 
 
 def test_dataset_info_human(measured):
@@ -138,6 +149,32 @@ def test_dataset_info_human(measured):
     assert result.exit_code == 0, all_text(result)
     assert "2 rows" in result.stdout
     assert "rule ci" in result.stdout
+
+
+def test_dataset_info_sums_up_the_drift_guard(tmp_path, monkeypatch):
+    """The control's moves from its first value are the file's own test-retest figure."""
+    controls = iter([1.0, 1.02, 0.95, 1.01])  # the first value, then +2 %, -5 % (flags), +1 %
+    monkeypatch.setattr(
+        runner_mod,
+        "control_measurement",
+        lambda space, cfg, reference_ms=None, reference_ratios=None: SimpleNamespace(
+            latency_ms=next(controls)
+        ),
+    )
+    db = tmp_path / "d.db"
+    run_measurement(db, tiny_config(drift_every=1), 3, on_warning=lambda m: None)
+    result = runner.invoke(app, ["dataset", "info", str(db), "--json"])
+    assert result.exit_code == 0, all_text(result)
+    checks = json.loads(result.stdout)["drift_checks"]
+    assert checks == {
+        "checks": 3,
+        "median_abs_change": pytest.approx(0.02),
+        "max_abs_change": pytest.approx(0.05),
+        "flagged_checks": 1,
+    }
+    human = " ".join(runner.invoke(app, ["dataset", "info", str(db)]).stdout.split())  # unwrap
+    assert "measured again 3 times" in human and "median 2.0%" in human
+    assert "at most 5.0%" in human and "1 of the checks flagged rows" in human
 
 
 def test_dataset_export_csv(measured, tmp_path):

@@ -42,6 +42,7 @@ def dataset_summary(ds: Dataset) -> dict:
         else None,
         "median_wall_s": float(df["wall_s"].median()) if len(df) else None,
         "load": _load_summary(df),
+        "drift_checks": _drift_summary(ds.drift()),
         "devices": _device_counts(df),
         "reference_ms": meta.get("reference_ms"),
         "reference_ratios": meta.get("reference_ratios"),
@@ -56,6 +57,21 @@ def _load_summary(df: pd.DataFrame) -> dict | None:
         return None
     q = load.quantile([0.1, 0.5, 0.9])
     return {"rows": len(load), "p10": float(q[0.1]), "median": float(q[0.5]), "p90": float(q[0.9])}
+
+
+def _drift_summary(drift: pd.DataFrame) -> dict | None:
+    """How far the drift guard's control block moved from its first value over the file's
+    checks: the file's own test-retest figure for one block on this machine (a row's CI
+    half-width says only how well that one measurement converged). ``None`` without checks."""
+    if drift.empty:
+        return None
+    change = drift["rel_change"].abs()
+    return {
+        "checks": len(drift),
+        "median_abs_change": float(change.median()),
+        "max_abs_change": float(change.max()),
+        "flagged_checks": int(drift["flagged"].sum()),
+    }
 
 
 def _device_counts(df: pd.DataFrame) -> dict[str, int] | None:
@@ -117,6 +133,13 @@ def info_cmd(
             f"machine load while measuring (reference time / its time at this file's "
             f"calibration): median {ld['median']:.2f}×, 10th–90th percentile "
             f"{ld['p10']:.2f}–{ld['p90']:.2f}× over {ld['rows']} rows"
+        )
+    if info["drift_checks"]:
+        dc = info["drift_checks"]
+        c.print(
+            f"drift guard: the control block, measured again {dc['checks']} times, moved a "
+            f"median {dc['median_abs_change']:.1%} (at most {dc['max_abs_change']:.1%}) from "
+            f"its first value; {dc['flagged_checks']} of the checks flagged rows"
         )
 
 
