@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import lenna.measure.machine_calibration as machine_calibration
 import lenna.measure.reference as reference_mod
 
 FAKE_Z0_MS = 1.0
@@ -10,10 +11,13 @@ FAKE_RATIO = 3.0
 
 
 @pytest.fixture(autouse=True)
-def quick_calibration(request, monkeypatch):
+def quick_calibration(request, monkeypatch, tmp_path_factory):
     """A real calibration takes 2–20 s (1-s windows until two agree); every new dataset runs
     one. Tests get a fixed Z0 unless marked ``real_calibration``; the reference block itself
-    is still built and timed alongside every reset."""
+    is still built and timed alongside every reset. Each test has its own, empty machine
+    calibration cache (never the user's)."""
+    monkeypatch.setenv("LENNA_CACHE_DIR", str(tmp_path_factory.mktemp("lenna-cache")))
+    monkeypatch.setattr(machine_calibration, "REPEATS", 1)  # test_machine_calibration: 3
     if request.node.get_closest_marker("real_calibration") is None:
         monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: FAKE_Z0_MS)
         monkeypatch.setattr(reference_mod, "_Z0", {})

@@ -1,5 +1,6 @@
 """The sampler covers the simplex, is reproducible per (seed, index), and its α are the gates'."""
 
+import json
 import math
 from collections import Counter
 
@@ -9,7 +10,7 @@ import torch
 
 from lenna.errors import InputError
 from lenna.measure.sampler import REGIMES, Sampler
-from lenna.space import Block, encode, get_space, probabilities
+from lenna.space import Block, cell_alphas, derive, encode, get_space, probabilities
 
 N = 500
 LO, HI = 8, 128
@@ -46,14 +47,18 @@ def test_every_regime_appears(specs):
         assert abs(counts[name] - N * w) < 4 * sd, (name, counts)
 
 
-def test_onehot_share_is_about_one_fifth(specs):
-    share = sum(s.regime == "onehot" for s in specs)
-    sd = math.sqrt(N * 0.2 * 0.8)
-    assert abs(share - 0.2 * N) < 4 * sd
+EXACT = ("onehot", "derived")  # the regimes whose α are exactly one-hot
+
+
+def test_onehot_share_is_what_the_mixture_says(specs):
+    share = sum(s.regime in EXACT for s in specs)
+    w = sum(REGIMES[r] for r in EXACT)
+    sd = math.sqrt(N * w * (1 - w))
+    assert abs(share - w * N) < 4 * sd
 
 
 def test_onehot_samples_are_exactly_one_hot(space, specs):
-    onehot = [s for s in specs if s.regime == "onehot"]
+    onehot = [s for s in specs if s.regime in EXACT]
     assert onehot
     for s in onehot:
         for h, q in edge_entropies(space, s):
@@ -70,7 +75,7 @@ def test_entropy_spread_covers_the_simplex(space, specs):
     hist, _ = np.histogram(h, bins=10, range=(0.0, 1.0))
     assert (hist > 0).all(), hist
     # non-one-hot regimes are never exactly one-hot
-    soft = [h for s in specs if s.regime != "onehot" for h, _ in edge_entropies(space, s)]
+    soft = [h for s in specs if s.regime not in EXACT for h, _ in edge_entropies(space, s)]
     assert min(soft) > 0.0
 
 
@@ -168,3 +173,60 @@ def test_features_and_gates_use_the_same_probabilities(name):
         # and the gates only ever pick a slot with non-zero probability
         path = block.reset_gates(torch.Generator().manual_seed(i))
         assert all(p_feat[e, j] > 0 for e, j in enumerate(path))
+
+
+@pytest.mark.parametrize("name", ["lenna", "darts"])
+def test_derived_regime_draws_only_cells_the_derive_rule_outputs(name):
+    space = get_space(name)
+    sampler = Sampler(space, channels=(2, 4), resolutions=(8,), seed=5)
+    derived = [s for s in map(sampler, range(300)) if s.regime == "derived"]
+    assert len(derived) > 30
+    for s in derived:
+        cell = derive(space, s.block_type, s.alphas)
+        np.testing.assert_array_equal(s.alphas, cell_alphas(space, s.block_type, cell))
+        if name == "darts":
+            assert sum(op is None for op in cell) == 6  # two inputs kept per node
+
+
+def test_near_derived_alpha_peaks_on_a_derivable_cell():
+    space = get_space("darts")
+    sampler = Sampler(space, channels=(2, 4), resolutions=(8,), seed=6)
+    near = [s for s in map(sampler, range(300)) if s.regime == "near_derived"]
+    assert len(near) > 20
+    none = space.ops.index("none")
+    top_none = []
+    for s in near:
+        p = probabilities(space, s.block_type, s.alphas)
+        top_none.append(int((p.argmax(axis=1) == none).sum()))
+        assert not np.all(p.max(axis=1) == 1.0)  # peaked, never exactly one-hot
+    # the boost sits on `none` on a derived cell's 6 dropped edges (random α: 14/8 = 1.75)
+    assert 4.5 <= np.mean(top_none) <= 7.0, top_none
+
+
+def test_version_1_draws_what_files_begun_with_it_hold():
+    """The shipped lenna.db was measured with sampler version 1: its rows are its draws."""
+    import sqlite3
+    from pathlib import Path
+
+    db = Path(__file__).parents[1] / "benchmarks" / "data" / "lenna.db"
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT sample_index, block_type, channels, resolution, regime, alphas FROM samples "
+        "ORDER BY sample_index LIMIT 40"
+    ).fetchall()
+    con.close()
+    sampler = Sampler(get_space("lenna"), seed=0, version=1)
+    for i, bt, ch, res, regime, alphas in rows:
+        spec = sampler(i)
+        assert (spec.block_type, spec.channels, spec.resolution, spec.regime) == (
+            bt,
+            ch,
+            res,
+            regime,
+        )
+        np.testing.assert_allclose(spec.alphas, np.asarray(json.loads(alphas)), rtol=1e-12)
+
+
+def test_unknown_sampler_version_is_one_line(space):
+    with pytest.raises(InputError, match="sampler version 9"):
+        Sampler(space, version=9)

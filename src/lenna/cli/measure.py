@@ -21,6 +21,7 @@ from rich.progress import (
 from lenna.cli.app import interrupted
 from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.errors import InputError
+from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.runner import (
     Interrupted,
@@ -57,6 +58,16 @@ def _show_check(bar: Progress, task: TaskID) -> Callable[[], None]:
     """What the bar says while the anchors' ratios are calibrated again (seconds)."""
     return lambda: bar.update(
         task, description="checking the anchors' ratios (seconds)", rate="", last=""
+    )
+
+
+def _show_calibration(bar: Progress, task: TaskID) -> Callable[[], None]:
+    """What the bar says while this machine's reference speed is calibrated (once)."""
+    return lambda: bar.update(
+        task,
+        description="calibrating this machine (once per setting; about a minute)",
+        rate="",
+        last="",
     )
 
 
@@ -138,7 +149,12 @@ def _build_config(
 
 def measure_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset file (SQLite). Existing: resume it."),
-    n: int = typer.Option(..., "-n", help="Measure until the file holds N samples."),
+    n: int = typer.Option(
+        None,
+        "-n",
+        help="Measure until the file holds N sampled blocks (rows added by "
+        "--from-run do not count).",
+    ),
     space: str = typer.Option(None, "--space", help="Search space (lenna, darts). New files only."),
     channels: str = typer.Option(
         None, "--channels", help="Input channels MIN:MAX, log-uniform (default: 8:128)."
@@ -185,6 +201,20 @@ def measure_cmd(
     allow_mixed: bool = typer.Option(
         False, "--allow-mixed", help="Add to a file measured on another fingerprint."
     ),
+    recalibrate: bool = typer.Option(
+        False,
+        "--recalibrate",
+        help="Calibrate this machine's reference speed anew for a new file (made once per "
+        "machine and setting and shared by its files, so they mean the same milliseconds; "
+        "an existing file keeps its own).",
+    ),
+    from_run: Path = typer.Option(
+        None,
+        "--from-run",
+        help="Also add the cells of a finished search (its folder): each derived cell and "
+        "α of a few later epochs, at the cells' own type, channels and resolution. Blocks "
+        "already in the file are skipped, so running it twice adds nothing.",
+    ),
     ray: str = typer.Option(
         None,
         "--ray",
@@ -197,8 +227,15 @@ def measure_cmd(
     Sample i is always the same block, so an interrupted run resumes by running the same
     command again: it completes the file to N rows without duplicates.
     """
-    if n < 0:
+    if n is None and from_run is None:
+        raise InputError("give -n N (sampled blocks) or --from-run RUN_DIR, or both")
+    if n is not None and n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
+    run_blocks = None
+    if from_run is not None:
+        run_space, run_blocks = _run_blocks(from_run)
+        if space is None and not out.exists():
+            space = run_space
     cfg = _build_config(
         out,
         space=space,
@@ -214,19 +251,72 @@ def measure_cmd(
         normalise=normalise,
         reference=reference,
     )
+    if run_blocks is not None and run_space != cfg.space:
+        raise InputError(f"{from_run} searched space {run_space!r}; {out} holds {cfg.space!r}")
     if ray is not None:
+        if n is None:
+            raise InputError("--ray measures sampled blocks: give -n N")
         _measure_on_fleet(out, cfg, n, ray, allow_mixed)
-        return
+    elif n is not None:
+        _measure_local(out, cfg, n, trace, allow_mixed, recalibrate)
+    if run_blocks is not None:
+        _add_run(out, cfg, run_blocks, from_run, allow_mixed)
+
+
+def _run_blocks(run_dir: Path) -> tuple[str, list[ExtraBlock]]:
+    """The run's space and its cells as blocks to add."""
+    from lenna.search.run_cells import run_cells
+
+    name, cells = run_cells(run_dir)
+    return name, [
+        ExtraBlock(c.block_type, c.channels, c.resolution, c.alphas, c.regime) for c in cells
+    ]
+
+
+def _add_run(
+    out: Path, cfg: RunConfig, blocks: list[ExtraBlock], run_dir: Path, allow_mixed: bool
+) -> None:
+    """`lenna measure --from-run`: the run's cells not yet in the file, with a bar."""
+    with _progress() as bar:
+        task = bar.add_task(f"cells of {run_dir}", total=len(blocks), rate="", last="")
+
+        def on_sample(row: dict, added: int) -> None:
+            bar.update(
+                task,
+                advance=1,
+                last=f"last {row['latency_ms']:.3f} ms ({row['block_type']}, "
+                f"C={row['channels']}, {row['regime']})",
+            )
+
+        try:
+            with stop_on_signals():
+                added, skipped = add_blocks(
+                    out, cfg, blocks, allow_mixed=allow_mixed, on_sample=on_sample
+                )
+        except Interrupted as e:
+            bar.stop()
+            interrupted(e, f"rows added so far are kept in {out}; run the same command again")
+    err.print(
+        f"{added} rows added from {run_dir} to {out}"
+        + (f" ({skipped} of its blocks were already there)" if skipped else "")
+    )
+
+
+def _measure_local(
+    out: Path, cfg: RunConfig, n: int, trace: bool, allow_mixed: bool, recalibrate: bool
+) -> None:
+    """`lenna measure` on this machine, with a progress bar."""
     m = cfg.measure
     with open_dataset(
         out, cfg, fingerprint(m.device, m.threads, m.dtype, m.batch), allow_mixed
     ) as ds:
         start_count = ds.count()  # also refuses a mismatched file before any progress is shown
+        added = sum(i < 0 for i in ds.indices())  # rows of --from-run: not part of -n
     stored = [start_count]
     t0 = time.perf_counter()
     with _progress() as bar:
         task = bar.add_task(
-            "measuring", total=max(n, start_count), completed=start_count, rate="", last=""
+            "measuring", total=max(n + added, start_count), completed=start_count, rate="", last=""
         )
 
         def on_sample(row: dict, count: int) -> None:
@@ -235,6 +325,7 @@ def measure_cmd(
             rate = done / max(time.perf_counter() - t0, 1e-9) * 60
             bar.update(
                 task,
+                description="measuring",
                 completed=count,
                 rate=f"{rate:.1f} samples/min",
                 last=f"last {row['latency_ms']:.3f} ms ({row['block_type']}, C={row['channels']})"
@@ -252,6 +343,8 @@ def measure_cmd(
                     on_sample=on_sample,
                     on_warning=_warn,
                     on_check=_show_check(bar, task),
+                    recalibrate=recalibrate,
+                    on_calibrate=_show_calibration(bar, task),
                 )
         except Interrupted as e:
             bar.stop()

@@ -23,6 +23,7 @@ import torch
 from lenna.measure.reference import Reference, time_paired
 from lenna.measure.timer import Timer
 from lenna.space import Block
+from lenna.space.mixed import NONE_OP
 
 
 class Bench(Protocol):
@@ -78,7 +79,8 @@ class GatedBench:
         ]
         saved = [e.active for e in self.block.edges.values()]
         for e in self.block.edges.values():
-            e.active = 0  # any op will do: only the inputs are wanted
+            # any op that runs will do (not `none`: it is skipped): only the inputs are wanted
+            e.active = next(i for i, n in enumerate(e.op_names) if n != NONE_OP)
         try:
             self._run()
         finally:
@@ -120,6 +122,9 @@ class GatedBench:
         for key, k in self.edge_kinds().items():
             x, edge = self._edge_inputs[k], self.block.edges[str(k)]
             for slot, (name, op) in enumerate(zip(edge.op_names, edge.ops, strict=True)):
+                if name == NONE_OP:  # an absent edge costs nothing: the path never calls it
+                    out.append(self._op_row(key, slot, name, edge, x, c_out, [0.0] * passes))
+                    continue
                 op(x)
                 times, refs = [], []
                 for _ in range(passes):
@@ -128,18 +133,22 @@ class GatedBench:
                         refs.append(self.reference.time_s())
                 if refs:
                     times = [t * z0_ms * 1e-3 / float(np.median(refs)) for t in times]
-                out.append(
-                    {
-                        "kind": key,
-                        "slot": slot,
-                        "op": name,
-                        "stride": edge.stride,
-                        "c_in": int(x.shape[1]),
-                        "c_out": c_out,
-                        "times": times,
-                    }
-                )
+                out.append(self._op_row(key, slot, name, edge, x, c_out, times))
         return out
+
+    @staticmethod
+    def _op_row(
+        key: tuple, slot: int, name: str, edge: object, x: torch.Tensor, c_out: int, times: list
+    ) -> dict:
+        return {
+            "kind": key,
+            "slot": slot,
+            "op": name,
+            "stride": edge.stride,  # type: ignore[attr-defined]
+            "c_in": int(x.shape[1]),
+            "c_out": c_out,
+            "times": times,
+        }
 
     def op_costs(self, passes: int = 5) -> np.ndarray:
         """Median seconds of each op alone, per edge: ``(num_edges, max_ops)``, NaN where none."""

@@ -87,11 +87,14 @@ class Measurer:
     def fingerprint(self) -> dict:
         return self.fp
 
-    def calibrate(self, need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
+    def calibrate(
+        self, need_z0: bool, anchors: list[tuple[int, int]], shared: bool = True
+    ) -> tuple:
         """This device's reference time ``Z0`` (if ``need_z0``) and the ratios of
-        ``anchors`` (the dataset stores the first device's)."""
+        ``anchors`` (the dataset stores the first device's): its machine's calibration
+        (``shared``) or one of this moment (the anchor check)."""
         m = self.cfg.measure
-        return local_calibrate(get_space(self.cfg.space), m)(need_z0, anchors)
+        return local_calibrate(get_space(self.cfg.space), m, shared)(need_z0, anchors)
 
     def control(
         self, reference_ms: float | None = None, reference_ratios: dict[str, float] | None = None
@@ -356,7 +359,7 @@ class _Fleet:
         cfg = self.cfg
 
         def on_device(need_z0: bool, anchors: list) -> tuple:
-            return self.ray.get(actor.calibrate.remote(need_z0, anchors))
+            return self.ray.get(actor.calibrate.remote(need_z0, anchors, False))
 
         anchors = anchors_in_range(cfg.channels, cfg.resolutions)
         try:

@@ -22,6 +22,7 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.machine_calibration import machine_calibrate
 from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import (
     Calibrate,
@@ -30,11 +31,14 @@ from lenna.measure.reference import (
     calibrate_for,
     calibrate_ratios,
 )
-from lenna.measure.sampler import ONEHOT_OFF, Sampler, SampleSpec
+from lenna.measure.sampler import ONEHOT_OFF, SAMPLER_VERSION, Sampler, SampleSpec
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
+from lenna.space.mixed import NONE_OP
 
 DRIFT_TOLERANCE = 0.03
+# 2: a sampled `none` edge is absent from the timed path (docs/measurement.md); 1 ran it
+LABEL_VERSION = 2
 
 
 @dataclass
@@ -48,10 +52,17 @@ class RunConfig:
     seed: int = 0
     drift_every: int = 50
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    sampler_version: int = SAMPLER_VERSION
+    label_version: int = LABEL_VERSION
 
     def sampler(self) -> Sampler:
         return Sampler(
-            get_space(self.space), self.channels, self.resolutions, self.block_types, self.seed
+            get_space(self.space),
+            self.channels,
+            self.resolutions,
+            self.block_types,
+            self.seed,
+            self.sampler_version,
         )
 
     def to_dict(self) -> dict:
@@ -71,10 +82,27 @@ class RunConfig:
 
 def upgrade_config(d: dict) -> dict:
     """A stored config as this version writes it: files from before reference normalisation
-    were measured without it, files from before anchors with the single reference."""
-    d = dict(d)
+    were measured without it, files from before anchors with the single reference, files from
+    before versioned samplers and labels with version 1 of each."""
+    d = {"sampler_version": 1, "label_version": 1, **d}
     d["measure"] = {"normalise": False, "reference": "single", **d.get("measure", {})}
     return d
+
+
+def check_label_version(cfg: RunConfig, path: Path) -> None:
+    """Refuse to add rows of today's labels to a file whose labels meant something else.
+
+    Label version 1 timed a sampled ``none`` edge (a zero tensor, added into its node);
+    version 2 times the path as the derived cell runs it. Only spaces with a ``none`` op
+    differ, so a ``lenna`` file of version 1 resumes unchanged."""
+    if cfg.label_version == LABEL_VERSION:
+        return
+    if cfg.label_version > LABEL_VERSION or NONE_OP in get_space(cfg.space).ops:
+        raise InputError(
+            f"{path} holds labels of version {cfg.label_version} (this LENNA measures version "
+            f"{LABEL_VERSION}: a `none` edge is absent, as in the derived cell); "
+            "measure into a new file"
+        )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -104,6 +132,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     """Create the file, or open it for resuming after checking space, config and machine."""
     space = get_space(cfg.space)
     path = Path(path)
+    check_label_version(cfg, path)
     if not path.exists():
         meta = {
             "space": space.name,
@@ -166,13 +195,28 @@ def _moved(before: dict, after: dict) -> str:
     return ", ".join(f"{k} {before.get(k)} in the file, {after.get(k)} now" for k in keys)
 
 
-def local_calibrate(space: SearchSpace, m: MeasureConfig) -> Calibrate:
-    """Calibrate here: ``(need_z0, anchors)`` → (``Z0`` or ``None``, the anchors' ratios)."""
+def local_calibrate(
+    space: SearchSpace,
+    m: MeasureConfig,
+    shared: bool = True,
+    fresh: bool = False,
+    on_calibrate: Callable[[], None] | None = None,
+) -> Calibrate:
+    """Calibrate here: ``(need_z0, anchors)`` → (``Z0`` or ``None``, the anchors' ratios).
+
+    ``shared`` (what sets a dataset's scale): this machine's calibration, from the cache or
+    made once and kept there (:mod:`lenna.measure.machine_calibration`); ``fresh`` makes it
+    anew. Unshared: a calibration of this moment (what the anchor check compares with)."""
 
     def calibrate(need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
         return (calibrate_for(space, m) if need_z0 else None), calibrate_ratios(space, m, anchors)
 
-    return calibrate
+    if not shared:
+        return calibrate
+    threads = m.threads or 1
+    return machine_calibrate(
+        space, m.device, m.dtype, threads, calibrate, fresh=fresh, on_calibrate=on_calibrate
+    )
 
 
 def dataset_calibration(
@@ -293,9 +337,14 @@ def run_measurement(
     on_warning: Callable[[str], None] | None = None,
     on_check: Callable[[], None] | None = None,
     fp: dict | None = None,
+    recalibrate: bool = False,
+    on_calibrate: Callable[[], None] | None = None,
 ) -> int:
     """Measure until ``path`` holds ``n`` samples, then check the anchors' ratios if due
-    (``on_check()`` first: it takes seconds); returns the number of rows stored."""
+    (``on_check()`` first: it takes seconds); returns the number of rows stored.
+
+    A new file takes this machine's calibration (made once, ``on_calibrate()`` first;
+    ``recalibrate``: made anew), so files of one machine share one scale."""
     if n < 0:
         raise InputError(f"-n must be >= 0, got {n}")
     space = get_space(cfg.space)
@@ -303,13 +352,14 @@ def run_measurement(
     fp = fp or fingerprint(m.device, m.threads, m.dtype, m.batch)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
-        calibrate = local_calibrate(space, m)
+        calibrate = local_calibrate(space, m, True, recalibrate, on_calibrate)
         todo = _missing_indices(ds.indices(), n)
         if todo:
             _measure_rows(ds, cfg, todo, calibrate, fp["hash"], trace, on_sample, warn)
         # a check cut short (Ctrl-C) is still due when the same command is run again
         anchors = anchors_in_range(cfg.channels, cfg.resolutions)
-        for message in check_if_due(ds, anchors, cfg.drift_every, calibrate, fp["hash"], on_check):
+        now = local_calibrate(space, m, shared=False)  # the check compares with this moment
+        for message in check_if_due(ds, anchors, cfg.drift_every, now, fp["hash"], on_check):
             warn(message)
         return ds.count()
 
@@ -381,7 +431,9 @@ def record_control(
 
 
 def _missing_indices(have: set[int], n: int) -> list[int]:
-    """The first ``n - len(have)`` indices not yet stored (rows beyond ``n`` are kept)."""
+    """The first ``n - len(have)`` indices not yet stored (rows beyond ``n`` are kept).
+    Only sampled rows count (indices from 0 up; added blocks have negative ones)."""
+    have = {i for i in have if i >= 0}
     out, i = [], 0
     while len(have) + len(out) < n:
         if i not in have:

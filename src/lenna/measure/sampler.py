@@ -3,18 +3,29 @@
 Sample ``i`` of a run with seed ``s`` depends only on ``(s, i)`` (its own random stream), so a
 resumed or distributed run measures exactly the samples an uninterrupted one would have.
 
-α regimes (one per sample, drawn with these weights):
+α regimes (one per sample, drawn with these weights; sampler version 2, the default):
 
-=============  ======  =================================================================
-regime         weight  logits per edge
-=============  ======  =================================================================
-``seed``       0.15    U(0, 1), as the seed drew them: nearly uniform probabilities
-``uniform``    0.15    N(0, 0.3²): early search, close to uniform
-``dirichlet``  0.30    log of Dirichlet(a), a log-uniform in [0.05, 3]: the whole simplex,
-                       from sparse corners (small a) to the flat middle (large a)
-``peaked``     0.20    N(0, 1) plus a boost U(2, 8) on one op: late search
-``onehot``     0.20    0 on one op, −1e4 elsewhere: exactly one-hot, a derived architecture
-=============  ======  =================================================================
+================  ======  ==============================================================
+regime            weight  logits per edge
+================  ======  ==============================================================
+``seed``          0.10    U(0, 1), as the seed drew them: nearly uniform probabilities
+``uniform``       0.10    N(0, 0.3²): early search, close to uniform
+``dirichlet``     0.20    log of Dirichlet(a), a log-uniform in [0.05, 3]: the whole simplex,
+                          from sparse corners (small a) to the flat middle (large a)
+``peaked``        0.10    N(0, 1) plus a boost U(2, 8) on one op: late search
+``onehot``        0.10    0 on one op, −1e4 elsewhere: one-hot, any op on every edge
+``derived``       0.25    one-hot on a cell the space's derive rule can output
+                          (:func:`~lenna.space.derive.random_cell`; for ``darts``: two
+                          inputs per node, ``none`` on the other edges): what a search
+                          returns, and so the number the user acts on
+``near_derived``  0.15    N(0, 1) plus a boost U(2, 8) on such a cell's op on every edge
+                          (``none`` on its dropped edges): α at the end of a search
+================  ======  ==============================================================
+
+Version 1 (files begun before version 2) had no ``derived`` or ``near_derived`` regime
+(seed 0.15, uniform 0.15, dirichlet 0.30, peaked 0.20, onehot 0.20). In ``darts`` its
+one-hot rows hardly ever looked like a derived cell (about 1.75 ``none`` edges of 14; a
+derived cell has 6). A file stores its sampler version and resumes with it.
 
 Channels are log-uniform integers in ``[min, max]``; resolution and block type are uniform
 over their lists (a reduction block is never paired with an odd resolution).
@@ -28,10 +39,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from lenna.errors import InputError
-from lenna.space import SearchSpace
+from lenna.space import SearchSpace, cell_alphas, random_cell
+from lenna.space.derive import OFF as ONEHOT_OFF  # exp(-1e4) == 0 in float64: exactly one-hot
 
-REGIMES = {"seed": 0.15, "uniform": 0.15, "dirichlet": 0.30, "peaked": 0.20, "onehot": 0.20}
-ONEHOT_OFF = -1e4  # finite, yet exp(-1e4) == 0 in float64: softmax is exactly one-hot
+SAMPLER_VERSIONS: dict[int, dict[str, float]] = {
+    1: {"seed": 0.15, "uniform": 0.15, "dirichlet": 0.30, "peaked": 0.20, "onehot": 0.20},
+    2: {
+        "seed": 0.10,
+        "uniform": 0.10,
+        "dirichlet": 0.20,
+        "peaked": 0.10,
+        "onehot": 0.10,
+        "derived": 0.25,
+        "near_derived": 0.15,
+    },
+}
+SAMPLER_VERSION = 2  # what a new dataset uses
+REGIMES = SAMPLER_VERSIONS[SAMPLER_VERSION]
 
 
 @dataclass(frozen=True)
@@ -55,8 +79,14 @@ class Sampler:
     resolutions: tuple[int, ...] = (32, 16, 8)
     block_types: tuple[str, ...] = ("normal", "reduction")
     seed: int = 0
+    version: int = SAMPLER_VERSION
 
     def __post_init__(self) -> None:
+        if self.version not in SAMPLER_VERSIONS:
+            raise InputError(
+                f"unknown sampler version {self.version!r}; this LENNA knows "
+                f"{', '.join(map(str, SAMPLER_VERSIONS))} (a newer LENNA wrote the file?)"
+            )
         lo, hi = self.channels
         if lo < 1 or hi < lo:
             raise InputError(f"channels range must be MIN:MAX with 1 <= MIN <= MAX, got {lo}:{hi}")
@@ -83,12 +113,18 @@ class Sampler:
         bt, res = pairs[rng.integers(len(pairs))]
         lo, hi = self.channels
         ch = int(min(hi, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))))
-        names = list(REGIMES)
-        regime = names[rng.choice(len(names), p=list(REGIMES.values()))]
+        weights = SAMPLER_VERSIONS[self.version]
+        names = list(weights)
+        regime = names[rng.choice(len(names), p=list(weights.values()))]
         return SampleSpec(index, bt, ch, res, regime, self.alphas(rng, bt, regime))
 
     def alphas(self, rng: np.random.Generator, block_type: str, regime: str) -> np.ndarray:
         """Logits ``(num_edges, max_ops)`` for one block; padded slots are 0 (ignored)."""
+        if regime in ("derived", "near_derived"):
+            onehot = cell_alphas(self.space, block_type, random_cell(self.space, block_type, rng))
+            if regime == "derived":
+                return onehot
+            return _near(rng, onehot, self.space.op_mask(block_type))
         mask = self.space.op_mask(block_type)
         out = np.zeros(self.space.alpha_shape)
         for e in range(self.space.num_edges):
@@ -112,3 +148,15 @@ def _edge_logits(rng: np.random.Generator, regime: str, k: int) -> np.ndarray:
     z = np.full(k, ONEHOT_OFF)
     z[rng.integers(k)] = 0.0
     return z
+
+
+def _near(rng: np.random.Generator, onehot: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Late-search α around a derived cell: N(0, 1) noise with a boost U(2, 8) on the cell's
+    op of every edge (the same boost as ``peaked``)."""
+    out = np.zeros_like(onehot)
+    for e in range(onehot.shape[0]):
+        k = int(mask[e].sum())
+        z = rng.normal(0.0, 1.0, k)
+        z[int(np.argmax(onehot[e, :k]))] += rng.uniform(2.0, 8.0)
+        out[e, :k] = z
+    return out

@@ -1,8 +1,6 @@
-"""Derive a discrete architecture from α, and its JSON file (``genotype.json``).
+"""A derived architecture and its JSON file (``genotype.json``).
 
-Rules (the space names its own): ``edge_argmax`` (the seed's block: every edge keeps its
-strongest op) and ``top2_non_none`` (DARTS: each node keeps its two strongest incoming edges,
-ranked by their strongest non-``none`` op, and each kept edge that op).
+The derive rules themselves are the space's (:mod:`lenna.space.derive`).
 """
 
 from __future__ import annotations
@@ -11,41 +9,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.search.network import NetConfig
 from lenna.space import SearchSpace, get_space
-from lenna.space.encode import probabilities
+from lenna.space.derive import derive
 
 GENOTYPE_FORMAT = 1
-
-
-def derive(space: SearchSpace, block_type: str, alphas: object) -> list[str | None]:
-    """One op name (or ``None``: edge dropped) per edge, by the space's rule."""
-    arr = space.check_alphas(alphas)
-    probs = probabilities(space, block_type, arr)
-    if space.derive_rule == "edge_argmax":
-        return [space.edge_ops(block_type, e)[int(np.argmax(probs[e.index]))] for e in space.edges]
-    if space.derive_rule == "top2_non_none":
-        return _top2(space, block_type, probs)
-    raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
-
-
-def _top2(space: SearchSpace, block_type: str, probs: np.ndarray) -> list[str | None]:
-    choices: list[str | None] = [None] * space.num_edges
-    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
-        best = []
-        for e in (e for e in space.edges if e.dst == node):
-            ops = space.edge_ops(block_type, e)
-            ranked = [(probs[e.index, i], -i, op) for i, op in enumerate(ops) if op != "none"]
-            p, _, op = max(ranked)  # ties: the first op, as np.argmax and DARTS
-            best.append((p, -e.index, e.index, op))  # ties: the earlier edge wins
-        for _, _, k, op in sorted(best, reverse=True)[:2]:
-            choices[k] = op
-    return choices
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from lenna.space import ops as _ops  # noqa: F401  (registers the ops)
 from lenna.space.block import Block
+from lenna.space.derive import cell_alphas, derive, random_cell
 from lenna.space.encode import encode, probabilities
 from lenna.space.mixed import MODES, MixedEdge
 from lenna.space.presets import get_space, list_spaces, register_space
@@ -16,11 +17,14 @@ __all__ = [
     "MixedEdge",
     "SearchSpace",
     "build_op",
+    "cell_alphas",
+    "derive",
     "encode",
     "get_space",
     "list_ops",
     "list_spaces",
     "probabilities",
+    "random_cell",
     "register_op",
     "register_space",
 ]

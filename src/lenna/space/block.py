@@ -16,7 +16,7 @@ from torch import nn
 from lenna.errors import InputError
 from lenna.space import layers
 from lenna.space.encode import encode, probabilities
-from lenna.space.mixed import MixedEdge, check_mode
+from lenna.space.mixed import NONE_OP, MixedEdge, check_mode
 from lenna.space.spec import SearchSpace
 
 
@@ -25,9 +25,9 @@ class Block(nn.Module):
 
     ``alphas`` (``space.alpha_shape``): logits; pass an ``nn.Parameter`` to share it between
     cells, an array to set values, or nothing for uniform. ``choices`` (``fixed`` mode): one op
-    name per edge, ``None`` drops the edge. ``in_channels``/``reduction_prev`` describe the
-    inputs when the block sits in a network (DARTS preprocessing); standalone, every input has
-    ``channels`` channels at the same resolution.
+    name per edge, ``None`` (or ``"none"``) drops the edge. ``in_channels``/``reduction_prev``
+    describe the inputs when the block sits in a network (DARTS preprocessing); standalone,
+    every input has ``channels`` channels at the same resolution.
     """
 
     def __init__(
@@ -48,7 +48,10 @@ class Block(nn.Module):
         width = space.shapes(block_type, self.channels, 2)["edge_channels"]
         self.alphas = self._make_alphas(alphas) if mode != "fixed" else None
         if mode == "fixed":
+            choices = [None if c == NONE_OP else c for c in (choices or [])] or None
             self._check_choices(choices)
+        self._width = width
+        self._stride = 2 if block_type == "reduction" else 1
         self.preprocess = self._make_preprocess(in_channels, width, reduction_prev)
         edge_in = width if space.preprocess else self.channels
         self.edges = nn.ModuleDict()
@@ -156,9 +159,20 @@ class Block(nn.Module):
         for incoming in self._wiring:
             total = None
             for k, src, edge in incoming:
+                if edge.absent:  # a sampled `none`: the derived cell has no such edge
+                    continue
                 out = edge(states[src], None if probs is None else probs[k])
                 total = out if total is None else total + out
-            states.append(total)
+            states.append(total if total is not None else self._empty_node(states))
         if sp.output == "concat":
             return torch.cat(states[sp.num_inputs :], dim=1)
         return states[-1]
+
+    def _empty_node(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """A node whose sampled inputs are all ``none``: zeros of the node's shape. No derived
+        cell has one (every rule keeps an input per node); a gated path can, and then its
+        value is what the weighted mixture's ``none`` ops would sum to."""
+        x = states[self.space.num_inputs - 1]
+        n, _, h, w = x.shape
+        s = self._stride
+        return x.new_zeros(n, self._width, -(-h // s), -(-w // s))

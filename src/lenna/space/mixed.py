@@ -7,6 +7,11 @@
   receives a straight-through gradient; under ``inference_mode`` nothing extra runs.
 - ``fixed``: a derived architecture; only the chosen op is even built.
 
+A sampled or chosen ``none`` op means the edge is absent: the block calls nothing for it and
+adds nothing, exactly as the derived cell (which drops that edge) runs. Labels are the time
+of the cell as deployed (docs/measurement.md); the ``none`` module exists only for the
+``weighted`` mixture, where its output is the zero it stands for.
+
 α are not stored here: the block owns them (they may be shared between cells) and passes
 each edge its row of probabilities.
 """
@@ -22,6 +27,7 @@ from lenna.errors import InputError
 from lenna.space.registry import build_op
 
 MODES = ("weighted", "gated", "fixed")
+NONE_OP = "none"  # the op that stands for an absent edge
 
 
 def check_mode(mode: str) -> str:
@@ -69,6 +75,11 @@ class MixedEdge(nn.Module):
     @property
     def active_op(self) -> str | None:
         return None if self.active is None else self.op_names[self.active]
+
+    @property
+    def absent(self) -> bool:
+        """Whether the op that runs now is ``none``: the edge is skipped, as in a derived cell."""
+        return self.active is not None and self.op_names[self.active] == NONE_OP
 
     def forward(self, x: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "fixed":

@@ -1,0 +1,107 @@
+"""Rows the sampler did not draw: given blocks (e.g. the cells of a finished search) added to
+a dataset, measured exactly as its sampled rows are.
+
+Each such row's ``sample_index`` is negative and a hash of its block (type, channels,
+resolution, α), so adding the same block twice adds nothing, and the sampler's indices (from
+0 up) never meet them: ``-n N`` still means N sampled rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lenna.errors import InputError
+from lenna.measure.block_measure import measure_block
+from lenna.measure.fingerprint import fingerprint
+from lenna.measure.runner import (
+    RunConfig,
+    _seed,
+    dataset_calibration,
+    local_calibrate,
+    open_dataset,
+    sample_row,
+)
+from lenna.space import get_space
+
+
+@dataclass(frozen=True)
+class ExtraBlock:
+    """A block to add; ``regime`` says where it came from (stored in the row)."""
+
+    block_type: str
+    channels: int
+    resolution: int
+    alphas: np.ndarray
+    regime: str
+
+
+def block_index(block_type: str, channels: int, resolution: int, alphas: np.ndarray) -> int:
+    """A negative row index that is a function of the block alone (α to 1e-9)."""
+    blob = json.dumps(
+        [block_type, int(channels), int(resolution), np.round(alphas, 9).tolist()]
+    ).encode()
+    return -1 - int(hashlib.sha256(blob).hexdigest()[:15], 16)
+
+
+def add_blocks(
+    path: str | Path,
+    cfg: RunConfig,
+    blocks: Iterable[ExtraBlock],
+    *,
+    allow_mixed: bool = False,
+    on_sample: Callable[[dict, int], None] | None = None,
+) -> tuple[int, int]:
+    """Measure the ``blocks`` not yet in ``path`` into it, at the dataset's calibrated speed;
+    returns (rows added, blocks already there)."""
+    space = get_space(cfg.space)
+    blocks = list(blocks)
+    for b in blocks:
+        space.check(b.block_type, b.channels, b.resolution)
+        space.check_alphas(b.alphas)
+        if b.block_type not in cfg.block_types:
+            raise InputError(
+                f"{path} holds {', '.join(cfg.block_types)} blocks, not {b.block_type}"
+            )
+    m = cfg.measure
+    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    added = skipped = 0
+    with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        have = ds.indices()
+        todo = []
+        for b in blocks:
+            i = block_index(b.block_type, b.channels, b.resolution, b.alphas)
+            if i in have or any(i == j for j, _ in todo):
+                skipped += 1
+            else:
+                todo.append((i, b))
+        if not todo:
+            return 0, skipped
+        chans = [b.channels for _, b in todo] + list(cfg.channels)
+        res = tuple(sorted({b.resolution for _, b in todo} | set(cfg.resolutions)))
+        z0, ratios = dataset_calibration(
+            ds, cfg, local_calibrate(space, m), (min(chans), max(chans)), res
+        )
+        for i, b in todo:
+            meas = measure_block(
+                space,
+                b.block_type,
+                b.channels,
+                b.resolution,
+                b.alphas,
+                m,
+                _seed(cfg.seed, -i),
+                reference_ms=z0,
+                reference_ratios=ratios,
+            )
+            row = sample_row(meas, i, b.regime, m.batch, fp["hash"], trace=False)
+            ds.add_sample(row)
+            added += 1
+            if on_sample:
+                on_sample(row, added)
+    return added, skipped

@@ -1,0 +1,83 @@
+"""Deriving a discrete cell from α, and drawing the cells a derive rule can output.
+
+Both live with the space because they are facts about it: the search derives its result with
+:func:`derive`, and the measurement's ``derived`` regime draws what :func:`derive` can return
+(:func:`random_cell`), so the predictor is trained on the cells searches actually produce.
+
+Rules (the space names its own): ``edge_argmax`` (the seed's block: every edge keeps its
+strongest op) and ``top2_non_none`` (DARTS: each node keeps its two strongest incoming edges,
+ranked by their strongest non-``none`` op, and each kept edge that op).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lenna.errors import InputError
+from lenna.space.encode import probabilities
+from lenna.space.mixed import NONE_OP
+from lenna.space.spec import SearchSpace
+
+OFF = -1e4  # a logit whose exp is exactly 0 in float64: softmax is exactly one-hot
+
+
+def derive(space: SearchSpace, block_type: str, alphas: object) -> list[str | None]:
+    """One op name (or ``None``: edge dropped) per edge, by the space's rule."""
+    arr = space.check_alphas(alphas)
+    probs = probabilities(space, block_type, arr)
+    if space.derive_rule == "edge_argmax":
+        return [space.edge_ops(block_type, e)[int(np.argmax(probs[e.index]))] for e in space.edges]
+    if space.derive_rule == "top2_non_none":
+        return _top2(space, block_type, probs)
+    raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
+
+
+def _top2(space: SearchSpace, block_type: str, probs: np.ndarray) -> list[str | None]:
+    choices: list[str | None] = [None] * space.num_edges
+    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
+        best = []
+        for e in (e for e in space.edges if e.dst == node):
+            ops = space.edge_ops(block_type, e)
+            ranked = [(probs[e.index, i], -i, op) for i, op in enumerate(ops) if op != NONE_OP]
+            p, _, op = max(ranked)  # ties: the first op, as np.argmax and DARTS
+            best.append((p, -e.index, e.index, op))  # ties: the earlier edge wins
+        for _, _, k, op in sorted(best, reverse=True)[:2]:
+            choices[k] = op
+    return choices
+
+
+def random_cell(space: SearchSpace, block_type: str, rng: np.random.Generator) -> list[str | None]:
+    """A uniformly drawn cell of the kind :func:`derive` outputs for ``space``.
+
+    ``edge_argmax``: any op on every edge. ``top2_non_none``: per node two distinct incoming
+    edges (fewer if the node has fewer), each with a non-``none`` op; the rest dropped."""
+    if space.derive_rule == "edge_argmax":
+        return [str(rng.choice(space.edge_ops(block_type, e))) for e in space.edges]
+    if space.derive_rule != "top2_non_none":
+        raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
+    cell: list[str | None] = [None] * space.num_edges
+    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
+        incoming = [e for e in space.edges if e.dst == node]
+        for i in rng.choice(len(incoming), size=min(2, len(incoming)), replace=False):
+            e = incoming[int(i)]
+            ops = [op for op in space.edge_ops(block_type, e) if op != NONE_OP]
+            cell[e.index] = str(rng.choice(ops))
+    return cell
+
+
+def cell_alphas(space: SearchSpace, block_type: str, cell: list[str | None]) -> np.ndarray:
+    """Logits whose softmax is exactly ``cell`` (a dropped edge is its ``none`` op; a space
+    without one cannot drop edges). Padded slots stay 0, as everywhere."""
+    if len(cell) != space.num_edges:
+        raise InputError(f"a {space.name} cell has {space.num_edges} edges, got {len(cell)}")
+    out = np.zeros(space.alpha_shape)
+    for e, op in zip(space.edges, cell, strict=True):
+        names = space.edge_ops(block_type, e)
+        want = NONE_OP if op is None else op
+        if want not in names:
+            if op is None:
+                raise InputError(f"space {space.name!r} cannot drop edges (it has no 'none' op)")
+            raise InputError(f"op {op!r} is not a candidate on {block_type} edge {e.index}")
+        out[e.index, : len(names)] = OFF
+        out[e.index, names.index(want)] = 0.0
+    return out
