@@ -10,6 +10,11 @@ sample, and appends them to RESULTS.md.
     python benchmarks/measure_repeatability.py --rules seed cv cv/raw cv:passes=5,q=0
     python benchmarks/measure_repeatability.py --device cuda --threads 1 --rules seed cv
 
+``--cross-file``: the same blocks measured into separate files, each by a fresh ``lenna
+measure`` process with its own calibration or the machine's shared one (``_cross_file.py``):
+
+    python benchmarks/measure_repeatability.py --cross-file --samples 20 --threads 1
+
 A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``), one
 ending in ``/single`` with the single 16×16 reference instead of the matched anchors; the
 others use one reference time ``Z0`` and the anchors' ratios, calibrated once before the
@@ -106,7 +111,18 @@ def main() -> None:
     ap.add_argument("--rules", nargs="+", default=["seed", "cv", "cv/raw"])
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument(
+        "--cross-file", action="store_true", help="the cross-file case (see above); --seed 4242"
+    )
+    ap.add_argument("--files", type=int, default=3, help="files per arm (--cross-file)")
     args = ap.parse_args()
+    if args.cross_file:
+        from _cross_file import cross_file
+
+        seed = 4242 if args.seed == 2026 else args.seed
+        lines = cross_file(args.files, args.samples, seed, args.threads)
+        publish_cpu("measure_repeatability --cross-file", args, lines)
+        return
     space = lenna.get_space("lenna")
     sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]

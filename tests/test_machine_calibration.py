@@ -31,21 +31,25 @@ def counting_calibrate(values):
     return calibrate, calls
 
 
-def test_first_use_calibrates_repeatedly_keeps_the_median_and_caches_it():
+def test_first_use_calibrates_repeatedly_keeps_the_fastest_and_caches_it():
     space = get_space("lenna")
-    cal, calls = counting_calibrate([1.0, 5.0, 2.0])
-    z0, ratios = machine_calibrate(space, "cpu", "float32", 1, cal)(True, [(32, 32)])
+    cal, calls = counting_calibrate([2.0, 5.0, 1.0])
+    warnings = []
+    calibrate = machine_calibrate(space, "cpu", "float32", 1, cal, on_warning=warnings.append)
+    z0, ratios = calibrate(True, [(32, 32)])
     assert len(calls) == 3
-    assert z0 == 2.0 and ratios == {"32x32": 4.0}
+    assert z0 == 1.0  # the fastest: interference only adds time
+    assert ratios == {"32x32": 4.0}  # a ratio: the median (2 + 2.0)
+    assert len(warnings) == 2 and "differed by 400%" in warnings[0]  # and by 75 % (ratios)
     # a second dataset (another process, even) asks again: answered from the cache
     cal2, calls2 = counting_calibrate([9.0])
     assert machine_calibrate(space, "cpu", "float32", 1, cal2)(True, [(32, 32)]) == (
-        2.0,
+        1.0,
         {"32x32": 4.0},
     )
     assert calls2 == []
     (entry,) = read_entries().values()
-    assert entry["reference_ms_runs"] == [1.0, 5.0, 2.0]
+    assert entry["reference_ms_runs"] == [2.0, 5.0, 1.0]
 
 
 def test_only_missing_anchors_are_calibrated_and_fresh_replaces():
@@ -92,7 +96,7 @@ def test_two_files_of_one_machine_share_one_scale(tmp_path, monkeypatch):
     for name in "abc":
         with Dataset.open(tmp_path / f"{name}.db") as ds:
             z[name] = ds.meta["reference_ms"]
-    assert z["a"] == z["b"] == 1.0  # the median of 1.0, 1.3, 0.9
-    assert z["c"] == 1.1  # the median of 1.7, 1.1, 0.8: made anew
+    assert z["a"] == z["b"] == 0.9  # the fastest of 1.0, 1.3, 0.9
+    assert z["c"] == 0.8  # the fastest of 1.7, 1.1, 0.8: made anew
     doc = json.loads((cache_dir() / "calibration.json").read_text())
-    assert [e["reference_ms"] for e in doc["entries"].values()] == [1.1]
+    assert [e["reference_ms"] for e in doc["entries"].values()] == [0.8]

@@ -5,8 +5,9 @@ calibrated time. When each file calibrated its own ``Z0`` (and its anchors' rati
 of the same blocks measured minutes apart differed by a median 0.8–4.9 %, almost all of it
 the per-file scale, while the rows themselves repeated to about 1 % (docs/measurement.md).
 So the scale is calibrated once per (machine fingerprint, space, device, dtype, threads), more
-carefully than one file could afford (the median of :data:`REPEATS` independent
-calibrations), kept in the user's cache folder and copied into each new dataset: two files
+carefully than one file could afford (the fastest of :data:`REPEATS` independent
+calibrations: interference only adds time, and a calibration run while the machine is busy
+reads slow), kept in the user's cache folder and copied into each new dataset: two files
 of one machine then mean the same milliseconds, and a file still carries its own scale when
 it travels. ``lenna measure --recalibrate`` replaces the machine's entry (after a hardware or
 software change the fingerprint changes, and a new entry is made anyway).
@@ -32,7 +33,8 @@ from lenna.measure.reference import Calibrate, anchor_key
 from lenna.space import SearchSpace
 
 FORMAT = 1
-REPEATS = 3  # independent calibrations per value; the median is kept
+REPEATS = 3  # independent calibrations per value; the fastest is kept
+SPREAD_WARNING = 0.05  # repeats further apart than this: the machine was busy; say so
 FILE = "calibration.json"
 
 
@@ -107,11 +109,13 @@ def machine_calibrate(
     repeats: int | None = None,
     fresh: bool = False,
     on_calibrate: Callable[[], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Calibrate:
     """A :data:`Calibrate` that answers from this machine's cache entry and calibrates (with
-    ``calibrate``, ``repeats`` times (default :data:`REPEATS`), the median kept) only what
+    ``calibrate``, ``repeats`` times (default :data:`REPEATS`), the fastest kept) only what
     the entry lacks; ``fresh`` replaces the entry's values on first use. ``on_calibrate()``
-    is called before a real calibration (it takes tens of seconds)."""
+    is called before a real calibration (it takes tens of seconds), ``on_warning(message)``
+    when its repeats disagree (a busy machine)."""
     key, fp = machine_key(space, device, dtype, threads)
     state = {"fresh": fresh}
 
@@ -131,10 +135,14 @@ def machine_calibrate(
                     z0s.append(z0)
                     runs.append(r)
                 if want_z0 or state["fresh"]:
-                    entry["reference_ms"] = float(np.median(z0s))
+                    entry["reference_ms"] = float(min(z0s))
                     entry["reference_ms_runs"] = [float(z) for z in z0s]
+                    _warn_spread(z0s, "the reference time", on_warning)
                 for a in missing:
-                    ratios[anchor_key(a)] = float(np.median([r[anchor_key(a)] for r in runs]))
+                    # a ratio of two calibrated times: no side is "only slower", so the median
+                    values = [r[anchor_key(a)] for r in runs]
+                    ratios[anchor_key(a)] = float(np.median(values))
+                    _warn_spread(values, f"anchor {anchor_key(a)}'s ratio", on_warning)
                 entry.update(
                     reference_ratios=ratios,
                     fingerprint=fp,
@@ -147,3 +155,13 @@ def machine_calibrate(
         return z0, {anchor_key(a): ratios[anchor_key(a)] for a in anchors}
 
     return answer
+
+
+def _warn_spread(values: list[float], what: str, on_warning: Callable[[str], None] | None) -> None:
+    lo, hi = min(values), max(values)
+    if on_warning and hi > lo * (1 + SPREAD_WARNING):
+        on_warning(
+            f"this machine's calibrations of {what} differed by {hi / lo - 1:.0%} (busy?); "
+            "the fastest is kept; in a quiet moment run `lenna measure --recalibrate` on a "
+            "new file to make it again"
+        )

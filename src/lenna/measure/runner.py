@@ -201,6 +201,7 @@ def local_calibrate(
     shared: bool = True,
     fresh: bool = False,
     on_calibrate: Callable[[], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Calibrate:
     """Calibrate here: ``(need_z0, anchors)`` → (``Z0`` or ``None``, the anchors' ratios).
 
@@ -215,7 +216,14 @@ def local_calibrate(
         return calibrate
     threads = m.threads or 1
     return machine_calibrate(
-        space, m.device, m.dtype, threads, calibrate, fresh=fresh, on_calibrate=on_calibrate
+        space,
+        m.device,
+        m.dtype,
+        threads,
+        calibrate,
+        fresh=fresh,
+        on_calibrate=on_calibrate,
+        on_warning=on_warning,
     )
 
 
@@ -352,7 +360,7 @@ def run_measurement(
     fp = fp or fingerprint(m.device, m.threads, m.dtype, m.batch)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
-        calibrate = local_calibrate(space, m, True, recalibrate, on_calibrate)
+        calibrate = local_calibrate(space, m, True, recalibrate, on_calibrate, warn)
         todo = _missing_indices(ds.indices(), n)
         if todo:
             _measure_rows(ds, cfg, todo, calibrate, fp["hash"], trace, on_sample, warn)
