@@ -38,10 +38,10 @@ from lenna.search.verify import evaluate_arch
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
 
-# the newest recorded dataset of each space (matched anchors for lenna; darts has none yet)
+# the newest recorded dataset of each space (labels and sampler version 2)
 DEFAULT_DATA = {
-    "lenna": Path(__file__).parent / "data" / "lenna-matched.db",
-    "darts": Path(__file__).parent / "data" / "darts-norm.db",
+    "lenna": Path(__file__).parent / "data" / "lenna-v2.db",
+    "darts": Path(__file__).parent / "data" / "darts-v2.db",
 }
 
 
@@ -173,6 +173,13 @@ def main() -> None:
         for s in args.seeds
     ]
     errors = [abs(r["prediction_error"]) * 100 for r in results.values()]
+    # each derived cell alone: its predicted against its measured time (the number acted on)
+    cell_errors = [
+        (p - m) / m * 100
+        for r in results.values()
+        for p, m in zip(r["predicted_per_cell_ms"], r["measured_per_cell_ms"], strict=True)
+    ]
+    worst_cell = max(cell_errors, key=abs)
     share = st.median(results[(s, args.lam)]["latency_share"] for s in args.seeds)
     step_ratio = st.median(
         results[(s, args.lam)]["epoch_s"] / results[(s, 0.0)]["epoch_s"] for s in args.seeds
@@ -181,7 +188,9 @@ def main() -> None:
         "",
         f"- measured latency ratio λ={args.lam:g} / λ=0, whole network: "
         f"{', '.join(f'{x:.3f}' for x in ratios)} (median {st.median(ratios):.3f}); "
-        f"cells only: median {st.median(cell_ratios):.3f}",
+        f"cells only: median {st.median(cell_ratios):.3f}; beside it, each derived cell's "
+        f"prediction error ({len(cell_errors)} cells): median |error| "
+        f"{st.median(abs(e) for e in cell_errors):.1f} %, worst {worst_cell:+.1f} %",
         f"- accuracy difference (points): {', '.join(f'{x:+.2f}' for x in acc_diff)} "
         f"(mean {st.mean(acc_diff):+.2f})",
         "- |predicted − measured| / measured of the derived cells: "

@@ -230,3 +230,50 @@ def test_version_1_draws_what_files_begun_with_it_hold():
 def test_unknown_sampler_version_is_one_line(space):
     with pytest.raises(InputError, match="sampler version 9"):
         Sampler(space, version=9)
+
+
+def test_a_file_begun_with_sampler_1_resumes_with_it_from_the_cli(tmp_path):
+    from measure_helpers import tiny_config
+    from typer.testing import CliRunner
+
+    from lenna.cli import app
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+
+    db = tmp_path / "old.db"
+    cfg = tiny_config(sampler_version=1, label_version=1)  # a lenna file from before v2
+    old = cfg.to_dict()
+    del old["sampler_version"], old["label_version"]  # as such files store their config
+    run_measurement(db, cfg, 1)
+    with Dataset.open(db) as ds:
+        ds.set_meta("config", old)
+    result = CliRunner().invoke(app, ["measure", "--out", str(db), "-n", "4"])
+    assert result.exit_code == 0, result.output
+    with Dataset.open(db) as ds:
+        df = ds.samples()
+        assert "sampler_version" not in ds.meta["config"]  # the file's config is untouched
+    v1 = Sampler(get_space("lenna"), channels=(2, 4), resolutions=(8,), seed=0, version=1)
+    for r in df.itertuples():
+        spec = v1(r.sample_index)
+        assert r.regime == spec.regime
+        np.testing.assert_array_equal(np.asarray(r.alphas), spec.alphas)
+
+
+def test_a_darts_file_of_label_version_1_is_refused_in_one_line(tmp_path):
+    from measure_helpers import one_line_error, tiny_config
+    from typer.testing import CliRunner
+
+    from lenna.cli import app
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+
+    db = tmp_path / "old.db"
+    run_measurement(db, tiny_config(space="darts"), 0)
+    with Dataset.open(db) as ds:
+        old = dict(ds.meta["config"])
+        del old["sampler_version"], old["label_version"]
+        ds.set_meta("config", old)
+    result = CliRunner().invoke(app, ["measure", "--out", str(db), "-n", "1"])
+    one_line_error(result, "labels of version 1")
+    with pytest.raises(InputError, match="measure into a new file"):
+        run_measurement(tmp_path / "new.db", tiny_config(space="darts", label_version=1), 1)

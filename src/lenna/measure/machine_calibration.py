@@ -137,12 +137,13 @@ def machine_calibrate(
                 if want_z0 or state["fresh"]:
                     entry["reference_ms"] = float(min(z0s))
                     entry["reference_ms_runs"] = [float(z) for z in z0s]
-                    _warn_spread(z0s, "the reference time", on_warning)
+                    _warn_spread(z0s, "the reference time", "the fastest", on_warning)
                 for a in missing:
                     # a ratio of two calibrated times: no side is "only slower", so the median
                     values = [r[anchor_key(a)] for r in runs]
                     ratios[anchor_key(a)] = float(np.median(values))
-                    _warn_spread(values, f"anchor {anchor_key(a)}'s ratio", on_warning)
+                    what = f"anchor {anchor_key(a)}'s ratio"
+                    _warn_spread(values, what, "the median", on_warning)
                 entry.update(
                     reference_ratios=ratios,
                     fingerprint=fp,
@@ -157,11 +158,13 @@ def machine_calibrate(
     return answer
 
 
-def _warn_spread(values: list[float], what: str, on_warning: Callable[[str], None] | None) -> None:
+def _warn_spread(
+    values: list[float], what: str, kept: str, on_warning: Callable[[str], None] | None
+) -> None:
     lo, hi = min(values), max(values)
     if on_warning and hi > lo * (1 + SPREAD_WARNING):
         on_warning(
             f"this machine's calibrations of {what} differed by {hi / lo - 1:.0%} (busy?); "
-            "the fastest is kept; in a quiet moment run `lenna measure --recalibrate` on a "
+            f"{kept} is kept; in a quiet moment run `lenna measure --recalibrate` on a "
             "new file to make it again"
         )
