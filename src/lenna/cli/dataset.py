@@ -14,6 +14,7 @@ from lenna.errors import InputError
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
 from lenna.measure.ratio_check import CHECKS_KEY, RATIO_TOLERANCE, relative_change
+from lenna.measure.runner import upgrade_config
 from lenna.measure.store import Dataset
 
 dataset_app = typer.Typer(help="Inspect and export measured datasets.", no_args_is_help=True)
@@ -30,6 +31,9 @@ def dataset_summary(ds: Dataset) -> dict:
         "fingerprint": meta.get("fingerprint"),
         "config": meta.get("config"),
         "rule_settings": meta.get("rule_settings"),  # None in a file from before they were kept
+        "sampler_version": upgrade_config(meta.get("config") or {})["sampler_version"],
+        "label_version": upgrade_config(meta.get("config") or {})["label_version"],
+        "regimes": {str(k): int(v) for k, v in df["regime"].value_counts().items()},
         "fingerprints": sorted(ds.fingerprints()),
         "op_table_rows": len(ds.op_table()),
         "drift_flagged_rows": int(df["drift_flag"].sum()) if len(df) else 0,
@@ -103,8 +107,11 @@ def info_cmd(
     m = cfg["measure"]
     c.print(
         f"config: rule {m['rule']}, batch {m['batch']}, {m['device']}, {m['threads']} threads, "
-        f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}"
+        f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}, "
+        f"sampler version {info['sampler_version']}, label version {info['label_version']}"
     )
+    if info["regimes"]:
+        c.print("rows per regime: " + ", ".join(f"{k} {v}" for k, v in info["regimes"].items()))
     if info["reference_ms"] is not None:
         c.print(
             f"labels normalised ({m.get('reference', 'single')} reference) to the reference "
