@@ -7,6 +7,7 @@ fast rule, so each sample takes a fraction of a second.
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -411,3 +412,44 @@ def test_control_measurement_is_a_one_hot_conv_block(monkeypatch):
     assert seen["bt"] == "normal" and seen["channels"] == 4 and seen["res"] == 8
     p = probabilities(space, "normal", seen["alphas"])
     assert (p[:, 0] == 1.0).all()
+
+
+# ---- one writer at a time (issue 25, D6) ----------------------------------------------------
+def test_a_second_writer_is_refused_in_one_line_and_the_first_goes_on(tmp_path):
+    from lenna.measure.runner import open_dataset
+
+    db = tmp_path / "d.db"
+    cfg = tiny_config()
+    fp = fingerprint("cpu", 1)
+    first = open_dataset(db, cfg, fp, False)
+    try:
+        with pytest.raises(InputError, match="being written by another process"):
+            open_dataset(db, cfg, fp, False)
+        first.set_meta("probe", 1)  # the first writer is unaffected
+    finally:
+        first.close()
+    with open_dataset(db, cfg, fp, False) as again:  # released on close
+        assert again.meta["probe"] == 1
+
+
+def test_creating_a_dataset_that_appeared_meanwhile_opens_it(tmp_path, monkeypatch):
+    from lenna.measure.store import DatasetExists
+
+    db = tmp_path / "d.db"
+    make_dataset(db, 0)
+    with pytest.raises(DatasetExists):
+        Dataset.create(db, {"space": "lenna"})  # the existence check first
+    # the race: the file appears between the check and the link
+    other, rival = tmp_path / "e.db", make_dataset(tmp_path / "rival.db", 1)
+    real_link = os.link
+
+    def link_after_rival(src, dst):
+        shutil.copy(rival, dst)  # the rival wins
+        return real_link(src, dst)
+
+    monkeypatch.setattr("lenna.measure.store.os.link", link_after_rival)
+    with pytest.raises(DatasetExists):
+        Dataset.create(other, {"space": "lenna"})
+    monkeypatch.undo()
+    assert count_rows(other) == 1  # the rival's file is intact
+    assert not list(tmp_path.glob("*.creating-*"))  # nothing left behind

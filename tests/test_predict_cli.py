@@ -84,6 +84,18 @@ def test_train_refuses_infinite_labels(tmp_path):
     one_line_error(result, "NaN/inf labels")
 
 
+@pytest.mark.parametrize("value", [0.0, -1.5])
+def test_train_refuses_labels_of_no_time(tmp_path, value):  # issue 25, D2
+    db = copy_db(synthetic_db(n=20, seed=3), tmp_path / "d.db")
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE samples SET latency_ms = ? WHERE sample_index = 4", (value,))
+    con.close()
+    out = str(tmp_path / "m")
+    result = runner.invoke(app, ["train", str(db), "--model", "elasticnet", "--out", out])
+    one_line_error(result, "labels <= 0 ms (sample ids [4])")
+
+
 def test_train_refuses_a_missing_dataset(tmp_path):
     args = ["train", str(tmp_path / "no.db"), "--model", "lut", "--out", str(tmp_path / "m")]
     one_line_error(runner.invoke(app, args), "no dataset")

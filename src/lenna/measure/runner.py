@@ -32,7 +32,7 @@ from lenna.measure.reference import (
     calibrate_ratios,
 )
 from lenna.measure.sampler import ONEHOT_OFF, SAMPLER_VERSION, Sampler, SampleSpec
-from lenna.measure.store import Dataset
+from lenna.measure.store import Dataset, DatasetExists
 from lenna.space import SearchSpace, get_space
 from lenna.space.mixed import NONE_OP
 
@@ -142,7 +142,12 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             "fingerprint": fp,
             "lenna_version": __version__,
         }
-        return Dataset.create(path, meta, fp)
+        try:
+            ds = Dataset.create(path, meta, fp)
+        except DatasetExists:
+            pass  # another process made it a moment ago: open it as any existing file
+        else:
+            return _locked(ds)
     ds = Dataset.open(path)
     meta = ds.meta
     if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
@@ -169,7 +174,18 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
             "pass --allow-mixed to add to it"
         )
+    ds = _locked(ds)
     ds.add_fingerprint(fp)
+    return ds
+
+
+def _locked(ds: Dataset) -> Dataset:
+    """``ds`` with its writer's lock, or closed and refused in one line."""
+    try:
+        ds.lock_for_writing()
+    except InputError:
+        ds.close()
+        raise
     return ds
 
 

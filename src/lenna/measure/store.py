@@ -13,9 +13,11 @@ never makes it unreadable to an older LENNA.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +91,38 @@ OP_COLUMNS = (
 ).split()
 
 
+class DatasetExists(InputError):
+    """:meth:`Dataset.create` found the file there (another process may just have made it)."""
+
+
 class Dataset:
     """An open LENNA dataset. Use :meth:`create` or :meth:`open`, not the constructor."""
 
     def __init__(self, path: Path, con: sqlite3.Connection) -> None:
         self.path, self.con = path, con
         self._upgraded = False
+        self._lock: int | None = None
+
+    def lock_for_writing(self) -> None:
+        """Be the file's only writer until :meth:`close`, or refuse in one line.
+
+        Why: two runs measuring into one file would each calibrate and store their own
+        reference and collide on the same sample ids; one writer at a time keeps every row and
+        the file's metadata one measurement. SQLite's own locks serialise transactions, not
+        runs, so the run holds an advisory ``flock`` on the file itself (released by the OS
+        if the process dies)."""
+        if self._lock is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"{self.path} is being written by another process (another `lenna measure`?); "
+                "wait for it to finish, or write to another file"
+            ) from None
+        self._lock = fd
 
     # ---- opening -----------------------------------------------------------------------
     @classmethod
@@ -106,11 +134,12 @@ class Dataset:
         """
         path = Path(path)
         if path.exists():
-            raise InputError(f"{path} already exists")
+            raise DatasetExists(f"{path} already exists")
         if not path.parent.is_dir():
             raise InputError(f"folder {path.parent} does not exist")
-        tmp = path.with_name(path.name + ".creating")
-        tmp.unlink(missing_ok=True)
+        # a name of its own, then a link that fails if the file appeared meanwhile: two
+        # processes creating one dataset at once make exactly one of them
+        tmp = path.with_name(f"{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         con = sqlite3.connect(tmp)
         try:
             con.executescript(
@@ -130,7 +159,12 @@ class Dataset:
             con.commit()
         finally:
             con.close()
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise DatasetExists(f"{path} already exists") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return cls(path, _connect(path))
 
     @classmethod
@@ -145,6 +179,9 @@ class Dataset:
 
     def close(self) -> None:
         self.con.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> Dataset:
         return self

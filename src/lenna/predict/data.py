@@ -104,6 +104,9 @@ def load_data(
     if not np.isfinite(lat).all():
         bad = df.loc[~np.isfinite(lat), "sample_index"].tolist()
         raise InputError(f"{path} has NaN/inf labels (sample ids {bad[:5]})")
+    if (lat <= 0).any():  # no block takes no time; a log-scale model would meet infinity
+        bad = df.loc[lat <= 0, "sample_index"].tolist()
+        raise InputError(f"{path} has labels <= 0 ms (sample ids {bad[:5]}): field latency_ms")
     X = encode_rows(sp, df)
     return LatencyData(
         sp,
