@@ -11,6 +11,7 @@ import pickletools
 import shutil
 import sqlite3
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,3 +275,51 @@ def test_loaded_data_matches_the_file():
     np.testing.assert_array_equal(data.ids, np.arange(300))
     assert np.isfinite(data.y).all() and (data.y > 0).all()
     assert load_data(synthetic_db()).identity == data.identity
+
+
+# ---- atomic saves (issue 25, D4 and D5) -----------------------------------------------------
+@pytest.mark.parametrize("where", ["weights", "meta"])
+def test_a_failed_save_keeps_the_previous_model_whole(tmp_path, monkeypatch, where):
+    import lenna.predict.io as io_mod
+
+    data = load_data(synthetic_db(n=40, seed=1))
+    first = train_predictor(data, "elasticnet", seed=0)
+    folder = save_predictor(first, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    second = train_predictor(data, "mlp", seed=1)
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    if where == "weights":
+        monkeypatch.setattr(io_mod, "save_file", full_disk)
+    else:  # the last file written: model.json
+        real = Path.write_text
+
+        def write_text(self, *a, **k):
+            if self.name == io_mod.META_FILE:
+                full_disk()
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(InputError, match="a previous model there is kept"):
+        save_predictor(second, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert load_predictor(folder).kind == "elasticnet"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_safetensors_error_on_save_is_one_line(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    import lenna.predict.io as io_mod
+
+    data = load_data(synthetic_db(n=40, seed=1))
+    model = train_predictor(data, "elasticnet", seed=0)
+
+    def broken(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(io_mod, "save_file", broken)
+    with pytest.raises(InputError, match="SafetensorError"):
+        save_predictor(model, tmp_path / "m")

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from lenna.atomic import write_text
+
 
 def finite(x: object) -> object:
     """``x`` with every non-finite float replaced by ``None`` (recursively)."""
@@ -23,9 +25,5 @@ def dumps(x: object, **kw: object) -> str:
 
 
 def write_json(path: str | Path, x: object) -> Path:
-    """Write atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(x, indent=2))
-    tmp.replace(path)
-    return path
+    """Write atomically (beside, fsync, rename)."""
+    return write_text(path, dumps(x, indent=2))

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import typer
+from safetensors import SafetensorError
 from typer.core import TyperGroup
 
 from lenna.errors import InputError
@@ -34,7 +35,7 @@ class OneLineErrors(TyperGroup):
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except InputError as e:
             fail(str(e))
-        except (OSError, sqlite3.Error) as e:  # unreadable/unwritable paths, locked databases
+        except (OSError, sqlite3.Error, SafetensorError) as e:  # unwritable paths, full disks
             fail(f"{e.__class__.__name__}: {e}")
         except typer.TyperException as e:
             if "NoArgsIsHelp" in type(e).__name__:  # bare `lenna` / `lenna space`: show help

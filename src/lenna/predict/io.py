@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lenna._version import __version__
+from lenna.atomic import replace_files
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
 from lenna.predict.base import Predictor, predictor_class
@@ -31,14 +32,13 @@ class ForeignMachine(UserWarning):
 
 
 def save_predictor(model: Predictor, folder: str | Path) -> Path:
+    """Write the model folder atomically: every file complete on disk before any file of a
+    previous model there is replaced, so a failure (a full disk) keeps the previous model."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} exists and is not a folder")
     if not folder.parent.exists():
         raise InputError(f"folder {folder.parent} does not exist")
-    folder.mkdir(exist_ok=True)
-    for stale in (META_FILE, WEIGHTS_FILE, *EXTRA_FILES):  # a previous model in this folder
-        (folder / stale).unlink(missing_ok=True)
     tensors, params = model.state()
     meta = {
         "format_version": FORMAT_VERSION,
@@ -53,10 +53,20 @@ def save_predictor(model: Predictor, folder: str | Path) -> Path:
         "params": params,
         "info": model.info,
     }
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
-    if hasattr(model, "save_extra"):
-        model.save_extra(folder)
-    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
+
+    def write(staging: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging / WEIGHTS_FILE))
+        if hasattr(model, "save_extra"):
+            model.save_extra(staging)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=1))
+
+    try:
+        replace_files(folder, write, (META_FILE, WEIGHTS_FILE, *EXTRA_FILES))
+    except (OSError, SafetensorError) as e:
+        raise InputError(
+            f"cannot save the model to {folder} ({e.__class__.__name__}: {e}); "
+            "a previous model there is kept"
+        ) from None
     return folder
 
 

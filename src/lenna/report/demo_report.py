@@ -10,6 +10,7 @@ import html
 import math
 from pathlib import Path
 
+from lenna.atomic import write_text
 from lenna.measure.fingerprint import describe
 from lenna.measure.store import Dataset
 from lenna.report.convergence import plot_convergence
@@ -224,6 +225,6 @@ def write_report(res: object, folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
     figs = _figures(res, folder)
     md = _md(res, figs, folder)
-    (folder / "report.md").write_text(md)
-    (folder / "report.html").write_text(_html(md, figs, folder))
+    write_text(folder / "report.md", md)
+    write_text(folder / "report.html", _html(md, figs, folder))
     return folder / "report.md", folder / "report.html"

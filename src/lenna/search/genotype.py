@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from lenna._version import __version__
+from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.search.network import NetConfig
 from lenna.space import SearchSpace, get_space
@@ -68,11 +69,7 @@ class Genotype:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
-        return path
+        return write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Genotype:

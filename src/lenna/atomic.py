@@ -1,0 +1,74 @@
+"""Writes a user keeps, made atomic: beside, fsync, rename.
+
+Why: a failure while writing (a full disk, a crash, Ctrl-C) must leave the previous version
+of a file whole, never a truncated one (DESIGN.md, Safety). The new content goes to a
+temporary name in the same folder, reaches the disk, and only then takes the real name in
+one rename.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def fsync(path: Path) -> None:
+    """``path``'s content on disk (a file, or a folder's entries)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temporary_beside(path: Path) -> Path:
+    """A name of its own in ``path``'s folder (hidden, and never another writer's)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` makes the new content at a temporary path, which then replaces
+    ``path``; on any failure the temporary file is removed and ``path`` is as it was."""
+    path = Path(path)
+    tmp = temporary_beside(path)
+    try:
+        write(tmp)
+        fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync(path.parent)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``path`` holds ``text``, or (on failure) what it held before."""
+    return write_with(path, lambda tmp: tmp.write_text(text))
+
+
+def replace_files(folder: Path, write: Callable[[Path], object], stale: tuple[str, ...]) -> None:
+    """Give ``folder`` the files ``write(staging)`` makes in a staging folder beside it.
+
+    Every new file is complete on disk before any old one is replaced, so a failure while
+    writing (a full disk) leaves the previous files untouched. Files named in ``stale``
+    that the new set lacks are removed last."""
+    staging = temporary_beside(folder)
+    staging.mkdir()
+    try:
+        write(staging)
+        names = sorted(p.name for p in staging.iterdir())
+        for name in names:
+            fsync(staging / name)
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(staging / name, folder / name)
+        for name in stale:
+            if name not in names:
+                (folder / name).unlink(missing_ok=True)
+        fsync(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
