@@ -15,12 +15,15 @@ from lenna.space import SearchSpace, encode, get_space
 FORMATS = (".parquet", ".csv")
 
 
-def encode_rows(space: SearchSpace, df: pd.DataFrame) -> np.ndarray:
-    """Encoded features ``(n, F)`` of dataset rows, from each row's stored α."""
-    X = [
-        encode(space, r.block_type, r.channels, r.resolution, np.asarray(r.alphas))
-        for r in df.itertuples()
-    ]
+def encode_rows(space: SearchSpace, df: pd.DataFrame, source: object = "") -> np.ndarray:
+    """Encoded features ``(n, F)`` of dataset rows, from each row's stored α; a row that
+    cannot be encoded is one line naming ``source`` (the file) and the row."""
+    X = []
+    for r in df.itertuples():
+        try:
+            X.append(encode(space, r.block_type, r.channels, r.resolution, np.asarray(r.alphas)))
+        except InputError as e:
+            raise InputError(f"{source}, sample {r.sample_index}: {e}") from None
     return np.stack(X) if X else np.zeros((0, space.num_features))
 
 
@@ -28,7 +31,7 @@ def to_frame(ds: Dataset) -> pd.DataFrame:
     """One row per sample: stored columns (α as JSON text) + ``f:<name>`` feature columns."""
     space = get_space(ds.meta["space"])
     df = ds.samples()
-    feats = encode_rows(space, df)
+    feats = encode_rows(space, df, ds.path)
     out = df.drop(columns=["trace"]).copy()
     out["alphas"] = out["alphas"].map(json.dumps)
     out["device"] = out["device"].astype("string")  # text even when empty (a local run's file)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lenna.errors import InputError
+from lenna.space import get_space
 
 SCHEMA_VERSION = 4
 APPLICATION_ID = 0x4C454E4E  # "LENN": marks the file as a LENNA dataset
@@ -85,6 +86,8 @@ SAMPLE_COLUMNS = (
     "sample_index block_type channels resolution batch regime alphas latency_ms rule resets "
     "passes ci_half_width_ms converged wall_s fingerprint drift_flag trace load device"
 ).split()
+# sample fields that must read as numbers (NULL allowed where the schema allows it)
+NUMERIC_COLUMNS = ("latency_ms", "wall_s", "resets", "passes", "ci_half_width_ms", "load")
 OP_COLUMNS = (
     "op block_type edge_kind channels resolution batch c_in c_out stride latency_ms spread_ms "
     "passes fingerprint"
@@ -174,8 +177,13 @@ class Dataset:
         if not path.is_file():
             raise InputError(f"no dataset at {path}")
         _check_header(path)
-        con = _connect(path)
-        return cls(path, con)
+        ds = cls(path, _connect(path))
+        try:
+            _check_meta(path, ds.meta)
+        except InputError:
+            ds.close()
+            raise
+        return ds
 
     def close(self) -> None:
         self.con.close()
@@ -192,7 +200,13 @@ class Dataset:
     # ---- metadata ----------------------------------------------------------------------
     @property
     def meta(self) -> dict:
-        return {k: json.loads(v) for k, v in self.con.execute("SELECT key, value FROM meta")}
+        out = {}
+        for k, v in self.con.execute("SELECT key, value FROM meta"):
+            try:
+                out[k] = json.loads(v)
+            except (json.JSONDecodeError, TypeError):
+                raise InputError(f"{self.path}: meta field {k!r} is not valid JSON") from None
+        return out
 
     def set_meta(self, key: str, value: object) -> None:
         with self.con:
@@ -264,11 +278,54 @@ class Dataset:
         df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
         # one column order for new and upgraded files; an older file's missing load is NaN
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
-        df["load"] = df["load"].astype(float)
+        for col in NUMERIC_COLUMNS:
+            df[col] = self._numbers(df, col)
         df["device"] = _none_for_missing(df["device"])
-        df["alphas"] = df["alphas"].map(json.loads)
-        df["trace"] = df["trace"].map(lambda t: json.loads(t) if isinstance(t, str) else None)
+        shape = get_space(self.meta["space"]).alpha_shape
+        df["alphas"] = [
+            self._alphas(i, a, shape)
+            for i, a in zip(df["sample_index"], df["alphas"], strict=True)
+        ]
+        df["trace"] = [
+            self._json(i, "trace", t) if isinstance(t, str) else None
+            for i, t in zip(df["sample_index"], df["trace"], strict=True)
+        ]
         return df
+
+    # ---- validation of stored rows: one line naming the file, the row and the field --------
+    def _numbers(self, df: pd.DataFrame, col: str) -> pd.Series:
+        values = pd.to_numeric(df[col], errors="coerce").astype(float)
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            i, v = df.loc[bad, "sample_index"].iloc[0], df.loc[bad, col].iloc[0]
+            raise InputError(f"{self.path}, sample {i}: field {col} is not a number ({v!r})")
+        return values
+
+    def _json(self, index: object, field: str, text: object) -> object:
+        try:
+            return json.loads(text)  # type: ignore[arg-type]
+        except (json.JSONDecodeError, TypeError):
+            raise InputError(
+                f"{self.path}, sample {index}: field {field} is not valid JSON"
+            ) from None
+
+    def _alphas(self, index: object, text: object, shape: tuple[int, int]) -> list:
+        a = self._json(index, "alphas", text)
+        try:
+            arr = np.asarray(a, dtype=float)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.ndim != 2 or not np.isfinite(arr).all():
+            raise InputError(
+                f"{self.path}, sample {index}: field alphas must be a table (edges × ops) of "
+                "finite numbers"
+            )
+        if arr.shape != shape:
+            raise InputError(
+                f"{self.path}, sample {index}: alphas for space {self.meta['space']!r} must "
+                f"have shape {shape} (edges × ops), got {arr.shape}"
+            )
+        return a
 
     def sample(self, index: int) -> dict:
         """One sample as a dict (``load`` is None where unknown; NaN in :meth:`samples`)."""
@@ -331,6 +388,21 @@ class Dataset:
 def _none_for_missing(col: pd.Series) -> pd.Series:
     """A text column with None, not NaN, where a value is missing (as in :meth:`sample`)."""
     return col.astype(object).where(col.notna(), None)
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The metadata every reader relies on, with the types it relies on."""
+    for key, kind, what in (
+        ("space", str, "a space name"),
+        ("config", dict, "an object"),
+        ("fingerprint", dict, "an object"),
+    ):
+        if key not in meta:
+            raise InputError(f"{path}: meta field {key!r} is missing")
+        if not isinstance(meta[key], kind):
+            raise InputError(f"{path}: meta field {key!r} must be {what}")
+    if not isinstance(meta["config"].get("measure", {}), dict):
+        raise InputError(f"{path}: meta field 'config' has a malformed 'measure'")
 
 
 def _check_header(path: Path) -> None:

@@ -107,7 +107,7 @@ def load_data(
     if (lat <= 0).any():  # no block takes no time; a log-scale model would meet infinity
         bad = df.loc[lat <= 0, "sample_index"].tolist()
         raise InputError(f"{path} has labels <= 0 ms (sample ids {bad[:5]}): field latency_ms")
-    X = encode_rows(sp, df)
+    X = encode_rows(sp, df, path)
     return LatencyData(
         sp,
         df["sample_index"].to_numpy(),
