@@ -323,3 +323,26 @@ def test_a_safetensors_error_on_save_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(io_mod, "save_file", broken)
     with pytest.raises(InputError, match="SafetensorError"):
         save_predictor(model, tmp_path / "m")
+
+
+def test_weights_holding_nan_are_refused_on_load(tmp_path):  # issue 25, D10
+    from safetensors.torch import load_file, save_file
+
+    folder = save_predictor(small_model("mlp"), tmp_path / "m")
+    tensors = load_file(str(folder / "weights.safetensors"))
+    key = next(k for k, t in tensors.items() if t.is_floating_point() and t.numel() > 1)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, str(folder / "weights.safetensors"))
+    with pytest.raises(InputError, match=f"tensor '{key}' holds NaN or inf"):
+        load_predictor(folder)
+
+
+@pytest.mark.parametrize(
+    "ranges", ["8..128", {"channels": "8:128"}, {"block_types": [], "channels": [8]}]
+)
+def test_malformed_training_ranges_are_refused_on_load(tmp_path, ranges):  # issue 25, D10
+    folder = save_predictor(small_model("elasticnet"), tmp_path / "m")
+    edit_json(folder / "model.json", lambda m: m["info"].__setitem__("ranges", ranges))
+    with pytest.raises(InputError, match=r"info\.ranges must hold"):
+        load_predictor(folder)

@@ -278,3 +278,15 @@ def test_flatten_and_unflatten_optimiser_states():
         for i, entry in want["state"].items():
             for k, v in entry.items():
                 assert torch.equal(torch.as_tensor(got["state"][i][k]), torch.as_tensor(v)), k
+
+
+@pytest.mark.parametrize("epoch", [99, -1, 0, "x"])
+def test_a_checkpoint_with_an_impossible_epoch_is_refused(finished, tmp_path, epoch):
+    """Issue 25, D11: epoch 99 after 2 of 2 epochs gave a genotype that said 99 epochs."""
+    out = tmp_path / "r"
+    shutil.copytree(finished, out)
+    meta = json.loads((out / "checkpoint.json").read_text())
+    meta["epoch"] = epoch
+    (out / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="checkpoint does not fit this search"):
+        run(tiny_config(mode="gated", epochs=2), out, resume=True)

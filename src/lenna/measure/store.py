@@ -283,8 +283,7 @@ class Dataset:
         df["device"] = _none_for_missing(df["device"])
         shape = get_space(self.meta["space"]).alpha_shape
         df["alphas"] = [
-            self._alphas(i, a, shape)
-            for i, a in zip(df["sample_index"], df["alphas"], strict=True)
+            self._alphas(i, a, shape) for i, a in zip(df["sample_index"], df["alphas"], strict=True)
         ]
         df["trace"] = [
             self._json(i, "trace", t) if isinstance(t, str) else None

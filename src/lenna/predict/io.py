@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -100,6 +101,10 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
     hparams, params = meta.get("hparams", {}), meta.get("params", {})
     if not isinstance(hparams, dict) or not isinstance(params, dict):
         raise InputError(f"{meta_path} is malformed (hparams/params must be objects)")
+    for key, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise InputError(f"{folder / WEIGHTS_FILE}: tensor {key!r} holds NaN or inf")
+    _check_info(meta.get("info", {}), meta_path)
     try:
         model = cls(sp, seed=int(meta.get("seed", 0)), **hparams)
         model.info = dict(meta.get("info", {}))
@@ -120,6 +125,30 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         ) from None
     _warn_if_foreign(model, folder)
     return model
+
+
+def _check_info(info: object, meta_path: Path) -> None:
+    """The parts of ``info`` that searches read: an object, with ``ranges`` as training wrote
+    them (block types, [min, max] channels, resolutions)."""
+    if not isinstance(info, dict):
+        raise InputError(f"{meta_path}: field info must be an object")
+    r = info.get("ranges")
+    if r is None:
+        return
+    ok = (
+        isinstance(r, dict)
+        and isinstance(r.get("block_types"), list)
+        and isinstance(r.get("channels"), list)
+        and len(r["channels"]) == 2
+        and all(isinstance(c, int | float) for c in r["channels"])
+        and isinstance(r.get("resolutions"), list)
+        and all(isinstance(x, int | float) for x in r["resolutions"])
+    )
+    if not ok:
+        raise InputError(
+            f"{meta_path}: field info.ranges must hold block_types, channels [min, max] and "
+            "resolutions as training writes them"
+        )
 
 
 def _warn_if_foreign(model: Predictor, folder: Path) -> None:

@@ -168,7 +168,10 @@ class Search:
             for name, opt in (("w_opt", self.w_opt), ("a_opt", self.a_opt)):
                 opt.load_state_dict(unflatten_state(name, tensors, meta[name]))
             self.sched.load_state_dict(meta["sched"])
-            self.epoch = int(meta["epoch"])
+            epoch = int(meta["epoch"])
+            if not 1 <= epoch <= self.cfg.epochs:  # a checkpoint is written after an epoch
+                raise ValueError(f"epoch {meta['epoch']!r} is not in 1..{self.cfg.epochs}")
+            self.epoch = epoch
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise InputError(
                 f"checkpoint does not fit this search ({e.__class__.__name__}: {e})"
