@@ -127,3 +127,14 @@ def test_op_costs_of_none_are_zero():
     assert np.all(costs[:, none] == 0.0)
     others = np.delete(costs, none, axis=1)
     assert np.all(others > 0)
+
+
+def test_measure_block_takes_a_space_or_its_name():  # issue 25, D13
+    from measure_helpers import fast_measure
+
+    from lenna.measure import measure_block
+
+    space = get_space("darts")
+    alphas = cell_alphas(space, "normal", random_cell(space, "normal", np.random.default_rng(4)))
+    m = measure_block("darts", "normal", 4, 8, alphas, fast_measure(), seed=1)
+    assert m.latency_ms > 0 and m.estimate.resets >= 3

@@ -275,3 +275,13 @@ def test_additive_shaped_fits_additive_labels():
 def test_additive_refuses_an_unknown_edge_scale():
     with pytest.raises(InputError, match="edge_scale"):
         train_predictor(synthetic_data(), "additive", seed=0, edge_scale="per-op")
+
+
+@pytest.mark.parametrize("kind", ["elasticnet", "mlp", "lut", "additive", "lut+mlp"])
+def test_predict_takes_integer_logits_and_returns_one_value_per_block(kind):  # issue 25, D13
+    m = small_model(kind)
+    shape = m.space.alpha_shape
+    one = m.predict(torch.zeros(shape, dtype=torch.long), "normal", 16, 16)
+    assert one.shape == ()
+    assert torch.isclose(one, m.predict(torch.zeros(shape), "normal", 16, 16).to(one.dtype))
+    assert m.predict(torch.zeros((3, *shape)), "normal", 16, 16).shape == (3,)

@@ -290,6 +290,14 @@ def test_run_sweep_refuses_bad_lams_and_a_file_as_folder(tmp_path):
         run_sweep(sweep_base(), [1.0], f, eval_epochs=0, measure=fast())
 
 
+@pytest.mark.parametrize("limit", [0, -3])
+def test_a_bad_eval_limit_is_refused_before_any_search(tmp_path, limit):  # issue 25, D12
+    out = tmp_path / "s"
+    with pytest.raises(InputError, match="--eval-limit must be at least 1"):
+        run_sweep(sweep_base(), [0.0, 1.0], out, 1, fast(), eval_limit=limit)
+    assert not out.exists()  # nothing searched, nothing written
+
+
 def test_a_sweep_of_another_space_predictor_is_refused(tmp_path):
     base = sweep_base(predictor=str(predictor_folder("darts")))
     with pytest.raises(InputError, match="model of space 'darts', not 'lenna'"):

@@ -14,7 +14,7 @@ from lenna.measure.reference import normalisation
 from lenna.measure.rules import Estimate
 from lenna.measure.sampler import SampleSpec
 from lenna.measure.timer import Timer
-from lenna.space import Block, SearchSpace
+from lenna.space import Block, SearchSpace, get_space
 from lenna.space.encode import probabilities
 
 
@@ -35,7 +35,7 @@ class Measurement:
 
 
 def measure_block(
-    space: SearchSpace,
+    space: SearchSpace | str,
     block_type: str,
     channels: int,
     resolution: int,
@@ -45,13 +45,15 @@ def measure_block(
     reference_ms: float | None = None,
     reference_ratios: dict[str, float] | None = None,
 ) -> Measurement:
-    """Build the gated block, warm it up and estimate its expected latency under ``alphas``.
+    """Build the gated block, warm it up and estimate its expected latency under ``alphas``
+    (``space``: a :class:`SearchSpace` or its name).
 
     With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` with the
     anchors' ``reference_ratios`` (a dataset passes its stored ones; ``None`` calibrates once
     per process)."""
     t0 = time.perf_counter()
     config = config or MeasureConfig()
+    space = get_space(space) if isinstance(space, str) else space
     space.check(block_type, channels, resolution)
     alphas = space.check_alphas(alphas)
     torch.set_num_threads(config.threads)

@@ -111,8 +111,11 @@ class Predictor:
         self.check_range(block_type, channels, resolution, strict)
         if not isinstance(alphas, torch.Tensor):
             alphas = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
+        elif not alphas.is_floating_point():  # integer logits are logits too
+            alphas = alphas.double()
         X = encode(self.space, block_type, channels, resolution, alphas)
-        return self.forward_features(X)
+        # one value per block, whatever the model kind's own output shape
+        return self.forward_features(X).reshape(alphas.shape[:-2])
 
     def check_range(
         self, block_type: str, channels: int, resolution: int, strict: bool = False

@@ -172,6 +172,8 @@ def run_sweep(
     results are gathered into the same table (progress then comes per finished λ).
     """
     lams = check_lams(lams, eval_epochs)
+    if eval_limit is not None and eval_limit < 1:  # before any λ's search runs
+        raise InputError(f"--eval-limit must be at least 1, got {eval_limit}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
