@@ -15,7 +15,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 SCRIPTS = sorted(
     p
-    for p in BENCHMARKS.glob("*.py")
+    for p in [*BENCHMARKS.glob("*.py"), *BENCHMARKS.glob("diagnostics/*.py")]
     if not p.name.startswith("_")
     # the fleet benchmark needs the optional `ray` extra (part of `dev`, so CI has it)
     and (p.name != "fleet_scaling.py" or importlib.util.find_spec("ray") is not None)

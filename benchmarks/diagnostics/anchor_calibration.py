@@ -22,7 +22,7 @@ labels agree; the printed discrepancy is label(upper anchor) / label(lower ancho
 each method's median ratios. (A third method, fitting each ratio so that one boundary
 block's labels agree, was tried once and did not carry to other blocks: RESULTS.md.)
 
-    python benchmarks/anchor_calibration.py --threads 2 --repeats 6
+    python benchmarks/diagnostics/anchor_calibration.py --threads 2 --repeats 6
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from lenna.measure.reference import (
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 

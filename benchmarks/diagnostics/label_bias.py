@@ -37,7 +37,7 @@ pass, so a group's first timed pass follows the block's own pass, not the refere
 fifth, ``alt+discard``, is ``alternating`` with that untimed pass before each group and no
 reset: against ``alternating`` it is the discarded pass alone.
 
-    python benchmarks/label_bias.py --threads 1
+    python benchmarks/diagnostics/label_bias.py --threads 1
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from lenna.measure.sampler import Sampler
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 CHANNELS = (8, 11, 16, 23, 32, 45, 64, 90, 128)

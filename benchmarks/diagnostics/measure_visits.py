@@ -12,7 +12,7 @@ visits are a whole round apart — by the default rule (±1 %) and by the same r
 - two visits ±1.41 %: mean of rounds 0 and 2 vs mean of rounds 1 and 3;
 - two visits ±1 %: the same pairing at twice the cost (the ceiling).
 
-    python benchmarks/measure_visits.py --samples 20 --threads 2
+    python benchmarks/diagnostics/measure_visits.py --samples 20 --threads 2
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 ROUNDS = 4  # two retest pairs of single visits, one of two-visit means

@@ -7,7 +7,7 @@ the spread of the block's window means of log time and of its log ratio to each 
 the reference with the smallest ratio spread cancels most of the machine's drift for that
 block. Candidates: the anchors of :mod:`lenna.measure.reference` and a C=128 32×32 block.
 
-    python benchmarks/reference_match.py --threads 2 --seconds 40
+    python benchmarks/diagnostics/reference_match.py --threads 2 --seconds 40
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lenna.measure.reference import ANCHORS, anchor_for, anchor_key
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 BLOCKS = {

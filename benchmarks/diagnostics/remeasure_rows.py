@@ -5,7 +5,8 @@ own config and calibrated reference time, so at the same calibrated speed), and 
 prediction of a model trained as ``predictor_accuracy.py`` trains it. A held-out miss that
 the new measurement agrees with the model on was label noise; one that stays was the model.
 
-    python benchmarks/remeasure_rows.py --data benchmarks/data/lenna-norm.db --rows 962 369 5
+    python benchmarks/diagnostics/remeasure_rows.py \\
+        --data benchmarks/data/lenna-norm.db --rows 962 369 5
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from lenna.measure.store import Dataset
 from lenna.predict import load_data, train_predictor
 from lenna.space import get_space
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish
 
 

@@ -21,7 +21,7 @@ other group's log reference time, corrected for that proxy's own noise (see
 :func:`state_slope`), ± its standard error. 0 means the reference corrects the state fully;
 −0.1, that a 10 % slower machine gives labels 1 % lower.
 
-    python benchmarks/reset_noise.py --threads 2 --blocks 8 --resets 60
+    python benchmarks/diagnostics/reset_noise.py --threads 2 --blocks 8 --resets 60
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from lenna.measure.sampler import Sampler, SampleSpec
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 VALUES = ("raw", "min/min", "med y/z", "Σy/Σz", "smoothed z")

@@ -7,7 +7,7 @@ and 200 passes the spread of window medians of A, of B and of A/B and the correl
 A's and B's window medians. A ratio spread well below A's spread is what reference
 normalisation buys.
 
-    python benchmarks/speed_drift.py --seconds 20 --threads 1
+    python benchmarks/diagnostics/speed_drift.py --seconds 20 --threads 1
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lenna.measure.reference import CHANNELS, RESOLUTION, reference_for
 from lenna.measure.timer import Timer
 from lenna.space import Block
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
 from _record import publish_cpu
 
 
