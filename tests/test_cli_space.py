@@ -6,25 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from measure_helpers import all_text, one_line_error
 from typer.testing import CliRunner
 
 from lenna import __version__
 from lenna.cli import app
 
 runner = CliRunner()
-
-
-def all_text(result):
-    """stdout and stderr together, whichever this CliRunner keeps separately."""
-    err = getattr(result, "stderr", "") or ""
-    return result.output + ("" if err in result.output else err)
-
-
-def one_line_error(result, needle):
-    lines = [ln for ln in all_text(result).splitlines() if ln.strip()]
-    assert len(lines) == 1, lines
-    assert needle in lines[0]
-    assert "Traceback" not in all_text(result)
 
 
 def test_space_list_shows_both_spaces():

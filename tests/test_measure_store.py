@@ -54,7 +54,8 @@ def test_resume_completes_to_n_without_duplicates(tmp_path, monkeypatch):
     def no_measuring(*a, **k):
         raise AssertionError("measured although the file already holds n rows")
 
-    monkeypatch.setattr(runner_mod, "measure_block", no_measuring)
+    monkeypatch.setattr(runner_mod, "measure_block", no_measuring)  # the control sample
+    monkeypatch.setattr(runner_mod, "measure_spec", no_measuring)  # every sampled row
     assert run_measurement(db, cfg, 5) == 5
     assert run_measurement(db, cfg, 2) == 5  # rows beyond n are kept
     assert rows(db) == after
