@@ -1,13 +1,13 @@
 """The drift guard's end-of-run check of a dataset's anchor ratios.
 
 Why: with matched references a label reaches milliseconds through its anchor's ratio to the
-primary, calibrated once when the dataset began, so every row timed alongside that anchor
-shares the ratio's error. One calibration can be far off: ``benchmarks/anchor_calibration.py``
+primary, calibrated once for the machine, so every row timed alongside that anchor shares the
+ratio's error. One calibration can be far off: ``benchmarks/diagnostics/anchor_calibration.py``
 found six calibrations in one process within 1–4 % of each other, but one process's 32×32
 ratio 9–16 % above every other, which would set a whole band of block sizes off its
-neighbours. Calibrating again once a run has added ``--drift-every`` rows or more (2
-anchors: 4–40 s, each until two 1-s windows agree) says whether the stored ratios still
-hold. Stored labels are left as they are, since which calibration was right cannot be told;
+neighbours. Calibrating again once a run has added ``--drift-every`` rows or more (2 anchors:
+4–40 s, each until two 1-s windows agree) says whether the stored ratios still hold. Stored
+labels are left as they are, since which calibration was right cannot be told;
 every check is kept in the file, so ``lenna dataset info`` shows them.
 """
 

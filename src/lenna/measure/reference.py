@@ -1,7 +1,7 @@
 """The reference block: this machine's speed, timed alongside every gate reset.
 
 Why: on a shared machine the speed drifts by ±10 % over 0.1–10 s, and a block and a fixed
-reference slow down together (``benchmarks/speed_drift.py``: window medians of the two
+reference slow down together (``benchmarks/diagnostics/speed_drift.py``: window medians of the two
 correlated 0.93–0.98 on a quiet machine, only 0.6–0.7 on a loaded one). A label averaged
 over a few seconds inherits whatever the machine did in those seconds, so two measurements
 of one block differed by ~5 % even with a ±1 % confidence interval each. Timing the
@@ -23,8 +23,8 @@ speed ratio to the primary, calibrated on interleaved passes (:func:`anchor_rati
 stored with the dataset, so one scalar ``Z0`` still defines the dataset's speed.
 
 Known bias (``single``, less so ``matched``): labels are not exactly "the block alone at the
-calibrated speed" (``benchmarks/label_bias.py``, one-hot blocks, 1 thread: with the single
-reference −2 % to −16 % by size, per-anchor medians; matched anchors a median −0.7 % to
+calibrated speed" (``benchmarks/diagnostics/label_bias.py``, one-hot blocks, 1 thread: with the
+single reference −2 % to −16 % by size, per-anchor medians; matched anchors a median −0.7 % to
 −2.4 % over four runs, per block −8 % to +6 %). The size trend comes from timing a block in
 turns with a small reference (the same block in turns with the primary, no gate resets:
 −1 % to −13 % by size), consistent with a large block's cache footprint slowing the

@@ -21,7 +21,7 @@ resets, or by a control variate) and *timer noise* (fought by more passes per re
   Why the per-reset quantiles of interleaved y and z passes: dividing by a reference smoothed
   over neighbouring resets needs more resets, the median of the pass-by-pass ratios repeated
   no better, and an exponent on ``Z0 / z`` fitted within measurements did not hold between
-  them (``benchmarks/reset_noise.py``, RESULTS.md).
+  them (``benchmarks/diagnostics/reset_noise.py``, RESULTS.md).
 """
 
 from __future__ import annotations

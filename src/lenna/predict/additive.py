@@ -17,7 +17,7 @@ shape, at the price of more to fit. ``"constant"`` (default) keeps one scale per
 work padding the edges' channel count (``C``, or ``2C`` in a reduction) up to a multiple of
 ``m`` adds, ``log(⌈w/m⌉·m / w)``. Blocked CPU kernels work on groups of 8 or 16 channels, so
 latency need not be smooth in ``C``; the smooth model missed some blocks by 10–15 % in both
-directions. The README's predictor section has the measured effect. ``[]`` (or ``0``) is the
+directions. docs/predictors.md has the measured effect. ``[]`` (or ``0``) is the
 model without it, as saved before the option.
 """
 
