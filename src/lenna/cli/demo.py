@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lenna.cli.app import interrupted
+from lenna.cli.progress import make_progress
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.runner import Interrupted, stop_on_signals
@@ -32,13 +33,13 @@ def demo_cmd(
     from lenna.report.demo_report import gain_sentence, write_report
 
     check_out(out)
-    with Progress(
+    with make_progress(
+        err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        console=err,
     ) as bar:
         tasks: dict[str, int] = {}
         on_event = sweep_events(bar, (QUICK if quick else FULL).search_epochs)

@@ -20,6 +20,7 @@ from rich.progress import (
 
 from lenna.cli.app import interrupted
 from lenna.cli.options import parse_ints, parse_names, parse_range
+from lenna.cli.progress import LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import fingerprint
@@ -37,16 +38,15 @@ from lenna.space import BLOCK_TYPES, get_space
 err = Console(stderr=True)
 
 
-def _progress() -> Progress:
-    return Progress(
+def _progress() -> Progress | LineProgress:
+    return make_progress(
+        err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[last]}"),
-        console=err,
-        transient=False,
     )
 
 

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lenna.cli.app import interrupted
+from lenna.cli.progress import LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
 from lenna.measure.runner import stop_on_signals
@@ -96,14 +97,14 @@ def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
     return stored
 
 
-def _progress() -> Progress:
-    return Progress(
+def _progress() -> Progress | LineProgress:
+    return make_progress(
+        err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
-        console=err,
     )
 
 
