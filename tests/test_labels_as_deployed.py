@@ -138,3 +138,17 @@ def test_measure_block_takes_a_space_or_its_name():  # issue 25, D13
     alphas = cell_alphas(space, "normal", random_cell(space, "normal", np.random.default_rng(4)))
     m = measure_block("darts", "normal", 4, 8, alphas, fast_measure(), seed=1)
     assert m.latency_ms > 0 and m.estimate.resets >= 3
+
+
+def test_measuring_leaves_the_callers_thread_count_as_it_was():
+    from lenna.measure import measure_block
+    from measure_helpers import fast_measure
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        space = get_space("lenna")
+        measure_block(space, "normal", 4, 8, np.zeros(space.alpha_shape), fast_measure(), seed=0)
+        assert torch.get_num_threads() == 2  # measured at 1 (fast_measure), restored after
+    finally:
+        torch.set_num_threads(before)

@@ -13,6 +13,7 @@ from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import normalisation
 from lenna.measure.rules import Estimate
 from lenna.measure.sampler import SampleSpec
+from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace, get_space
 from lenna.space.encode import probabilities
@@ -51,12 +52,36 @@ def measure_block(
     With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` with the
     anchors' ``reference_ratios`` (a dataset passes its stored ones; ``None`` calibrates once
     per process)."""
-    t0 = time.perf_counter()
     config = config or MeasureConfig()
+    with torch_threads(config.threads):
+        return _measure(
+            space,
+            block_type,
+            channels,
+            resolution,
+            alphas,
+            config,
+            seed,
+            reference_ms,
+            reference_ratios,
+        )
+
+
+def _measure(
+    space: SearchSpace | str,
+    block_type: str,
+    channels: int,
+    resolution: int,
+    alphas: object,
+    config: MeasureConfig,
+    seed: int,
+    reference_ms: float | None,
+    reference_ratios: dict[str, float] | None,
+) -> Measurement:
+    t0 = time.perf_counter()
     space = get_space(space) if isinstance(space, str) else space
     space.check(block_type, channels, resolution)
     alphas = space.check_alphas(alphas)
-    torch.set_num_threads(config.threads)
     torch.manual_seed(seed)
     device = torch.device(config.device)
     block = Block(space, block_type, channels, "gated", alphas).to(device, config.torch_dtype)

@@ -17,6 +17,7 @@ from torch import nn
 from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import Reference, normalisation, time_paired
 from lenna.measure.rules import Estimate, make_rule
+from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import SearchSpace
 
@@ -70,9 +71,7 @@ def measure_module(
     config = config or MeasureConfig()
     params = config.rule_params if config.rule in ("ci", "cv") else {}
     rule = make_rule("ci", **{k: v for k, v in params.items() if k in CI_SETTINGS})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):  # training afterwards keeps the machine's threads
         device = torch.device(config.device)
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
@@ -81,5 +80,3 @@ def measure_module(
         for _ in range(max(1, config.warmup_passes) + 2):
             bench.reset()
         return rule.run(bench, z0_ms=z0)
-    finally:
-        torch.set_num_threads(threads)  # training afterwards keeps the machine's threads

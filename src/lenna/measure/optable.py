@@ -18,6 +18,7 @@ import torch
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import normalisation
+from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 
@@ -41,7 +42,31 @@ def measure_ops_at(
 ) -> list[dict]:
     """Op-table rows for one block shape: each op of each edge kind, ``passes`` timed calls
     (with ``config.normalise`` and ``reference_ms``: at that calibrated speed, like labels)."""
-    torch.set_num_threads(config.threads)
+    with torch_threads(config.threads):
+        return _ops_at(
+            space,
+            block_type,
+            channels,
+            resolution,
+            config,
+            passes,
+            fp_hash,
+            reference_ms,
+            reference_ratios,
+        )
+
+
+def _ops_at(
+    space: SearchSpace,
+    block_type: str,
+    channels: int,
+    resolution: int,
+    config: MeasureConfig,
+    passes: int,
+    fp_hash: str,
+    reference_ms: float | None,
+    reference_ratios: dict[str, float] | None,
+) -> list[dict]:
     device = torch.device(config.device)
     block = Block(space, block_type, channels, "gated").to(device, config.torch_dtype)
     shape = (config.batch, channels, resolution, resolution)

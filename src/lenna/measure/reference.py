@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from lenna.errors import InputError
+from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
 
@@ -220,9 +221,7 @@ def calibrate_ratios(
 ) -> dict[str, float]:
     """A fresh calibration of ``anchors``' ratios to the primary under ``config``
     (``"CxH"`` → ratio; the primary's is 1), as a new dataset stores it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(config.threads or 1)
-    try:
+    with torch_threads(config.threads):
         primary = reference_for(space, config.device, config.dtype)
         return {
             anchor_key(a): 1.0
@@ -230,8 +229,6 @@ def calibrate_ratios(
             else calibrate_ratio(reference_for(space, config.device, config.dtype, a), primary)
             for a in anchors
         }
-    finally:
-        torch.set_num_threads(before)
 
 
 def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]:
@@ -244,9 +241,9 @@ def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]
 
 
 def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
-    """A fresh ``Z0`` for a dataset measured under ``config`` (its threads are set first)."""
-    torch.set_num_threads(config.threads or 1)
-    return reference_for(space, config.device, config.dtype).calibrate()
+    """A fresh ``Z0`` for a dataset measured under ``config`` (at its threads)."""
+    with torch_threads(config.threads):
+        return reference_for(space, config.device, config.dtype).calibrate()
 
 
 def normalisation(
@@ -288,10 +285,6 @@ def calibrated_ms(
     threads = threads or 1
     key = (space.definition_hash(), device, dtype, threads)
     if key not in _Z0:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             _Z0[key] = reference_for(space, device, dtype).calibrate()
-        finally:
-            torch.set_num_threads(before)
     return _Z0[key]
