@@ -141,8 +141,9 @@ def test_measure_block_takes_a_space_or_its_name():  # issue 25, D13
 
 
 def test_measuring_leaves_the_callers_thread_count_as_it_was():
-    from lenna.measure import measure_block
     from measure_helpers import fast_measure
+
+    from lenna.measure import measure_block
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
