@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from measure_helpers import tiny_config
 
+from lenna.errors import InputError
 from lenna.measure.fleet import _Fleet, _simulated_row
 from lenna.measure.runner import run_measurement
 from lenna.measure.store import Dataset
@@ -129,3 +131,43 @@ def test_a_device_dying_during_its_control_leaves_its_rows_unflagged(tmp_path):
     assert any("device 0 stopped; its last 2 rows were not checked" in w for w in warnings)
     assert flagged(ds) == [1, 3]  # only device 1's control ran
     ds.close()
+
+
+# ---- an address no cluster answers at (issue 25, D8) ---------------------------------------
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # free again once closed: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [
+        (None, "cannot reach a Ray cluster at"),
+        ("nohost.invalid:6379", "cannot reach a Ray cluster at"),
+        ("no-port-here", "--ray takes auto, local or HOST:PORT"),
+        ("host:http", "--ray takes auto, local or HOST:PORT"),
+    ],
+)
+def test_an_unreachable_address_is_one_line_before_ray_starts(address, needle, monkeypatch):
+    from lenna.measure import fleet
+
+    address = address or f"127.0.0.1:{_closed_port()}"
+    started = []
+    monkeypatch.setattr(fleet, "require_ray", lambda: _FakeRay(started))
+    with pytest.raises(InputError, match=needle):
+        fleet.connect(address)
+    assert started == []  # refused before ray.init
+
+
+class _FakeRay:
+    def __init__(self, started):
+        self.started = started
+
+    def is_initialized(self):
+        return False
+
+    def init(self, *a, **k):
+        self.started.append((a, k))

@@ -19,6 +19,7 @@ machine); such rows carry a fingerprint marked ``simulated``.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,8 @@ def connect(address: str, devices: int | None = None) -> Any:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    if address not in ("auto", "local"):
+        check_reachable(address)
     try:
         if address == "local":
             n = devices or 2
@@ -73,6 +76,24 @@ def connect(address: str, devices: int | None = None) -> Any:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise InputError(f"cannot join the Ray cluster at {address!r}: {e}") from None
     return ray
+
+
+REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Refuse in one line, within ``timeout_s``, an address no cluster answers at: Ray itself
+    retries an unreachable head for minutes, printing warnings (issue 25, D8)."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"--ray takes auto, local or HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        reason = e.strerror or e.__class__.__name__
+        raise InputError(f"cannot reach a Ray cluster at {address!r}: {reason}") from None
 
 
 class Measurer:
