@@ -28,8 +28,10 @@ class LineProgress:
     def __enter__(self) -> LineProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.stop()  # an error says what happened in its own line; no stale progress
+        self._tasks.clear()
 
     def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
         self._next += 1

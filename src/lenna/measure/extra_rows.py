@@ -27,6 +27,7 @@ from lenna.measure.runner import (
     open_dataset,
     sample_row,
 )
+from lenna.memory import block_bytes, check_fits
 from lenna.space import get_space
 
 
@@ -68,6 +69,9 @@ def add_blocks(
             raise InputError(
                 f"{path} holds {', '.join(cfg.block_types)} blocks, not {b.block_type}"
             )
+    for b in blocks:  # before the file is opened: nothing is left to refuse a corrected run
+        need = block_bytes(space, b.block_type, b.channels, b.resolution, cfg.measure.batch)
+        check_fits(f"a {b.block_type} block of {b.channels} channels", need, cfg.measure.device)
     m = cfg.measure
     fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
     added = skipped = 0

@@ -33,6 +33,7 @@ from lenna.measure.reference import (
 )
 from lenna.measure.sampler import ONEHOT_OFF, SAMPLER_VERSION, Sampler, SampleSpec
 from lenna.measure.store import Dataset, DatasetExists
+from lenna.memory import block_bytes, check_fits
 from lenna.space import SearchSpace, get_space
 from lenna.space.mixed import NONE_OP
 
@@ -89,6 +90,20 @@ def upgrade_config(d: dict) -> dict:
     return d
 
 
+def check_sizes(cfg: RunConfig, channels: int | None = None) -> None:
+    """Refuse, before any file is made, blocks too large for this machine's memory: the
+    largest block of each type at the config's (or ``channels``) largest size."""
+    space = get_space(cfg.space)
+    hi = channels or cfg.channels[1]
+    for bt in cfg.block_types:
+        res = [r for r in cfg.resolutions if not (bt == "reduction" and r % 2)]
+        if res:
+            need = block_bytes(space, bt, hi, max(res), cfg.measure.batch)
+            check_fits(
+                f"a {bt} block of {hi} channels at {max(res)}×{max(res)}", need, cfg.measure.device
+            )
+
+
 def check_label_version(cfg: RunConfig, path: Path) -> None:
     """Refuse to add rows of today's labels to a file whose labels meant something else.
 
@@ -133,6 +148,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     space = get_space(cfg.space)
     path = Path(path)
     check_label_version(cfg, path)
+    check_sizes(cfg)  # before a file exists that would refuse the corrected command
     if not path.exists():
         meta = {
             "space": space.name,
@@ -490,6 +506,7 @@ def run_op_table(
         raise InputError(f"passes must be >= 1, got {passes}")
     m = cfg.measure
     fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    check_sizes(cfg, (channels or cfg.channels)[1])
     grid = channel_grid(*(channels or cfg.channels))
     grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))
     with open_dataset(path, cfg, fp, allow_mixed) as ds:

@@ -168,3 +168,24 @@ class Network(nn.Module):
             out = norm(cell(*states[-self.space.num_inputs :]))
             states = [*states[1:], out] if self.space.num_inputs > 1 else [out]
         return self.classifier(self.pool(states[-1]).flatten(1))
+
+
+def network_bytes(space: object, net: object, mode: str, batch: int) -> int:
+    """A network's weights (×4 with gradients and SGD momentum) and the activations a training
+    step keeps (every op of every edge in ``weighted`` mode, one per edge otherwise)."""
+    from lenna.memory import parameter_bytes
+
+    choices = None
+    if mode == "fixed":
+        choices = {
+            bt: [space.edge_ops(bt, e)[-1] for e in space.edges]  # type: ignore[attr-defined]
+            for bt in ("normal", "reduction")
+        }
+    weights = parameter_bytes(lambda: Network(space, net, mode, choices))
+    ops = space.max_ops if mode == "weighted" else 1  # type: ignore[attr-defined]
+    acts = 0
+    for s in cell_specs(space, net):
+        sh = space.shapes(s.block_type, s.channels, s.resolution)  # type: ignore[attr-defined]
+        out_res = sh["out_resolution"]
+        acts += sh["edge_channels"] * out_res**2 * (space.num_edges * ops + space.num_nodes)  # type: ignore[attr-defined]
+    return 4 * weights + 4 * batch * acts

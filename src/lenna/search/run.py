@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from lenna.errors import InputError
+from lenna.memory import check_fits
 from lenna.predict.io import load_predictor
 from lenna.search.bilevel import StepStats, search_step
 from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
@@ -25,7 +26,7 @@ from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData, load_data, split_halves
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
-from lenna.search.network import NetConfig, Network
+from lenna.search.network import NetConfig, Network, network_bytes
 from lenna.space import get_space
 
 CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
@@ -339,6 +340,9 @@ def run_search(
     out = Path(out)
     data = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
     cfg.net = fit_net(cfg.net, data)
+    space = get_space(cfg.space)
+    need = network_bytes(space, cfg.net, cfg.mode, cfg.batch)
+    check_fits(f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need)
     cfg = _check_folder(out, cfg, resume)
     search = Search(cfg, data)  # refuses a bad predictor before anything is written
     if not resume:

@@ -19,9 +19,10 @@ from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.fixed import measure_module
+from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.genotype import Genotype
-from lenna.search.network import Network
+from lenna.search.network import Network, network_bytes
 from lenna.space import get_space
 
 
@@ -46,9 +47,14 @@ def measure_config_for(
     )
 
 
-def build(genotype: Genotype) -> Network:
-    """The discrete network of ``genotype`` (only the chosen ops exist)."""
-    return Network(get_space(genotype.space), genotype.net, "fixed", genotype.cells)
+def build(genotype: Genotype, batch: int = 64) -> Network:
+    """The discrete network of ``genotype`` (only the chosen ops exist), after checking that
+    it and a training step of ``batch`` images fit in memory."""
+    space = get_space(genotype.space)
+    n = genotype.net
+    need = network_bytes(space, n, "fixed", batch)
+    check_fits(f"the derived network ({n.cells} cells of {n.channels} channels)", need)
+    return Network(space, n, "fixed", genotype.cells)
 
 
 def cell_inputs(net: Network, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
