@@ -82,3 +82,20 @@ def test_a_corrupt_dataset_is_one_line_naming_file_row_and_field(tmp_path, mutat
     result = runner.invoke(app, COMMANDS[command](db, tmp_path))
     line = one_line_error(result, needle)
     assert str(db) in line
+
+
+def test_a_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):
+    import pandas as pd
+
+    db = copy_db(synthetic_db(n=20, seed=3), tmp_path / "d.db")
+    dest = tmp_path / "x.csv"
+    dest.write_text("the previous export\n")
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    result = runner.invoke(app, ["dataset", "export", str(db), str(dest)])
+    one_line_error(result, "No space left on device")
+    assert dest.read_text() == "the previous export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

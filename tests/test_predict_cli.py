@@ -195,3 +195,15 @@ def test_evaluate_json_is_strict_json_when_a_split_is_empty(folders, tmp_path):
 
     out = json.loads(result.stdout, parse_constant=refuse)
     assert out["lut"]["n"] == 1
+
+
+def test_train_into_a_model_folder_needs_force(tmp_path):
+    db = copy_db(synthetic_db(n=20, seed=3), tmp_path / "d.db")
+    out = tmp_path / "m"
+    args = ["train", str(db), "--model", "elasticnet", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (out / "model.json").read_bytes()
+    one_line_error(runner.invoke(app, args), "already holds a model; pass --force")
+    assert (out / "model.json").read_bytes() == before
+    assert runner.invoke(app, [*args, "--seed", "1", "--force"]).exit_code == 0
+    assert (out / "model.json").read_bytes() != before

@@ -35,6 +35,9 @@ def train_cmd(
     include_flagged: bool = typer.Option(
         False, "--include-flagged", help="Also train on rows the drift guard flagged."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the model already in --out (kept whole until then)."
+    ),
 ) -> None:
     """Train a latency predictor on a dataset's training split; held-out ids go with it."""
     if model not in list_kinds():
@@ -45,6 +48,8 @@ def train_cmd(
         raise InputError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    if (out / "model.json").exists() and not force:
+        raise InputError(f"--out {out} already holds a model; pass --force to replace it")
     data = load_data(db, include_flagged=include_flagged)
     with err.status(f"training {model} on {len(data)} samples"):
         m = train_predictor(data, model, seed=seed, split=split)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lenna.atomic import write_with
 from lenna.errors import InputError
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, encode, get_space
@@ -55,7 +56,7 @@ def export(ds: Dataset, dest: str | Path) -> int:
 
         table = pa.Table.from_pandas(df, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        pq.write_table(table, dest)
+        write_with(dest, lambda tmp: pq.write_table(table, tmp))
     else:
-        df.to_csv(dest, index=False)
+        write_with(dest, lambda tmp: df.to_csv(tmp, index=False))
     return len(df)
