@@ -181,3 +181,20 @@ def test_lambda_refusals_come_from_the_config():
         tiny_config(lam=math.nan)
     with pytest.raises(InputError, match="needs a latency predictor"):
         tiny_config(lam=1.0, predictor=None)
+
+
+def test_a_search_leaves_the_callers_config_as_given(tmp_path):
+    from dataclasses import asdict
+
+    import search_helpers as sh
+
+    cfg = sh.tiny_config()
+    before = asdict(cfg)
+    sh.run(cfg, tmp_path / "r")
+    assert asdict(cfg) == before
+
+
+def test_the_search_entry_points_are_exported():
+    import lenna.search as s
+
+    assert {"SearchConfig", "run_search", "evaluate_arch"} <= set(s.__all__)

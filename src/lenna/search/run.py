@@ -11,7 +11,7 @@ import csv
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +116,12 @@ class Search:
     """Builds network, optimisers and latency term from a :class:`SearchConfig`."""
 
     def __init__(self, cfg: SearchConfig, data: ImageData | None = None) -> None:
-        self.cfg = cfg
         self.space = get_space(cfg.space)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.data = d = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
-        cfg.net = fit_net(cfg.net, d)
+        # a copy fitted to the data: the caller's config is left as it was given
+        self.cfg = cfg = replace(cfg, net=fit_net(cfg.net, d))
         torch.manual_seed(cfg.seed)
         self.net = Network(self.space, cfg.net, cfg.mode)
         self.term = None
@@ -339,7 +339,7 @@ def run_search(
     """Run (or resume) a search into ``out``; returns the derived genotype and metrics."""
     out = Path(out)
     data = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
-    cfg.net = fit_net(cfg.net, data)
+    cfg = replace(cfg, net=fit_net(cfg.net, data))  # the caller's config stays as given
     space = get_space(cfg.space)
     need = network_bytes(space, cfg.net, cfg.mode, cfg.batch)
     check_fits(f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need)
