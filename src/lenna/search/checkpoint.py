@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from lenna.atomic import fsync
 from lenna.errors import InputError
 
 META = "checkpoint.json"
@@ -59,10 +60,10 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
         str(folder / weights),
         metadata={"token": token},
     )
-    _fsync(folder / weights)
+    fsync(folder / weights)
     tmp = folder / (META + ".tmp")
     tmp.write_text(json.dumps({**meta, "token": token, "weights": weights}))
-    _fsync(tmp)
+    fsync(tmp)
     os.replace(tmp, folder / META)
     for old in folder.glob("checkpoint-*.safetensors"):
         if old.name != weights:
@@ -93,11 +94,3 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise InputError(f"{folder}: checkpoint files do not belong together")
     return tensors, meta
 
-
-def _fsync(path: Path) -> None:
-    """On disk before the rename that makes it current (survives a power loss too)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
