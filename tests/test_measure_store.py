@@ -454,3 +454,53 @@ def test_creating_a_dataset_that_appeared_meanwhile_opens_it(tmp_path, monkeypat
     monkeypatch.undo()
     assert count_rows(other) == 1  # the rival's file is intact
     assert not list(tmp_path.glob("*.creating-*"))  # nothing left behind
+
+
+# ---- read-only files (issue 25, D7) ---------------------------------------------------------
+def test_readers_fall_back_to_immutable_where_no_shm_can_be_made(tmp_path, monkeypatch):
+    import lenna.measure.store as store_mod
+
+    db = make_dataset(tmp_path / "d.db", 2)
+    real = sqlite3.connect
+    seen = []
+
+    def connect(target, *a, **k):
+        seen.append(str(target))
+        con = real(target, *a, **k)
+        if "mode=ro" in str(target) and "immutable" not in str(target):
+            con.close()  # as in a folder this user cannot write: the -shm cannot be made
+            con = real(":memory:")
+            con.execute("PRAGMA query_only = 1")
+            return _Failing(con)
+        return con
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.count() == 2
+    assert any("immutable=1" in s for s in seen)
+
+
+class _Failing:
+    """A connection whose every read fails the way SQLite's does in a read-only folder."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, *a, **k):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    def close(self):
+        self.con.close()
+
+
+def test_a_writer_that_cannot_write_says_what_happened(tmp_path, monkeypatch):
+    import lenna.measure.store as store_mod
+
+    db = make_dataset(tmp_path / "d.db", 1)
+
+    def readonly(path):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store_mod, "_connect", readonly)
+    with pytest.raises(InputError, match=r"cannot open it for writing .*readonly database"):
+        Dataset.open(db)

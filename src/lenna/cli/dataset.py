@@ -92,7 +92,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Rows, space, machine fingerprint and measurement config of a dataset."""
-    with Dataset.open(db) as ds:
+    with Dataset.open(db, readonly=True) as ds:
         info = dataset_summary(ds)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -166,7 +166,7 @@ def export_cmd(
     dest: Path = typer.Argument(..., help="Output file: .parquet or .csv."),
 ) -> None:
     """Export samples with their encoded features (Parquet keeps the metadata too)."""
-    with Dataset.open(db) as ds:
+    with Dataset.open(db, readonly=True) as ds:
         n = export(ds, dest)
     Console(stderr=True).print(f"{n} rows written to {dest}")
 
@@ -184,6 +184,6 @@ def convergence_cmd(
         raise InputError(f"--out must end in .png, .svg or .pdf, got {out.name!r}")
     if not out.parent.exists():
         raise InputError(f"folder {out.parent} does not exist")
-    with Dataset.open(db) as ds:
+    with Dataset.open(db, readonly=True) as ds:
         row = ds.sample(sample)
     Console(stderr=True).print(f"wrote {plot_convergence(row, out)}")

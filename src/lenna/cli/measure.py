@@ -77,7 +77,7 @@ def _stored_config(out: Path) -> dict | None:
     LENNA's defaults differ."""
     if not out.exists():
         return None
-    with Dataset.open(out) as ds:
+    with Dataset.open(out, readonly=True) as ds:
         meta = ds.meta
     config, settled = meta.get("config"), meta.get("rule_settings")
     if config is None or settled is None:

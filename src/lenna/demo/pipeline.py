@@ -111,7 +111,7 @@ def run_demo(
     m = cfg.measure
     res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
     if db.exists():
-        with Dataset.open(db) as ds:
+        with Dataset.open(db, readonly=True) as ds:
             diff, moved = config_differences(ds.meta, cfg)
             if diff or moved:
                 if diff in ([], ["measure"]):  # same size, measured by another version's settings

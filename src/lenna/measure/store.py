@@ -171,13 +171,20 @@ class Dataset:
         return cls(path, _connect(path))
 
     @classmethod
-    def open(cls, path: str | Path) -> Dataset:
-        """Open an existing dataset; refuses a missing file, a non-LENNA file, a newer schema."""
+    def open(cls, path: str | Path, readonly: bool = False) -> Dataset:
+        """Open an existing dataset; refuses a missing file, a non-LENNA file, a newer schema.
+
+        ``readonly`` (every command that only reads): never writes to the file, and works
+        on a file in a folder this user cannot write to."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no dataset at {path}")
         _check_header(path)
-        ds = cls(path, _connect(path))
+        try:
+            con = _connect_ro(path) if readonly else _connect(path)
+        except sqlite3.OperationalError as e:
+            raise InputError(f"{path}: cannot open it for writing ({e})") from None
+        ds = cls(path, con)
         try:
             _check_meta(path, ds.meta)
         except InputError:
@@ -404,19 +411,32 @@ def _check_meta(path: Path, meta: dict) -> None:
         raise InputError(f"{path}: meta field 'config' has a malformed 'measure'")
 
 
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    """A read-only connection. SQLite reads a WAL file through its ``-shm`` beside it; where
+    that cannot be made (a folder this user cannot write), the file is read as immutable:
+    nobody can be writing to it there."""
+    uri = path.resolve().as_uri()
+    try:
+        con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return con
+    except sqlite3.OperationalError as e:
+        if "not a database" in str(e):
+            raise
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
 def _check_header(path: Path) -> None:
     """Refuse a non-LENNA file or a newer schema without changing the file in any way."""
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        raise InputError(f"{path} is not a LENNA dataset (cannot be opened)") from None
-    try:
+        con = _connect_ro(path)
         app_id = con.execute("PRAGMA application_id").fetchone()[0]
         version = con.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError:
-        raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
-    finally:
         con.close()
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e) or "malformed" in str(e):
+            raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
+        raise InputError(f"{path}: cannot read it ({e})") from None
     if app_id != APPLICATION_ID:
         raise InputError(f"{path} is not a LENNA dataset")
     if version > SCHEMA_VERSION:

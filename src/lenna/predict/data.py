@@ -84,7 +84,7 @@ def load_data(
 
     Rows the drift guard flagged are left out unless ``include_flagged``.
     """
-    with Dataset.open(path) as ds:
+    with Dataset.open(path, readonly=True) as ds:
         meta = ds.meta
         df = ds.samples()
         ops = ds.op_table()

@@ -60,7 +60,7 @@ def _figures(res: object, folder: Path) -> dict[str, Path]:
     figs = folder / "figures"
     figs.mkdir(exist_ok=True)
     out: dict[str, Path] = {}
-    with Dataset.open(folder / "latency.db") as ds:
+    with Dataset.open(folder / "latency.db", readonly=True) as ds:
         row = ds.sample(0)
     out["convergence"] = plot_convergence(row, figs / "convergence.png")
     scatter = {k: tuple(map(list, v["_scatter"])) for k, v in res.predictors.items()}
