@@ -56,6 +56,16 @@ MUTATIONS = {  # name: (SQL, params, what the line must say)
         (),
         "meta field 'space' must be a space name",
     ),
+    "config without measure": (
+        "UPDATE meta SET value = '{}' WHERE key = 'config'",
+        (),
+        "meta field 'config' has no 'measure' object",
+    ),
+    "reference_ms text": (
+        "INSERT OR REPLACE INTO meta VALUES ('reference_ms', '\"x\"')",
+        (),
+        "meta field 'reference_ms' must be a number",
+    ),
     "fingerprint a list": (
         "UPDATE meta SET value = '[1]' WHERE key = 'fingerprint'",
         (),

@@ -100,3 +100,22 @@ def test_two_files_of_one_machine_share_one_scale(tmp_path, monkeypatch):
     assert z["c"] == 0.8  # the fastest of 1.7, 1.1, 0.8: made anew
     doc = json.loads((cache_dir() / "calibration.json").read_text())
     assert [e["reference_ms"] for e in doc["entries"].values()] == [0.8]
+
+
+def test_an_entry_of_anchor_ratios_only_keeps_the_cache_readable():
+    """A file that already has Z0 asks the machine only for a missing anchor."""
+    space = get_space("lenna")
+    cal, _ = counting_calibrate([1.0])
+    z0, ratios = machine_calibrate(space, "cpu", "float32", 1, cal)(False, [(32, 32)])
+    assert z0 is None and ratios == {"32x32": 3.0}
+    assert len(read_entries()) == 1  # readable, with no reference_ms yet
+    z0, _ = machine_calibrate(space, "cpu", "float32", 1, cal)(True, [(32, 32)])
+    assert z0 == 1.0
+
+
+def test_recalibrate_replaces_a_cache_that_cannot_be_read():
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    (cache_dir() / "calibration.json").write_text("{garbage")
+    cal, _ = counting_calibrate([2.0])
+    z0, _ = machine_calibrate(get_space("lenna"), "cpu", "float32", 1, cal, fresh=True)(True, [])
+    assert z0 == 2.0 and len(read_entries()) == 1

@@ -209,7 +209,7 @@ def test_version_1_draws_what_files_begun_with_it_hold():
     from pathlib import Path
 
     db = Path(__file__).parents[1] / "benchmarks" / "data" / "lenna.db"
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     rows = con.execute(
         "SELECT sample_index, block_type, channels, resolution, regime, alphas FROM samples "
         "ORDER BY sample_index LIMIT 40"

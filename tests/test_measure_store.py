@@ -478,6 +478,10 @@ def test_readers_fall_back_to_immutable_where_no_shm_can_be_made(tmp_path, monke
     with Dataset.open(db, readonly=True) as ds:
         assert ds.count() == 2
     assert any("immutable=1" in s for s in seen)
+    # but never past a write-ahead log holding rows not yet in the file: they would be missed
+    (tmp_path / "d.db-wal").write_bytes(b"x" * 64)
+    with pytest.raises(InputError, match=r"cannot read it .*unable to open"):
+        Dataset.open(db, readonly=True)
 
 
 class _Failing:
@@ -487,7 +491,7 @@ class _Failing:
         self.con = con
 
     def execute(self, *a, **k):
-        raise sqlite3.OperationalError("attempt to write a readonly database")
+        raise sqlite3.OperationalError("unable to open database file")
 
     def close(self):
         self.con.close()

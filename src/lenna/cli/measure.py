@@ -256,11 +256,16 @@ def measure_cmd(
     if ray is not None:
         if n is None:
             raise InputError("--ray measures sampled blocks: give -n N")
+        if recalibrate:
+            raise InputError(
+                "--recalibrate is for this machine, not a fleet (each device has its own)"
+            )
         _measure_on_fleet(out, cfg, n, ray, allow_mixed)
     elif n is not None:
         _measure_local(out, cfg, n, trace, allow_mixed, recalibrate)
     if run_blocks is not None:
-        _add_run(out, cfg, run_blocks, from_run, allow_mixed)
+        # a new machine calibration is made once: by the sampled rows if there were any
+        _add_run(out, cfg, run_blocks, from_run, allow_mixed, recalibrate and n is None)
 
 
 def _run_blocks(run_dir: Path) -> tuple[str, list[ExtraBlock]]:
@@ -274,7 +279,12 @@ def _run_blocks(run_dir: Path) -> tuple[str, list[ExtraBlock]]:
 
 
 def _add_run(
-    out: Path, cfg: RunConfig, blocks: list[ExtraBlock], run_dir: Path, allow_mixed: bool
+    out: Path,
+    cfg: RunConfig,
+    blocks: list[ExtraBlock],
+    run_dir: Path,
+    allow_mixed: bool,
+    recalibrate: bool = False,
 ) -> None:
     """`lenna measure --from-run`: the run's cells not yet in the file, with a bar."""
     with _progress() as bar:
@@ -291,7 +301,14 @@ def _add_run(
         try:
             with stop_on_signals():
                 added, skipped = add_blocks(
-                    out, cfg, blocks, allow_mixed=allow_mixed, on_sample=on_sample
+                    out,
+                    cfg,
+                    blocks,
+                    allow_mixed=allow_mixed,
+                    on_sample=on_sample,
+                    recalibrate=recalibrate,
+                    on_calibrate=_show_calibration(bar, task),
+                    on_warning=_warn,
                 )
         except Interrupted as e:
             bar.stop()

@@ -114,7 +114,8 @@ def run_demo(
         with Dataset.open(db, readonly=True) as ds:
             diff, moved = config_differences(ds.meta, cfg)
             if diff or moved:
-                if diff in ([], ["measure"]):  # same size, measured by another version's settings
+                versions = {"measure", "sampler_version", "label_version"}
+                if set(diff) <= versions:  # same size, measured by another version's settings
                     raise InputError(
                         f"{out} holds a demo measured with other settings; use another --out"
                     )

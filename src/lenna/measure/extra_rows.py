@@ -57,9 +57,13 @@ def add_blocks(
     *,
     allow_mixed: bool = False,
     on_sample: Callable[[dict, int], None] | None = None,
+    recalibrate: bool = False,
+    on_calibrate: Callable[[], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[int, int]:
-    """Measure the ``blocks`` not yet in ``path`` into it, at the dataset's calibrated speed;
-    returns (rows added, blocks already there)."""
+    """Measure the ``blocks`` not yet in ``path`` into it, at the dataset's calibrated speed
+    (a new file takes this machine's calibration, as :func:`run_measurement` says); returns
+    (rows added, blocks already there)."""
     space = get_space(cfg.space)
     blocks = list(blocks)
     for b in blocks:
@@ -89,7 +93,11 @@ def add_blocks(
         chans = [b.channels for _, b in todo] + list(cfg.channels)
         res = tuple(sorted({b.resolution for _, b in todo} | set(cfg.resolutions)))
         z0, ratios = dataset_calibration(
-            ds, cfg, local_calibrate(space, m), (min(chans), max(chans)), res
+            ds,
+            cfg,
+            local_calibrate(space, m, True, recalibrate, on_calibrate, on_warning),
+            (min(chans), max(chans)),
+            res,
         )
         for i, b in todo:
             meas = measure_block(

@@ -352,7 +352,7 @@ class _Fleet:
             self._next(actor)
             self.driver_s += time.perf_counter() - t0
             if index is not None and on_sample:
-                on_sample(result, len(self.have), name)
+                on_sample(result, sum(i >= 0 for i in self.have), name)
 
     def _lost(self, actor: Any, index: int | None) -> None:
         """An actor died: re-queue its sample, go on with the others (or stop if none is

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.reference import Calibrate, anchor_key
@@ -64,7 +65,8 @@ def read_entries(path: Path | None = None) -> dict[str, dict]:
         if not isinstance(entries, dict) or int(doc["format"]) > FORMAT:
             raise ValueError("unknown format")
         for e in entries.values():
-            float(e["reference_ms"])
+            if e.get("reference_ms") is not None:  # an entry may hold only anchor ratios
+                float(e["reference_ms"])
             {k: float(v) for k, v in (e.get("reference_ratios") or {}).items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(
@@ -76,12 +78,7 @@ def read_entries(path: Path | None = None) -> dict[str, dict]:
 
 def _write(path: Path, entries: dict[str, dict]) -> None:
     """Beside, fsync, rename: a failure leaves the previous cache."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump({"format": FORMAT, "entries": entries}, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"format": FORMAT, "entries": entries}, indent=1, sort_keys=True))
 
 
 @contextmanager
@@ -121,7 +118,12 @@ def machine_calibrate(
 
     def answer(need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
         with _locked() as path:
-            entries = read_entries(path)
+            try:
+                entries = read_entries(path)
+            except InputError:
+                if not state["fresh"]:
+                    raise
+                entries = {}  # --recalibrate replaces a cache that cannot be read
             entry = {} if state["fresh"] else dict(entries.get(key) or {})
             ratios = dict(entry.get("reference_ratios") or {})
             want_z0 = need_z0 and entry.get("reference_ms") is None

@@ -191,7 +191,11 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             "pass --allow-mixed to add to it"
         )
     ds = _locked(ds)
-    ds.add_fingerprint(fp)
+    try:
+        ds.add_fingerprint(fp)
+    except BaseException:
+        ds.close()  # releases the writer's lock too
+        raise
     return ds
 
 
@@ -380,7 +384,8 @@ def run_measurement(
     recalibrate: bool = False,
     on_calibrate: Callable[[], None] | None = None,
 ) -> int:
-    """Measure until ``path`` holds ``n`` samples, then check the anchors' ratios if due
+    """Measure until ``path`` holds ``n`` sampled rows (rows added by :mod:`extra_rows` do
+    not count), then check the anchors' ratios if due
     (``on_check()`` first: it takes seconds); returns the number of rows stored.
 
     A new file takes this machine's calibration (made once, ``on_calibrate()`` first;

@@ -143,6 +143,13 @@ class Dataset:
         # a name of its own, then a link that fails if the file appeared meanwhile: two
         # processes creating one dataset at once make exactly one of them
         tmp = path.with_name(f"{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            return cls._create_at(tmp, path, meta, fingerprint)
+        finally:
+            tmp.unlink(missing_ok=True)  # whatever failed, no half-made file is left
+
+    @classmethod
+    def _create_at(cls, tmp: Path, path: Path, meta: dict, fingerprint: dict | None) -> Dataset:
         con = sqlite3.connect(tmp)
         try:
             con.executescript(
@@ -166,8 +173,12 @@ class Dataset:
             os.link(tmp, path)
         except FileExistsError:
             raise DatasetExists(f"{path} already exists") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        except OSError:  # a file system without hard links: exclusive create, then rename
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                raise DatasetExists(f"{path} already exists") from None
+            os.replace(tmp, path)
         return cls(path, _connect(path))
 
     @classmethod
@@ -287,6 +298,8 @@ class Dataset:
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
         for col in NUMERIC_COLUMNS:
             df[col] = self._numbers(df, col)
+        for col in ("resets", "passes"):  # counts stay integers (exports keep their types)
+            df[col] = df[col].astype("Int64")
         df["device"] = _none_for_missing(df["device"])
         shape = get_space(self.meta["space"]).alpha_shape
         df["alphas"] = [
@@ -344,8 +357,10 @@ class Dataset:
         load = row.get("load")
         row["load"] = None if load is None or np.isnan(load) else float(load)
         row["device"] = row.get("device")  # a file from before schema 4 has none
-        row["alphas"] = json.loads(row["alphas"])
-        row["trace"] = json.loads(row["trace"]) if isinstance(row["trace"], str) else None
+        row["alphas"] = self._json(index, "alphas", row["alphas"])
+        row["trace"] = (
+            self._json(index, "trace", row["trace"]) if isinstance(row["trace"], str) else None
+        )
         return row
 
     # ---- op table and drift ------------------------------------------------------------
@@ -407,21 +422,32 @@ def _check_meta(path: Path, meta: dict) -> None:
             raise InputError(f"{path}: meta field {key!r} is missing")
         if not isinstance(meta[key], kind):
             raise InputError(f"{path}: meta field {key!r} must be {what}")
-    if not isinstance(meta["config"].get("measure", {}), dict):
-        raise InputError(f"{path}: meta field 'config' has a malformed 'measure'")
+    if not isinstance(meta["config"].get("measure"), dict):
+        raise InputError(f"{path}: meta field 'config' has no 'measure' object")
+    for key in ("reference_ms", "drift_baseline_ms"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise InputError(f"{path}: meta field {key!r} must be a number")
+    ratios = meta.get("reference_ratios")
+    if ratios is not None and not (
+        isinstance(ratios, dict) and all(isinstance(v, int | float) for v in ratios.values())
+    ):
+        raise InputError(f"{path}: meta field 'reference_ratios' must map anchors to numbers")
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
     """A read-only connection. SQLite reads a WAL file through its ``-shm`` beside it; where
-    that cannot be made (a folder this user cannot write), the file is read as immutable:
-    nobody can be writing to it there."""
+    that cannot be made (a folder this user cannot write) and no write-ahead log holds rows
+    not yet in the file, the file is read as immutable (it then holds every row). Any other
+    failure is said as it is."""
     uri = path.resolve().as_uri()
     try:
         con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return con
     except sqlite3.OperationalError as e:
-        if "not a database" in str(e):
+        wal = path.with_name(path.name + "-wal")
+        if "unable to open" not in str(e) or (wal.exists() and wal.stat().st_size > 0):
             raise
         return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
 

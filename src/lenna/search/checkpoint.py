@@ -93,4 +93,3 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if token is None or token != meta.get("token"):
         raise InputError(f"{folder}: checkpoint files do not belong together")
     return tensors, meta
-

@@ -54,20 +54,27 @@ def run_cells(run_dir: str | Path, snapshots: int = SNAPSHOTS) -> tuple[str, lis
 
 
 def _read_alphas(path: Path, space, block_types: list[str]) -> list[dict[str, np.ndarray]]:
-    """Each complete line of ``alphas.jsonl`` (a torn last line is skipped), checked."""
+    """Each line of ``alphas.jsonl``, checked (a torn last line, cut by a crash, is skipped;
+    any other line that does not parse is one error naming the file and line)."""
     if not path.is_file():
         return []
+    lines = path.read_text().splitlines()
     epochs = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             d = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut by a crash; the ones before it stand
+            if n == len(lines):
+                continue
+            raise InputError(f"{path}, line {n}: not valid JSON") from None
         if not isinstance(d, dict):
             raise InputError(f"{path}, line {n}: expected an object of α per cell type")
-        epochs.append({bt: space.check_alphas(d[bt]) for bt in block_types if bt in d})
+        try:
+            epochs.append({bt: space.check_alphas(d[bt]) for bt in block_types if bt in d})
+        except InputError as e:
+            raise InputError(f"{path}, line {n}: {e}") from None
     return epochs
 
 
