@@ -96,6 +96,11 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list_kinds())
     ap.add_argument("--per-shape", type=int, default=4, help="cells per (block type, C, H)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
+    ap.add_argument(
+        "--include-flagged",
+        action="store_true",
+        help="also train on rows the drift guard flagged (a noisy host flags most)",
+    )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -103,11 +108,13 @@ def main() -> None:
     for path in args.data:
         check = path.with_name(path.stem + "-derived-check.db")
         make_check(path, check, args.per_shape)
-        data, cells = load_data(path), load_data(check)
+        data = load_data(path, include_flagged=args.include_flagged)
+        cells = load_data(check, include_flagged=True)  # the check file has no drift guard
         fp = data.fingerprint
         bts = cells.block_types
         lines = [
-            f"**{data.space.name}** — trained on {path.name} ({len(data)} rows); checked on "
+            f"**{data.space.name}** — trained on {path.name} ({len(data)} rows"
+            f"{', drift-flagged included' if args.include_flagged else ''}); checked on "
             f"{len(cells)} derived cells in {check.name} ({len(SHAPES)} shapes × "
             f"{args.per_shape} per block type).",
             "",

@@ -51,3 +51,11 @@ def tiny_anchor(monkeypatch):
 
     monkeypatch.setattr(reference_mod, "calibrate_ratio", fake_ratio)
     return calls
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
+def pytest_collection_modifyitems(config, items):
+    """Real calibrations (seconds each) run with the slow tests (`make test-slow`)."""
+    for item in items:
+        if item.get_closest_marker("real_calibration") is not None:
+            item.add_marker(pytest.mark.slow)

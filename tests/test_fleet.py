@@ -24,6 +24,7 @@ from lenna.measure.runner import Interrupted, run_measurement
 from lenna.measure.store import Dataset
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'lenna[ray]'")
+pytestmark = pytest.mark.slow  # a real Ray cluster: `make test-slow`
 runner = CliRunner()
 
 

@@ -145,6 +145,7 @@ def fresh_db(tmp_path):
     return make_dataset(tmp_path / "d.db", 0)
 
 
+@pytest.mark.slow  # real measuring subprocesses, killed and resumed
 def test_sigkill_mid_run_then_resume_completes_exactly(fresh_db):
     proc = start_measuring(fresh_db)
     try:
@@ -172,6 +173,7 @@ def test_sigkill_mid_run_then_resume_completes_exactly(fresh_db):
     assert {i: after[i] for i in before} == before  # committed rows unchanged
 
 
+@pytest.mark.slow  # real measuring subprocesses, interrupted
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_between_commits_and_says_how_many_rows(fresh_db, sig, code):
     proc = start_measuring(fresh_db)
