@@ -39,6 +39,11 @@ RESULT_KEYS = {
     "predicted_ms",
     "predicted_per_cell_ms",
     "prediction_error",
+    "predicted_fixed_ms",
+    "predicted_network_ms",
+    "network_prediction_error",
+    "budget_ms",
+    "within_budget",
     "accuracy",
     "train_s",
     "epochs",
@@ -134,6 +139,19 @@ def test_evaluate_arch_measures_trains_and_compares():
     assert res["predicted_ms"] == 0.5 and res["predicted_per_cell_ms"] == [0.3, 0.2]
     cells = res["measured_cells_ms"]
     assert res["prediction_error"] == pytest.approx((0.5 - cells) / cells)
+    assert res["predicted_network_ms"] is None and res["within_budget"] is None  # no fixed part
+
+
+def test_evaluate_arch_compares_the_whole_network_with_its_budget():
+    g = cheap_genotype("lenna")
+    g.predicted_ms, g.predicted_cells_ms, g.predicted_fixed_ms = 0.5, [0.3, 0.2], 0.1
+    for budget, within in ((1e6, True), (1e-6, False)):
+        g.budget_ms = budget
+        res = evaluate_arch(g, tiny_data(), epochs=0, measure=fast())
+        whole = res["measured_ms"]
+        assert res["predicted_network_ms"] == pytest.approx(0.6)
+        assert res["network_prediction_error"] == pytest.approx((0.6 - whole) / whole)
+        assert res["budget_ms"] == budget and res["within_budget"] is within
     assert (res["space"], res["lam"], res["epochs"], res["data"]) == ("lenna", 0.5, 1, "synthetic")
     assert stages == ["measuring latency", "training 1 epochs"]
     assert len(epochs) == 1 and epochs[0][0] == 1

@@ -46,7 +46,7 @@ def _latency_grad(
     if term is None:
         return None, {}, 0.0
     t0 = time.perf_counter()
-    if term.lam == 0:  # reported, not optimised: no gradient needed
+    if not term.active:  # reported, not optimised: no gradient needed
         with torch.no_grad():
             return term.expected_ms(dict(alphas)), {}, time.perf_counter() - t0
     leaves = {k: a.detach().clone().requires_grad_(True) for k, a in alphas.items()}
@@ -61,7 +61,7 @@ def _alpha_loss(
     """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits)."""
     logits = net(x)
     ce = F.cross_entropy(logits, y)
-    if term is None or e is None or term.lam == 0:
+    if term is None or e is None or not term.active:
         return ce, ce, None, logits
     e_leaf = e.clone().requires_grad_(True)
     return term.loss(ce, e_leaf), ce, e_leaf, logits

@@ -27,6 +27,9 @@ class SearchConfig:
     form: str = "linear"
     ref_ms: float | None = None
     target_ms: float | None = None
+    budget_ms: float | None = None  # whole network; replaces λ by a multiplier (search.budget)
+    budget_lr: float = 0.2  # dual-ascent step of μ per α step, per unit of relative excess
+    fixed_ms: float | None = None  # the network outside its cells; None: measured
     allow_extrapolation: bool = False
     epochs: int = 8
     warmup: int = 0  # epochs that train only the weights before α moves (FBNet/ProxylessNAS)
@@ -57,6 +60,7 @@ class SearchConfig:
             raise InputError(f"λ must be a finite number >= 0, got {self.lam}")
         if self.lam > 0 and not self.predictor:
             raise InputError("λ > 0 needs a latency predictor (--predictor MODEL)")
+        self._check_budget()
         for name in ("epochs", "batch"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -69,6 +73,26 @@ class SearchConfig:
         for name in ("w_lr", "a_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def _check_budget(self) -> None:
+        for name in ("budget_ms", "fixed_ms"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise InputError(f"{name} must be a number of ms >= 0, got {v}")
+        if not (math.isfinite(self.budget_lr) and self.budget_lr > 0):
+            raise InputError(f"budget_lr must be > 0, got {self.budget_lr}")
+        if self.budget_ms is None:
+            return
+        if self.budget_ms <= 0:
+            raise InputError(f"a latency budget must be > 0 ms, got {self.budget_ms}")
+        if not self.predictor:
+            raise InputError("a latency budget needs a latency predictor (--predictor MODEL)")
+        if self.lam > 0 or self.target_ms is not None:
+            raise InputError(
+                "a latency budget replaces --lam and --target-ms: give one or the other"
+            )
+        if self.form != "linear":
+            raise InputError("a latency budget has its own loss; leave --form at linear")
 
     def to_dict(self) -> dict:
         d = asdict(self)

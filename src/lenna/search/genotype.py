@@ -32,6 +32,15 @@ class Genotype:
     predicted_ms: float | None = None
     predicted_cells_ms: list[float] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    predicted_fixed_ms: float | None = None  # the network outside its cells (measured once)
+    budget_ms: float | None = None
+
+    @property
+    def predicted_network_ms(self) -> float | None:
+        """The whole network: the cells (``predicted_ms``) and the fixed part."""
+        if self.predicted_ms is None or self.predicted_fixed_ms is None:
+            return None
+        return self.predicted_ms + self.predicted_fixed_ms
 
     @classmethod
     def from_alphas(
@@ -65,6 +74,9 @@ class Genotype:
             "lam": self.lam,
             "predicted_ms": self.predicted_ms,
             "predicted_cells_ms": self.predicted_cells_ms,
+            "predicted_fixed_ms": self.predicted_fixed_ms,
+            "predicted_network_ms": self.predicted_network_ms,
+            "budget_ms": self.budget_ms,
             "info": self.info,
         }
 
@@ -91,6 +103,11 @@ class Genotype:
             raise InputError(f"{path} was derived from another definition of space {name!r}")
         g = cls(name, {}, net, lam, d.get("predicted_ms"), d.get("predicted_cells_ms") or [])
         g.info = d.get("info") or {}
+        for name in ("predicted_fixed_ms", "budget_ms"):
+            v = d.get(name)
+            if v is not None and not isinstance(v, int | float):
+                raise InputError(f"{path}: {name} must be a number of ms, got {v!r}")
+            setattr(g, name, None if v is None else float(v))
         g.cells = _check_cells(sp, cells, path)
         return g
 

@@ -10,6 +10,11 @@ Forms (``lam`` = λ):
   ``CE + λ · max(E − target, 0) / ref``;
 - ``log`` (ProxylessNAS/FBNet): ``CE · (log E / log ref)^λ`` with E in microseconds (so the
   logarithm stays positive), or with a budget ``CE · max(1, log E / log target)^λ``.
+
+A whole-network budget ``T`` (``budget_ms``) replaces λ by a Lagrange multiplier μ ≥ 0 that the
+search raises while the derived network is predicted over ``T`` and lowers when under it
+(:mod:`lenna.search.budget`): ``CE + μ · (E + fixed − T) / T``, where ``fixed`` is the measured
+part of the network outside the cells (stem, per-cell BN, pooling, classifier).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class LatencyTerm:
         ref_ms: float | None = None,
         target_ms: float | None = None,
         allow_extrapolation: bool = False,
+        budget_ms: float | None = None,
+        fixed_ms: float = 0.0,
     ) -> None:
         if predictor.space.name != space.name:
             raise InputError(
@@ -58,13 +65,23 @@ class LatencyTerm:
             raise InputError(f"λ must be a finite number >= 0, got {lam}")
         if form not in FORMS:
             raise InputError(f"unknown latency form {form!r}; expected one of: {', '.join(FORMS)}")
-        for name, v in (("reference latency", ref_ms), ("target latency", target_ms)):
+        if budget_ms is not None and (lam > 0 or target_ms is not None):
+            raise InputError("a latency budget replaces λ and the target: give one or the other")
+        if not (math.isfinite(fixed_ms) and fixed_ms >= 0):
+            raise InputError(f"the fixed part must be a number of ms >= 0, got {fixed_ms}")
+        for name, v in (
+            ("reference latency", ref_ms),
+            ("target latency", target_ms),
+            ("latency budget", budget_ms),
+        ):
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise InputError(f"{name} must be a positive number of ms, got {v}")
             if v is not None and form == "log" and v <= 1e-3:
                 raise InputError(f"the log form needs a {name} above 1 µs, got {v} ms")
         self.predictor, self.space, self.cells = predictor, space, list(cells)
         self.lam, self.form, self.target_ms = float(lam), form, target_ms
+        self.budget_ms, self.fixed_ms = budget_ms, float(fixed_ms)
+        self.multiplier = 0.0  # μ of a budget; set by the search each step
         self.outside = self._check_ranges(allow_extrapolation)
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
         if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
@@ -117,6 +134,11 @@ class LatencyTerm:
                 for c in self.cells
             ]
 
+    @property
+    def active(self) -> bool:
+        """Whether the latency term moves α now (λ > 0, or a budget whose μ > 0)."""
+        return self.lam > 0 or (self.budget_ms is not None and self.multiplier > 0)
+
     def uniform_ms(self) -> float:
         """E[latency] at uniform α: the default reference (the supernet's starting point)."""
         zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64)
@@ -124,10 +146,12 @@ class LatencyTerm:
             return float(self.expected_ms({c.block_type: zeros for c in self.cells}))
 
     def loss(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
-        """The α loss from the cross-entropy and E[latency] (ms)."""
+        """The α loss from the cross-entropy and E[latency] (ms) of the cells."""
+        e = expected_ms.to(ce.device, ce.dtype)
+        if self.budget_ms is not None:  # the Lagrangian; μ is a constant within a step
+            return ce + self.multiplier * (e + self.fixed_ms - self.budget_ms) / self.budget_ms
         if self.lam == 0:
             return ce
-        e = expected_ms.to(ce.device, ce.dtype)
         if self.form == "linear":
             if self.target_ms is not None:
                 return ce + self.lam * torch.relu(e - self.target_ms) / self.ref_ms

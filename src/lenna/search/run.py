@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,15 +19,20 @@ import numpy as np
 import torch
 
 from lenna.errors import InputError
+from lenna.jsonsafe import write_json
+from lenna.measure.fingerprint import fingerprint
 from lenna.memory import check_fits
 from lenna.predict.io import load_predictor
 from lenna.search.bilevel import StepStats, search_step
+from lenna.search.budget import Multiplier, check_budget, derived_cells, fit_to_budget, network_ms
 from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData, load_data, split_halves
+from lenna.search.fixed_part import measure_fixed_part
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
+from lenna.search.timing import measure_config_from, measured_as
 from lenna.space import get_space
 
 CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
@@ -43,7 +49,11 @@ FIELDS = (
     "entropy_reduction",
     "latency_share",
     "epoch_s",
+    "expected_network_ms",
+    "derived_ms",
+    "multiplier",
 )
+FIXED_PART = "fixed_part.json"
 
 
 @dataclass
@@ -135,7 +145,12 @@ class Search:
                 cfg.ref_ms,
                 cfg.target_ms,
                 cfg.allow_extrapolation,
+                cfg.budget_ms,
+                cfg.fixed_ms or 0.0,
             )
+        self.multiplier = (
+            Multiplier(cfg.budget_ms, cfg.budget_lr) if cfg.budget_ms is not None else None
+        )
         self.w_opt = torch.optim.SGD(
             self.net.weights(), cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_wd
         )
@@ -152,6 +167,8 @@ class Search:
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items() if not _shared(k)}
         meta = {"epoch": self.epoch, "sched": self.sched.state_dict()}
+        if self.multiplier is not None:
+            meta["multiplier"] = self.multiplier.value
         for name, opt in (("w_opt", self.w_opt), ("a_opt", self.a_opt)):
             t, rest = flatten_state(name, opt.state_dict())
             tensors.update(t)
@@ -173,6 +190,9 @@ class Search:
             if not 1 <= epoch <= self.cfg.epochs:  # a checkpoint is written after an epoch
                 raise ValueError(f"epoch {meta['epoch']!r} is not in 1..{self.cfg.epochs}")
             self.epoch = epoch
+            if self.multiplier is not None:
+                self.multiplier.value = float(meta["multiplier"])
+                self.term.multiplier = self.multiplier.value
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise InputError(
                 f"checkpoint does not fit this search ({e.__class__.__name__}: {e})"
@@ -225,6 +245,8 @@ class Search:
             tot["lat_s"] += st.latency_s
             tot["step_s"] += st.step_s
             st.epoch = epoch + 1
+            if self.multiplier is not None and epoch >= cfg.warmup:
+                self.term.multiplier = self.multiplier.update(self.derived_ms())
             if on_step:
                 on_step(st, i + 1, len(w_batches))
         self.sched.step()
@@ -248,6 +270,11 @@ class Search:
             else math.nan,
             "latency_share": tot["lat_s"] / tot["step_s"] if tot["step_s"] else math.nan,
             "epoch_s": tot["step_s"],
+            "expected_network_ms": self.predicted_ms() + self.term.fixed_ms
+            if self.term is not None
+            else math.nan,
+            "derived_ms": self.derived_ms(),
+            "multiplier": self.multiplier.value if self.multiplier is not None else math.nan,
         }
         return row
 
@@ -257,14 +284,30 @@ class Search:
         with torch.no_grad():
             return float(self.term.expected_ms(dict(self.net.alphas.items())))
 
+    def derived_ms(self) -> float:
+        """Predicted whole-network latency (ms) of the network derived from the current α."""
+        if self.term is None:
+            return math.nan
+        return network_ms(self.term, derived_cells(self.term, dict(self.net.alphas.items())))
+
     def genotype(self) -> Genotype:
-        g = Genotype.from_alphas(
-            self.space, dict(self.net.alphas.items()), self.cfg.net, self.cfg.lam
-        )
+        alphas = dict(self.net.alphas.items())
+        g = Genotype.from_alphas(self.space, alphas, self.cfg.net, self.cfg.lam)
+        budget = self.cfg.budget_ms
+        if self.term is not None and budget is not None:
+            before = self.derived_ms()
+            g.cells, _, changes = fit_to_budget(self.term, alphas, budget)
+            g.budget_ms = budget
+            fit = {
+                "multiplier": self.multiplier.value if self.multiplier else 0.0,
+                "derived_ms": before,
+                "changes_to_fit": changes,
+            }
         if self.term is not None:
             onehot = g.onehot_alphas()
             g.predicted_cells_ms = self.term.per_cell_ms(onehot)
             g.predicted_ms = float(sum(g.predicted_cells_ms))
+            g.predicted_fixed_ms = self.term.fixed_ms
         g.info = {
             "predictor": self.cfg.predictor,
             "form": self.cfg.form,
@@ -273,13 +316,42 @@ class Search:
             "data": self.cfg.data,
             "cells": [vars(s) for s in self.net.specs],
         }
+        if budget is not None and self.term is not None:
+            g.info["budget"] = fit
         if self.term is not None:  # how the predictor's labels were measured: verify alike
-            fp = self.term.predictor.info.get("fingerprint") or {}
-            g.info["measured_as"] = {
-                k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp
-            }
-            g.info["measured_as"]["reference_ms"] = self.term.predictor.info.get("reference_ms")
+            g.info["measured_as"] = measured_as(self.term.predictor)
         return g
+
+
+def _fixed_part(
+    out: Path, search: Search, resume: bool, on_note: Callable[[str], None] | None
+) -> dict | None:
+    """The network's fixed part (ms): given in the config, kept in the run folder (a resumed
+    search uses the number it started with), or measured now as the predictor's labels were."""
+    term, cfg = search.term, search.cfg
+    if term is None:
+        return None
+    if cfg.fixed_ms is not None:
+        term.fixed_ms = float(cfg.fixed_ms)
+        return None
+    path = out / FIXED_PART
+    if resume and path.is_file():
+        try:
+            term.fixed_ms = float(json.loads(path.read_text())["fixed_ms"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path} is malformed ({e.__class__.__name__})") from None
+        return None
+    if on_note:
+        on_note("measuring the network outside its cells (stem, norms, classifier)")
+    rec = measured_as(term.predictor)
+    mcfg = measure_config_from(rec)
+    z0 = rec.get("reference_ms") if mcfg.normalise else None
+    term.fixed_ms = measure_fixed_part(search.space, cfg.net, mcfg, z0)
+    return {
+        "fixed_ms": term.fixed_ms,
+        "measured_as": rec,
+        "fingerprint": fingerprint(mcfg.device, mcfg.threads, mcfg.dtype, mcfg.batch),
+    }
 
 
 def _shared(key: str) -> bool:
@@ -312,8 +384,11 @@ def _alpha_epoch(line: str) -> float:
 
 
 def _parse_row(r: dict) -> dict:
-    try:
-        return {k: int(v) if k == "epoch" else float(v) for k, v in r.items()}
+    try:  # a column a run written by an older LENNA lacks reads as NaN
+        return {
+            k: int(v) if k == "epoch" else float(v) if v not in ("", None) else math.nan
+            for k, v in r.items()
+        }
     except (TypeError, ValueError) as e:
         raise InputError(f"malformed {METRICS} row ({e})") from None
 
@@ -335,6 +410,7 @@ def run_search(
     on_step: Callable[[StepStats, int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     figures: bool = True,
+    on_note: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or resume) a search into ``out``; returns the derived genotype and metrics."""
     out = Path(out)
@@ -345,8 +421,15 @@ def run_search(
     check_fits(f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need)
     cfg = _check_folder(out, cfg, resume)
     search = Search(cfg, data)  # refuses a bad predictor before anything is written
+    fixed = _fixed_part(out, search, resume, on_note)
+    if search.term is not None and cfg.budget_ms is not None:
+        note = check_budget(search.term, cfg.budget_ms)  # refuses an impossible one
+        if note:
+            warnings.warn(note, stacklevel=2)
     if not resume:
         _write_config(out, cfg)
+    if fixed is not None and not (out / FIXED_PART).is_file():
+        write_json(out / FIXED_PART, fixed)
     metrics: list[dict] = []
     if resume:
         if (out / "checkpoint.json").is_file():

@@ -1,8 +1,9 @@
 """Verify a derived architecture: measure it for real, train it from scratch, compare.
 
-The predictor models cells, so the comparison that tests it is the *cells'* measured latency
-(each cell timed alone on the input it gets in the network) against the predicted sum; the
-whole network (stem and classifier included) is measured too and reported beside it.
+Two comparisons: the *cells'* measured latency (each cell timed alone on the input it gets in
+the network) against the predictor's sum, which tests the predictor; and the whole network
+measured against its prediction (cells plus the measured fixed part), the number a latency
+budget is about.
 """
 
 from __future__ import annotations
@@ -23,28 +24,15 @@ from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.genotype import Genotype
 from lenna.search.network import Network, network_bytes
+from lenna.search.timing import measure_config_from
 from lenna.space import get_space
 
 
 def measure_config_for(
     genotype: Genotype, device: str | None = None, threads: int | None = None
 ) -> MeasureConfig:
-    """Measure as the predictor's labels were measured (device, threads, batch, dtype, as
-    recorded in the genotype), unless told otherwise; else the datasets' defaults.
-
-    Normalised to the dataset's reference time only when the labels were normalised and the
-    device and threads are the recorded ones: a ``Z0`` from another setting means nothing."""
-    rec = genotype.info.get("measured_as") or {}
-    same = (device is None or device == rec.get("device")) and (
-        threads is None or threads == rec.get("threads")
-    )
-    return MeasureConfig(
-        device=device if device is not None else rec.get("device") or "cpu",
-        threads=threads if threads is not None else rec.get("threads"),
-        batch=int(rec.get("batch") or 1),
-        dtype=rec.get("dtype") or "float32",
-        normalise=rec.get("reference_ms") is not None and same,
-    )
+    """Measure as the predictor's labels were measured (recorded in the genotype)."""
+    return measure_config_from(genotype.info.get("measured_as") or {}, device, threads)
 
 
 def build(genotype: Genotype, batch: int = 64) -> Network:
@@ -177,7 +165,8 @@ def evaluate_arch(
             "train_s": 0.0,
         }
     )
-    pred = genotype.predicted_ms
+    pred, whole = genotype.predicted_ms, genotype.predicted_network_ms
+    budget = genotype.budget_ms
     return {
         "space": genotype.space,
         "lam": genotype.lam,
@@ -187,6 +176,13 @@ def evaluate_arch(
         "prediction_error": (pred - lat["measured_cells_ms"]) / lat["measured_cells_ms"]
         if pred is not None
         else None,
+        "predicted_fixed_ms": genotype.predicted_fixed_ms,
+        "predicted_network_ms": whole,
+        "network_prediction_error": (whole - lat["measured_ms"]) / lat["measured_ms"]
+        if whole is not None
+        else None,
+        "budget_ms": budget,
+        "within_budget": None if budget is None else bool(lat["measured_ms"] <= budget),
         "accuracy": trained["accuracy"],
         "train_s": trained["train_s"],
         "epochs": epochs,

@@ -2,7 +2,7 @@
 
 from lenna.space import ops as _ops  # noqa: F401  (registers the ops)
 from lenna.space.block import Block
-from lenna.space.derive import cell_alphas, derive, random_cell
+from lenna.space.derive import cell_alphas, derive, neighbours, random_cell
 from lenna.space.encode import encode, probabilities
 from lenna.space.mixed import MODES, MixedEdge
 from lenna.space.presets import get_space, list_spaces, register_space
@@ -23,6 +23,7 @@ __all__ = [
     "get_space",
     "list_ops",
     "list_spaces",
+    "neighbours",
     "probabilities",
     "random_cell",
     "register_op",

@@ -81,3 +81,36 @@ def cell_alphas(space: SearchSpace, block_type: str, cell: list[str | None]) -> 
         out[e.index, : len(names)] = OFF
         out[e.index, names.index(want)] = 0.0
     return out
+
+
+def neighbours(
+    space: SearchSpace, block_type: str, cell: list[str | None]
+) -> list[list[str | None]]:
+    """The derivable cells one change away from ``cell``: another op on one edge, or (DARTS)
+    one kept edge of a node traded for a dropped one. A latency budget walks these to reach
+    the fastest, slowest or nearest-under-budget cell without leaving what :func:`derive`
+    can output."""
+    out: list[list[str | None]] = []
+    if space.derive_rule == "edge_argmax":
+        for e in space.edges:
+            for op in space.edge_ops(block_type, e):
+                if op != cell[e.index]:
+                    out.append([op if i == e.index else c for i, c in enumerate(cell)])
+        return out
+    if space.derive_rule != "top2_non_none":
+        raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
+    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
+        incoming = [e for e in space.edges if e.dst == node]
+        kept = [e for e in incoming if cell[e.index] is not None]
+        dropped = [e for e in incoming if cell[e.index] is None]
+        for e in kept:
+            ops = [op for op in space.edge_ops(block_type, e) if op != NONE_OP]
+            for op in ops:  # another op on a kept edge
+                if op != cell[e.index]:
+                    out.append([op if i == e.index else c for i, c in enumerate(cell)])
+            for d in dropped:  # or another input for the node
+                for op in (o for o in space.edge_ops(block_type, d) if o != NONE_OP):
+                    new = list(cell)
+                    new[e.index], new[d.index] = None, op
+                    out.append(new)
+    return out

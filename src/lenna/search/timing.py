@@ -1,0 +1,38 @@
+"""How the predictor's labels were timed, so that everything LENNA measures for a search (the
+network's fixed part, the derived network) is timed alike and at the same speed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lenna.measure.config import MeasureConfig
+from lenna.predict.base import Predictor
+
+
+def measured_as(predictor: Predictor) -> dict:
+    """The timing settings of the predictor's labels (device, threads, batch, dtype, machine
+    hash) and its dataset's calibrated reference time."""
+    fp = predictor.info.get("fingerprint") or {}
+    rec = {k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp}
+    rec["reference_ms"] = predictor.info.get("reference_ms")
+    return rec
+
+
+def measure_config_from(
+    rec: Mapping, device: str | None = None, threads: int | None = None
+) -> MeasureConfig:
+    """Measure as recorded in ``rec`` (:func:`measured_as`) unless told otherwise; else the
+    datasets' defaults.
+
+    Normalised to the dataset's reference time only when the labels were normalised and the
+    device and threads are the recorded ones: a ``Z0`` from another setting means nothing."""
+    same = (device is None or device == rec.get("device")) and (
+        threads is None or threads == rec.get("threads")
+    )
+    return MeasureConfig(
+        device=device if device is not None else rec.get("device") or "cpu",
+        threads=threads if threads is not None else rec.get("threads"),
+        batch=int(rec.get("batch") or 1),
+        dtype=rec.get("dtype") or "float32",
+        normalise=rec.get("reference_ms") is not None and same,
+    )
