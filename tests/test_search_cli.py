@@ -351,3 +351,113 @@ def test_sweep_runs_and_is_skipped_when_run_again(tmp_path, fast_measure):
     assert again.exit_code == 0, all_text(again)
     assert (out / "lam_2" / "result.json").stat().st_mtime_ns == stamp
     assert "epoch 1" not in all_text(again)
+
+
+# ---- latency budget -----------------------------------------------------------------------
+def budget_args(out, budget, *extra):
+    args = search_args(out, "--budget-ms", str(budget), "--fixed-ms", "0.05", *extra)
+    i = args.index("--lam")
+    return args[:i] + args[i + 2 :]  # no λ: the budget replaces it
+
+
+def budget_range():
+    """The fastest and slowest derivable tiny networks, as the CLI's search sees them."""
+    from search_helpers import term_for, tiny_net
+
+    from lenna.search.budget import extreme_network
+
+    term = term_for(tiny_net("lenna", num_classes=4), budget_ms=1.0, fixed_ms=0.05)
+    return extreme_network(term)[1], extreme_network(term, fastest=False)[1]
+
+
+def test_search_with_a_budget_states_the_whole_network(tmp_path):
+    fastest, slowest = budget_range()
+    budget = (fastest + slowest) / 2
+    out = tmp_path / "run"
+    result = runner.invoke(app, budget_args(out, f"{budget:.6f}"))
+    assert result.exit_code == 0, all_text(result)
+    text = " ".join(all_text(result).split())
+    assert f"budget {float(f'{budget:.6f}'):g} ms" in text and "for the whole network" in text
+    saved = json.loads((out / "genotype.json").read_text())
+    assert saved["predicted_network_ms"] <= budget + 1e-6
+    assert saved["predicted_fixed_ms"] == 0.05
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"multiplier", "derived_ms", "expected_network_ms"} <= set(header)
+
+
+def test_search_refuses_an_impossible_budget_in_one_line(tmp_path):
+    fastest, _ = budget_range()
+    out = tmp_path / "run"
+    result = runner.invoke(app, budget_args(out, f"{fastest / 2:.6f}"))
+    one_line_error(result, "no derivable network meets")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--lam", "1"], "a latency budget replaces --lam"),
+        (["--budget-lr", "0"], "budget_lr must be > 0"),
+        (["--form", "log"], "a latency budget has its own loss"),
+    ],
+)
+def test_search_refuses_bad_budget_options_in_one_line(tmp_path, extra, needle):
+    out = tmp_path / "run"
+    one_line_error(runner.invoke(app, budget_args(out, "3", *extra)), needle)
+    assert not out.exists()
+
+
+def test_evaluate_arch_json_says_whether_the_budget_was_met(tmp_path, fast_measure):
+    g = cheap_genotype("lenna")
+    g.predicted_ms, g.predicted_cells_ms, g.predicted_fixed_ms, g.budget_ms = (
+        0.5,
+        [0.3, 0.2],
+        0.1,
+        1e6,
+    )
+    path = g.save(tmp_path / "genotype.json")
+    result = runner.invoke(
+        app, ["evaluate-arch", str(path), "--data", "synthetic", "--epochs", "0", "--json"]
+    )
+    assert result.exit_code == 0, all_text(result)
+    res = strict_json(result.stdout)
+    assert res["budget_ms"] == 1e6 and res["within_budget"] is True
+    assert res["measured_ms"] > 0 and res["predicted_network_ms"] == pytest.approx(0.6)
+
+
+def test_sweep_by_budgets_writes_a_folder_per_budget(tmp_path, fast_measure):
+    fastest, slowest = budget_range()
+    budgets = [fastest + f * (slowest - fastest) for f in (0.4, 0.7)]
+    text = ",".join(f"{b:.6f}" for b in budgets)
+    args = sweep_args(tmp_path / "s", "0", "--fixed-ms", "0.05")
+    i = args.index("--lams")
+    args = [*args[:i], "--budgets", text, *args[i + 2 :]]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, all_text(result)
+    assert "budget sweep" in all_text(result)
+    rows = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert [r["budget_ms"] for r in rows] == [float(f"{b:.6f}") for b in budgets]
+    assert all(r["predicted_network_ms"] <= r["budget_ms"] + 1e-6 for r in rows)
+    names = {p.name for p in (tmp_path / "s").iterdir()}
+    assert {f"budget_{float(f'{b:.6f}'):g}ms" for b in budgets} <= names
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--budgets", "1,2"], "give --lams or --budgets, not both"),
+    ],
+)
+def test_sweep_refuses_lams_and_budgets_together(tmp_path, extra, needle):
+    one_line_error(runner.invoke(app, sweep_args(tmp_path / "s", "0", *extra)), needle)
+
+
+@pytest.mark.parametrize(
+    ("budgets", "needle"),
+    [("0,2", "budget must be finite numbers > 0"), ("x", "--budgets must be comma-separated")],
+)
+def test_sweep_refuses_bad_budgets_in_one_line(tmp_path, budgets, needle):
+    args = sweep_args(tmp_path / "s", "0")
+    i = args.index("--lams")
+    args = [*args[:i], "--budgets", budgets, *args[i + 2 :]]
+    one_line_error(runner.invoke(app, args), needle)

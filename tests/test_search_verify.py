@@ -140,6 +140,10 @@ def test_evaluate_arch_measures_trains_and_compares():
     cells = res["measured_cells_ms"]
     assert res["prediction_error"] == pytest.approx((0.5 - cells) / cells)
     assert res["predicted_network_ms"] is None and res["within_budget"] is None  # no fixed part
+    assert (res["space"], res["lam"], res["epochs"], res["data"]) == ("lenna", 0.5, 1, "synthetic")
+    assert stages == ["measuring latency", "training 1 epochs"]
+    assert len(epochs) == 1 and epochs[0][0] == 1
+    json.dumps(res)
 
 
 def test_evaluate_arch_compares_the_whole_network_with_its_budget():
@@ -152,10 +156,6 @@ def test_evaluate_arch_compares_the_whole_network_with_its_budget():
         assert res["predicted_network_ms"] == pytest.approx(0.6)
         assert res["network_prediction_error"] == pytest.approx((0.6 - whole) / whole)
         assert res["budget_ms"] == budget and res["within_budget"] is within
-    assert (res["space"], res["lam"], res["epochs"], res["data"]) == ("lenna", 0.5, 1, "synthetic")
-    assert stages == ["measuring latency", "training 1 epochs"]
-    assert len(epochs) == 1 and epochs[0][0] == 1
-    json.dumps(res)
 
 
 def test_evaluate_arch_is_reproducible_and_skips_training_at_zero_epochs():
@@ -231,7 +231,7 @@ def test_sweep_writes_a_table_a_pareto_figure_and_a_folder_per_lambda(sweep):
         "pareto.png",
         "search_curves.png",
     }
-    assert events.count("lam") == 2 and events.count("epoch") == 2 and "step" in events
+    assert events.count("point") == 2 and events.count("epoch") == 2 and "step" in events
 
 
 def test_a_finished_sweep_is_skipped_when_run_again(sweep, tmp_path):
@@ -250,7 +250,7 @@ def test_a_finished_sweep_is_skipped_when_run_again(sweep, tmp_path):
         on_event=lambda k, i: events.append(k),
     )
     assert [p.stat().st_mtime_ns for p in results] == before
-    assert events == ["lam", "lam"]  # no search step, no epoch
+    assert events == ["point", "point"]  # no search step, no epoch
     assert [{k: v for k, v in r.items() if k != "run"} for r in again] == [
         {k: v for k, v in r.items() if k != "run"} for r in rows
     ]

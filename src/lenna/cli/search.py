@@ -49,7 +49,23 @@ WARMUP = typer.Option(
 SEED = typer.Option(0, "--seed", help="Seed of data order, gates and initialisation.")
 FORM = typer.Option("linear", "--form", help="Latency term: linear (CE + λ·E/ref) or log.")
 REF = typer.Option(None, "--ref-ms", help="Reference latency (default: E at uniform α).")
-TARGET = typer.Option(None, "--target-ms", help="Penalise only latency above this budget (ms).")
+TARGET = typer.Option(
+    None, "--target-ms", help="With --lam: penalise only cell latency above this (ms)."
+)
+BUDGET = typer.Option(
+    None,
+    "--budget-ms",
+    help="Whole-network latency budget (ms): one search, no λ; the derived network is "
+    "predicted within it (a multiplier rises while it is over).",
+)
+BUDGET_LR = typer.Option(
+    0.2, "--budget-lr", help="Step of the budget's multiplier per α step (per unit of excess)."
+)
+FIXED = typer.Option(
+    None,
+    "--fixed-ms",
+    help="Latency of the network outside its cells (default: measured once, as the labels).",
+)
 EXTRAP = typer.Option(
     False, "--allow-extrapolation", help="Search cells outside the predictor's training ranges."
 )
@@ -64,6 +80,46 @@ ARCH_LR = typer.Option(
 THREADS = typer.Option(
     None, "--threads", help="CPU threads for training (default: torch's default)."
 )
+
+
+def _numbers(option: str, text: str | None, default: str | None) -> list[float] | None:
+    text = text if text is not None else default
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def sweep_table(rows: list[dict], title: str) -> Table:
+    """One row per λ or budget: measured and predicted latency, accuracy."""
+    by_budget = any(r.get("budget_ms") is not None for r in rows)
+    t = Table(title=f"{'budget' if by_budget else 'λ'} sweep, {title}")
+    first = ["budget ms", "measured ms", "predicted ms", "within"] if by_budget else ["λ"]
+    rest = ["cells measured ms", "cells predicted ms", "accuracy"]
+    if not by_budget:
+        rest = ["measured ms", *rest]
+    for col in first + rest:
+        t.add_column(col, justify="right")
+    for r in rows:
+        pred, whole = r["predicted_ms"], r.get("predicted_network_ms")
+        if by_budget:
+            lead = [
+                f"{r['budget_ms']:g}",
+                f"{r['measured_ms']:.3f}",
+                "-" if whole is None else f"{whole:.3f}",
+                f"{r['measured_ms'] / r['budget_ms']:.2f}×",
+            ]
+        else:
+            lead = [f"{r['lam']:g}", f"{r['measured_ms']:.3f}"]
+        t.add_row(
+            *lead,
+            f"{r['measured_cells_ms']:.3f}",
+            "-" if pred is None else f"{pred:.3f}",
+            "-" if math.isnan(r["accuracy"]) else f"{100 * r['accuracy']:.2f} %",
+        )
+    return t
 
 
 def _config(**kw: object) -> SearchConfig:
@@ -158,15 +214,16 @@ class _Bars:
 
 
 def sweep_events(bar: Progress, epochs: int) -> Callable[[str, dict], None]:
-    """An ``on_event`` for :func:`~lenna.search.sweep.run_sweep`: one :class:`_Bars` per λ."""
-    bars: dict[float, _Bars] = {}
+    """An ``on_event`` for :func:`~lenna.search.sweep.run_sweep`: one :class:`_Bars` per λ
+    or budget."""
+    bars: dict[str, _Bars] = {}
 
     def on_event(kind: str, info: dict) -> None:
-        lam = info["lam"]
-        if kind == "lam" or lam not in bars:
-            bars[lam] = _Bars(bar, epochs, f"λ={lam:g} ")
-        if kind != "lam":
-            bars[lam].on_event(kind, info)
+        label = info["label"]
+        if kind == "point" or label not in bars:
+            bars[label] = _Bars(bar, epochs, f"{label} ")
+        if kind != "point":
+            bars[label].on_event(kind, info)
 
     return on_event
 
@@ -186,6 +243,9 @@ def search_cmd(
     form: str = FORM,
     ref_ms: float = REF,
     target_ms: float = TARGET,
+    budget_ms: float = BUDGET,
+    budget_lr: float = BUDGET_LR,
+    fixed_ms: float = FIXED,
     allow_extrapolation: bool = EXTRAP,
     mode: str = MODE,
     unrolled: bool = UNROLLED,
@@ -209,14 +269,31 @@ def search_cmd(
         try:
             with stop_on_signals():
                 res = run_search(
-                    cfg, out, resume=resume, on_step=bars.step, on_epoch=bars.epoch_done
+                    cfg,
+                    out,
+                    resume=resume,
+                    on_step=bars.step,
+                    on_epoch=bars.epoch_done,
+                    on_note=bar.console.print,
                 )
         except KeyboardInterrupt as e:
             bar.stop()
             interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
-    g = res.genotype
-    pred = "" if g.predicted_ms is None else f", predicted {g.predicted_ms:.3f} ms for the cells"
-    err.print(f"derived {g.space} architecture (λ = {g.lam:g}){pred} -> {out / 'genotype.json'}")
+    err.print(derived_line(res.genotype, out / "genotype.json"))
+
+
+def derived_line(g: Genotype, path: Path) -> str:
+    """What a search derived and the latency predicted for it."""
+    how = f"λ = {g.lam:g}" if g.budget_ms is None else f"budget {g.budget_ms:g} ms"
+    pred = ""
+    if g.predicted_network_ms is not None:
+        pred = (
+            f", predicted {g.predicted_network_ms:.3f} ms for the whole network "
+            f"({g.predicted_ms:.3f} ms cells + {g.predicted_fixed_ms:.3f} ms fixed part)"
+        )
+    elif g.predicted_ms is not None:
+        pred = f", predicted {g.predicted_ms:.3f} ms for the cells"
+    return f"derived {g.space} architecture ({how}){pred} -> {path}"
 
 
 def evaluate_arch_cmd(
@@ -239,8 +316,10 @@ def evaluate_arch_cmd(
 ) -> None:
     """Build the derived network, measure its latency for real, train it, compare.
 
-    Reports measured_ms (whole network), measured_cells_ms (each cell timed alone; what the
-    predictor models), predicted_ms, accuracy on the held-out test split, params.
+    Reports measured_ms (whole network) beside its prediction (predicted_network_ms: the
+    cells and the fixed part) and, for a budget search, within_budget; measured_cells_ms
+    (each cell timed alone; what the predictor models) beside predicted_ms; accuracy on the
+    held-out test split; params.
     """
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")
@@ -264,13 +343,21 @@ def evaluate_arch_cmd(
     if as_json:
         typer.echo(dumps(res, indent=2))
         return
-    t = Table(title=f"{g.space} architecture, λ = {g.lam:g}")
-    for col in ("measured ms", "cells measured ms", "cells predicted ms", "error", "accuracy"):
+    how = f"λ = {g.lam:g}" if g.budget_ms is None else f"budget {g.budget_ms:g} ms"
+    t = Table(title=f"{g.space} architecture, {how}")
+    cols = ["measured ms", "predicted ms"]
+    if g.budget_ms is not None:
+        cols.append("within budget")
+    cols += ["cells measured ms", "cells predicted ms", "error", "accuracy", "params"]
+    for col in cols:
         t.add_column(col, justify="right")
-    t.add_column("params", justify="right")
     pred = res["predicted_ms"]
+    whole = res["predicted_network_ms"]
+    budget = [] if g.budget_ms is None else ["yes" if res["within_budget"] else "no"]
     t.add_row(
         f"{res['measured_ms']:.3f}",
+        "-" if whole is None else f"{whole:.3f}",
+        *budget,
         f"{res['measured_cells_ms']:.3f}",
         "-" if pred is None else f"{pred:.3f}",
         "-" if res["prediction_error"] is None else f"{100 * res['prediction_error']:+.1f} %",
@@ -282,7 +369,12 @@ def evaluate_arch_cmd(
 
 def sweep_cmd(
     out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ)."),
-    lams: str = typer.Option("0,0.5", "--lams", help="Comma-separated λ values."),
+    lams: str = typer.Option(
+        None, "--lams", help="Comma-separated λ values (default: 0,0.5 unless --budgets)."
+    ),
+    budgets: str = typer.Option(
+        None, "--budgets", help="Comma-separated whole-network budgets (ms), instead of λ."
+    ),
     space: str = SPACE,
     predictor: str = PREDICTOR,
     data: str = DATA,
@@ -297,6 +389,8 @@ def sweep_cmd(
     form: str = FORM,
     ref_ms: float = REF,
     target_ms: float = TARGET,
+    budget_lr: float = BUDGET_LR,
+    fixed_ms: float = FIXED,
     allow_extrapolation: bool = EXTRAP,
     mode: str = MODE,
     batch: int = BATCH,
@@ -308,20 +402,21 @@ def sweep_cmd(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),
 ) -> None:
-    """Search + evaluate-arch per λ; writes sweep.csv/json and a Pareto figure.
+    """Search + evaluate-arch per λ or per budget; writes sweep.csv/json and a Pareto figure.
 
-    Resumable: run the same command again and finished λ are skipped.
+    Resumable: run the same command again and finished points are skipped.
     """
-    try:
-        lam_values = [float(v) for v in lams.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"--lams must be comma-separated numbers, got {lams!r}") from None
+    if lams is not None and budgets is not None:
+        raise InputError("give --lams or --budgets, not both")
+    lam_values = None if budgets is not None else _numbers("--lams", lams, "0,0.5")
+    budget_values = _numbers("--budgets", budgets, None)
     kw = {
         k: v
         for k, v in locals().items()
-        if k not in ("out", "lams", "eval_epochs", "eval_limit", "ray")
+        if k not in ("out", "lams", "budgets", "eval_epochs", "eval_limit", "ray")
     }
     kw.pop("lam_values")
+    kw.pop("budget_values")
     if not predictor:
         raise InputError("a sweep needs --predictor MODEL")
     if ray is not None:
@@ -340,21 +435,10 @@ def sweep_cmd(
                     on_event=sweep_events(bar, cfg.epochs),
                     eval_limit=eval_limit,
                     ray_address=ray,
+                    budgets=budget_values,
                 )
         except KeyboardInterrupt as e:
             bar.stop()
             interrupted(e, f"progress is saved in {out}; run the same command to continue")
-    t = Table(title=f"λ sweep, {cfg.space} space, {cfg.data}")
-    for col in ("λ", "measured ms", "cells measured ms", "cells predicted ms", "accuracy"):
-        t.add_column(col, justify="right")
-    for r in rows:
-        pred = r["predicted_ms"]
-        t.add_row(
-            f"{r['lam']:g}",
-            f"{r['measured_ms']:.3f}",
-            f"{r['measured_cells_ms']:.3f}",
-            "-" if pred is None else f"{pred:.3f}",
-            f"{100 * r['accuracy']:.2f} %",
-        )
-    Console().print(t)
+    Console().print(sweep_table(rows, f"{cfg.space} space, {cfg.data}"))
     err.print(f"table and Pareto figure in {out}")

@@ -67,28 +67,73 @@ def draw_genotype(genotype: Genotype, out: str | Path) -> Path:
     return Path(out)
 
 
-def search_curves(metrics: Sequence[dict], out: str | Path) -> Path:
-    """Accuracy (w and α halves) and predicted E[latency] per epoch."""
-    return compare_curves({"": metrics}, out)
+def search_curves(metrics: Sequence[dict], out: str | Path, budget_ms: float | None = None) -> Path:
+    """Accuracy (w and α halves) and predicted latency per epoch (and μ, with a budget)."""
+    return compare_curves({"": metrics}, out, {"": budget_ms})
 
 
-def _curves(metrics: Sequence[dict], a1: object, a2: object, label: str) -> None:
+def _finite(metrics: Sequence[dict], key: str) -> bool:
+    return any(isinstance(m.get(key), float | int) and math.isfinite(m[key]) for m in metrics)
+
+
+def _curves(
+    metrics: Sequence[dict], axes: Sequence, label: str, color: str, budget: float | None
+) -> None:
+    a1, a2 = axes[0], axes[1]
     ep = [m["epoch"] for m in metrics]
-    a1.plot(ep, [100 * m["w_acc"] for m in metrics], "-o", ms=3, label=f"{label} w half".strip())
-    a1.plot(ep, [100 * m["a_acc"] for m in metrics], "--", label=f"{label} α half".strip())
+    lab = f"{label} ".lstrip()
+    a1.plot(ep, [100 * m["w_acc"] for m in metrics], "-o", ms=3, color=color, label=f"{lab}w half")
+    a1.plot(ep, [100 * m["a_acc"] for m in metrics], "--", color=color, label=f"{lab}α half")
     a1.set(xlabel="epoch", ylabel="search accuracy (%)")
-    a1.legend(fontsize=7)
-    a2.plot(ep, [m["predicted_ms"] for m in metrics], "-o", ms=3, label=label or None)
-    a2.set(xlabel="epoch", ylabel="predicted E[latency] of the cells (ms)")
-    if label:
-        a2.legend(fontsize=7)
+    whole = _finite(metrics, "expected_network_ms") and _finite(metrics, "derived_ms")
+    if whole:
+        a2.plot(
+            ep,
+            [m["expected_network_ms"] for m in metrics],
+            "-o",
+            ms=3,
+            color=color,
+            label=f"{lab}E[latency]",
+        )
+        a2.plot(
+            ep,
+            [m["derived_ms"] for m in metrics],
+            "--s",
+            ms=3,
+            color=color,
+            label=f"{lab}derived network",
+        )
+        a2.set(xlabel="epoch", ylabel="predicted whole network (ms)")
+    else:
+        a2.plot(
+            ep, [m["predicted_ms"] for m in metrics], "-o", ms=3, color=color, label=label or None
+        )
+        a2.set(xlabel="epoch", ylabel="predicted E[latency] of the cells (ms)")
+    if budget is not None:
+        a2.axhline(budget, color=color, lw=0.8, ls=":", label=f"{lab}budget")
+    if len(axes) > 2 and _finite(metrics, "multiplier"):
+        axes[2].plot(
+            ep, [m["multiplier"] for m in metrics], "-o", ms=3, color=color, label=label or None
+        )
+        axes[2].set(xlabel="epoch", ylabel="budget multiplier μ")
 
 
-def compare_curves(runs: dict[str, Sequence[dict]], out: str | Path) -> Path:
-    """Several searches (e.g. one per λ) on the same two panels."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for label, metrics in runs.items():
-        _curves(metrics, a1, a2, label)
+def compare_curves(
+    runs: dict[str, Sequence[dict]],
+    out: str | Path,
+    budgets: dict[str, float | None] | None = None,
+) -> Path:
+    """Several searches (e.g. one per λ or budget) on the same panels: accuracy, predicted
+    latency (the whole network and the derived one, when known), and μ with a budget."""
+    budgets = budgets or {}
+    with_mu = any(_finite(m, "multiplier") for m in runs.values())
+    panels = 3 if with_mu else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8))
+    for i, (label, metrics) in enumerate(runs.items()):
+        _curves(metrics, axes, label, f"C{i % 10}", budgets.get(label))
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=130)
     plt.close(fig)
@@ -96,18 +141,28 @@ def compare_curves(runs: dict[str, Sequence[dict]], out: str | Path) -> Path:
 
 
 def pareto(rows: Sequence[dict], out: str | Path) -> Path:
-    """Accuracy vs measured latency per λ; the predicted latency is marked beside it."""
-    fig, ax = plt.subplots(figsize=(5.4, 3.8))
+    """Accuracy vs measured latency per λ (the cells) or per budget (the whole network, the
+    budget a vertical tick); the predicted latency is marked beside it."""
+    by_budget = any(r.get("budget_ms") is not None for r in rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for i, r in enumerate(rows):
         c = f"C{i % 10}"
         acc = 100 * r["accuracy"]
-        ax.scatter([r["measured_cells_ms"]], [acc], color=c, s=40, label=f"λ = {r['lam']:g}")
-        if r.get("predicted_ms") is not None and math.isfinite(r["predicted_ms"]):
-            ax.scatter([r["predicted_ms"]], [acc], color=c, marker="x", s=40)
-            ax.plot(
-                [r["predicted_ms"], r["measured_cells_ms"]], [acc, acc], color=c, lw=0.7, ls=":"
+        if by_budget:
+            x, pred, label = (
+                r["measured_ms"],
+                r.get("predicted_network_ms"),
+                f"T = {r['budget_ms']:g} ms",
             )
-    ax.set(xlabel="latency of the cells (ms): ● measured, × predicted", ylabel="test accuracy (%)")
+            ax.axvline(r["budget_ms"], color=c, lw=0.8, ls="--")
+        else:
+            x, pred, label = r["measured_cells_ms"], r.get("predicted_ms"), f"λ = {r['lam']:g}"
+        ax.scatter([x], [acc], color=c, s=40, label=label)
+        if pred is not None and math.isfinite(pred):
+            ax.scatter([pred], [acc], color=c, marker="x", s=40)
+            ax.plot([pred, x], [acc, acc], color=c, lw=0.7, ls=":")
+    what = "whole network (ms; dashed: budget)" if by_budget else "latency of the cells (ms)"
+    ax.set(xlabel=f"{what}: ● measured, × predicted", ylabel="test accuracy (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=130)

@@ -451,5 +451,5 @@ def run_search(
         from lenna.report.search_figures import draw_genotype, search_curves
 
         draw_genotype(genotype, out / "cells.png")
-        search_curves(metrics, out / "search_curves.png")
+        search_curves(metrics, out / "search_curves.png", cfg.budget_ms)
     return SearchResult(out, genotype, metrics)

@@ -1,7 +1,8 @@
-"""A λ sweep: one search and one verification per λ, gathered into a table and a Pareto figure.
+"""A sweep: one search and one verification per λ (or per latency budget), gathered into a
+table and a Pareto figure.
 
-Each λ gets its own run folder; a sweep that is stopped and started again skips the λ whose
-``result.json`` exists and resumes a search that has a checkpoint.
+Each point gets its own run folder; a sweep that is stopped and started again skips the points
+whose ``result.json`` exists and resumes a search that has a checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from lenna.search.verify import evaluate_arch
 RESULT = "result.json"
 TABLE_FIELDS = (
     "lam",
+    "budget_ms",
     "measured_ms",
+    "predicted_network_ms",
+    "within_budget",
     "measured_cells_ms",
     "predicted_ms",
     "prediction_error",
@@ -34,18 +38,26 @@ TABLE_FIELDS = (
 )
 
 
-def lam_folder(out: Path, lam: float) -> Path:
-    return out / f"lam_{lam:g}"
+def lam_folder(out: Path, lam: float, budget_ms: float | None = None) -> Path:
+    return out / (f"lam_{lam:g}" if budget_ms is None else f"budget_{budget_ms:g}ms")
 
 
-def check_lams(lams: Sequence[float], eval_epochs: int = 0) -> list[float]:
+def point_label(lam: float, budget_ms: float | None) -> str:
+    return f"λ={lam:g}" if budget_ms is None else f"T={budget_ms:g} ms"
+
+
+def check_lams(lams: Sequence[float], eval_epochs: int = 0, what: str = "λ") -> list[float]:
     if not lams:
-        raise InputError("give at least one λ")
+        raise InputError(f"give at least one {what}")
     bad = [x for x in lams if not (math.isfinite(x) and x >= 0)]
+    if what != "λ":
+        bad += [x for x in lams if x == 0]
     if bad:
-        raise InputError(f"λ must be finite numbers >= 0, got {bad}")
+        raise InputError(
+            f"{what} must be finite numbers {'>' if what != 'λ' else '>='} 0, got {bad}"
+        )
     if len(set(lams)) != len(lams):
-        raise InputError("each λ once, please")
+        raise InputError(f"each {what} once, please")
     if eval_epochs < 0:
         raise InputError(f"eval epochs must be >= 0, got {eval_epochs}")
     return list(lams)
@@ -59,10 +71,13 @@ def run_one(
     measure: MeasureConfig | None = None,
     on_event: Callable[[str, dict], None] | None = None,
     eval_limit: int | None = None,
+    budget_ms: float | None = None,
 ) -> dict:
-    """Search at ``lam`` then verify the derived network; returns the table row."""
-    folder = lam_folder(out, lam)
-    cfg = replace(base, lam=lam)
+    """Search at ``lam`` (or within ``budget_ms``) then verify the derived network; returns
+    the table row."""
+    folder = lam_folder(out, lam, budget_ms)
+    cfg = replace(base, lam=lam, budget_ms=budget_ms)
+    label = point_label(lam, budget_ms)
     data = load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
     cfg.net = fit_net(cfg.net, data)
     evaluation = {"epochs": eval_epochs, "limit": eval_limit}
@@ -77,10 +92,10 @@ def run_one(
             folder,
             resume=resume,
             data=data,
-            on_step=(lambda st, i, n: on_event("step", {"lam": lam, "i": i, "n": n, "st": st}))
+            on_step=(lambda st, i, n: on_event("step", {"label": label, "i": i, "n": n, "st": st}))
             if on_event
             else None,
-            on_epoch=(lambda row: on_event("epoch", {"lam": lam, **row})) if on_event else None,
+            on_epoch=(lambda row: on_event("epoch", {"label": label, **row})) if on_event else None,
         )
     genotype = Genotype.load(folder / GENOTYPE)
     full = load_data(cfg.data, seed=cfg.seed, limit=eval_limit)  # default: the whole train split
@@ -90,10 +105,11 @@ def run_one(
         eval_epochs,
         cfg.seed,
         measure=measure,
-        on_stage=(lambda s: on_event("eval", {"lam": lam, "stage": s})) if on_event else None,
+        on_stage=(lambda s: on_event("eval", {"label": label, "stage": s})) if on_event else None,
         on_epoch=(
             lambda e, loss, acc: on_event(
-                "eval", {"lam": lam, "stage": f"training {e}/{eval_epochs}, train acc {acc:.1%}"}
+                "eval",
+                {"label": label, "stage": f"training {e}/{eval_epochs}, train acc {acc:.1%}"},
             )
         )
         if on_event
@@ -144,34 +160,44 @@ def write_table(rows: Sequence[dict], out: Path) -> None:
         w.writerows(rows)
     write_json(out / "sweep.json", list(rows))
     pareto(rows, out / "pareto.png")
-    curves = {}
+    curves, budgets = {}, {}
     for r in rows:
         path = Path(r["run"]) / METRICS
         if path.is_file():
+            label = point_label(r["lam"], r.get("budget_ms"))
             with path.open() as f:
-                curves[f"λ={r['lam']:g}"] = [
-                    {k: float(v) for k, v in m.items()} for m in csv.DictReader(f)
+                curves[label] = [
+                    {k: float(v) if v != "" else math.nan for k, v in m.items()}
+                    for m in csv.DictReader(f)
                 ]
+            budgets[label] = r.get("budget_ms")
     if curves:
-        compare_curves(curves, out / "search_curves.png")
+        compare_curves(curves, out / "search_curves.png", budgets)
 
 
 def run_sweep(
     base: SearchConfig,
-    lams: Sequence[float],
+    lams: Sequence[float] | None,
     out: str | Path,
     eval_epochs: int = 5,
     measure: MeasureConfig | None = None,
     on_event: Callable[[str, dict], None] | None = None,
     eval_limit: int | None = None,
     ray_address: str | None = None,
+    budgets: Sequence[float] | None = None,
 ) -> list[dict]:
-    """Search + evaluate-arch per λ (resumable); writes the table and figures.
+    """Search + evaluate-arch per λ, or per whole-network budget (ms) (resumable); writes the
+    table and figures.
 
-    With ``ray_address`` each λ is one Ray task declaring the CPUs it trains with; the
-    results are gathered into the same table (progress then comes per finished λ).
+    With ``ray_address`` each point is one Ray task declaring the CPUs it trains with; the
+    results are gathered into the same table (progress then comes per finished point).
     """
-    lams = check_lams(lams, eval_epochs)
+    if budgets:
+        if lams:
+            raise InputError("sweep λ or budgets, not both")
+        points = [(0.0, b) for b in check_lams(budgets, eval_epochs, "budget")]
+    else:
+        points = [(lam, None) for lam in check_lams(lams or [], eval_epochs)]
     if eval_limit is not None and eval_limit < 1:  # before any λ's search runs
         raise InputError(f"--eval-limit must be at least 1, got {eval_limit}")
     out = Path(out)
@@ -179,28 +205,30 @@ def run_sweep(
         raise InputError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     if ray_address is not None:
-        rows = _run_on_ray(base, lams, out, eval_epochs, measure, eval_limit, ray_address)
+        rows = _run_on_ray(base, points, out, eval_epochs, measure, eval_limit, ray_address)
         write_table(rows, out)
         return rows
     rows = []
-    for lam in lams:
+    for lam, budget in points:
         if on_event:
-            on_event("lam", {"lam": lam})
-        rows.append(run_one(base, lam, out, eval_epochs, measure, on_event, eval_limit))
+            on_event("point", {"label": point_label(lam, budget)})
+        rows.append(
+            run_one(base, lam, out, eval_epochs, measure, on_event, eval_limit, budget_ms=budget)
+        )
     write_table(rows, out)
     return rows
 
 
 def _run_on_ray(
     base: SearchConfig,
-    lams: list[float],
+    points: list[tuple[float, float | None]],
     out: Path,
     eval_epochs: int,
     measure: MeasureConfig | None,
     eval_limit: int | None,
     address: str,
 ) -> list[dict]:
-    """One task per λ; each declares its CPUs (the search's threads, default 1)."""
+    """One task per point; each declares its CPUs (the search's threads, default 1)."""
     from lenna.measure.fleet import connect
 
     ray = connect(address)
@@ -208,7 +236,7 @@ def _run_on_ray(
         base = replace(base, predictor=str(Path(base.predictor).resolve()))
     task = ray.remote(num_cpus=base.threads or 1)(run_one)
     refs = [
-        task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit)
-        for lam in lams
+        task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit, budget)
+        for lam, budget in points
     ]
     return ray.get(refs)
