@@ -16,7 +16,7 @@ from measure_helpers import one_line_error
 from typer.testing import CliRunner
 
 from lenna.cli import app
-from lenna.report.demo_report import _html, gain_sentence
+from lenna.report.demo_report import _html, budget_sentence, gain_sentence
 
 runner = CliRunner()
 
@@ -89,6 +89,21 @@ def test_gain_sentence_states_measured_gain_and_cost():
 def test_gain_sentence_is_honest_when_slower():
     s = gain_sentence(_rows(5.0, 0.9))
     assert "no speed gain" in s and "25 % slower" in s
+
+
+@pytest.mark.parametrize(
+    ("measured", "verdict"), [(3.4, "0.97× the budget, so it met it"), (3.8, "so it missed it")]
+)
+def test_budget_sentence_says_whether_the_measured_network_met_its_budget(measured, verdict):
+    row = {"budget_ms": 3.5, "measured_ms": measured, "predicted_network_ms": 3.45, "accuracy": 0.9}
+    s = budget_sentence(row)
+    assert "within a 3.5 ms budget" in s and f"measured at {measured:.3f} ms" in s
+    assert "(predicted 3.450 ms)" in s and verdict in s
+
+
+def test_budget_sentence_says_why_a_budget_was_refused():
+    s = budget_sentence({"budget_ms": 0.1, "refused": "no derivable network meets a 0.1 ms budget"})
+    assert s.startswith("A 0.1 ms budget was refused before searching: no derivable network")
 
 
 def test_html_embeds_images_and_renders_tables(tmp_path):
@@ -169,9 +184,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [r["lam"] for r in summary["rows"]] == [0.0, 0.5]
+    budget = summary["budget"]
+    assert budget["budget_ms"] == round(0.7 * summary["rows"][0]["measured_ms"], 3)
+    assert "refused" in budget or budget["within_budget"] == (
+        budget["measured_ms"] <= budget["budget_ms"]
+    )
     assert set(summary["predictors"]) >= {"lut", "elasticnet", "mlp", "gbdt", "lut+mlp"}
     md = (out / "report.md").read_text()
-    for name in ("convergence", "predicted vs measured", "search curves", "pareto"):
+    for name in ("convergence", "predicted vs measured", "search curves", "pareto", "budget"):
         assert name in md
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(images) >= 6

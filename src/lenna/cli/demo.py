@@ -30,7 +30,7 @@ def demo_cmd(
     Run it again with the same --out to resume after an interruption.
     """
     from lenna.demo.pipeline import check_out, run_demo
-    from lenna.report.demo_report import gain_sentence, write_report
+    from lenna.report.demo_report import budget_sentence, gain_sentence, write_report
 
     check_out(out)
     with make_progress(
@@ -64,6 +64,7 @@ def demo_cmd(
             bar.stop()
             interrupted(e, f"finished stages are kept in {out}; run the same command to resume")
     err.print(f"\n{gain_sentence(res.rows)}")
+    err.print(budget_sentence(res.budget))
     err.print(f"report: {page} (and {md})")
 
 

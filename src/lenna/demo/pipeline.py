@@ -2,8 +2,10 @@
 
 measure (dataset + op table) → train every predictor → compare → search at λ = 0 and λ > 0
 on mnist5k with a differentiable predictor → derive → measure both derived networks
-for real and train them → report. Every stage writes its result into the folder before the
-next starts, and a stage whose result is there is not redone: a stopped demo resumes.
+for real and train them → one search within a budget (a share of the λ = 0 network's
+measured latency), its network measured against the budget → report. Every stage writes
+its result into the folder before the next starts, and a stage whose result is there is not
+redone: a stopped demo resumes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class DemoResult:
     predictors: dict[str, dict] = field(default_factory=dict)  # kind -> held-out metrics
     chosen: str = ""
     rows: list[dict] = field(default_factory=list)  # one per λ (sweep rows)
+    budget: dict = field(default_factory=dict)  # the budget search's row, or why it was refused
     stage_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -56,6 +59,7 @@ class DemoResult:
             "predictors": self.predictors,
             "chosen": self.chosen,
             "rows": self.rows,
+            "budget": self.budget,
             "stage_s": self.stage_s,
         }
 
@@ -125,7 +129,7 @@ def run_demo(
                 )
 
     t = time.perf_counter()
-    stage(f"1/4 measuring {plan.samples} blocks and the op table on this machine")
+    stage(f"1/5 measuring {plan.samples} blocks and the op table on this machine")
     run_measurement(
         db,
         cfg,
@@ -147,7 +151,7 @@ def run_demo(
     res.stage_s["measure"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    stage("2/4 training the latency predictors")
+    stage("2/5 training the latency predictors")
     data = load_data(db, include_flagged=True)
     (out / "models").mkdir(exist_ok=True)
     for i, kind in enumerate(list_kinds()):
@@ -172,7 +176,7 @@ def run_demo(
 
     t = time.perf_counter()
     stage(
-        f"3/4 searching on mnist5k at λ = 0 and λ = {plan.lam:g} with {res.chosen}, "
+        f"3/5 searching on mnist5k at λ = 0 and λ = {plan.lam:g} with {res.chosen}, "
         "then measuring and training both derived networks"
     )
     base = SearchConfig(
@@ -201,7 +205,30 @@ def run_demo(
         eval_limit=plan.eval_limit,
     )
     res.stage_s["search"] = time.perf_counter() - t
-    stage("4/4 writing the report")
+
+    t = time.perf_counter()
+    base_row = next(r for r in res.rows if r["lam"] == 0)
+    budget = round(plan.budget_share * base_row["measured_ms"], 3)
+    stage(
+        f"4/5 searching within {budget:g} ms ({100 * plan.budget_share:.0f} % of the λ = 0 "
+        "network, measured), then measuring that network against its budget"
+    )
+    try:
+        (row,) = run_sweep(
+            base,
+            None,
+            out / "budget",
+            plan.eval_epochs,
+            eval_measure,
+            on_event=on_event,
+            eval_limit=plan.eval_limit,
+            budgets=[budget],
+        )
+        res.budget = row
+    except InputError as e:  # the budget cannot be met: said in the report, not a failure
+        res.budget = {"budget_ms": budget, "refused": str(e)}
+    res.stage_s["budget"] = time.perf_counter() - t
+    stage("5/5 writing the report")
     write_json(out / "summary.json", _public(res.to_dict()))
     return res
 

@@ -27,6 +27,7 @@ class DemoPlan:
     warmup: int = 1  # epochs of weight-only training before α moves
     batch: int = 50
     lam: float = 0.5  # as in benchmarks/search_tradeoff.py
+    budget_share: float = 0.7  # the budget search: this share of the λ = 0 network, measured
     eval_limit: int | None = None  # images the derived networks train on (None: all)
     eval_epochs: int = 3
     eval_rule_params: dict = field(default_factory=dict)

@@ -56,6 +56,24 @@ def gain_sentence(rows: list[dict]) -> str:
     )
 
 
+def budget_sentence(budget: dict) -> str:
+    """Whether the network searched within a budget met it, measured."""
+    if not budget:
+        return "No budget search ran."
+    t = budget["budget_ms"]
+    if "refused" in budget:
+        return f"A {t:g} ms budget was refused before searching: {budget['refused']}"
+    m = budget["measured_ms"]
+    met = "met it" if m <= t else "missed it"
+    pred = budget.get("predicted_network_ms")
+    said = "" if pred is None else f" (predicted {pred:.3f} ms)"
+    return (
+        f"Searching within a {t:g} ms budget gave a network measured at {m:.3f} ms{said}: "
+        f"{m / t:.2f}× the budget, so it {met}; test accuracy "
+        f"{100 * budget['accuracy']:.2f} %."
+    )
+
+
 def _figures(res: object, folder: Path) -> dict[str, Path]:
     figs = folder / "figures"
     figs.mkdir(exist_ok=True)
@@ -74,6 +92,9 @@ def _figures(res: object, folder: Path) -> dict[str, Path]:
     out["pareto"] = sweep / "pareto.png"
     for r in res.rows:
         out[f"cells λ={r['lam']:g}"] = Path(r["run"]) / "cells.png"
+    if res.budget.get("run"):
+        out["budget curves"] = folder / "budget" / "search_curves.png"
+        out["budget cells"] = Path(res.budget["run"]) / "cells.png"
     return out
 
 
@@ -159,7 +180,36 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
             f"{100 * r['accuracy']:.2f} % | {r['params']:,} |"
         )
     lines += ["", f"![pareto]({rel['pareto']})", ""]
+    lines += _budget_md(res, rel)
     return "\n".join(lines)
+
+
+def _budget_md(res: object, rel: dict[str, str]) -> list[str]:
+    """The budget search: the sentence, its numbers, the multiplier's curves."""
+    b = res.budget
+    lines = ["## Search within a latency budget", "", f"**{budget_sentence(b)}**", ""]
+    if not b or "refused" in b:
+        return lines
+    err = b.get("network_prediction_error")
+    lines += [
+        "The budget is the whole network's latency (stem, cells, norms, classifier; batch 1), "
+        "set to a share of the λ = 0 network's measured latency. The search raised a "
+        "multiplier on the latency term while the derived network was predicted over budget "
+        "and lowered it when under (source: `budget/sweep.json`, `budget/budget_*/metrics.csv`).",
+        "",
+        "| budget ms | network ms (measured) | network ms (predicted) | error | measured / budget "
+        "| test accuracy |",
+        "|---|---|---|---|---|---|",
+        f"| {b['budget_ms']:g} | {b['measured_ms']:.3f} | {_f(b.get('predicted_network_ms'))} | "
+        f"{'-' if err is None else f'{100 * err:+.1f} %'} | "
+        f"{b['measured_ms'] / b['budget_ms']:.2f} | {100 * b['accuracy']:.2f} % |",
+        "",
+        f"![budget search curves]({rel['budget curves']})",
+        "",
+        f"![derived cells within the budget]({rel['budget cells']})",
+        "",
+    ]
+    return lines
 
 
 def _f(x: object) -> str:
