@@ -60,6 +60,12 @@ def test_demo_out_refused_when_the_write_probe_fails(tmp_path, monkeypatch):
     one_line_error(result, "not writable (Permission denied)")
 
 
+def test_demo_out_whose_parent_is_missing(tmp_path):
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "typo" / "d")])
+    one_line_error(result, f"folder {tmp_path / 'typo'} does not exist")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_demo_out_under_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -461,3 +461,23 @@ def test_sweep_refuses_bad_budgets_in_one_line(tmp_path, budgets, needle):
     i = args.index("--lams")
     args = [*args[:i], "--budgets", budgets, *args[i + 2 :]]
     one_line_error(runner.invoke(app, args), needle)
+
+
+# ---- one meaning per option across commands (issue 25) -----------------------------------
+def test_search_refuses_an_out_whose_parent_is_missing(tmp_path):
+    out = tmp_path / "typo" / "run"
+    one_line_error(runner.invoke(app, search_args(out)), f"folder {tmp_path / 'typo'} does not")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_sweep_refuses_an_out_whose_parent_is_missing(tmp_path):
+    out = tmp_path / "typo" / "s"
+    one_line_error(runner.invoke(app, sweep_args(out, "0")), "does not exist")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_evaluate_arch_limit_zero_means_all_images_as_in_search(genotype_file, fast_measure):
+    args = ["evaluate-arch", str(genotype_file), "--data", "synthetic", "--epochs", "0"]
+    result = runner.invoke(app, [*args, "--limit", "0", "--json"])
+    assert result.exit_code == 0, all_text(result)
+    assert strict_json(result.stdout)["data"] == "synthetic"

@@ -41,7 +41,9 @@ PREDICTOR = typer.Option(
 DATA = typer.Option(
     "mnist5k", "--data", help="mnist5k (offline default), digits, synthetic, or cifar10:DIR."
 )
-LIMIT = typer.Option(2000, "--limit", help="Training images the search uses (half w, half α).")
+LIMIT = typer.Option(
+    2000, "--limit", help="Training images the search uses (half w, half α; 0: all)."
+)
 EPOCHS = typer.Option(8, "--epochs", help="Search epochs.")
 WARMUP = typer.Option(
     0, "--warmup", help="First epochs train only the weights (α still; FBNet/ProxylessNAS)."
@@ -305,7 +307,9 @@ def evaluate_arch_cmd(
     seed: int = typer.Option(
         None, "--seed", help="Seed of initialisation and data order (default: the search's)."
     ),
-    limit: int = typer.Option(None, "--limit", help="Use only this many training images."),
+    limit: int = typer.Option(
+        None, "--limit", help="Use only this many training images (default, 0: all)."
+    ),
     device: str = typer.Option(
         None, "--device", help="Device to measure on (default: as the predictor's labels)."
     ),
@@ -324,6 +328,7 @@ def evaluate_arch_cmd(
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")
     g = Genotype.load(genotype)
+    limit = None if limit == 0 else limit  # as in search: 0 means all
     mcfg = measure_config_for(g, device, measure_threads)
     data = data or g.info.get("data") or "mnist5k"
     seed = seed if seed is not None else int(g.info.get("seed", 0))
@@ -382,7 +387,7 @@ def sweep_cmd(
     epochs: int = EPOCHS,
     eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
     eval_limit: int = typer.Option(
-        None, "--eval-limit", help="Train derived nets on this many images (default: all)."
+        None, "--eval-limit", help="Train derived nets on this many images (default, 0: all)."
     ),
     warmup: int = WARMUP,
     seed: int = SEED,
@@ -433,7 +438,7 @@ def sweep_cmd(
                     out,
                     eval_epochs,
                     on_event=sweep_events(bar, cfg.epochs),
-                    eval_limit=eval_limit,
+                    eval_limit=None if eval_limit == 0 else eval_limit,  # 0: all, as --limit
                     ray_address=ray,
                     budgets=budget_values,
                 )

@@ -68,8 +68,10 @@ def check_out(out: Path) -> Path:
     """A folder we can write into, or one clear :class:`InputError`."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
+    if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(exist_ok=True)
         probe = out / ".lenna-write-test"
         probe.write_text("")
         probe.unlink()

@@ -111,6 +111,8 @@ def _check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
         return stored
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
+    if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
     return cfg
 
 

@@ -203,7 +203,9 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    out.mkdir(exist_ok=True)
     if ray_address is not None:
         rows = _run_on_ray(base, points, out, eval_epochs, measure, eval_limit, ray_address)
         write_table(rows, out)
