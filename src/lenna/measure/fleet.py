@@ -19,6 +19,7 @@ machine); such rows carry a fingerprint marked ``simulated``.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -59,6 +60,20 @@ def require_ray() -> Any:
     return ray
 
 
+def loopback_only(ray: Any) -> None:
+    """Make a cluster started here listen on 127.0.0.1 only.
+
+    Ray binds its servers (GCS, raylet, workers; no authentication) to the node's address,
+    which on Linux is the machine's network address. A cluster that only this machine uses has
+    no reason to be reachable from the network, so its node address is the loopback one: Ray's
+    own switch for that (the setting it uses on laptops) is read from the environment by the
+    processes it starts and from its constants module by this one."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def connect(address: str, devices: int | None = None) -> Any:
     """Join a cluster: ``auto`` (a running one), ``local`` (start one here, ``devices``
     simulated device slots, default 2), or ``HOST:PORT``."""
@@ -70,7 +85,13 @@ def connect(address: str, devices: int | None = None) -> Any:
     try:
         if address == "local":
             n = devices or 2
-            ray.init(resources={RESOURCE: n}, include_dashboard=False, log_to_driver=False)
+            loopback_only(ray)
+            ray.init(
+                resources={RESOURCE: n},
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
