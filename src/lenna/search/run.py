@@ -8,6 +8,7 @@ epoch k and resumed is step for step the run that was never stopped.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import warnings
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.fingerprint import fingerprint
@@ -373,7 +375,7 @@ def _truncate(folder: Path, epoch: int) -> list[dict]:
     if apath.is_file():
         lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
         keep = [ln for ln in lines if _alpha_epoch(ln) <= epoch]
-        apath.write_text("".join(ln + "\n" for ln in keep))
+        write_text(apath, "".join(ln + "\n" for ln in keep))
     return rows
 
 
@@ -396,12 +398,11 @@ def _parse_row(r: dict) -> dict:
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def run_search(

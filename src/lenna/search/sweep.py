@@ -8,12 +8,14 @@ whose ``result.json`` exists and resumes a search that has a checkpoint.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
@@ -154,10 +156,11 @@ def write_table(rows: Sequence[dict], out: Path) -> None:
     """``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``search_curves.png`` in ``out``."""
     from lenna.report.search_figures import compare_curves, pareto
 
-    with (out / "sweep.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=TABLE_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=TABLE_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "sweep.csv", buf.getvalue())
     write_json(out / "sweep.json", list(rows))
     pareto(rows, out / "pareto.png")
     curves, budgets = {}, {}
