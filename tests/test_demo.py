@@ -16,7 +16,7 @@ from measure_helpers import one_line_error
 from typer.testing import CliRunner
 
 from lenna.cli import app
-from lenna.report.demo_report import _html, budget_sentence, gain_sentence
+from lenna.report.demo_report import _html, budget_sentence, gain, gain_sentence
 
 runner = CliRunner()
 
@@ -90,6 +90,14 @@ def test_gain_sentence_states_measured_gain_and_cost():
     assert "50 % faster cells" in s
     assert "2.000 ms against 4.000 ms" in s
     assert "-1.50 accuracy points" in s
+
+
+def test_the_gain_is_stored_as_numbers_the_sentence_states():
+    g = gain(_rows(2.0, 0.885))
+    assert g["cells_ratio"] == pytest.approx(0.5) and g["network_ratio"] == pytest.approx(0.6)
+    assert g["network_speedup"] == pytest.approx(5 / 3)
+    assert g["accuracy_change_points"] == pytest.approx(-1.5)
+    assert gain(_rows(2.0, 0.885)[:1]) == {}
 
 
 def test_gain_sentence_is_honest_when_slower():
@@ -190,6 +198,9 @@ def test_quick_demo_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [r["lam"] for r in summary["rows"]] == [0.0, 0.5]
+    assert summary["gain"]["network_ratio"] == pytest.approx(
+        summary["rows"][1]["measured_ms"] / summary["rows"][0]["measured_ms"]
+    )
     budget = summary["budget"]
     assert budget["budget_ms"] == round(0.7 * summary["rows"][0]["measured_ms"], 3)
     assert "refused" in budget or budget["within_budget"] == (

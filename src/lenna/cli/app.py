@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 from safetensors import SafetensorError
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from lenna.errors import InputError
 
@@ -66,6 +66,14 @@ def _exit(code: int, standalone_mode: bool) -> int:
     return code
 
 
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value, so its help shows no type (Typer prints ``<bool>`` for each)."""
+    return None if self.is_flag else _typed(self, ctx)
+
+
+_typed = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
 app = typer.Typer(
     cls=OneLineErrors,
     name="lenna",
@@ -73,6 +81,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 
 

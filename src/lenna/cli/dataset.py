@@ -177,7 +177,8 @@ def convergence_cmd(
     sample: int = typer.Option(..., "--sample", help="Sample id (sample_index)."),
     out: Path = typer.Option(..., "--out", help="Output image (.png, .svg, .pdf)."),
 ) -> None:
-    """The seed's three figures: per-reset latency, cumulative average, its relative change."""
+    """How one label converged: the latency of each timed path (one per gate reset), their
+    running average, and the average's relative change."""
     from lenna.report.convergence import plot_convergence
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):

@@ -24,7 +24,7 @@ def demo_cmd(
     ),
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for data, models, report."),
 ) -> None:
-    """Measure → predict → search (λ = 0 and λ > 0) → measure the results → report.
+    """Measure → predict → search (λ = 0, λ > 0, a budget) → measure the results → report.
 
     Offline, on this machine. Writes OUT/report.html (self-contained) and OUT/report.md.
     Run it again with the same --out to resume after an interruption.

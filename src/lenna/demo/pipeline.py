@@ -24,6 +24,7 @@ from lenna.measure.runner import RunConfig, config_differences, run_measurement,
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.train import split_masks
+from lenna.report.demo_report import gain
 from lenna.search.config import SearchConfig
 from lenna.search.network import NetConfig
 from lenna.search.sweep import run_sweep
@@ -60,6 +61,7 @@ class DemoResult:
             "chosen": self.chosen,
             "rows": self.rows,
             "budget": self.budget,
+            "gain": gain(self.rows) if self.rows else {},
             "stage_s": self.stage_s,
         }
 

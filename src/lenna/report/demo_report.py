@@ -30,6 +30,22 @@ FP_KEYS = (
 )
 
 
+def gain(rows: list[dict]) -> dict:
+    """The measured gain the gain sentence states, as numbers (for ``summary.json``)."""
+    base = next(r for r in rows if r["lam"] == 0)
+    best = [r for r in rows if r["lam"] > 0]
+    if not best:
+        return {}
+    r = best[-1]
+    return {
+        "lam": r["lam"],
+        "cells_ratio": r["measured_cells_ms"] / base["measured_cells_ms"],
+        "network_ratio": r["measured_ms"] / base["measured_ms"],
+        "network_speedup": base["measured_ms"] / r["measured_ms"],
+        "accuracy_change_points": 100 * (r["accuracy"] - base["accuracy"]),
+    }
+
+
 def gain_sentence(rows: list[dict]) -> str:
     """What the latency-aware search gained and cost, in measured numbers."""
     base = next(r for r in rows if r["lam"] == 0)
@@ -124,9 +140,14 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "|---|---|",
         *[f"| {k} | {fp.get(k)} |" for k in FP_KEYS],
         "",
-        "## One label, converging (the seed's three figures)",
+        "## How one label converged",
         "",
-        "Sample 0 of `latency.db`: per-reset latency, running average, its relative change.",
+        "A label is the expected latency of a block whose edges are mixtures of ops. Each "
+        "*reset* draws one op per edge (binary gates, with the α's probabilities) and times "
+        "that path; the label is the running average over resets, stopped once it is steady. "
+        "For sample 0 of `latency.db`: (1) each reset's latency, (2) the running average, the "
+        "dashed line being the stored label, (3) the average's relative change per reset, the "
+        "dashed line the 1 % mark.",
         "",
         f"![convergence]({rel['convergence']})",
         "",
@@ -152,10 +173,17 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "## Search (mnist5k), λ = 0 against λ > 0",
         "",
-        "Per epoch: accuracy on the two halves of the search data and the predictor's expected "
-        "latency of the cells (source: `search/lam_*/metrics.csv`).",
+        "Per epoch: accuracy on the two halves of the search data (DARTS trains the weights on "
+        "one half and α on the other) and the predictor's expected latency, E[latency] "
+        "(source: `search/lam_*/metrics.csv`).",
         "",
         f"![search curves]({rel['curves']})",
+        "",
+    ]
+    lines += [
+        "The derived cells below: nodes `in0`, `in1` are the cell's inputs, numbered nodes its "
+        "intermediate results; each arc is a kept edge labelled with its op. Blue edges keep "
+        "the resolution, red ones halve it (a reduction cell's input edges).",
         "",
     ]
     for r in res.rows:

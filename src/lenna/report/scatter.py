@@ -1,4 +1,5 @@
-"""Predicted vs measured latency: one log–log panel per model, with the ±10 % band."""
+"""Predicted vs measured latency: one log–log panel per model (two per row), with the ±10 %
+band."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ def plot_predicted_vs_measured(
 ) -> Path:
     """``results``: model name -> (measured ms, predicted ms) on held-out rows."""
     n = max(1, len(results))
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    cols = min(2, n)  # two panels per row: each stays readable in a browser's page width
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
     every = np.concatenate([np.concatenate(v) for v in results.values()]) if results else [1, 10]
     lo, hi = float(np.min(every)) * 0.8, float(np.max(every)) * 1.25
     line = np.geomspace(lo, hi, 50)
-    for ax, (name, (y, p)) in zip(axes[0], results.items(), strict=False):
+    for ax, (name, (y, p)) in zip(axes.flat, results.items(), strict=False):
         ax.fill_between(line, line * 0.9, line * 1.1, color="C2", alpha=0.2, label="±10 %")
         ax.plot(line, line, "k-", lw=0.8)
         ax.scatter(y, p, s=6, alpha=0.6)

@@ -82,8 +82,15 @@ def _curves(
     a1, a2 = axes[0], axes[1]
     ep = [m["epoch"] for m in metrics]
     lab = f"{label} ".lstrip()
-    a1.plot(ep, [100 * m["w_acc"] for m in metrics], "-o", ms=3, color=color, label=f"{lab}w half")
-    a1.plot(ep, [100 * m["a_acc"] for m in metrics], "--", color=color, label=f"{lab}α half")
+    a1.plot(
+        ep,
+        [100 * m["w_acc"] for m in metrics],
+        "-o",
+        ms=3,
+        color=color,
+        label=f"{lab}weights' images",
+    )
+    a1.plot(ep, [100 * m["a_acc"] for m in metrics], "--", color=color, label=f"{lab}α's images")
     a1.set(xlabel="epoch", ylabel="search accuracy (%)")
     whole = _finite(metrics, "expected_network_ms") and _finite(metrics, "derived_ms")
     if whole:
