@@ -34,3 +34,23 @@ def test_lines_are_throttled_and_the_last_state_is_printed(monkeypatch):
     assert lines[2] == "measuring: 5/5  3.0 samples/min last 1.3 ms"
     assert lines[-1] == "op table: 1/?"
     assert len(lines) == 4
+
+
+def test_a_stage_without_a_count_shows_no_zero_of_unknown():
+    from rich.console import Console
+
+    from lenna.cli.progress import CountColumn, LineProgress
+
+    console = Console(record=True, width=200, force_terminal=False)
+    with LineProgress(console) as bar:
+        task = bar.add_task("λ=0 verify", total=None, info="")
+        bar.update(task, info="measuring latency")
+    assert "0/?" not in console.export_text()
+    assert "λ=0 verify:  measuring latency" in console.export_text()
+    from rich.progress import Progress
+
+    with Progress(CountColumn(), console=Console(record=True, width=80)) as p:
+        t = p.add_task("x", total=None)
+        assert str(CountColumn().render(p.tasks[0])) == ""
+        p.update(t, total=4, completed=1)
+        assert str(CountColumn().render(p.tasks[0])) == "1/4"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lenna.cli.app import interrupted
-from lenna.cli.progress import make_progress
+from lenna.cli.progress import CountColumn, make_progress
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.runner import Interrupted, stop_on_signals
@@ -37,7 +37,7 @@ def demo_cmd(
         err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     ) as bar:

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -20,7 +19,7 @@ from rich.progress import (
 
 from lenna.cli.app import interrupted
 from lenna.cli.options import parse_ints, parse_names, parse_range
-from lenna.cli.progress import LineProgress, make_progress
+from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import fingerprint
@@ -43,7 +42,7 @@ def _progress() -> Progress | LineProgress:
         err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[last]}"),

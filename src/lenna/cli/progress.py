@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn
+from rich.progress import MofNCompleteColumn, Progress, ProgressColumn, Task
+from rich.text import Text
 
 EVERY_S = 10.0
 
@@ -74,12 +75,21 @@ class LineProgress:
 
     def _print(self, t: dict[str, Any]) -> None:
         total = "?" if t["total"] is None else f"{t['total']:g}"
+        uncounted = t["total"] is None and not t["completed"]  # a stage, not a count: no 0/?
+        count = "" if uncounted else f" {t['completed']:g}/{total}"
         extra = " ".join(str(v) for v in t["fields"].values() if v not in ("", None))
-        line = f"{t['description']}: {t['completed']:g}/{total}" + (f"  {extra}" if extra else "")
+        line = f"{t['description']}:{count}" + (f"  {extra}" if extra else "")
         if line != t["last_line"]:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             t["last_line"] = line
         t["printed"] = time.monotonic()
+
+
+class CountColumn(MofNCompleteColumn):
+    """``done/total``, and nothing for a stage without a count (not ``0/?``)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None and not task.completed else super().render(task)
 
 
 def make_progress(console: Console, *columns: ProgressColumn) -> Progress | LineProgress:

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -19,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lenna.cli.app import interrupted
-from lenna.cli.progress import LineProgress, make_progress
+from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
 from lenna.measure.runner import stop_on_signals
@@ -160,7 +159,7 @@ def _progress() -> Progress | LineProgress:
         err,
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TextColumn("{task.fields[info]}"),
         TimeRemainingColumn(),
     )
