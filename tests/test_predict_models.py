@@ -5,6 +5,7 @@ Models are small (see ``predict_helpers.SMALL_HP``) and cached across tests; onl
 accuracy tests train with default hyper-parameters.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -285,3 +286,14 @@ def test_predict_takes_integer_logits_and_returns_one_value_per_block(kind):  # 
     assert one.shape == ()
     assert torch.isclose(one, m.predict(torch.zeros(shape), "normal", 16, 16).to(one.dtype))
     assert m.predict(torch.zeros((3, *shape)), "normal", 16, 16).shape == (3,)
+
+
+@pytest.mark.parametrize("kind", ["lut", "elasticnet", "mlp", "gbdt", "lut+mlp", "additive"])
+def test_an_unknown_hyper_parameter_is_refused_not_ignored(kind):  # issue 26
+    from lenna.space import get_space
+
+    cls = predictor_class(kind)
+    with pytest.raises(InputError, match=re.escape(f"{kind} has no hyper-parameter 'epohcs'")):
+        cls(get_space("lenna"), epohcs=10)
+    for key, value in cls.defaults.items():  # every declared one is accepted
+        assert cls(get_space("lenna"), **{key: value})._hp()[key] == value

@@ -105,10 +105,8 @@ class AdditiveNet(nn.Module):
 @register_predictor
 class AdditivePredictor(Predictor):
     kind = "additive"
+    defaults = DEFAULTS
     differentiable = True
-
-    def _hp(self) -> dict[str, Any]:
-        return {**DEFAULTS, **self.hparams}
 
     def _fit(self, train: LatencyData, val: LatencyData) -> None:
         hp = self._hp()

@@ -46,10 +46,22 @@ class Predictor:
 
     kind: ClassVar[str] = ""
     differentiable: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}  # the hyper-parameters a kind takes, and their values
 
     def __init__(self, space: SearchSpace, seed: int = 0, **hparams: Any) -> None:
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:  # a misspelt key must not be silently ignored
+            takes = ", ".join(self.defaults) or "none"
+            raise InputError(
+                f"{self.kind} has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                f"it takes: {takes}"
+            )
         self.space, self.seed, self.hparams = space, seed, hparams
         self.info: dict[str, Any] = {}
+
+    def _hp(self) -> dict[str, Any]:
+        """The declared defaults, overridden by what was given."""
+        return {**self.defaults, **self.hparams}
 
     # ---- estimator API -----------------------------------------------------------------
     def fit(self, data: LatencyData, split: Split) -> Predictor:

@@ -34,13 +34,14 @@ MODEL_FILE = "model.lgb.txt"
 @register_predictor
 class GBDTPredictor(Predictor):
     kind = "gbdt"
+    defaults = DEFAULTS
     differentiable = False
 
     def _z(self, X: np.ndarray) -> np.ndarray:
         return derived_features(self.space, torch.as_tensor(X)).numpy()
 
     def _fit(self, train: LatencyData, val: LatencyData) -> None:
-        hp = {**DEFAULTS, **self.hparams}
+        hp = self._hp()
         model = lgb.LGBMRegressor(random_state=self.seed, verbose=-1, n_jobs=1, **hp)
         fit_kw: dict[str, Any] = {}
         if len(val):

@@ -37,10 +37,8 @@ def build_mlp(n_in: int, hidden: list[int]) -> nn.Sequential:
 @register_predictor
 class MLPPredictor(Predictor):
     kind = "mlp"
+    defaults = DEFAULTS
     differentiable = True
-
-    def _hp(self) -> dict[str, Any]:
-        return {**DEFAULTS, **self.hparams}
 
     def _fit(self, train: LatencyData, val: LatencyData) -> None:
         hp = self._hp()

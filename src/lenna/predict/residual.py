@@ -25,10 +25,8 @@ EPS_MS = 1e-4
 @register_predictor
 class ResidualPredictor(Predictor):
     kind = "lut+mlp"
+    defaults = DEFAULTS
     differentiable = True
-
-    def _hp(self) -> dict[str, Any]:
-        return {**DEFAULTS, **self.hparams}
 
     def _features(self, X: torch.Tensor, edge_ms: torch.Tensor | None = None) -> torch.Tensor:
         e = torch.log((self.lut.edge_latencies(X) if edge_ms is None else edge_ms) + EPS_MS)
