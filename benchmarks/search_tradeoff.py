@@ -31,8 +31,9 @@ from lenna.predict import train_predictor
 from lenna.predict.io import load_predictor, save_predictor
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import load_data
+from lenna.search.folder import METRICS
 from lenna.search.network import NetConfig
-from lenna.search.run import METRICS, run_search
+from lenna.search.run import run_search
 from lenna.search.verify import evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))

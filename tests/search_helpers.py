@@ -27,10 +27,11 @@ from lenna.predict.io import save_predictor
 from lenna.search.checkpoint import load_checkpoint
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData, load_data
+from lenna.search.folder import FIELDS
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network
-from lenna.search.run import FIELDS, run_search
+from lenna.search.run import run_search
 from lenna.space import get_space
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -20,10 +20,11 @@ from search_helpers import (
 from lenna.errors import InputError
 from lenna.search.checkpoint import load_checkpoint
 from lenna.search.config import SearchConfig
+from lenna.search.folder import FIELDS
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, cell_specs
-from lenna.search.run import FIELDS, run_search
+from lenna.search.run import run_search
 from lenna.space import get_space
 
 pytestmark = pytest.mark.usefixtures("single_thread")

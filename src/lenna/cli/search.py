@@ -24,9 +24,10 @@ from lenna.jsonsafe import dumps
 from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SearchConfig
+from lenna.search.folder import stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
-from lenna.search.run import run_search, stored_config
+from lenna.search.run import run_search
 from lenna.search.sweep import run_sweep
 from lenna.search.verify import evaluate_arch, measure_config_for
 

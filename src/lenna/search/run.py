@@ -7,8 +7,6 @@ epoch k and resumed is step for step the run that was never stopped.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import warnings
@@ -19,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.fingerprint import fingerprint
@@ -31,31 +28,21 @@ from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpo
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData, load_data, split_halves
 from lenna.search.fixed_part import measure_fixed_part
+from lenna.search.folder import (
+    ALPHAS,
+    FIXED_PART,
+    GENOTYPE,
+    METRICS,
+    check_folder,
+    truncate,
+    write_config,
+    write_metrics,
+)
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
 from lenna.search.timing import measure_config_from, measured_as
 from lenna.space import get_space
-
-CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
-FIELDS = (
-    "epoch",
-    "lr",
-    "w_loss",
-    "w_acc",
-    "a_loss",
-    "a_acc",
-    "total_loss",
-    "predicted_ms",
-    "entropy_normal",
-    "entropy_reduction",
-    "latency_share",
-    "epoch_s",
-    "expected_network_ms",
-    "derived_ms",
-    "multiplier",
-)
-FIXED_PART = "fixed_part.json"
 
 
 @dataclass
@@ -86,44 +73,6 @@ def fit_net(net: NetConfig, data: ImageData) -> NetConfig:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
-
-
-def stored_config(out: Path) -> SearchConfig:
-    """The config a run folder was started with, or one clear :class:`InputError`."""
-    cfg_path = out / CONFIG
-    if not cfg_path.is_file():
-        raise InputError(f"{out} holds no search to resume (no {CONFIG})")
-    try:
-        return SearchConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-        raise InputError(f"{cfg_path} is malformed ({e.__class__.__name__})") from None
-
-
-def _check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
-    """The config to run: the stored one on resume (it must match), else ``cfg`` for an
-    empty or new folder. Nothing is written here, so a refused search leaves no trace."""
-    cfg_path = out / CONFIG
-    if resume:
-        stored = stored_config(out)
-        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
-        if diff:
-            raise InputError(
-                f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"
-            )
-        return stored
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
-    if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    return cfg
-
-
-def _write_config(out: Path, cfg: SearchConfig) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
-    except OSError as e:
-        raise InputError(f"cannot write the run folder {out}: {e.strerror}") from None
 
 
 class Search:
@@ -363,48 +312,6 @@ def _shared(key: str) -> bool:
     return key.startswith("cells.") and key.endswith(".alphas")
 
 
-def _truncate(folder: Path, epoch: int) -> list[dict]:
-    """Keep the metric and α rows of epochs ≤ ``epoch`` (those of a lost epoch are redone)."""
-    rows: list[dict] = []
-    mpath, apath = folder / METRICS, folder / ALPHAS
-    if mpath.is_file():
-        with mpath.open() as f:
-            rows = [_parse_row(r) for r in csv.DictReader(f)]
-        rows = [r for r in rows if r["epoch"] <= epoch]
-        _write_metrics(mpath, rows)
-    if apath.is_file():
-        lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if _alpha_epoch(ln) <= epoch]
-        write_text(apath, "".join(ln + "\n" for ln in keep))
-    return rows
-
-
-def _alpha_epoch(line: str) -> float:
-    """The epoch of an ``alphas.jsonl`` line; a torn last line counts as not written."""
-    try:
-        return int(json.loads(line)["epoch"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return math.inf
-
-
-def _parse_row(r: dict) -> dict:
-    try:  # a column a run written by an older LENNA lacks reads as NaN
-        return {
-            k: int(v) if k == "epoch" else float(v) if v not in ("", None) else math.nan
-            for k, v in r.items()
-        }
-    except (TypeError, ValueError) as e:
-        raise InputError(f"malformed {METRICS} row ({e})") from None
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
 def run_search(
     cfg: SearchConfig,
     out: str | Path,
@@ -422,7 +329,7 @@ def run_search(
     space = get_space(cfg.space)
     need = network_bytes(space, cfg.net, cfg.mode, cfg.batch)
     check_fits(f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need)
-    cfg = _check_folder(out, cfg, resume)
+    cfg = check_folder(out, cfg, resume)
     search = Search(cfg, data)  # refuses a bad predictor before anything is written
     fixed = _fixed_part(out, search, resume, on_note)
     if search.term is not None and cfg.budget_ms is not None:
@@ -430,18 +337,18 @@ def run_search(
         if note:
             warnings.warn(note, stacklevel=2)
     if not resume:
-        _write_config(out, cfg)
+        write_config(out, cfg)
     if fixed is not None and not (out / FIXED_PART).is_file():
         write_json(out / FIXED_PART, fixed)
     metrics: list[dict] = []
     if resume:
         if (out / "checkpoint.json").is_file():
             search.load_state(*load_checkpoint(out))
-        metrics = _truncate(out, search.epoch)  # rows of an epoch without checkpoint: redone
+        metrics = truncate(out, search.epoch)  # rows of an epoch without checkpoint: redone
     while search.epoch < cfg.epochs:
         row = search.run_epoch(on_step)
         metrics.append(row)
-        _write_metrics(out / METRICS, metrics)
+        write_metrics(out / METRICS, metrics)
         with (out / ALPHAS).open("a") as f:
             alphas = {k: v.detach().cpu().tolist() for k, v in search.net.alphas.items()}
             f.write(json.dumps({"epoch": search.epoch, **alphas}) + "\n")

@@ -21,8 +21,9 @@ from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import load_data
+from lenna.search.folder import CONFIG, GENOTYPE, METRICS
 from lenna.search.genotype import Genotype
-from lenna.search.run import CONFIG, GENOTYPE, METRICS, fit_net, run_search
+from lenna.search.run import fit_net, run_search
 from lenna.search.verify import evaluate_arch
 
 RESULT = "result.json"

@@ -1,0 +1,117 @@
+"""A search's run folder on disk: its files, the stored config, the metrics and α logs.
+
+Apart from the trainer (:mod:`lenna.search.run`) so that what a run folder holds, and how a
+resumed run reads it back, is in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from lenna.atomic import write_text
+from lenna.errors import InputError
+from lenna.search.config import SearchConfig
+
+CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
+FIELDS = (
+    "epoch",
+    "lr",
+    "w_loss",
+    "w_acc",
+    "a_loss",
+    "a_acc",
+    "total_loss",
+    "predicted_ms",
+    "entropy_normal",
+    "entropy_reduction",
+    "latency_share",
+    "epoch_s",
+    "expected_network_ms",
+    "derived_ms",
+    "multiplier",
+)
+FIXED_PART = "fixed_part.json"
+
+
+def stored_config(out: Path) -> SearchConfig:
+    """The config a run folder was started with, or one clear :class:`InputError`."""
+    cfg_path = out / CONFIG
+    if not cfg_path.is_file():
+        raise InputError(f"{out} holds no search to resume (no {CONFIG})")
+    try:
+        return SearchConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
+        raise InputError(f"{cfg_path} is malformed ({e.__class__.__name__})") from None
+
+
+def check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
+    """The config to run: the stored one on resume (it must match), else ``cfg`` for an
+    empty or new folder. Nothing is written here, so a refused search leaves no trace."""
+    cfg_path = out / CONFIG
+    if resume:
+        stored = stored_config(out)
+        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
+        if diff:
+            raise InputError(
+                f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"
+            )
+        return stored
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
+    if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    return cfg
+
+
+def write_config(out: Path, cfg: SearchConfig) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+    except OSError as e:
+        raise InputError(f"cannot write the run folder {out}: {e.strerror}") from None
+
+
+def truncate(folder: Path, epoch: int) -> list[dict]:
+    """Keep the metric and α rows of epochs ≤ ``epoch`` (those of a lost epoch are redone)."""
+    rows: list[dict] = []
+    mpath, apath = folder / METRICS, folder / ALPHAS
+    if mpath.is_file():
+        with mpath.open() as f:
+            rows = [_parse_row(r) for r in csv.DictReader(f)]
+        rows = [r for r in rows if r["epoch"] <= epoch]
+        write_metrics(mpath, rows)
+    if apath.is_file():
+        lines = [ln for ln in apath.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if _alpha_epoch(ln) <= epoch]
+        write_text(apath, "".join(ln + "\n" for ln in keep))
+    return rows
+
+
+def _alpha_epoch(line: str) -> float:
+    """The epoch of an ``alphas.jsonl`` line; a torn last line counts as not written."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return math.inf
+
+
+def _parse_row(r: dict) -> dict:
+    try:  # a column a run written by an older LENNA lacks reads as NaN
+        return {
+            k: int(v) if k == "epoch" else float(v) if v not in ("", None) else math.nan
+            for k, v in r.items()
+        }
+    except (TypeError, ValueError) as e:
+        raise InputError(f"malformed {METRICS} row ({e})") from None
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
