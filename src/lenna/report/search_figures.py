@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,8 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lenna.search.genotype import Genotype
 from lenna.space import get_space
+
+if TYPE_CHECKING:  # figures take a search's data; the report layer never imports the search
+    from lenna.search.genotype import Genotype
 
 
 def draw_genotype(genotype: Genotype, out: str | Path) -> Path:
