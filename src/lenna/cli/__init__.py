@@ -5,6 +5,7 @@ from __future__ import annotations
 from lenna.cli.app import app
 from lenna.cli.dataset import dataset_app, plot_app
 from lenna.cli.demo import demo_cmd
+from lenna.cli.deploy import export_cmd
 from lenna.cli.measure import measure_cmd, measure_ops_cmd
 from lenna.cli.predict import evaluate_cmd, train_cmd
 from lenna.cli.search import evaluate_arch_cmd, search_cmd, sweep_cmd
@@ -20,6 +21,7 @@ app.command("evaluate")(evaluate_cmd)
 app.command("search")(search_cmd)
 app.command("evaluate-arch")(evaluate_arch_cmd)
 app.command("sweep")(sweep_cmd)
+app.command("export")(export_cmd)
 app.command("demo")(demo_cmd)
 
 

@@ -317,6 +317,11 @@ def evaluate_arch_cmd(
         None, "--measure-threads", help="Threads while measuring (default: as the labels)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    weights_out: Path = typer.Option(
+        None,
+        "--weights-out",
+        help="Save the trained weights (safetensors) for `lenna export --weights`.",
+    ),
 ) -> None:
     """Build the derived network, measure its latency for real, train it, compare.
 
@@ -327,6 +332,8 @@ def evaluate_arch_cmd(
     """
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")
+    if weights_out is not None and not weights_out.parent.is_dir():
+        raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
     g = Genotype.load(genotype)
     limit = None if limit == 0 else limit  # as in search: 0 means all
     mcfg = measure_config_for(g, device, measure_threads)
@@ -344,6 +351,7 @@ def evaluate_arch_cmd(
             on_epoch=lambda e, loss, acc: status.update(
                 f"training: epoch {e}/{epochs}, loss {loss:.3f}, train acc {100 * acc:.1f} %"
             ),
+            weights_out=weights_out,
         )
     if as_json:
         typer.echo(dumps(res, indent=2))

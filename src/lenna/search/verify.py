@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -144,8 +145,11 @@ def evaluate_arch(
     measure: MeasureConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    weights_out: str | Path | None = None,
 ) -> dict:
-    """``measured_ms, predicted_ms, accuracy, params`` and the details behind them."""
+    """``measured_ms, predicted_ms, accuracy, params`` and the details behind them.
+
+    ``weights_out``: save the trained network's weights there (safetensors), for export."""
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     net = build(genotype)
@@ -165,6 +169,8 @@ def evaluate_arch(
             "train_s": 0.0,
         }
     )
+    if weights_out is not None:
+        save_state(net, weights_out)
     pred, whole = genotype.predicted_ms, genotype.predicted_network_ms
     budget = genotype.budget_ms
     return {
@@ -189,6 +195,16 @@ def evaluate_arch(
         "params": sum(p.numel() for p in net.parameters()),
         "data": data.name,
     }
+
+
+def save_state(net: nn.Module, path: str | Path) -> Path:
+    """A network's weights and BN statistics as safetensors (atomic, no pickle)."""
+    from safetensors.torch import save_file
+
+    from lenna.atomic import write_with
+
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    return write_with(path, lambda tmp: save_file(state, str(tmp)))
 
 
 def _check_data(genotype: Genotype, data: ImageData) -> None:
