@@ -15,8 +15,6 @@ can be tested against a fake with known values. The real bench:
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import torch
 
@@ -24,12 +22,6 @@ from lenna.measure.reference import Reference, time_paired
 from lenna.measure.timer import Timer
 from lenna.space import Block
 from lenna.space.mixed import NONE_OP
-
-
-class Bench(Protocol):
-    def reset(self) -> list[int]: ...
-    def passes(self, n: int) -> np.ndarray: ...
-    def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class GatedBench:

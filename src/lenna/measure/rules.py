@@ -28,12 +28,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 from scipy import stats
 
 from lenna.errors import InputError
-from lenna.measure.bench import Bench
+
+
+class Bench(Protocol):
+    """What a stopping rule needs of a bench (the rule defines it, so it imports no bench):
+    a gate reset that returns the sampled path, plain passes, and passes paired with the
+    reference block."""
+
+    def reset(self) -> list[int]: ...
+    def passes(self, n: int) -> np.ndarray: ...
+    def paired(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
