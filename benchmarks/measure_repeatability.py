@@ -35,7 +35,13 @@ from scipy import stats
 import lenna
 from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import anchor_for, anchor_key, anchor_ratios, reference_for
+from lenna.measure.reference import (
+    Calibration,
+    anchor_for,
+    anchor_key,
+    anchor_ratios,
+    reference_for,
+)
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -157,7 +163,9 @@ def main() -> None:
             k = (i + rep) % len(rules)
             for j in list(range(k, len(rules))) + list(range(k)):
                 name = args.rules[j]
-                m = measure_spec(space, spec, configs[j], seed=1000 * i + rep, reference_ms=z0)
+                m = measure_spec(
+                    space, spec, configs[j], seed=1000 * i + rep, calibration=Calibration(z0)
+                )
                 labels[name][rep].append(m.latency_ms)
                 walls[name].append(m.wall_s)
                 resets[name].append(m.estimate.resets)

@@ -42,12 +42,12 @@ class FakeActor:
         self.rows: list[int] = []
         self.results, self.die_at = 0, die_at
 
-        def measure(index: int, z0: float, ratios: dict) -> dict:
+        def measure(index: int, calibration: object) -> dict:
             self.rows.append(index)
             return _simulated_row(sampler(index), index, cfg.measure.batch, fp_hash, 0.0)
 
         self.measure = Method(self, measure)
-        self.control = Method(self, lambda z0, ratios: 1.0)
+        self.control = Method(self, lambda calibration: 1.0)
 
 
 class FakeRay:

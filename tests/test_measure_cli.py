@@ -157,9 +157,7 @@ def test_dataset_info_sums_up_the_drift_guard(tmp_path, monkeypatch):
     monkeypatch.setattr(
         runner_mod,
         "control_measurement",
-        lambda space, cfg, reference_ms=None, reference_ratios=None: SimpleNamespace(
-            latency_ms=next(controls)
-        ),
+        lambda space, cfg, calibration=None: SimpleNamespace(latency_ms=next(controls)),
     )
     db = tmp_path / "d.db"
     run_measurement(db, tiny_config(drift_every=1), 3, on_warning=lambda m: None)

@@ -13,6 +13,7 @@ from lenna.errors import InputError
 from lenna.measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.reference import Calibration
 from lenna.measure.rules import CIRule, SeedRule
 from lenna.measure.runner import RunConfig, open_dataset, run_measurement, upgrade_config
 from lenna.measure.store import Dataset
@@ -120,7 +121,7 @@ def test_real_reference_block_and_paired_passes():
     assert 0 < ref.time_s() < 5
     cfg = fast_measure(rule_params={"min_resets": 3, "max_resets": 3, "rel": 0.5, "passes": 2})
     alphas = np.random.default_rng(0).normal(size=space.alpha_shape)
-    m = measure_block(space, "normal", 2, 8, alphas, cfg, seed=3, reference_ms=1.5)
+    m = measure_block(space, "normal", 2, 8, alphas, cfg, seed=3, calibration=Calibration(1.5))
     est = m.estimate
     assert est.reference_ms == 1.5
     assert len(est.references_ms) == est.resets == 3
@@ -246,7 +247,7 @@ def test_fixed_module_is_normalised_when_given_its_space():
     module = torch.nn.Conv2d(2, 2, 3, padding=1)
     x = (torch.randn(1, 2, 8, 8),)
     cfg = fast_measure(rule_params={"min_resets": 3, "max_resets": 3, "rel": 0.5, "passes": 1})
-    est = measure_module(module, x, cfg, space=space, reference_ms=0.7)
+    est = measure_module(module, x, cfg, space=space, calibration=Calibration(0.7))
     assert est.reference_ms == 0.7 and len(est.references_ms) == 3
     assert measure_module(module, x, cfg).reference_ms is None  # no space: nothing to time
     off = measure_module(module, x, fast_measure(normalise=False), space=space)
@@ -281,15 +282,19 @@ def test_matched_normalisation_times_the_anchor_at_z0_times_its_ratio():
     space = get_space("lenna")
     matched, single = MeasureConfig(threads=1), MeasureConfig(threads=1, reference="single")
     assert matched.reference == "matched"
-    ref, z0 = reference_mod.normalisation(space, matched, 2.0, (128, 32))
+    ref, z0 = reference_mod.normalisation(space, matched, Calibration(2.0), (128, 32))
     assert ref.size == (64, 32) and z0 == pytest.approx(2.0 * FAKE_RATIO)
-    ref, z0 = reference_mod.normalisation(space, matched, 2.0, (8, 8))
+    ref, z0 = reference_mod.normalisation(space, matched, Calibration(2.0), (8, 8))
     assert ref.size == (16, 16) and z0 == 2.0  # the primary: Z0 itself
-    ref, z0 = reference_mod.normalisation(space, single, 2.0, (128, 32))
+    ref, z0 = reference_mod.normalisation(space, single, Calibration(2.0), (128, 32))
     assert ref.size == (16, 16) and z0 == 2.0
-    ref, z0 = reference_mod.normalisation(space, matched, 2.0)  # no size (a whole network)
+    ref, z0 = reference_mod.normalisation(
+        space, matched, Calibration(2.0)
+    )  # no size (a whole network)
     assert ref.size == (16, 16) and z0 == 2.0
-    assert reference_mod.normalisation(space, fast_measure(normalise=False), 2.0, (64, 32)) == (
+    assert reference_mod.normalisation(
+        space, fast_measure(normalise=False), Calibration(2.0), (64, 32)
+    ) == (
         None,
         None,
     )
@@ -365,7 +370,7 @@ def test_dataset_stores_anchor_ratios_and_every_row_uses_them(tmp_path, tiny_anc
     with Dataset.open(db) as ds:
         assert ds.sample(1)["trace"]["reference_ms"] == pytest.approx(z0 * 1.5)
     # the drift guard's control is normalised the same way
-    ctrl = control_measurement(get_space("lenna"), tiny_config(), z0, stored)
+    ctrl = control_measurement(get_space("lenna"), tiny_config(), Calibration(z0, stored))
     assert ctrl.estimate.reference_ms == pytest.approx(z0 * 1.5)
     # single: the primary only, no ratios stored
     single = tiny_config(measure=fast_measure(reference="single"))
@@ -394,7 +399,7 @@ def test_op_table_calibrates_only_the_anchors_its_grid_reaches(tmp_path, tiny_an
 def test_normalisation_refuses_a_ratio_the_dataset_lacks(tiny_anchor):
     space = get_space("lenna")
     with pytest.raises(InputError, match="no calibrated ratio for reference anchor 3x8"):
-        reference_mod.normalisation(space, fast_measure(), 1.0, (3, 8), {"16x16": 1.0})
+        reference_mod.normalisation(space, fast_measure(), Calibration(1.0, {"16x16": 1.0}), (3, 8))
 
 
 def test_files_from_before_anchors_resume_with_the_single_reference(tmp_path):

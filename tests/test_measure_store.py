@@ -362,7 +362,7 @@ def test_drift_guard_flags_the_window_after_a_shift(tmp_path, monkeypatch):
     controls = iter([1.0, 1.0, 1.10])  # baseline, after 2 rows, after 4 rows
     calls = []
 
-    def fake_control(space, cfg, reference_ms=None, reference_ratios=None):
+    def fake_control(space, cfg, calibration=None):
         calls.append(cfg.drift_every)
         return SimpleNamespace(latency_ms=next(controls))
 

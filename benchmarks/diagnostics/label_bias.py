@@ -55,6 +55,7 @@ from lenna.measure.block_measure import measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import (
     ANCHORS,
+    Calibration,
     Reference,
     anchor_for,
     anchor_key,
@@ -173,7 +174,14 @@ def main() -> None:
                         ms[key][rep, b] = alternating(alone, primary, z0, discard=discard)
                 else:
                     label = measure_block(
-                        space, bt, c, RESOLUTION, alphas, configs[method], seed, z0, ratios
+                        space,
+                        bt,
+                        c,
+                        RESOLUTION,
+                        alphas,
+                        configs[method],
+                        seed,
+                        Calibration(z0, ratios),
                     )
                     ms[method][rep, b] = label.latency_ms
                     if method == "matched":

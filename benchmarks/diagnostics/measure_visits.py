@@ -28,7 +28,7 @@ import torch
 import lenna
 from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import anchor_ratios, reference_for
+from lenna.measure.reference import Calibration, anchor_ratios, reference_for
 from lenna.measure.sampler import Sampler
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
@@ -68,7 +68,9 @@ def main() -> None:
             spec = sampler(i)
             names = list(configs)[(i + r) % 2 :] + list(configs)[: (i + r) % 2]
             for name in names:
-                m = measure_spec(space, spec, configs[name], seed=1000 * i + r, reference_ms=z0)
+                m = measure_spec(
+                    space, spec, configs[name], seed=1000 * i + r, calibration=Calibration(z0)
+                )
                 labels[name][r, i], walls[name][r, i] = m.latency_ms, m.wall_s
         print(f"round {r + 1}/{ROUNDS} done at {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []

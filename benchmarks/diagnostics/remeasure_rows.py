@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lenna.measure.reference import Calibration
 from lenna.measure.runner import RunConfig, measure_sample
 from lenna.measure.store import Dataset
 from lenna.predict import load_data, train_predictor
@@ -33,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     with Dataset.open(args.data) as ds:
         cfg = RunConfig.from_dict(ds.meta["config"])
-        z0, ratios = ds.meta.get("reference_ms"), ds.meta.get("reference_ratios")
+        cal = Calibration.of(ds.meta)
         stored = ds.samples().set_index("sample_index")["latency_ms"]
     data = load_data(args.data, include_flagged=True)
     model = train_predictor(data, args.model, seed=0)
@@ -49,7 +50,7 @@ def main() -> None:
     ]
     for i in args.rows:
         spec = sampler(i)
-        m = measure_sample(space, cfg, spec, i, z0, ratios)
+        m = measure_sample(space, cfg, spec, i, cal)
         old, new, p = float(stored.loc[i]), m.latency_ms, float(pred[i])
         lines.append(
             f"| {i} ({spec.block_type}, C={spec.channels}, {spec.resolution}²) | {old:.3f} "

@@ -37,7 +37,7 @@ from scipy.ndimage import median_filter
 import lenna
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import anchor_ratios, normalisation, reference_for
+from lenna.measure.reference import Calibration, anchor_ratios, normalisation, reference_for
 from lenna.measure.sampler import Sampler, SampleSpec
 from lenna.measure.timer import Timer
 from lenna.space import Block
@@ -95,7 +95,7 @@ def time_block(
     block = Block(space, spec.block_type, spec.channels, "gated", spec.alphas)
     block.alphas.data = torch.as_tensor(spec.alphas, dtype=torch.float64)
     x = tuple(torch.randn(1, spec.channels, 32, 32) for _ in range(space.num_inputs))
-    ref, _ = normalisation(space, config, z0, (spec.channels, 32), ratios)
+    ref, _ = normalisation(space, config, Calibration(z0, ratios), (spec.channels, 32))
     bench = GatedBench(block, x, Timer(), torch.Generator().manual_seed(seed), ref)
     bench.warm_up(config.warmup_passes)
     costs = bench.op_costs(config.op_passes)

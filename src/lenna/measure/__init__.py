@@ -3,12 +3,14 @@
 from lenna.measure.block_measure import Measurement, measure_block
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
+from lenna.measure.reference import Calibration
 from lenna.measure.rules import CIRule, Estimate, SeedRule, make_rule
 from lenna.measure.sampler import Sampler, SampleSpec
 from lenna.measure.store import Dataset
 
 __all__ = [
     "CIRule",
+    "Calibration",
     "Dataset",
     "Estimate",
     "MeasureConfig",

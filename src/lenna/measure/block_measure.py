@@ -10,7 +10,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import normalisation
+from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.rules import Estimate
 from lenna.measure.sampler import SampleSpec
 from lenna.measure.threads import torch_threads
@@ -43,15 +43,13 @@ def measure_block(
     alphas: object,
     config: MeasureConfig | None = None,
     seed: int = 0,
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> Measurement:
     """Build the gated block, warm it up and estimate its expected latency under ``alphas``
     (``space``: a :class:`SearchSpace` or its name).
 
-    With ``config.normalise``, the label is at the calibrated speed ``reference_ms`` with the
-    anchors' ``reference_ratios`` (a dataset passes its stored ones; ``None`` calibrates once
-    per process)."""
+    With ``config.normalise``, the label is at the speed of ``calibration`` (a dataset's:
+    ``Calibration.of(meta)``; ``None`` calibrates once per process)."""
     config = config or MeasureConfig()
     with torch_threads(config.threads):
         return _measure(
@@ -62,8 +60,7 @@ def measure_block(
             alphas,
             config,
             seed,
-            reference_ms,
-            reference_ratios,
+            calibration,
         )
 
 
@@ -75,8 +72,7 @@ def _measure(
     alphas: object,
     config: MeasureConfig,
     seed: int,
-    reference_ms: float | None,
-    reference_ratios: dict[str, float] | None,
+    calibration: Calibration | None,
 ) -> Measurement:
     t0 = time.perf_counter()
     space = get_space(space) if isinstance(space, str) else space
@@ -92,9 +88,7 @@ def _measure(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     generator = torch.Generator().manual_seed(seed)
-    reference, reference_ms = normalisation(
-        space, config, reference_ms, (channels, resolution), reference_ratios
-    )
+    reference, reference_ms = normalisation(space, config, calibration, (channels, resolution))
     bench = GatedBench(block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()
@@ -114,8 +108,7 @@ def measure_spec(
     spec: SampleSpec,
     config: MeasureConfig | None = None,
     seed: int = 0,
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> Measurement:
     """:func:`measure_block` of one sampler draw (its block type, channels, resolution, α)."""
     return measure_block(
@@ -126,6 +119,5 @@ def measure_spec(
         spec.alphas,
         config,
         seed=seed,
-        reference_ms=reference_ms,
-        reference_ratios=reference_ratios,
+        calibration=calibration,
     )

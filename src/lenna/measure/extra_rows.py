@@ -92,7 +92,7 @@ def add_blocks(
             return 0, skipped
         chans = [b.channels for _, b in todo] + list(cfg.channels)
         res = tuple(sorted({b.resolution for _, b in todo} | set(cfg.resolutions)))
-        z0, ratios = dataset_calibration(
+        cal = dataset_calibration(
             ds,
             cfg,
             local_calibrate(space, m, True, recalibrate, on_calibrate, on_warning),
@@ -108,8 +108,7 @@ def add_blocks(
                 b.alphas,
                 m,
                 _seed(cfg.seed, -i),
-                reference_ms=z0,
-                reference_ratios=ratios,
+                calibration=cal,
             )
             row = sample_row(meas, i, b.regime, m.batch, fp["hash"], trace=False)
             ds.add_sample(row)

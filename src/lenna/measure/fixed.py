@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import Reference, normalisation, time_paired
+from lenna.measure.reference import Calibration, Reference, normalisation, time_paired
 from lenna.measure.rules import Estimate, make_rule
 from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
@@ -62,12 +62,12 @@ def measure_module(
     inputs: tuple[torch.Tensor, ...],
     config: MeasureConfig | None = None,
     space: SearchSpace | None = None,
-    reference_ms: float | None = None,
+    calibration: Calibration | None = None,
 ) -> Estimate:
     """Latency (ms) of ``module(*inputs)`` under ``config`` (rule ``ci``: no gates, no control).
 
     With ``config.normalise`` and a ``space`` (whose reference block to time alongside): at
-    the calibrated speed ``reference_ms`` (``None``: calibrated once per process)."""
+    the speed of ``calibration`` (``None``: calibrated once per process)."""
     config = config or MeasureConfig()
     params = config.rule_params if config.rule in ("ci", "cv") else {}
     rule = make_rule("ci", **{k: v for k, v in params.items() if k in CI_SETTINGS})
@@ -75,7 +75,7 @@ def measure_module(
         device = torch.device(config.device)
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
-        ref, z0 = normalisation(space, config, reference_ms) if space else (None, None)
+        ref, z0 = normalisation(space, config, calibration) if space else (None, None)
         bench = FixedBench(module, inputs, Timer(device), ref)
         for _ in range(max(1, config.warmup_passes) + 2):
             bench.reset()

@@ -31,7 +31,7 @@ import numpy as np
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.ratio_check import check_if_due
-from lenna.measure.reference import anchors_in_range
+from lenna.measure.reference import Calibration, anchors_in_range
 from lenna.measure.runner import (
     RunConfig,
     _missing_indices,
@@ -138,28 +138,21 @@ class Measurer:
         m = self.cfg.measure
         return local_calibrate(get_space(self.cfg.space), m, shared)(need_z0, anchors)
 
-    def control(
-        self, reference_ms: float | None = None, reference_ratios: dict[str, float] | None = None
-    ) -> float:
+    def control(self, calibration: Calibration | None = None) -> float:
         """The drift guard's control sample, measured on this device (ms)."""
         cfg = self.cfg
-        return control_measurement(
-            get_space(cfg.space), cfg, reference_ms, reference_ratios
-        ).latency_ms
+        return control_measurement(get_space(cfg.space), cfg, calibration).latency_ms
 
     def measure(
         self,
         index: int,
-        reference_ms: float | None = None,
-        reference_ratios: dict[str, float] | None = None,
+        calibration: Calibration | None = None,
     ) -> dict:
         cfg, m = self.cfg, self.cfg.measure
         spec = cfg.sampler()(index)
         if self.simulate_s:
             return _simulated_row(spec, index, m.batch, self.fp["hash"], self.simulate_s)
-        meas = measure_sample(
-            get_space(cfg.space), cfg, spec, index, reference_ms, reference_ratios
-        )
+        meas = measure_sample(get_space(cfg.space), cfg, spec, index, calibration)
         return sample_row(meas, index, spec.regime, m.batch, self.fp["hash"], trace=False)
 
 
@@ -301,8 +294,7 @@ class _Fleet:
         self.live = list(actors)
         self.names = {id(a): f"device {i}" for i, a in enumerate(actors)}
         self.have = set(ds.indices())
-        self.z0 = ds.meta.get("reference_ms")
-        self.ratios = ds.meta.get("reference_ratios")
+        self.calibration = Calibration.of(ds.meta)
         self.base: float | None = None  # the drift guard's baseline; None: no guard
         self.since: dict[int, list[int]] = {id(a): [] for a in actors}
         self.queue: list[int] = []
@@ -325,11 +317,9 @@ class _Fleet:
         def on_first_device(need_z0: bool, anchors: list) -> tuple:
             return self._on_first("calibrate", need_z0, anchors)
 
-        self.z0, self.ratios = dataset_calibration(self.ds, self.cfg, on_first_device)
+        self.calibration = dataset_calibration(self.ds, self.cfg, on_first_device)
         if self.cfg.drift_every:
-            self.base = drift_baseline(
-                self.ds, lambda: self._on_first("control", self.z0, self.ratios)
-            )
+            self.base = drift_baseline(self.ds, lambda: self._on_first("control", self.calibration))
 
     def _guarded(self, actor: Any) -> bool:
         """Does ``actor`` run the drift guard (a real device, with the guard on)?"""
@@ -338,10 +328,10 @@ class _Fleet:
     def _next(self, actor: Any) -> None:
         """Give ``actor`` its control if it is due one, else the next sample (if any)."""
         if self._guarded(actor) and len(self.since[id(actor)]) >= self.cfg.drift_every:
-            self.in_flight[actor.control.remote(self.z0, self.ratios)] = (actor, None)
+            self.in_flight[actor.control.remote(self.calibration)] = (actor, None)
         elif self.queue:
             index = self.queue.pop()
-            self.in_flight[actor.measure.remote(index, self.z0, self.ratios)] = (actor, index)
+            self.in_flight[actor.measure.remote(index, self.calibration)] = (actor, index)
 
     def run(self, todo: list[int], on_sample: Callable[[dict, int, str], None] | None) -> None:
         ray = self.ray

@@ -17,7 +17,7 @@ import torch
 
 from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
-from lenna.measure.reference import normalisation
+from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
@@ -37,11 +37,10 @@ def measure_ops_at(
     config: MeasureConfig,
     passes: int = 20,
     fp_hash: str = "",
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> list[dict]:
     """Op-table rows for one block shape: each op of each edge kind, ``passes`` timed calls
-    (with ``config.normalise`` and ``reference_ms``: at that calibrated speed, like labels)."""
+    (with ``config.normalise``: at the speed of ``calibration``, like labels)."""
     with torch_threads(config.threads):
         return _ops_at(
             space,
@@ -51,8 +50,7 @@ def measure_ops_at(
             config,
             passes,
             fp_hash,
-            reference_ms,
-            reference_ratios,
+            calibration,
         )
 
 
@@ -64,8 +62,7 @@ def _ops_at(
     config: MeasureConfig,
     passes: int,
     fp_hash: str,
-    reference_ms: float | None,
-    reference_ratios: dict[str, float] | None,
+    calibration: Calibration | None,
 ) -> list[dict]:
     device = torch.device(config.device)
     block = Block(space, block_type, channels, "gated").to(device, config.torch_dtype)
@@ -73,7 +70,7 @@ def _ops_at(
     inputs = tuple(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
-    ref, z0 = normalisation(space, config, reference_ms, (channels, resolution), reference_ratios)
+    ref, z0 = normalisation(space, config, calibration, (channels, resolution))
     bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []
@@ -120,15 +117,12 @@ def measure_op_table(
     passes: int = 20,
     fp_hash: str = "",
     on_shape: Callable[[list[dict]], None] | None = None,
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> list[dict]:
     """Op-table rows of ``shapes``; ``on_shape`` receives each shape's rows when measured."""
     out = []
     for bt, res, c in shapes:
-        rows = measure_ops_at(
-            space, bt, c, res, config, passes, fp_hash, reference_ms, reference_ratios
-        )
+        rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash, calibration)
         if on_shape:
             on_shape(rows)
         out += rows

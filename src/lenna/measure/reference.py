@@ -39,8 +39,9 @@ against a block timed alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -246,20 +247,40 @@ def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
         return reference_for(space, config.device, config.dtype).calibrate()
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The speed a dataset's labels are at: ``z0_ms``, the primary anchor's calibrated time,
+    and ``ratios``, each other anchor's time to it (``"CxH"`` keys). One value instead of a
+    (time, ratios) pair through every call. ``None`` parts are calibrated here, once per
+    process (a label outside any dataset)."""
+
+    z0_ms: float | None = None
+    ratios: Mapping[str, float] | None = None
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> Calibration:
+        """A dataset's stored calibration (meta ``reference_ms`` and ``reference_ratios``;
+        ``lenna dataset info --json`` shows both)."""
+        ratios = meta.get("reference_ratios")
+        z0 = meta.get("reference_ms")
+        return cls(None if z0 is None else float(z0), None if ratios is None else dict(ratios))
+
+
 def normalisation(
     space: SearchSpace,
     config: MeasureConfig,
-    reference_ms: float | None = None,
+    calibration: Calibration | None = None,
     size: tuple[int, int] | None = None,
-    ratios: dict[str, float] | None = None,
 ) -> tuple[Reference | None, float | None]:
     """The reference block to time alongside under ``config`` and its time at the calibrated
-    speed: ``(None, None)`` when it does not normalise. ``reference_ms`` (``Z0``) and
-    ``ratios`` are a dataset's stored ones; ``None`` calibrates once per process. With
-    ``size`` (the block's channels, resolution) and ``config.reference == "matched"``: the
-    nearest anchor, at ``Z0`` × its ratio."""
+    speed: ``(None, None)`` when it does not normalise. ``calibration``: a dataset's stored
+    one; what it lacks is calibrated once per process. With ``size`` (the block's channels,
+    resolution) and ``config.reference == "matched"``: the nearest anchor, at ``Z0`` × its
+    ratio."""
     if not config.normalise:
         return None, None
+    calibration = calibration or Calibration()
+    reference_ms, ratios = calibration.z0_ms, calibration.ratios
     if reference_ms is None:
         reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
     anchor = ANCHORS[0]

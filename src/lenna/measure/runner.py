@@ -26,6 +26,7 @@ from lenna.measure.machine_calibration import machine_calibrate
 from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import (
     Calibrate,
+    Calibration,
     anchor_key,
     anchors_in_range,
     calibrate_for,
@@ -269,14 +270,14 @@ def dataset_calibration(
     calibrate: Calibrate,
     channels: tuple[int, int] | None = None,
     resolutions: tuple[int, ...] | None = None,
-) -> tuple[float | None, dict[str, float] | None]:
-    """The dataset's calibrated reference time ``Z0`` and, with matched references, the
-    ratios of the anchors that blocks of ``channels`` × ``resolutions`` (default: the
-    config's) need. What is missing is calibrated by ``calibrate`` and stored, so every row,
-    resumed run and fleet device reports at one speed. ``(None, None)`` if not normalised."""
+) -> Calibration:
+    """The dataset's calibration: ``Z0`` and, with matched references, the ratios of the
+    anchors that blocks of ``channels`` × ``resolutions`` (default: the config's) need. What
+    is missing is calibrated by ``calibrate`` and stored, so every row, resumed run and fleet
+    device reports at one speed. Empty if not normalised."""
     m = cfg.measure
     if not m.normalise:
-        return None, None
+        return Calibration()
     z0 = ds.meta.get("reference_ms")
     stored = dict(ds.meta.get("reference_ratios") or {})
     need = (
@@ -293,7 +294,7 @@ def dataset_calibration(
         if missing:
             stored.update(ratios)
             ds.set_meta("reference_ratios", stored)
-    return float(z0), (stored if m.reference == "matched" else None)
+    return Calibration(float(z0), stored if m.reference == "matched" else None)
 
 
 def measure_sample(
@@ -301,21 +302,17 @@ def measure_sample(
     cfg: RunConfig,
     spec: SampleSpec,
     index: int,
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> Measurement:
     """Measure sample ``index`` (``spec = cfg.sampler()(index)``) as its dataset does: the
     same gate seed wherever and whenever it is measured, at the dataset's calibrated speed."""
-    return measure_spec(
-        space, spec, cfg.measure, _seed(cfg.seed, index), reference_ms, reference_ratios
-    )
+    return measure_spec(space, spec, cfg.measure, _seed(cfg.seed, index), calibration)
 
 
 def control_measurement(
     space: SearchSpace,
     cfg: RunConfig,
-    reference_ms: float | None = None,
-    reference_ratios: dict[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> Measurement:
     """The drift guard's fixed sample: a normal block, one-hot on the first convolution."""
     conv = next(i for i, op in enumerate(space.ops) if "conv" in op.lower())
@@ -332,8 +329,7 @@ def control_measurement(
         alphas,
         cfg.measure,
         -1 % 2**31,
-        reference_ms=reference_ms,
-        reference_ratios=reference_ratios,
+        calibration=calibration,
     )
 
 
@@ -422,16 +418,16 @@ def _measure_rows(
     """Measure and commit samples ``todo`` one by one, with the drift guard's control every
     ``cfg.drift_every`` rows."""
     space, sampler, m = get_space(cfg.space), cfg.sampler(), cfg.measure
-    z0, ratios = dataset_calibration(ds, cfg, calibrate)
+    cal = dataset_calibration(ds, cfg, calibrate)
     base = (
-        drift_baseline(ds, lambda: control_measurement(space, cfg, z0, ratios).latency_ms)
+        drift_baseline(ds, lambda: control_measurement(space, cfg, cal).latency_ms)
         if cfg.drift_every
         else 0.0  # unused: no controls without the guard
     )
     since_check: list[int] = []
     for index in todo:
         spec = sampler(index)
-        meas = measure_sample(space, cfg, spec, index, z0, ratios)
+        meas = measure_sample(space, cfg, spec, index, cal)
         row = sample_row(meas, index, spec.regime, m.batch, fp_hash, trace)
         ds.add_sample(row)
         since_check.append(index)
@@ -439,7 +435,7 @@ def _measure_rows(
         if on_sample:
             on_sample(row, count)
         if cfg.drift_every and len(since_check) >= cfg.drift_every:
-            ctrl = control_measurement(space, cfg, z0, ratios).latency_ms
+            ctrl = control_measurement(space, cfg, cal).latency_ms
             message = record_control(ds, base, ctrl, since_check)
             if message:
                 warn(message)
@@ -528,7 +524,7 @@ def run_op_table(
                 on_shape(rows)
 
         space = get_space(cfg.space)
-        z0, ratios = (
+        cal = (
             dataset_calibration(
                 ds,
                 cfg,
@@ -537,7 +533,7 @@ def run_op_table(
                 tuple(resolutions or cfg.resolutions),
             )
             if shapes
-            else (None, None)
+            else Calibration()
         )
         measure_op_table(
             space,
@@ -546,7 +542,6 @@ def run_op_table(
             passes,
             fp["hash"],
             on_shape=store,
-            reference_ms=z0,
-            reference_ratios=ratios,
+            calibration=cal,
         )
         return len(ds.op_table())

@@ -15,6 +15,7 @@ from torch import nn
 
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fixed import measure_module
+from lenna.measure.reference import Calibration
 from lenna.search.network import NetConfig, Network
 from lenna.space import SearchSpace, derive
 
@@ -60,4 +61,5 @@ def measure_fixed_part(
     the calibrated speed ``reference_ms`` when normalised."""
     config = config or MeasureConfig()
     model, x = skeleton(space, net, config.batch)
-    return measure_module(model, (x,), config, space=space, reference_ms=reference_ms).latency_ms
+    cal = Calibration(reference_ms)
+    return measure_module(model, (x,), config, space=space, calibration=cal).latency_ms

@@ -21,6 +21,7 @@ from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import fingerprint
 from lenna.measure.fixed import measure_module
+from lenna.measure.reference import Calibration
 from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.genotype import Genotype
@@ -70,7 +71,7 @@ def measure_network(
     Normalised (``config.normalise``) to ``reference_ms``, the predictor's dataset's calibrated
     reference time when known, so measured and predicted cells are at one speed."""
     config = config or MeasureConfig()
-    ref = {"space": net.space, "reference_ms": reference_ms}
+    ref = {"space": net.space, "calibration": Calibration(reference_ms)}
     n = net.net
     x = torch.randn(config.batch, n.in_channels, n.resolution, n.resolution)
     per_cell = []
