@@ -425,6 +425,7 @@ def test_evaluate_arch_json_says_whether_the_budget_was_met(tmp_path, fast_measu
     assert res["measured_ms"] > 0 and res["predicted_network_ms"] == pytest.approx(0.6)
 
 
+@pytest.mark.slow  # two searches and two verifications: `make test-slow`
 def test_sweep_by_budgets_writes_a_folder_per_budget(tmp_path, fast_measure):
     fastest, slowest = budget_range()
     budgets = [fastest + f * (slowest - fastest) for f in (0.4, 0.7)]
