@@ -22,7 +22,7 @@ from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.runner import (
     Interrupted,
     RunConfig,
@@ -104,6 +104,7 @@ def _build_config(
     drift_every: int | None = None,
     normalise: bool | None = None,
     reference: str | None = None,
+    backend: str | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out)
@@ -119,6 +120,7 @@ def _build_config(
             "threads": threads,
             "normalise": normalise,
             "reference": reference,
+            "backend": backend,
         }.items()
         if v is not None
     }
@@ -187,6 +189,13 @@ def measure_cmd(
         help="Which reference block to time alongside: matched (default: the one nearest the "
         "block's size, steadier for large blocks) or single (always the 16-channel one).",
     ),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        help="The runtime labels are the time of: torch (eager mode, default) or onnxruntime "
+        "(each sampled path as ONNX Runtime runs the fixed cell; needs lenna[onnx]). New "
+        "files only: a file of one backend refuses rows of another.",
+    ),
     drift_every: int = typer.Option(
         None,
         "--drift-every",
@@ -249,6 +258,7 @@ def measure_cmd(
         drift_every=drift_every,
         normalise=normalise,
         reference=reference,
+        backend=backend,
     )
     if run_blocks is not None and run_space != cfg.space:
         raise InputError(f"{from_run} searched space {run_space!r}; {out} holds {cfg.space!r}")
@@ -323,9 +333,7 @@ def _measure_local(
 ) -> None:
     """`lenna measure` on this machine, with a progress bar."""
     m = cfg.measure
-    with open_dataset(
-        out, cfg, fingerprint(m.device, m.threads, m.dtype, m.batch), allow_mixed
-    ) as ds:
+    with open_dataset(out, cfg, config_fingerprint(m), allow_mixed) as ds:
         start_count = ds.count()  # also refuses a mismatched file before any progress is shown
         added = sum(i < 0 for i in ds.indices())  # rows of --from-run: not part of -n
     stored = [start_count]

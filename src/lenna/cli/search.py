@@ -316,6 +316,11 @@ def evaluate_arch_cmd(
     measure_threads: int = typer.Option(
         None, "--measure-threads", help="Threads while measuring (default: as the labels)."
     ),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        help="Runtime to measure in: torch (eager) or onnxruntime (default: the labels').",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     weights_out: Path = typer.Option(
         None,
@@ -336,7 +341,7 @@ def evaluate_arch_cmd(
         raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
     g = Genotype.load(genotype)
     limit = None if limit == 0 else limit  # as in search: 0 means all
-    mcfg = measure_config_for(g, device, measure_threads)
+    mcfg = measure_config_for(g, device, measure_threads, backend)
     data = data or g.info.get("data") or "mnist5k"
     seed = seed if seed is not None else int(g.info.get("seed", 0))
     with err.status("measuring and training") as status:

@@ -19,7 +19,7 @@ from lenna.demo.plan import FULL, QUICK, DemoPlan
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.runner import RunConfig, config_differences, run_measurement, run_op_table
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
@@ -117,7 +117,7 @@ def run_demo(
     db = out / "latency.db"
     cfg = measure_config(plan)
     m = cfg.measure
-    res = DemoResult(out, plan.name, fingerprint(m.device, m.threads, m.dtype, m.batch))
+    res = DemoResult(out, plan.name, config_fingerprint(m))
     if db.exists():
         with Dataset.open(db, readonly=True) as ds:
             diff, moved = config_differences(ds.meta, cfg)

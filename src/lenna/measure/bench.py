@@ -15,9 +15,13 @@ can be tested against a fake with known values. The real bench:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
+from lenna.measure.backend import DISCARD_PASSES
+from lenna.measure.probe import probe_edge_inputs
 from lenna.measure.reference import Reference, time_paired
 from lenna.measure.timer import Timer
 from lenna.space import Block
@@ -38,7 +42,7 @@ class GatedBench:
         self.block, self.inputs, self.timer, self.generator = block.eval(), inputs, timer, generator
         self.reference = reference
         self.path: list[int] = []
-        self._edge_inputs = self._probe_edge_inputs()
+        self._edge_inputs = probe_edge_inputs(self.block, inputs)
 
     def _run(self) -> None:
         self.block(*self.inputs)
@@ -47,7 +51,8 @@ class GatedBench:
     def reset(self) -> list[int]:
         """Sample a new path, run it once untimed (the outlier pass), return the path."""
         self.path = self.block.reset_gates(self.generator)
-        self._run()
+        for _ in range(DISCARD_PASSES["torch"]):
+            self._run()
         return self.path
 
     @torch.inference_mode()
@@ -60,27 +65,6 @@ class GatedBench:
         """Seconds of ``n`` passes of the path and of the reference, interleaved pass by pass
         so both see the same moments of the machine."""
         return time_paired(self.timer, self._run, self.reference, n)
-
-    @torch.inference_mode()
-    def _probe_edge_inputs(self) -> dict[int, torch.Tensor]:
-        """One input tensor per edge, as the block feeds it (captured with forward hooks)."""
-        seen: dict[int, torch.Tensor] = {}
-        hooks = [
-            edge.register_forward_pre_hook(lambda m, a, k=int(k): seen.setdefault(k, a[0]))
-            for k, edge in self.block.edges.items()
-        ]
-        saved = [e.active for e in self.block.edges.values()]
-        for e in self.block.edges.values():
-            # any op that runs will do (not `none`: it is skipped): only the inputs are wanted
-            e.active = next(i for i, n in enumerate(e.op_names) if n != NONE_OP)
-        try:
-            self._run()
-        finally:
-            for h in hooks:
-                h.remove()
-            for e, a in zip(self.block.edges.values(), saved, strict=True):
-                e.active = a
-        return seen
 
     def edge_kinds(self) -> dict[tuple, int]:
         """One representative edge per (ops, stride, input shape): such edges cost alike."""
@@ -117,16 +101,21 @@ class GatedBench:
                 if name == NONE_OP:  # an absent edge costs nothing: the path never calls it
                     out.append(self._op_row(key, slot, name, edge, x, c_out, [0.0] * passes))
                     continue
-                op(x)
+                call = self._op_call(op, x)
+                call()
                 times, refs = [], []
                 for _ in range(passes):
-                    times.append(self.timer(lambda op=op, x=x: op(x)))
+                    times.append(self.timer(call))
                     if z0_ms is not None and self.reference is not None:
                         refs.append(self.reference.time_s())
                 if refs:
                     times = [t * z0_ms * 1e-3 / float(np.median(refs)) for t in times]
                 out.append(self._op_row(key, slot, name, edge, x, c_out, times))
         return out
+
+    def _op_call(self, op: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+        """One call of ``op`` alone on ``x``, as this bench's runtime runs it."""
+        return lambda: op(x)
 
     @staticmethod
     def _op_row(

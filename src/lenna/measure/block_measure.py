@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
+from lenna.measure.ort_bench import gated_bench
 from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.rules import Estimate
 from lenna.measure.sampler import SampleSpec
@@ -89,7 +89,7 @@ def _measure(
     )
     generator = torch.Generator().manual_seed(seed)
     reference, reference_ms = normalisation(space, config, calibration, (channels, resolution))
-    bench = GatedBench(block, inputs, Timer(device), generator, reference)
+    bench = gated_bench(config, block, inputs, Timer(device), generator, reference)
     bench.warm_up(config.warmup_passes)
     rule = config.make_rule()
     costs = probs = None

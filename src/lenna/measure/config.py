@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from lenna.errors import InputError
+from lenna.measure.backend import check_backend
 from lenna.measure.rules import CIRule, SeedRule, make_rule
 from lenna.measure.timer import resolve_device
 
@@ -35,6 +36,9 @@ class MeasureConfig:
     nearest its size, ``"single"`` always alongside the 16-channel 16×16 one (files from
     before anchors). Matched shares more of a large block's drift, most of all with 2 threads.
     Without normalisation it is always ``"single"`` (nothing is timed alongside).
+
+    ``backend``: the runtime a label is the time of, ``"torch"`` (eager mode) or
+    ``"onnxruntime"`` (:mod:`lenna.measure.backend`).
     """
 
     rule: str = "cv"
@@ -47,6 +51,7 @@ class MeasureConfig:
     op_passes: int = 15
     normalise: bool | None = None
     reference: str = "matched"
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -58,6 +63,7 @@ class MeasureConfig:
         if self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         resolve_device(self.device)
+        check_backend(self.backend, self.device, self.dtype)
         self.make_rule()
         if self.rule == "seed" and self.normalise:
             raise InputError("the seed rule is kept as the seed wrote it: it cannot --normalise")

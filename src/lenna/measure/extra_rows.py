@@ -18,7 +18,7 @@ import numpy as np
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import measure_block
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.runner import (
     RunConfig,
     _seed,
@@ -77,7 +77,7 @@ def add_blocks(
         need = block_bytes(space, b.block_type, b.channels, b.resolution, cfg.measure.batch)
         check_fits(f"a {b.block_type} block of {b.channels} channels", need, cfg.measure.device)
     m = cfg.measure
-    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    fp = config_fingerprint(m)
     added = skipped = 0
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
         have = ds.indices()

@@ -11,8 +11,14 @@ import hashlib
 import json
 import os
 import platform
+from typing import TYPE_CHECKING
 
 import torch
+
+from lenna.measure.backend import backend_info
+
+if TYPE_CHECKING:
+    from lenna.measure.config import MeasureConfig
 
 
 def cpu_model() -> str:
@@ -32,8 +38,10 @@ def fingerprint(
     dtype: str = "float32",
     batch: int = 1,
     simulated: bool = False,
+    backend: str = "torch",
 ) -> dict:
-    """Facts that decide a latency, plus ``hash`` (12 hex digits of the rest)."""
+    """Facts that decide a latency, plus ``hash`` (12 hex digits of the rest). The backend's
+    facts are added only for a backend other than ``torch``, so older files keep their hash."""
     dev = torch.device(device)
     info = {
         "cpu_model": cpu_model(),
@@ -48,9 +56,17 @@ def fingerprint(
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()} {platform.machine()}",
         "simulated": simulated,
+        **backend_info(backend),
     }
     blob = json.dumps(info, sort_keys=True).encode()
     return {**info, "hash": hashlib.sha256(blob).hexdigest()[:12]}
+
+
+def config_fingerprint(config: MeasureConfig, simulated: bool = False) -> dict:
+    """:func:`fingerprint` of labels measured under ``config``."""
+    return fingerprint(
+        config.device, config.threads, config.dtype, config.batch, simulated, config.backend
+    )
 
 
 def describe(fp: dict) -> str:
@@ -58,5 +74,11 @@ def describe(fp: dict) -> str:
     return (
         f"{fp['device_name']} ({fp['device']}, {fp['threads']} "
         f"thread{'' if fp['threads'] == 1 else 's'}, batch {fp['batch']}, "
-        f"{fp['dtype']}), torch {fp['torch']}, {fp['os']} [{fp['hash']}]"
+        f"{fp['dtype']}), torch {fp['torch']}{_runtime(fp)}, {fp['os']} [{fp['hash']}]"
     )
+
+
+def _runtime(fp: dict) -> str:
+    if fp.get("backend", "torch") == "torch":
+        return ""
+    return f", {fp['backend']} {fp.get(fp['backend'], '')}".rstrip()

@@ -3,18 +3,22 @@
 There are no gates to sample, so a "reset" is a round: one untimed pass, then a few timed
 passes whose minimum is the round's value; rounds continue until the 95 % confidence interval
 of their mean is within the rule's tolerance. Same clock, warm-up, threads, eval mode and
-reference normalisation as :func:`lenna.measure.measure_block`.
+reference normalisation as :func:`lenna.measure.measure_block`; under ONNX Runtime the module
+is exported once and its session timed.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from lenna.measure.backend import DISCARD_PASSES
 from lenna.measure.config import MeasureConfig
+from lenna.measure.ort_path import module_call
 from lenna.measure.reference import Calibration, Reference, normalisation, time_paired
 from lenna.measure.rules import Estimate, make_rule
 from lenna.measure.threads import torch_threads
@@ -31,9 +35,12 @@ class FixedBench:
         inputs: tuple[torch.Tensor, ...],
         timer: Timer,
         reference: Reference | None = None,
+        run: Callable[[], object] | None = None,
     ) -> None:
         self.module, self.inputs, self.timer = module.eval(), inputs, timer
         self.reference = reference
+        if run is not None:  # another runtime's pass of the same module (ONNX Runtime)
+            self._run = run  # type: ignore[method-assign]
 
     def _run(self) -> None:
         self.module(*self.inputs)
@@ -76,7 +83,10 @@ def measure_module(
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
         ref, z0 = normalisation(space, config, calibration) if space else (None, None)
-        bench = FixedBench(module, inputs, Timer(device), ref)
-        for _ in range(max(1, config.warmup_passes) + 2):
+        run = None
+        if config.backend == "onnxruntime":
+            run = module_call(module, inputs, config.threads or 1)
+        bench = FixedBench(module, inputs, Timer(device), ref, run)
+        for _ in range(max(config.warmup_passes, DISCARD_PASSES[config.backend]) + 2):
             bench.reset()
         return rule.run(bench, z0_ms=z0)

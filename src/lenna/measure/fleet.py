@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lenna.errors import InputError
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import Calibration, anchors_in_range
 from lenna.measure.runner import (
@@ -124,7 +124,7 @@ class Measurer:
         self.cfg = RunConfig.from_dict(cfg)
         self.simulate_s = simulate_s
         m = self.cfg.measure
-        self.fp = fingerprint(m.device, m.threads, m.dtype, m.batch, simulated=bool(simulate_s))
+        self.fp = config_fingerprint(m, simulated=bool(simulate_s))
 
     def fingerprint(self) -> dict:
         return self.fp

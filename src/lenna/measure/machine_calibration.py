@@ -47,10 +47,13 @@ def cache_dir() -> Path:
     return Path(base) / "lenna"
 
 
-def machine_key(space: SearchSpace, device: str, dtype: str, threads: int) -> tuple[str, dict]:
-    """The entry's key and the fingerprint it stands for. Batch is left out on purpose: the
-    reference blocks always run at batch 1, so files of any batch share one scale."""
-    fp = fingerprint(device, threads, dtype, 1)
+def machine_key(
+    space: SearchSpace, device: str, dtype: str, threads: int, backend: str = "torch"
+) -> tuple[str, dict]:
+    """The entry's key and the fingerprint it stands for (the backend's facts included: an
+    ONNX Runtime reference has its own speed). Batch is left out on purpose: the reference
+    blocks always run at batch 1, so files of any batch share one scale."""
+    fp = fingerprint(device, threads, dtype, 1, backend=backend)
     return f"{space.name}:{space.definition_hash()}:{fp['hash']}", fp
 
 
@@ -107,13 +110,14 @@ def machine_calibrate(
     fresh: bool = False,
     on_calibrate: Callable[[], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    backend: str = "torch",
 ) -> Calibrate:
     """A :data:`Calibrate` that answers from this machine's cache entry and calibrates (with
     ``calibrate``, ``repeats`` times (default :data:`REPEATS`), the fastest kept) only what
     the entry lacks; ``fresh`` replaces the entry's values on first use. ``on_calibrate()``
     is called before a real calibration (it takes tens of seconds), ``on_warning(message)``
     when its repeats disagree (a busy machine)."""
-    key, fp = machine_key(space, device, dtype, threads)
+    key, fp = machine_key(space, device, dtype, threads, backend)
     state = {"fresh": fresh}
 
     def answer(need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lenna.measure.bench import GatedBench
 from lenna.measure.config import MeasureConfig
+from lenna.measure.ort_bench import gated_bench
 from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
@@ -71,7 +71,7 @@ def _ops_at(
         torch.randn(shape, device=device, dtype=config.torch_dtype) for _ in range(space.num_inputs)
     )
     ref, z0 = normalisation(space, config, calibration, (channels, resolution))
-    bench = GatedBench(block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
+    bench = gated_bench(config, block, inputs, Timer(device), torch.Generator().manual_seed(0), ref)
     bench.warm_up(config.warmup_passes)
     rows = []
     for t in bench.time_ops(passes, z0):

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 
 from lenna.errors import InputError
+from lenna.measure.backend import DISCARD_PASSES
+from lenna.measure.ort_path import PathSessions
 from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
 from lenna.space import Block, SearchSpace
@@ -71,6 +73,8 @@ class Reference:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         size: tuple[int, int] = (CHANNELS, RESOLUTION),
+        backend: str = "torch",
+        threads: int = 1,
     ):
         dev = torch.device(device)
         channels, resolution = self.size = size
@@ -83,7 +87,11 @@ class Reference:
         self.timer = Timer(dev)
         with torch.inference_mode():
             self.block.reset_gates(torch.Generator().manual_seed(SEED))
-            for _ in range(3):
+            if backend == "onnxruntime":  # the same fixed path, as ORT runs it
+                sessions = PathSessions(self.block, self.inputs, threads)
+                sessions.open()
+                self._run = sessions.run  # type: ignore[method-assign]
+            for _ in range(DISCARD_PASSES[backend] + 2):
                 self._run()
 
     def _run(self) -> None:
@@ -193,15 +201,29 @@ def reference_for(
     device: str = "cpu",
     dtype: str = "float32",
     size: tuple[int, int] = (CHANNELS, RESOLUTION),
+    backend: str = "torch",
+    threads: int = 1,
 ) -> Reference:
-    """One reference per (space, device, dtype, size) and process: building one costs a few
-    passes."""
+    """One reference per (space, device, dtype, size, backend) and process: building one costs
+    a few passes. An ONNX Runtime session's threads are fixed when it opens, so they are part
+    of its key."""
     from lenna.measure.config import DTYPES
 
-    key = (space.definition_hash(), device, dtype, tuple(size))
+    key = (space.definition_hash(), device, dtype, tuple(size), backend)
+    if backend != "torch":
+        key += (threads,)
     if key not in _REFERENCES:
-        _REFERENCES[key] = Reference(space, device, DTYPES[dtype], tuple(size))
+        _REFERENCES[key] = Reference(space, device, DTYPES[dtype], tuple(size), backend, threads)
     return _REFERENCES[key]
+
+
+def config_reference(
+    space: SearchSpace, config: MeasureConfig, size: tuple[int, int] = (CHANNELS, RESOLUTION)
+) -> Reference:
+    """:func:`reference_for` under ``config`` (device, dtype, backend, threads)."""
+    return reference_for(
+        space, config.device, config.dtype, size, config.backend, config.threads or 1
+    )
 
 
 def anchors_in_range(
@@ -223,11 +245,11 @@ def calibrate_ratios(
     """A fresh calibration of ``anchors``' ratios to the primary under ``config``
     (``"CxH"`` → ratio; the primary's is 1), as a new dataset stores it."""
     with torch_threads(config.threads):
-        primary = reference_for(space, config.device, config.dtype)
+        primary = config_reference(space, config)
         return {
             anchor_key(a): 1.0
             if tuple(a) == ANCHORS[0]
-            else calibrate_ratio(reference_for(space, config.device, config.dtype, a), primary)
+            else calibrate_ratio(config_reference(space, config, a), primary)
             for a in anchors
         }
 
@@ -236,6 +258,7 @@ def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]
     """:func:`calibrate_ratios` once per process and setting, for callers outside a dataset
     (a dataset passes its stored ratios instead)."""
     key = (space.definition_hash(), config.device, config.dtype, config.threads or 1)
+    key += (config.backend,)
     if key not in _RATIOS:
         _RATIOS[key] = calibrate_ratios(space, config)
     return dict(_RATIOS[key])
@@ -244,7 +267,7 @@ def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]
 def calibrate_for(space: SearchSpace, config: MeasureConfig) -> float:
     """A fresh ``Z0`` for a dataset measured under ``config`` (at its threads)."""
     with torch_threads(config.threads):
-        return reference_for(space, config.device, config.dtype).calibrate()
+        return config_reference(space, config).calibrate()
 
 
 @dataclass(frozen=True)
@@ -282,12 +305,14 @@ def normalisation(
     calibration = calibration or Calibration()
     reference_ms, ratios = calibration.z0_ms, calibration.ratios
     if reference_ms is None:
-        reference_ms = calibrated_ms(space, config.device, config.dtype, config.threads)
+        reference_ms = calibrated_ms(
+            space, config.device, config.dtype, config.threads, config.backend
+        )
     anchor = ANCHORS[0]
     if size is not None and config.reference == "matched":
         anchor = anchor_for(*size)
     if anchor == ANCHORS[0]:
-        return reference_for(space, config.device, config.dtype), reference_ms
+        return config_reference(space, config), reference_ms
     if ratios is None:
         ratios = anchor_ratios(space, config)
     if anchor_key(anchor) not in ratios:
@@ -296,16 +321,21 @@ def normalisation(
             f"(this dataset has: {', '.join(ratios) or 'none'})"
         )
     ratio = float(ratios[anchor_key(anchor)])
-    return reference_for(space, config.device, config.dtype, anchor), reference_ms * ratio
+    return config_reference(space, config, anchor), reference_ms * ratio
 
 
 def calibrated_ms(
-    space: SearchSpace, device: str = "cpu", dtype: str = "float32", threads: int | None = 1
+    space: SearchSpace,
+    device: str = "cpu",
+    dtype: str = "float32",
+    threads: int | None = 1,
+    backend: str = "torch",
 ) -> float:
     """``Z0`` for callers outside a dataset: one calibration per process and setting."""
     threads = threads or 1
-    key = (space.definition_hash(), device, dtype, threads)
+    key = (space.definition_hash(), device, dtype, threads, backend)
     if key not in _Z0:
         with torch_threads(threads):
-            _Z0[key] = reference_for(space, device, dtype).calibrate()
+            ref = reference_for(space, device, dtype, backend=backend, threads=threads)
+            _Z0[key] = ref.calibrate()
     return _Z0[key]

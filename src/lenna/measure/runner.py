@@ -21,7 +21,7 @@ from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.machine_calibration import machine_calibrate
 from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import (
@@ -84,10 +84,16 @@ class RunConfig:
 
 def upgrade_config(d: dict) -> dict:
     """A stored config as this version writes it: files from before reference normalisation
-    were measured without it, files from before anchors with the single reference, files from
-    before versioned samplers and labels with version 1 of each."""
+        were measured without it, files from before anchors with the single reference, files from
+        before versioned samplers and labels with version 1 of each, files from before backends in
+    PyTorch eager mode."""
     d = {"sampler_version": 1, "label_version": 1, **d}
-    d["measure"] = {"normalise": False, "reference": "single", **d.get("measure", {})}
+    d["measure"] = {
+        "normalise": False,
+        "reference": "single",
+        "backend": "torch",
+        **d.get("measure", {}),
+    }
     return d
 
 
@@ -261,6 +267,7 @@ def local_calibrate(
         fresh=fresh,
         on_calibrate=on_calibrate,
         on_warning=on_warning,
+        backend=m.backend,
     )
 
 
@@ -390,7 +397,7 @@ def run_measurement(
         raise InputError(f"-n must be >= 0, got {n}")
     space = get_space(cfg.space)
     m = cfg.measure
-    fp = fp or fingerprint(m.device, m.threads, m.dtype, m.batch)
+    fp = fp or config_fingerprint(m)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
         calibrate = local_calibrate(space, m, True, recalibrate, on_calibrate, warn)
@@ -506,7 +513,7 @@ def run_op_table(
     if passes < 1:
         raise InputError(f"passes must be >= 1, got {passes}")
     m = cfg.measure
-    fp = fingerprint(m.device, m.threads, m.dtype, m.batch)
+    fp = config_fingerprint(m)
     check_sizes(cfg, (channels or cfg.channels)[1])
     grid = channel_grid(*(channels or cfg.channels))
     grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))

@@ -19,7 +19,7 @@ import torch
 
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.memory import check_fits
 from lenna.predict.io import load_predictor
 from lenna.search.bilevel import StepStats, search_step
@@ -303,7 +303,7 @@ def _fixed_part(
     return {
         "fixed_ms": term.fixed_ms,
         "measured_as": rec,
-        "fingerprint": fingerprint(mcfg.device, mcfg.threads, mcfg.dtype, mcfg.batch),
+        "fingerprint": config_fingerprint(mcfg),
     }
 
 

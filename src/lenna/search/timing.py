@@ -10,24 +10,32 @@ from lenna.predict.base import Predictor
 
 
 def measured_as(predictor: Predictor) -> dict:
-    """The timing settings of the predictor's labels (device, threads, batch, dtype, machine
-    hash) and its dataset's calibrated reference time."""
+    """The timing settings of the predictor's labels (device, threads, batch, dtype, backend,
+    machine hash) and its dataset's calibrated reference time."""
     fp = predictor.info.get("fingerprint") or {}
     rec = {k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp}
+    rec["backend"] = fp.get("backend", "torch")
     rec["reference_ms"] = predictor.info.get("reference_ms")
     return rec
 
 
 def measure_config_from(
-    rec: Mapping, device: str | None = None, threads: int | None = None
+    rec: Mapping,
+    device: str | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
 ) -> MeasureConfig:
     """Measure as recorded in ``rec`` (:func:`measured_as`) unless told otherwise; else the
     datasets' defaults.
 
     Normalised to the dataset's reference time only when the labels were normalised and the
-    device and threads are the recorded ones: a ``Z0`` from another setting means nothing."""
-    same = (device is None or device == rec.get("device")) and (
-        threads is None or threads == rec.get("threads")
+    device, threads and backend are the recorded ones: a ``Z0`` from another setting means
+    nothing."""
+    recorded = rec.get("backend") or "torch"
+    same = (
+        (device is None or device == rec.get("device"))
+        and (threads is None or threads == rec.get("threads"))
+        and (backend is None or backend == recorded)
     )
     return MeasureConfig(
         device=device if device is not None else rec.get("device") or "cpu",
@@ -35,4 +43,5 @@ def measure_config_from(
         batch=int(rec.get("batch") or 1),
         dtype=rec.get("dtype") or "float32",
         normalise=rec.get("reference_ms") is not None and same,
+        backend=backend or recorded,
     )

@@ -19,7 +19,7 @@ from torch import nn
 
 from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.fixed import measure_module
 from lenna.measure.reference import Calibration
 from lenna.memory import check_fits
@@ -31,10 +31,13 @@ from lenna.space import get_space
 
 
 def measure_config_for(
-    genotype: Genotype, device: str | None = None, threads: int | None = None
+    genotype: Genotype,
+    device: str | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
 ) -> MeasureConfig:
     """Measure as the predictor's labels were measured (recorded in the genotype)."""
-    return measure_config_from(genotype.info.get("measured_as") or {}, device, threads)
+    return measure_config_from(genotype.info.get("measured_as") or {}, device, threads, backend)
 
 
 def build(genotype: Genotype, batch: int = 64) -> Network:
@@ -83,7 +86,7 @@ def measure_network(
         "measured_ci_ms": whole.ci_half_width_ms,
         "measured_cells_ms": float(sum(e.latency_ms for e in per_cell)),
         "measured_per_cell_ms": [e.latency_ms for e in per_cell],
-        "fingerprint": fingerprint(config.device, config.threads, config.dtype, config.batch),
+        "fingerprint": config_fingerprint(config),
     }
 
 

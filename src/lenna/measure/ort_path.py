@@ -1,0 +1,89 @@
+"""ONNX Runtime sessions of a gated block's sampled paths, each the fixed cell it stands for.
+
+Why a session per distinct path: a path is assembled from exported pieces
+(:mod:`lenna.measure.onnx_pieces`) and opened in a few ms; a peaked α samples the same path
+again and again, and its session is then reused (it is the same fixed cell). A new session runs
+its first passes slow, so every switch of path discards passes before any is timed
+(:data:`lenna.measure.backend.DISCARD_PASSES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import nn
+
+from lenna.measure.backend import session
+from lenna.measure.onnx_pieces import Piece, Pieces, assemble, export_module, shared_pieces
+from lenna.measure.probe import probe_edge_inputs
+from lenna.space import Block
+
+
+class PathSessions:
+    """Runs ``block``'s current path (its gates as sampled) in ONNX Runtime on ``inputs``."""
+
+    def __init__(
+        self,
+        block: Block,
+        inputs: tuple[torch.Tensor, ...],
+        threads: int = 1,
+        pieces: Pieces | None = None,
+        edge_inputs: dict[int, torch.Tensor] | None = None,
+    ) -> None:
+        self.block, self.inputs, self.threads = block, inputs, threads
+        self.pieces = pieces or shared_pieces()
+        self.edge_inputs = edge_inputs or probe_edge_inputs(block, inputs)
+        self.feed = {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
+        self._sessions: dict[tuple, object] = {}
+        self._current: object | None = None
+
+    def open(self) -> None:
+        """Make the block's current path the one :meth:`run` runs."""
+        key = tuple(e.active for e in self.block.edges.values())
+        if key not in self._sessions:
+            model = assemble(self.block, self.inputs, self.edge_inputs, self.pieces)
+            self._sessions[key] = session(model.SerializeToString(), self.threads)
+        self._current = self._sessions[key]
+        # a pass is one C call: Python frames in between cost ~1 µs of a 50-µs cell
+        self.run = partial(self._current.run, None, self.feed)  # type: ignore[method-assign]
+
+    def run(self) -> None:
+        """One pass of the current path (replaced by the session's own call on :meth:`open`)."""
+        raise RuntimeError("no path is open: call open() first")
+
+    def model(self) -> object:
+        """The ONNX model of the current path (for checks and benchmarks)."""
+        return assemble(self.block, self.inputs, self.edge_inputs, self.pieces)
+
+    def op_call(self, op: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+        """One call of ``op`` alone on ``x`` in its own session (an op's cost under ORT)."""
+        piece = self.pieces.get(op, x)
+        sess = _piece_session(piece, self.threads)
+        return partial(sess.run, None, {"x": x.detach().cpu().numpy()})
+
+    def export_all(self) -> None:
+        """Export every candidate op of every edge (and the preprocessing) now, so no export
+        happens between a reset and its timed passes."""
+        for i, pre in enumerate(self.block.preprocess):
+            self.pieces.get(pre, self.inputs[i])
+        for k, edge in self.block.edges.items():
+            for name, op in zip(edge.op_names, edge.ops, strict=True):
+                if name != "none":
+                    self.pieces.get(op, self.edge_inputs[int(k)])
+
+
+def module_call(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int = 1
+) -> Callable[[], object]:
+    """One pass of a fixed ``module`` on ``inputs`` in ONNX Runtime (exported once)."""
+    sess = session(export_module(module, inputs).SerializeToString(), threads)
+    feed = {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
+    return partial(sess.run, None, feed)
+
+
+def _piece_session(piece: Piece, threads: int) -> object:
+    if threads not in piece.sessions:
+        piece.sessions[threads] = session(piece.model.SerializeToString(), threads)
+    return piece.sessions[threads]

@@ -1,0 +1,309 @@
+"""The ONNX Runtime backend: a path assembled from pieces is the fixed cell, its labels belong
+to their own fingerprint, and a missing extra is one line."""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+from measure_helpers import fast_measure, one_line_error, tiny_config
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.errors import InputError
+from lenna.measure import measure_block
+from lenna.measure.backend import DISCARD_PASSES, session
+from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import config_fingerprint, fingerprint
+from lenna.measure.machine_calibration import machine_key
+from lenna.measure.onnx_pieces import Pieces
+from lenna.measure.ort_bench import OrtGatedBench, gated_bench
+from lenna.measure.ort_path import PathSessions, module_call
+from lenna.measure.runner import RunConfig, open_dataset, upgrade_config
+from lenna.measure.timer import Timer
+from lenna.search.timing import measure_config_from
+from lenna.space import Block, cell_alphas, get_space, random_cell
+from lenna.space.mixed import NONE_OP
+
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'lenna[onnx]'")
+pytestmark = pytest.mark.usefixtures("single_thread")
+runner = CliRunner()
+
+
+def tie_weights(block: Block, paths: PathSessions) -> None:
+    """Give the torch block the weights its pieces were exported with (pieces are shared by
+    every module of one structure and input shape)."""
+    for i, pre in enumerate(block.preprocess):
+        pre.load_state_dict(paths.pieces.get(pre, block_input(paths, i)).module.state_dict())
+    for k, edge in block.edges.items():
+        for op in edge.ops:
+            piece = paths.pieces.get(op, paths.edge_inputs[int(k)])
+            op.load_state_dict(piece.module.state_dict())
+
+
+def block_input(paths: PathSessions, i: int) -> torch.Tensor:
+    return paths.inputs[i]
+
+
+def ort_output(paths: PathSessions) -> np.ndarray:
+    sess = session(paths.model().SerializeToString(), 1)
+    return sess.run(None, paths.feed)[0]
+
+
+@pytest.mark.parametrize("space_name", ["lenna", "darts"])
+@pytest.mark.parametrize("block_type", ["normal", "reduction"])
+def test_an_assembled_path_computes_what_the_gated_block_computes(space_name, block_type):
+    sp = get_space(space_name)
+    torch.manual_seed(0)
+    block = Block(sp, block_type, 6, "gated").eval()
+    xs = tuple(torch.randn(1, 6, 8, 8) for _ in range(sp.num_inputs))
+    paths = PathSessions(block, xs, pieces=Pieces())
+    paths.export_all()
+    tie_weights(block, paths)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        with torch.inference_mode():
+            block.reset_gates(gen)
+            want = block(*xs).numpy()
+        got = ort_output(paths)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("space_name", ["lenna", "darts"])
+def test_an_assembled_derived_cell_computes_what_the_fixed_cell_computes(space_name):
+    sp = get_space(space_name)
+    rng = np.random.default_rng(5)
+    for bt in ("normal", "reduction"):
+        cell = random_cell(sp, bt, rng)
+        torch.manual_seed(1)
+        fixed = Block(sp, bt, 4, "fixed", choices=cell).eval()
+        gated = Block(sp, bt, 4, "gated", cell_alphas(sp, bt, cell)).eval()
+        xs = tuple(torch.randn(1, 4, 8, 8) for _ in range(sp.num_inputs))
+        paths = PathSessions(gated, xs, pieces=Pieces())
+        with torch.inference_mode():
+            gated.reset_gates(torch.Generator().manual_seed(0))
+        assert [None if a == NONE_OP else a for a in gated.active_ops()] == cell
+        paths.export_all()
+        tie_weights(gated, paths)
+        for k, edge in fixed.edges.items():  # the fixed cell gets the gated block's weights
+            g = gated.edges[k]
+            edge.ops[0].load_state_dict(g.ops[g.active].state_dict())
+        fixed.preprocess.load_state_dict(gated.preprocess.state_dict())
+        with torch.inference_mode():
+            want = fixed(*xs).numpy()
+        np.testing.assert_allclose(ort_output(paths), want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_node_whose_sampled_inputs_are_all_none_is_zeros_as_in_torch():
+    sp = get_space("darts")
+    torch.manual_seed(0)
+    block = Block(sp, "normal", 4, "gated").eval()
+    xs = tuple(torch.randn(1, 4, 8, 8) for _ in range(2))
+    paths = PathSessions(block, xs, pieces=Pieces())
+    paths.export_all()
+    tie_weights(block, paths)
+    for k, edge in block.edges.items():  # node 2's edges (0, 1) none; the rest a real op
+        src_node = next(e.dst for e in sp.edges if e.index == int(k))
+        edge.active = edge.op_names.index(NONE_OP if src_node == 2 else "sep_conv_3x3")
+    with torch.inference_mode():
+        want = block(*xs).numpy()
+    np.testing.assert_allclose(ort_output(paths), want, rtol=1e-4, atol=1e-5)
+    assert np.all(want[:, :4] == 0)  # the empty node's slice of the concat
+
+
+def test_every_op_of_both_spaces_round_trips_as_a_piece():
+    pieces = Pieces()
+    for name in ("lenna", "darts"):
+        sp = get_space(name)
+        for bt in ("normal", "reduction"):
+            block = Block(sp, bt, 4, "gated").eval()
+            xs = tuple(torch.randn(1, 4, 8, 8) for _ in range(sp.num_inputs))
+            paths = PathSessions(block, xs, pieces=pieces)
+            for k, edge in block.edges.items():
+                x = paths.edge_inputs[int(k)]
+                for op_name, op in zip(edge.op_names, edge.ops, strict=True):
+                    if op_name == NONE_OP:
+                        continue
+                    piece = pieces.get(op, x)
+                    sess = session(piece.model.SerializeToString(), 1)
+                    got = sess.run(None, {"x": x.numpy()})[0]
+                    with torch.inference_mode():
+                        want = piece.module(x).numpy()
+                    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=op_name)
+
+
+def test_pieces_are_exported_once_per_structure_and_shape():
+    sp = get_space("lenna")
+    pieces = Pieces()
+    xs = (torch.randn(1, 4, 8, 8),)
+    PathSessions(Block(sp, "normal", 4, "gated").eval(), xs, pieces=pieces).export_all()
+    first = pieces.exports
+    assert first > 0
+    PathSessions(Block(sp, "normal", 4, "gated").eval(), xs, pieces=pieces).export_all()
+    assert pieces.exports == first  # another block of the same shape: nothing new
+    small = (torch.randn(1, 4, 4, 4),)
+    PathSessions(Block(sp, "normal", 4, "gated").eval(), small, pieces=pieces).export_all()
+    assert pieces.exports > first  # another resolution: new pieces
+
+
+def test_pieces_beyond_the_capacity_are_dropped_least_recent_first():
+    pieces = Pieces(capacity=2)
+    x = torch.randn(1, 4, 8, 8)
+    mods = [torch.nn.Conv2d(4, 4, k, padding=k // 2) for k in (1, 3, 5)]
+    for m in mods:
+        pieces.get(m, x)
+    assert len(pieces._cache) == 2
+    pieces.get(mods[0], x)
+    assert pieces.exports == 4  # the first was dropped and exported again
+
+
+def test_every_reset_discards_the_new_sessions_slow_passes():
+    sp = get_space("lenna")
+    block = Block(sp, "normal", 4, "gated").eval()
+    xs = (torch.randn(1, 4, 8, 8),)
+    bench = OrtGatedBench(block, xs, Timer(), torch.Generator().manual_seed(0), discard=3)
+    calls = []
+    real_open = bench.sessions.open
+
+    def counting_open():
+        real_open()
+        inner = bench.sessions.run
+        bench.sessions.run = lambda: (calls.append(1), inner())
+
+    bench.sessions.open = counting_open
+    bench.reset()
+    assert len(calls) == 3  # untimed
+    times = bench.passes(2)
+    assert len(calls) == 5 and times.shape == (2,) and np.all(times > 0)
+
+
+def test_an_ort_label_is_a_positive_time_and_the_bench_is_ort():
+    cfg = fast_measure(backend="onnxruntime")
+    assert isinstance(
+        gated_bench(cfg, Block(get_space("lenna"), "normal", 4, "gated").eval(),
+                    (torch.randn(1, 4, 8, 8),), Timer(), torch.Generator()),
+        OrtGatedBench,
+    )  # fmt: skip
+    m = measure_block("darts", "reduction", 4, 8, np.zeros((14, 8)), cfg)
+    assert np.isfinite(m.latency_ms) and m.latency_ms > 0
+
+
+def test_a_fixed_module_runs_in_ort_as_in_torch():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    call = module_call(net, (x,))
+    got = call()[0]
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_two_backends_have_different_fingerprints_and_torchs_hash_is_unchanged():
+    torch_fp = config_fingerprint(MeasureConfig())
+    ort_fp = config_fingerprint(MeasureConfig(backend="onnxruntime"))
+    assert torch_fp["hash"] == fingerprint("cpu", 1, "float32", 1)["hash"]
+    assert "backend" not in torch_fp  # files measured before backends keep their hash
+    assert ort_fp["backend"] == "onnxruntime" and ort_fp["hash"] != torch_fp["hash"]
+    assert ort_fp["discard_passes"] == DISCARD_PASSES["onnxruntime"]
+    sp = get_space("lenna")
+    assert (
+        machine_key(sp, "cpu", "float32", 1)[0]
+        != machine_key(sp, "cpu", "float32", 1, "onnxruntime")[0]
+    )
+
+
+def test_a_file_of_one_backend_refuses_rows_of_another(tmp_path):
+    path = tmp_path / "t.db"
+    cfg = tiny_config()
+    with open_dataset(path, cfg, config_fingerprint(cfg.measure), False):
+        pass
+    ort_cfg = tiny_config(measure=fast_measure(backend="onnxruntime"))
+    with pytest.raises(InputError, match="other settings"):
+        open_dataset(path, ort_cfg, config_fingerprint(ort_cfg.measure), allow_mixed=True)
+
+
+def test_the_cli_refuses_another_backend_on_an_existing_file(tmp_path):
+    path = tmp_path / "t.db"
+    cfg = tiny_config()
+    with open_dataset(path, cfg, config_fingerprint(cfg.measure), False):
+        pass
+    result = runner.invoke(
+        app, ["measure", "--out", str(path), "-n", "1", "--backend", "onnxruntime"]
+    )
+    one_line_error(result, "other settings")
+
+
+def test_a_file_from_before_backends_is_a_torch_file(tmp_path):
+    d = tiny_config().to_dict()
+    del d["measure"]["backend"]
+    assert upgrade_config(d)["measure"]["backend"] == "torch"
+    assert RunConfig.from_dict(d).measure.backend == "torch"
+
+
+def test_verification_measures_in_the_predictors_backend_unless_told():
+    rec = {"device": "cpu", "threads": 1, "backend": "onnxruntime", "reference_ms": 0.08}
+    cfg = measure_config_from(rec)
+    assert cfg.backend == "onnxruntime" and cfg.normalise
+    other = measure_config_from(rec, backend="torch")
+    assert other.backend == "torch" and not other.normalise  # an ORT Z0 means nothing here
+    assert measure_config_from({}).backend == "torch"
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"backend": "tensorrt"}, "unknown backend"),
+        ({"backend": "onnxruntime", "dtype": "float16"}, "float32 only"),
+    ],
+)
+def test_bad_backend_settings_are_refused(kw, needle):
+    with pytest.raises(InputError, match=needle):
+        MeasureConfig(**kw)
+
+
+def test_the_cli_refuses_an_unknown_backend_in_one_line(tmp_path):
+    result = runner.invoke(
+        app, ["measure", "--space", "lenna", "-n", "1", "--out", str(tmp_path / "x.db"),
+              "--backend", "tvm"],
+    )  # fmt: skip
+    one_line_error(result, "unknown backend")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_without_onnxruntime_the_backend_says_how_to_install(tmp_path, monkeypatch):
+    real = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(InputError, match=r"pip install 'lenna\[onnx\]'"):
+        MeasureConfig(backend="onnxruntime")
+    assert MeasureConfig().backend == "torch"  # the default needs nothing extra
+    out = tmp_path / "x.db"
+    result = runner.invoke(
+        app, ["measure", "--space", "lenna", "-n", "1", "--out", str(out), "--backend",
+              "onnxruntime"],
+    )  # fmt: skip
+    one_line_error(result, "pip install 'lenna[onnx]'")
+    assert not out.exists()
+
+
+def test_an_ort_dataset_records_its_backend(tmp_path):
+    from lenna.measure.runner import run_measurement
+
+    path = tmp_path / "o.db"
+    cfg = tiny_config(measure=fast_measure(backend="onnxruntime", normalise=False))
+    run_measurement(path, cfg, 2)
+    con = sqlite3.connect(path)
+    try:
+        (n,) = con.execute("SELECT COUNT(*) FROM samples").fetchone()
+        infos = [r[0] for r in con.execute("SELECT info FROM fingerprints")]
+    finally:
+        con.close()
+    assert n == 2 and all('"backend": "onnxruntime"' in i for i in infos)
