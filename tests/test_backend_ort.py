@@ -4,6 +4,7 @@ to their own fingerprint, and a missing extra is one line."""
 from __future__ import annotations
 
 import builtins
+import json
 import sqlite3
 
 import numpy as np
@@ -307,3 +308,34 @@ def test_an_ort_dataset_records_its_backend(tmp_path):
     finally:
         con.close()
     assert n == 2 and all('"backend": "onnxruntime"' in i for i in infos)
+
+
+def test_evaluate_arch_measures_in_the_backend_asked_for(tmp_path):
+    from search_helpers import cheap_genotype
+
+    g = cheap_genotype("darts").save(tmp_path / "genotype.json")
+    args = ["evaluate-arch", str(g), "--epochs", "0", "--json", "--data", "synthetic"]
+    result = runner.invoke(app, [*args, "--backend", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout[result.stdout.index("{") :])
+    assert res["backend"] == "onnxruntime"
+    assert res["fingerprint"]["backend"] == "onnxruntime"
+    assert res["measured_ms"] > 0 and len(res["measured_per_cell_ms"]) == 2
+    one_line_error(runner.invoke(app, [*args, "--backend", "tflite"]), "unknown backend")
+
+
+def test_the_demo_refuses_an_unknown_backend_before_writing(tmp_path):
+    out = tmp_path / "demo"
+    one_line_error(
+        runner.invoke(app, ["demo", "--quick", "--out", str(out), "--backend", "x"]),
+        "unknown backend",
+    )
+    assert not out.exists()
+
+
+def test_the_report_names_the_runtime_of_its_latencies():
+    from lenna.report.demo_report import runtime_phrase
+
+    ort_fp = config_fingerprint(MeasureConfig(backend="onnxruntime"))
+    assert "ONNX Runtime" in runtime_phrase(ort_fp)
+    assert "eager" in runtime_phrase(config_fingerprint(MeasureConfig()))

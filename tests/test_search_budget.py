@@ -157,15 +157,30 @@ def test_bad_budget_settings_are_refused(kw, match):
 def test_the_skeleton_computes_what_the_network_computes_without_its_cells(space):
     sp = get_space(space)
     net_cfg = NetConfig(channels=8, cells=3)
-    model, x = skeleton(sp, net_cfg, batch=2)
+    model, inputs = skeleton(sp, net_cfg, batch=2)
+    x = inputs[0]
     torch.manual_seed(0)
     zeros = torch.zeros(sp.alpha_shape, dtype=torch.float64)
     full = Network(
         sp, net_cfg, "fixed", {bt: derive(sp, bt, zeros) for bt in ("normal", "reduction")}
     )
     with torch.inference_mode():
-        assert torch.allclose(model(x), full.eval()(x))  # same stem, norms, classifier
-        assert not any(isinstance(m, torch.nn.Conv2d) for c in model.cells for m in c.modules())
+        assert torch.allclose(model(*inputs)[0], full.eval()(x))  # same stem, norms, classifier
+        cells = model.net.cells
+        assert not any(isinstance(m, torch.nn.Conv2d) for c in cells for m in c.modules())
+    assert len(inputs) == 1 + net_cfg.cells  # each cell's output is an input, not a constant
+
+
+@pytest.mark.parametrize("space", ["lenna", "darts"])
+def test_the_skeleton_runs_in_onnx_runtime_as_in_torch(space):
+    pytest.importorskip("onnxruntime", reason="the onnx extra")
+    from lenna.measure.ort_path import module_call
+
+    model, inputs = skeleton(get_space(space), NetConfig(channels=8, cells=3), batch=1)
+    got = module_call(model, inputs)()[0]
+    with torch.inference_mode():
+        want = model(*inputs)[0].numpy()
+    assert got.shape == want.shape and abs(got - want).max() < 1e-4
 
 
 def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path):

@@ -35,6 +35,7 @@ RESULT_KEYS = {
     "measured_ci_ms",
     "measured_cells_ms",
     "measured_per_cell_ms",
+    "backend",
     "fingerprint",
     "predicted_ms",
     "predicted_per_cell_ms",

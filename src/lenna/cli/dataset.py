@@ -106,7 +106,8 @@ def info_cmd(
     cfg = info["config"]
     m = cfg["measure"]
     c.print(
-        f"config: rule {m['rule']}, batch {m['batch']}, {m['device']}, {m['threads']} threads, "
+        f"config: {m.get('backend', 'torch')} backend, rule {m['rule']}, batch {m['batch']}, "
+        f"{m['device']}, {m['threads']} threads, "
         f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}, "
         f"sampler version {info['sampler_version']}, label version {info['label_version']}"
     )

@@ -13,6 +13,7 @@ from lenna.cli.app import interrupted
 from lenna.cli.progress import CountColumn, make_progress
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
+from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted, stop_on_signals
 
 err = Console(stderr=True)
@@ -23,6 +24,12 @@ def demo_cmd(
         False, "--quick", help="A small run (under 3 minutes on 2 cores), still measured for real."
     ),
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for data, models, report."),
+    backend: str = typer.Option(
+        "torch",
+        "--backend",
+        help="Runtime every latency is measured in: torch (eager) or onnxruntime (the blocks "
+        "and networks as ONNX Runtime runs them; needs lenna[onnx]).",
+    ),
 ) -> None:
     """Measure → predict → search (λ = 0, λ > 0, a budget) → measure the results → report.
 
@@ -32,6 +39,7 @@ def demo_cmd(
     from lenna.demo.pipeline import check_out, run_demo
     from lenna.report.demo_report import budget_sentence, gain_sentence, write_report
 
+    MeasureConfig(backend=backend)  # an unknown or missing backend: one line, before anything
     check_out(out)
     with make_progress(
         err,
@@ -58,6 +66,7 @@ def demo_cmd(
                     on_progress=on_progress,
                     on_event=on_event,
                     on_predictors=lambda preds, chosen: bar.console.print(_table(preds, chosen)),
+                    backend=backend,
                 )
                 md, page = write_report(res, out)
         except Interrupted as e:

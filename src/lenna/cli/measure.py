@@ -397,11 +397,16 @@ def measure_ops_cmd(
     allow_mixed: bool = typer.Option(
         False, "--allow-mixed", help="Add to a file measured on another fingerprint."
     ),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        help="torch or onnxruntime (default: the file's; a new file: torch).",
+    ),
 ) -> None:
     """Time every candidate op alone at each grid shape: the additive baseline's table."""
     if passes < 1:
         raise InputError(f"--passes must be >= 1, got {passes}")
-    cfg = _build_config(out, space=space)
+    cfg = _build_config(out, space=space, backend=backend)
     with _progress() as bar:
         task = bar.add_task("op table", total=None, rate="", last="")
         try:

@@ -82,14 +82,14 @@ def check_out(out: Path) -> Path:
     return out
 
 
-def measure_config(plan: DemoPlan) -> RunConfig:
+def measure_config(plan: DemoPlan, backend: str = "torch") -> RunConfig:
     rule = {"rule": "cv", "rule_params": dict(plan.rule_params)} if plan.rule_params else {}
     return RunConfig(
         space=SPACE,
         channels=plan.channels,
         resolutions=plan.resolutions,
         drift_every=plan.drift_every,
-        measure=MeasureConfig(**rule),
+        measure=MeasureConfig(**rule, backend=backend),
     )
 
 
@@ -108,14 +108,16 @@ def run_demo(
     on_progress: Callable[[str, int, int], None] | None = None,
     on_event: Callable[[str, dict], None] | None = None,
     on_predictors: Callable[[dict[str, dict], str], None] | None = None,
+    backend: str = "torch",
 ) -> DemoResult:
-    """Run every stage into ``out`` and write ``summary.json``; the report is separate."""
+    """Run every stage into ``out`` and write ``summary.json``; the report is separate.
+    ``backend``: the runtime every latency is measured in (:mod:`lenna.measure.backend`)."""
     plan = QUICK if quick else FULL
     out = check_out(Path(out))
     stage = on_stage or (lambda s: None)
     progress = on_progress or (lambda what, done, total: None)
     db = out / "latency.db"
-    cfg = measure_config(plan)
+    cfg = measure_config(plan, backend)
     m = cfg.measure
     res = DemoResult(out, plan.name, config_fingerprint(m))
     if db.exists():
@@ -194,11 +196,8 @@ def run_demo(
         net=NetConfig(),
         a_lr=3e-3,
     )
-    eval_measure = (
-        MeasureConfig(rule="ci", rule_params=dict(plan.eval_rule_params))
-        if plan.eval_rule_params
-        else MeasureConfig(rule="ci")
-    )
+    eval_rule = {"rule_params": dict(plan.eval_rule_params)} if plan.eval_rule_params else {}
+    eval_measure = MeasureConfig(rule="ci", backend=backend, **eval_rule)
     res.rows = run_sweep(
         base,
         [0.0, plan.lam],

@@ -120,6 +120,17 @@ def _arr(x: list) -> object:
     return np.asarray(x, dtype=float)
 
 
+def runtime_phrase(fp: dict) -> str:
+    """Which runtime the report's latencies are the time of."""
+    if fp.get("backend", "torch") == "onnxruntime":
+        return (
+            f"in ONNX Runtime {fp.get('onnxruntime', '')} ({fp.get('provider', 'CPU')}, graph "
+            f"optimisation {fp.get('graph_optimization', 'all')}): each block and network as "
+            "the runtime runs its exported graph"
+        )
+    return f"in PyTorch {fp.get('torch', '')} eager mode"
+
+
 def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
     rel = {k: v.relative_to(folder).as_posix() for k, v in figs.items()}
     fp = res.fingerprint
@@ -134,7 +145,8 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "## The machine",
         "",
-        f"{describe(fp)} — every latency below was measured here (source: `latency.db`).",
+        f"{describe(fp)} — every latency below was measured here (source: `latency.db`), "
+        f"{runtime_phrase(fp)}.",
         "",
         "| field | value |",
         "|---|---|",

@@ -20,19 +20,40 @@ from lenna.search.network import NetConfig, Network
 from lenna.space import SearchSpace, derive
 
 
-class _Recorded(nn.Module):
-    """A cell replaced by the output it gave: returns that tensor, whatever its inputs."""
+class _Fed(nn.Module):
+    """A cell replaced by the output it gave, handed in as an input of the whole skeleton (not
+    a constant: an ONNX export would fold the norms after a constant cell away). What the cell
+    would have read is kept, so the skeleton can return it: otherwise ONNX Runtime drops the
+    norms and preprocessing whose only reader was a cell."""
 
-    def __init__(self, out: torch.Tensor) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("out", out)
+        self.out: torch.Tensor | None = None
+        self.seen: tuple[torch.Tensor, ...] = ()
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        self.seen = inputs
         return self.out
 
 
-def skeleton(space: SearchSpace, net: NetConfig, batch: int = 1) -> tuple[Network, torch.Tensor]:
-    """The network of shape ``net`` with recorded cells, and an input for it."""
+class Skeleton(nn.Module):
+    """The network with every cell replaced by its recorded output: ``forward(x, *outs)``
+    returns the logits, then every tensor a cell would have read."""
+
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, *outs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        for cell, out in zip(self.net.cells, outs, strict=True):
+            cell.out = out
+        logits = self.net(x)
+        return (logits, *(t for cell in self.net.cells for t in cell.seen))
+
+
+def skeleton(space: SearchSpace, net: NetConfig, batch: int = 1) -> tuple[Skeleton, tuple]:
+    """The network of shape ``net`` with recorded cells, and its inputs (an image batch,
+    then each cell's recorded output)."""
     torch.manual_seed(0)
     zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
     choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
@@ -46,9 +67,9 @@ def skeleton(space: SearchSpace, net: NetConfig, batch: int = 1) -> tuple[Networ
     finally:
         for h in hooks:
             h.remove()
-    for i, o in enumerate(outs):
-        model.cells[i] = _Recorded(o.clone())
-    return model, x
+    for i in range(len(outs)):
+        model.cells[i] = _Fed()
+    return Skeleton(model).eval(), (x, *(o.clone() for o in outs))
 
 
 def measure_fixed_part(
@@ -60,6 +81,6 @@ def measure_fixed_part(
     """Latency (ms) of the network's fixed part under ``config`` (batch, threads, device), at
     the calibrated speed ``reference_ms`` when normalised."""
     config = config or MeasureConfig()
-    model, x = skeleton(space, net, config.batch)
+    model, inputs = skeleton(space, net, config.batch)
     cal = Calibration(reference_ms)
-    return measure_module(model, (x,), config, space=space, calibration=cal).latency_ms
+    return measure_module(model, inputs, config, space=space, calibration=cal).latency_ms

@@ -86,6 +86,7 @@ def measure_network(
         "measured_ci_ms": whole.ci_half_width_ms,
         "measured_cells_ms": float(sum(e.latency_ms for e in per_cell)),
         "measured_per_cell_ms": [e.latency_ms for e in per_cell],
+        "backend": config.backend,  # the runtime every measured_* is the time of
         "fingerprint": config_fingerprint(config),
     }
 
