@@ -10,6 +10,7 @@ runs), and the process's peak memory.
 
     python benchmarks/search_tradeoff.py --space lenna --lam 1 \\
         --predictor-data benchmarks/data/lenna-matched.db --out /tmp/tradeoff
+    python benchmarks/search_tradeoff.py --backend onnxruntime --out /tmp/tradeoff-ort
 """
 
 from __future__ import annotations
@@ -93,8 +94,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-tradeoff"))
     ap.add_argument("--target", action="store_true", help="check the issue's targets")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime"],
+        help="onnxruntime: an ORT-predictor search against an eager-predictor search, every "
+        "network measured in ONNX Runtime (--predictor-data: the ORT dataset)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.backend == "onnxruntime":
+        from _tradeoff_backend import run_backend
+
+        return run_backend(args, publish)
     pred = predictor_for(args, args.out)
     model = load_predictor(pred, space=args.space)
     base = SearchConfig(

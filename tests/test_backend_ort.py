@@ -339,3 +339,14 @@ def test_the_report_names_the_runtime_of_its_latencies():
     ort_fp = config_fingerprint(MeasureConfig(backend="onnxruntime"))
     assert "ONNX Runtime" in runtime_phrase(ort_fp)
     assert "eager" in runtime_phrase(config_fingerprint(MeasureConfig()))
+
+
+def test_a_fleet_device_measures_in_the_datasets_backend():
+    from lenna.measure.fleet import Measurer
+
+    cfg = tiny_config(measure=fast_measure(backend="onnxruntime", normalise=False))
+    device = Measurer(cfg.to_dict())
+    assert device.fingerprint()["backend"] == "onnxruntime"
+    row = device.measure(0)
+    assert row["fingerprint"] == config_fingerprint(cfg.measure)["hash"]
+    assert row["latency_ms"] > 0

@@ -155,9 +155,17 @@ def _warn_if_foreign(model: Predictor, folder: Path) -> None:
     fp = model.info.get("fingerprint") or {}
     if not fp or fp.get("device") == "cuda":
         return
-    here = fingerprint(
-        fp.get("device", "cpu"), fp.get("threads"), fp.get("dtype", "float32"), fp.get("batch", 1)
-    )
+    backend = fp.get("backend", "torch")
+    try:
+        here = fingerprint(
+            fp.get("device", "cpu"),
+            fp.get("threads"),
+            fp.get("dtype", "float32"),
+            fp.get("batch", 1),
+            backend=backend,
+        )
+    except InputError:  # its runtime is not installed here: it cannot be this machine's
+        here = {"hash": f"no {backend} here"}
     if here["hash"] != fp.get("hash"):
         warnings.warn(
             f"{folder} was trained on latencies of another machine/config "
