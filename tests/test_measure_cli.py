@@ -148,7 +148,10 @@ def test_dataset_info_human(measured):
     result = runner.invoke(app, ["dataset", "info", str(measured)])
     assert result.exit_code == 0, all_text(result)
     assert "2 rows" in result.stdout
-    assert "rule ci" in result.stdout
+    assert "rule ci" in result.stdout and "torch backend" in result.stdout
+    fp = json.loads(runner.invoke(app, ["dataset", "info", str(measured), "--json"]).stdout)
+    machine = next(ln for ln in result.stdout.splitlines() if ln.startswith("machine: "))
+    assert machine.endswith(f"[{fp['fingerprint']['hash']}]")  # one line, hash not eaten as markup
 
 
 def test_dataset_info_sums_up_the_drift_guard(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.console import Console
 
+from lenna.cli.console import console
 from lenna.errors import InputError
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
@@ -97,12 +97,12 @@ def info_cmd(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    c = Console()
+    c = console()
     c.print(
         f"[bold]{db}[/]: {info['rows']} rows, space {info['space']}, "
         f"{info['op_table_rows']} op-table rows, {info['drift_flagged_rows']} drift-flagged"
     )
-    c.print(f"machine: {describe(info['fingerprint'])}")
+    c.print(f"machine: {describe(info['fingerprint'])}", markup=False)  # "[hash]" is no style
     cfg = info["config"]
     m = cfg["measure"]
     c.print(
@@ -169,7 +169,7 @@ def export_cmd(
     """Export samples with their encoded features (Parquet keeps the metadata too)."""
     with Dataset.open(db, readonly=True) as ds:
         n = export(ds, dest)
-    Console(stderr=True).print(f"{n} rows written to {dest}")
+    console(stderr=True).print(f"{n} rows written to {dest}")
 
 
 @plot_app.command("convergence")
@@ -188,4 +188,4 @@ def convergence_cmd(
         raise InputError(f"folder {out.parent} does not exist")
     with Dataset.open(db, readonly=True) as ds:
         row = ds.sample(sample)
-    Console(stderr=True).print(f"wrote {plot_convergence(row, out)}")
+    console(stderr=True).print(f"wrote {plot_convergence(row, out)}")

@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lenna.cli.app import interrupted
+from lenna.cli.console import console
 from lenna.cli.progress import CountColumn, make_progress
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted, stop_on_signals
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 def demo_cmd(

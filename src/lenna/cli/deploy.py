@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from lenna.cli.console import console
 from lenna.jsonsafe import dumps
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 def export_cmd(

@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -18,6 +17,7 @@ from rich.progress import (
 )
 
 from lenna.cli.app import interrupted
+from lenna.cli.console import console
 from lenna.cli.options import parse_ints, parse_names, parse_range
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
@@ -34,7 +34,7 @@ from lenna.measure.runner import (
 from lenna.measure.store import Dataset
 from lenna.space import BLOCK_TYPES, get_space
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 def _progress() -> Progress | LineProgress:

@@ -8,15 +8,15 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from lenna.cli.console import console
 from lenna.errors import InputError
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.splits import SPLITS
 from lenna.predict.train import EVAL_SPLITS, evaluate_model, split_masks
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 
 def train_cmd(
@@ -131,9 +131,9 @@ def evaluate_cmd(
                 f"{x['r2']:.3f}",
                 f"{x['kendall_tau']:.3f}",
             )
-    console = Console()
-    console.width = max(console.width, 132)
-    console.print(table)
+    out = console()
+    out.width = max(out.width, 132)
+    out.print(table)
 
 
 def _finite(x: object) -> object:

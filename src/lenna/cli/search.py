@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -18,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lenna.cli.app import interrupted
+from lenna.cli.console import console
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
@@ -31,7 +31,7 @@ from lenna.search.run import run_search
 from lenna.search.sweep import run_sweep
 from lenna.search.verify import evaluate_arch, measure_config_for
 
-err = Console(stderr=True)
+err = console(stderr=True)
 
 # ---- options shared by `search` and `sweep` ------------------------------------------------
 SPACE = typer.Option("lenna", "--space", help="Search space (lenna, darts).")
@@ -382,7 +382,7 @@ def evaluate_arch_cmd(
         "-" if math.isnan(res["accuracy"]) else f"{100 * res['accuracy']:.2f} %",
         f"{res['params']:,}",
     )
-    Console().print(t)
+    console().print(t)
 
 
 def sweep_cmd(
@@ -458,5 +458,5 @@ def sweep_cmd(
         except KeyboardInterrupt as e:
             bar.stop()
             interrupted(e, f"progress is saved in {out}; run the same command to continue")
-    Console().print(sweep_table(rows, f"{cfg.space} space, {cfg.data}"))
+    console().print(sweep_table(rows, f"{cfg.space} space, {cfg.data}"))
     err.print(f"table and Pareto figure in {out}")

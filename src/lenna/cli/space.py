@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from lenna.cli.console import console
 from lenna.space import get_space, list_spaces
 
 space_app = typer.Typer(
@@ -40,7 +40,7 @@ def list_cmd() -> None:
         sp = get_space(name)
         ops = f"{len(sp.ops)}/{len(sp.down_ops)}"
         table.add_row(name, str(sp.num_edges), ops, str(sp.num_features), sp.description)
-    Console().print(table)
+    console().print(table)
 
 
 @space_app.command("show")
@@ -53,11 +53,11 @@ def show_cmd(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    console = Console()
-    console.print(f"[bold]{info['name']}[/bold]: {info['description']}")
-    console.print(
+    out = console()
+    out.print(f"[bold]{info['name']}[/bold]: {info['description']}")
+    out.print(
         f"inputs {info['num_inputs']}, nodes {info['num_nodes']}, edges {info['num_edges']}, "
         f"output {info['output']}, features {info['num_features']} ({info['feature_layout']})"
     )
-    console.print("ops on normal edges:       " + ", ".join(info["ops"]["normal"]))
-    console.print("ops on downsampling edges: " + ", ".join(info["ops"]["downsampling"]))
+    out.print("ops on normal edges:       " + ", ".join(info["ops"]["normal"]))
+    out.print("ops on downsampling edges: " + ", ".join(info["ops"]["downsampling"]))
