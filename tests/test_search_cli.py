@@ -288,10 +288,11 @@ def test_evaluate_arch_refuses_an_unknown_op(genotype_file):
         (["--epochs", "-1"], "--epochs must be >= 0, got -1"),
         (["--data", "digits", "--epochs", "0"], "takes 1×32² images in 4 classes"),
         (["--data", "cifar10:/nonexistent"], "cifar10 folder not found"),
-        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--measure-device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "tpu"], "unknown compute device 'tpu'"),
         (["--measure-threads", "0"], "threads must be >= 1"),
     ],
-    ids=["epochs", "data_mismatch", "data_folder", "device", "threads"],
+    ids=["epochs", "data_mismatch", "data_folder", "measure_device", "device", "threads"],
 )
 def test_evaluate_arch_refuses_bad_options(genotype_file, extra, needle):
     args = ["evaluate-arch", str(genotype_file), "--data", "synthetic", *extra]

@@ -36,6 +36,7 @@ RESULT_KEYS = {
     "measured_cells_ms",
     "measured_per_cell_ms",
     "backend",
+    "device",
     "fingerprint",
     "predicted_ms",
     "predicted_per_cell_ms",

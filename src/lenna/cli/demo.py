@@ -15,6 +15,7 @@ from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted, stop_on_signals
+from lenna.search.device import compute_device
 
 err = console(stderr=True)
 
@@ -30,6 +31,12 @@ def demo_cmd(
         help="Runtime every latency is measured in: torch (eager) or onnxruntime (the blocks "
         "and networks as ONNX Runtime runs them; needs lenna[onnx]).",
     ),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="Where searches and training compute: auto (a GPU when there is one), cpu, "
+        "cuda or cuda:N. Latency is measured on the CPU.",
+    ),
 ) -> None:
     """Measure → predict → search (λ = 0, λ > 0, a budget) → measure the results → report.
 
@@ -40,6 +47,7 @@ def demo_cmd(
     from lenna.report.demo_report import budget_sentence, gain_sentence, write_report
 
     MeasureConfig(backend=backend)  # an unknown or missing backend: one line, before anything
+    compute_device(device)
     check_out(out)
     with make_progress(
         err,
@@ -67,6 +75,7 @@ def demo_cmd(
                     on_event=on_event,
                     on_predictors=lambda preds, chosen: bar.console.print(_table(preds, chosen)),
                     backend=backend,
+                    device=device,
                 )
                 md, page = write_report(res, out)
         except Interrupted as e:

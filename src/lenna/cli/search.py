@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -24,6 +25,7 @@ from lenna.jsonsafe import dumps
 from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SearchConfig
+from lenna.search.device import compute_device
 from lenna.search.folder import stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
@@ -82,6 +84,12 @@ ARCH_LR = typer.Option(
 THREADS = typer.Option(
     None, "--threads", help="CPU threads for training (default: torch's default)."
 )
+DEVICE = typer.Option(
+    "auto",
+    "--device",
+    help="Where the supernet, α, the latency term and training run: auto (a GPU when there "
+    "is one), cpu, cuda or cuda:N. Latency stays the predictor's device's.",
+)
 
 
 def _numbers(option: str, text: str | None, default: str | None) -> list[float] | None:
@@ -139,8 +147,8 @@ def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
     keys = {"channels": "net", "cells": "net", "arch_lr": "a_lr"}
     differ = []
     for name in options:
-        if ctx.get_parameter_source(name).name.startswith("DEFAULT"):
-            continue
+        if ctx.get_parameter_source(name).name.startswith("DEFAULT") or name == "device":
+            continue  # (a run may continue on another device)
         key = keys.get(name, name)
         if key == "net":
             if stored.net.to_dict()[name] != given["net"][name]:
@@ -152,7 +160,7 @@ def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
             f"--resume: {', '.join(differ)} differ from the run's {out / 'config.json'}; "
             "leave them out to continue it as it was started"
         )
-    return stored
+    return replace(stored, device=options.get("device") or stored.device)
 
 
 def _progress() -> Progress | LineProgress:
@@ -256,6 +264,7 @@ def search_cmd(
     cells: int = CELLS,
     arch_lr: float = ARCH_LR,
     threads: int = THREADS,
+    device: str = DEVICE,
 ) -> None:
     """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
     from the predictor.
@@ -311,7 +320,12 @@ def evaluate_arch_cmd(
         None, "--limit", help="Use only this many training images (default, 0: all)."
     ),
     device: str = typer.Option(
-        None, "--device", help="Device to measure on (default: as the predictor's labels)."
+        "auto", "--device", help="Where the network trains: auto, cpu, cuda or cuda:N."
+    ),
+    measure_device: str = typer.Option(
+        None,
+        "--measure-device",
+        help="Device to time the network on (default: the predictor's labels').",
     ),
     measure_threads: int = typer.Option(
         None, "--measure-threads", help="Threads while measuring (default: as the labels)."
@@ -341,7 +355,8 @@ def evaluate_arch_cmd(
         raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
     g = Genotype.load(genotype)
     limit = None if limit == 0 else limit  # as in search: 0 means all
-    mcfg = measure_config_for(g, device, measure_threads, backend)
+    compute_device(device)  # a bad device: one line before anything runs
+    mcfg = measure_config_for(g, measure_device, measure_threads, backend)
     data = data or g.info.get("data") or "mnist5k"
     seed = seed if seed is not None else int(g.info.get("seed", 0))
     with err.status("measuring and training") as status:
@@ -357,6 +372,7 @@ def evaluate_arch_cmd(
                 f"training: epoch {e}/{epochs}, loss {loss:.3f}, train acc {100 * acc:.1f} %"
             ),
             weights_out=weights_out,
+            device=device,
         )
     if as_json:
         typer.echo(dumps(res, indent=2))
@@ -416,6 +432,7 @@ def sweep_cmd(
     cells: int = CELLS,
     arch_lr: float = ARCH_LR,
     threads: int = THREADS,
+    device: str = DEVICE,
     ray: str = typer.Option(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),

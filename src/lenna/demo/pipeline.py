@@ -109,9 +109,11 @@ def run_demo(
     on_event: Callable[[str, dict], None] | None = None,
     on_predictors: Callable[[dict[str, dict], str], None] | None = None,
     backend: str = "torch",
+    device: str = "auto",
 ) -> DemoResult:
     """Run every stage into ``out`` and write ``summary.json``; the report is separate.
-    ``backend``: the runtime every latency is measured in (:mod:`lenna.measure.backend`)."""
+    ``backend``: the runtime every latency is measured in (:mod:`lenna.measure.backend`);
+    ``device``: where searches and training compute (latency is timed on the CPU)."""
     plan = QUICK if quick else FULL
     out = check_out(Path(out))
     stage = on_stage or (lambda s: None)
@@ -186,6 +188,7 @@ def run_demo(
         "then measuring and training both derived networks"
     )
     base = SearchConfig(
+        device=device,
         space=SPACE,
         data="mnist5k",
         limit=plan.search_limit,

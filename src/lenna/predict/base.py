@@ -102,6 +102,18 @@ class Predictor:
         with torch.no_grad():
             return self.forward_features(torch.as_tensor(X)).numpy()
 
+    def to(self, device: torch.device | str) -> Predictor:
+        """The model's tensors on ``device`` (a search's), so a step computes E[latency] where
+        α lives, with no copy to the CPU and back. Weights stay float64. Returns ``self``."""
+        for name, v in list(vars(self).items()):
+            if isinstance(v, torch.nn.Module | Predictor):
+                v.to(device)
+            elif isinstance(v, torch.Tensor):
+                setattr(self, name, v.to(device))
+            elif hasattr(v, "to_device"):
+                v.to_device(device)
+        return self
+
     # ---- differentiable path -----------------------------------------------------------
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         raise InputError(

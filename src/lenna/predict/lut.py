@@ -76,6 +76,11 @@ class LUTPredictor(Predictor):
             [[int(sp.is_down(bt, e)) for e in sp.edges] for bt in BLOCK_TYPES]
         )
 
+    def to(self, device: torch.device | str) -> LUTPredictor:
+        """Stays on the CPU: the table is indexed there (a handful of gathers per step) and
+        the latencies go to the features' device."""
+        return self
+
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         return self.edge_latencies(X).sum(dim=-1)
 

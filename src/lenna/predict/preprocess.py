@@ -65,6 +65,9 @@ class Scaler:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"scaler.mean": self.mean, "scaler.std": self.std}
 
+    def to_device(self, device: torch.device | str) -> None:
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+
     @classmethod
     def from_tensors(cls, space: SearchSpace, t: dict[str, torch.Tensor]) -> Scaler:
         return cls(space, t["scaler.mean"], t["scaler.std"])

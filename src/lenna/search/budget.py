@@ -57,14 +57,15 @@ def derived_cells(term: LatencyTerm, alphas: Mapping[str, torch.Tensor]) -> Cell
 def type_ms(term: LatencyTerm, block_type: str, cells: list[list[str | None]]) -> np.ndarray:
     """Predicted latency (ms) of the network's cells of ``block_type`` for each candidate cell
     (batched: one predictor pass per cell position)."""
-    a = torch.as_tensor(np.stack([cell_alphas(term.space, block_type, c) for c in cells]))
+    cand = np.stack([cell_alphas(term.space, block_type, c) for c in cells])
+    a = torch.as_tensor(cand, device=term.device)
     total = np.zeros(len(cells))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfRange)  # refused or allowed by the term already
         for spec in term.cells:
             if spec.block_type == block_type:
                 ms = term.predictor.predict(a, block_type, spec.channels, spec.resolution)
-                total += ms.double().numpy().reshape(-1)
+                total += ms.double().cpu().numpy().reshape(-1)
     return total
 
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from lenna.errors import InputError
+from lenna.search.device import compute_device
 from lenna.search.latency import FORMS
 from lenna.search.network import NetConfig
 from lenna.space import get_space
@@ -38,6 +39,7 @@ class SearchConfig:
     unrolled: bool = False
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"  # where the supernet, α, latency term and data live (search.device)
     net: NetConfig = field(default_factory=NetConfig)
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -70,6 +72,7 @@ class SearchConfig:
             raise InputError(f"limit must be >= 2 images, got {self.limit}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
+        compute_device(self.device)
         for name in ("w_lr", "a_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")

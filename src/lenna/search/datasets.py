@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,16 @@ class ImageData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """The same images on ``device`` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.x_train.device == device:
+            return self
+        return replace(
+            self,
+            **{k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")},
+        )
 
     @property
     def in_channels(self) -> int:

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from lenna.atomic import write_text
@@ -54,12 +55,14 @@ def check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
     cfg_path = out / CONFIG
     if resume:
         stored = stored_config(out)
-        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v]
+        # the compute device may change between runs (a search started on a GPU can finish
+        # on another): it decides speed, not which search it is
+        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v and k != "device"]
         if diff:
             raise InputError(
                 f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"
             )
-        return stored
+        return replace(stored, device=cfg.device)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
     if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders

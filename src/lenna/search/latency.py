@@ -48,6 +48,7 @@ class LatencyTerm:
         allow_extrapolation: bool = False,
         budget_ms: float | None = None,
         fixed_ms: float = 0.0,
+        device: torch.device | str = "cpu",
     ) -> None:
         if predictor.space.name != space.name:
             raise InputError(
@@ -78,7 +79,8 @@ class LatencyTerm:
                 raise InputError(f"{name} must be a positive number of ms, got {v}")
             if v is not None and form == "log" and v <= 1e-3:
                 raise InputError(f"the log form needs a {name} above 1 µs, got {v} ms")
-        self.predictor, self.space, self.cells = predictor, space, list(cells)
+        self.device = torch.device(device)  # where α live: the predictor runs there too
+        self.predictor, self.space, self.cells = predictor.to(self.device), space, list(cells)
         self.lam, self.form, self.target_ms = float(lam), form, target_ms
         self.budget_ms, self.fixed_ms = budget_ms, float(fixed_ms)
         self.multiplier = 0.0  # μ of a budget; set by the search each step
@@ -114,7 +116,7 @@ class LatencyTerm:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfRange)  # refused or allowed in __init__
             for c in self.cells:
-                a = alphas[c.block_type].to("cpu", torch.float64)  # the predictor lives on CPU
+                a = alphas[c.block_type].to(self.device, torch.float64)
                 ms = self.predictor.predict(a, c.block_type, c.channels, c.resolution).reshape(())
                 total = ms if total is None else total + ms
         return total
@@ -125,7 +127,7 @@ class LatencyTerm:
             return [
                 float(
                     self.predictor.predict(
-                        alphas[c.block_type].to("cpu", torch.float64),
+                        alphas[c.block_type].to(self.device, torch.float64),
                         c.block_type,
                         c.channels,
                         c.resolution,
@@ -141,7 +143,7 @@ class LatencyTerm:
 
     def uniform_ms(self) -> float:
         """E[latency] at uniform α: the default reference (the supernet's starting point)."""
-        zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64)
+        zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             return float(self.expected_ms({c.block_type: zeros for c in self.cells}))
 

@@ -27,6 +27,7 @@ from lenna.search.budget import Multiplier, check_budget, derived_cells, fit_to_
 from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData, load_data, split_halves
+from lenna.search.device import compute_device
 from lenna.search.fixed_part import measure_fixed_part
 from lenna.search.folder import (
     ALPHAS,
@@ -82,11 +83,13 @@ class Search:
         self.space = get_space(cfg.space)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.data = d = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+        self.device = compute_device(cfg.device)
+        d = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
+        self.data = d = d.to(self.device)  # held on the device: a step never waits for a copy
         # a copy fitted to the data: the caller's config is left as it was given
         self.cfg = cfg = replace(cfg, net=fit_net(cfg.net, d))
         torch.manual_seed(cfg.seed)
-        self.net = Network(self.space, cfg.net, cfg.mode)
+        self.net = Network(self.space, cfg.net, cfg.mode).to(self.device)
         self.term = None
         if cfg.predictor:
             self.term = LatencyTerm(
@@ -100,6 +103,7 @@ class Search:
                 cfg.allow_extrapolation,
                 cfg.budget_ms,
                 cfg.fixed_ms or 0.0,
+                self.device,
             )
         self.multiplier = (
             Multiplier(cfg.budget_ms, cfg.budget_lr) if cfg.budget_ms is not None else None

@@ -21,6 +21,7 @@ from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import load_data
+from lenna.search.device import compute_device
 from lenna.search.folder import CONFIG, GENOTYPE, METRICS
 from lenna.search.genotype import Genotype
 from lenna.search.run import fit_net, run_search
@@ -108,6 +109,7 @@ def run_one(
         eval_epochs,
         cfg.seed,
         measure=measure,
+        device=cfg.device,
         on_stage=(lambda s: on_event("eval", {"label": label, "stage": s})) if on_event else None,
         on_epoch=(
             lambda e, loss, acc: on_event(
@@ -141,7 +143,8 @@ def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
         stored = json.loads((folder / CONFIG).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{folder / CONFIG} is unreadable ({e.__class__.__name__})") from None
-    diff = [k for k, v in cfg.to_dict().items() if stored.get(k) != v]
+    # the compute device decides speed, not results: a sweep may continue on another one
+    diff = [k for k, v in cfg.to_dict().items() if stored.get(k) != v and k != "device"]
     if (folder / RESULT).is_file():
         old = json.loads((folder / RESULT).read_text()).get("evaluation")
         if old is not None and old != evaluation:
@@ -240,7 +243,9 @@ def _run_on_ray(
     ray = connect(address)
     if base.predictor:  # workers may start elsewhere: the model folder by absolute path
         base = replace(base, predictor=str(Path(base.predictor).resolve()))
-    task = ray.remote(num_cpus=base.threads or 1)(run_one)
+    # a search on a GPU takes one GPU per task, so a node with 8 GPUs runs 8 searches at once
+    gpus = 1 if compute_device(base.device).type == "cuda" else 0
+    task = ray.remote(num_cpus=base.threads or 1, num_gpus=gpus)(run_one)
     refs = [
         task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit, budget)
         for lam, budget in points

@@ -24,6 +24,7 @@ from lenna.measure.fixed import measure_module
 from lenna.measure.reference import Calibration
 from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
+from lenna.search.device import compute_device
 from lenna.search.genotype import Genotype
 from lenna.search.network import Network, network_bytes
 from lenna.search.timing import measure_config_from
@@ -151,10 +152,13 @@ def evaluate_arch(
     on_stage: Callable[[str], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
     weights_out: str | Path | None = None,
+    device: str | None = None,
 ) -> dict:
     """``measured_ms, predicted_ms, accuracy, params`` and the details behind them.
 
-    ``weights_out``: save the trained network's weights there (safetensors), for export."""
+    ``weights_out``: save the trained network's weights there (safetensors), for export.
+    ``device``: where the network trains (:func:`lenna.search.device.compute_device`); its
+    latency is timed on ``measure``'s device, by default the predictor's labels'."""
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     net = build(genotype)
@@ -166,8 +170,9 @@ def evaluate_arch(
     lat = measure_network(net, measure, z0)
     if on_stage:
         on_stage(f"training {epochs} epochs")
+    dev = compute_device(device)
     trained = (
-        train_network(net, data, epochs, seed, on_epoch=on_epoch)
+        train_network(net.to(dev), data.to(dev), epochs, seed, on_epoch=on_epoch)
         if epochs > 0
         else {
             "accuracy": math.nan,
@@ -199,6 +204,7 @@ def evaluate_arch(
         "epochs": epochs,
         "params": sum(p.numel() for p in net.parameters()),
         "data": data.name,
+        "device": str(dev),  # where it trained; the latency's device is in the fingerprint
     }
 
 
