@@ -29,6 +29,7 @@ from lenna.search.device import compute_device
 from lenna.search.folder import stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
+from lenna.search.presets import with_preset
 from lenna.search.run import run_search
 from lenna.search.sweep import run_sweep
 from lenna.search.verify import evaluate_arch, measure_config_for
@@ -84,6 +85,12 @@ ARCH_LR = typer.Option(
 THREADS = typer.Option(
     None, "--threads", help="CPU threads for training (default: torch's default)."
 )
+PRESET = typer.Option(
+    None,
+    "--preset",
+    help="Start from a published search's shapes and recipe (darts-cifar10: DARTS's first-order "
+    "CIFAR-10 search); options you give override its values; config.json records them all.",
+)
 DEVICE = typer.Option(
     "auto",
     "--device",
@@ -132,12 +139,35 @@ def sweep_table(rows: list[dict], title: str) -> Table:
     return t
 
 
-def _config(**kw: object) -> SearchConfig:
-    net = NetConfig(channels=kw.pop("channels"), cells=kw.pop("cells"))
+NET_OPTIONS = ("channels", "cells")
+
+
+def _config(preset: str | None = None, given: set[str] | None = None, **kw: object) -> SearchConfig:
+    """The search config of the options. With a ``preset``, only the options in ``given``
+    (typed on the command line) override its values; the rest are the preset's, then the
+    defaults."""
     limit = kw.pop("limit")
-    return SearchConfig(
-        net=net, limit=None if limit in (None, 0) else limit, a_lr=kw.pop("arch_lr"), **kw
-    )
+    kw["limit"] = None if limit in (None, 0) else limit
+    kw["a_lr"] = kw.pop("arch_lr")
+    net = {k: kw.pop(k) for k in NET_OPTIONS}
+    if preset is None:
+        return SearchConfig(net=NetConfig(**net), **kw)
+    given = given or set()
+    cli = {"a_lr": "arch_lr"}
+    user = {k: v for k, v in kw.items() if cli.get(k, k) in given}
+    user["net"] = {k: v for k, v in net.items() if k in given}
+    d = with_preset(preset, user)
+    return SearchConfig(**{**d, "net": NetConfig(**d["net"])})
+
+
+def _given(ctx: typer.Context, options: dict) -> set[str]:
+    """The options typed on the command line (not defaults)."""
+    return {
+        k
+        for k in options
+        if ctx.get_parameter_source(k) is not None
+        and not ctx.get_parameter_source(k).name.startswith("DEFAULT")
+    }
 
 
 def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
@@ -265,6 +295,7 @@ def search_cmd(
     arch_lr: float = ARCH_LR,
     threads: int = THREADS,
     device: str = DEVICE,
+    preset: str = PRESET,
 ) -> None:
     """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
     from the predictor.
@@ -274,7 +305,8 @@ def search_cmd(
     result an uninterrupted run reaches (only --out is needed; options given must match).
     """
     options = {k: v for k, v in locals().items() if k not in ("ctx", "out", "resume")}
-    cfg = _resumed(out, options, ctx) if resume else _config(**options)
+    given = _given(ctx, options)
+    cfg = _resumed(out, options, ctx) if resume else _config(given=given, **options)
     with _progress() as bar:
         bars = _Bars(bar, cfg.epochs)
         try:
@@ -402,6 +434,7 @@ def evaluate_arch_cmd(
 
 
 def sweep_cmd(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ)."),
     lams: str = typer.Option(
         None, "--lams", help="Comma-separated λ values (default: 0,0.5 unless --budgets)."
@@ -433,6 +466,7 @@ def sweep_cmd(
     arch_lr: float = ARCH_LR,
     threads: int = THREADS,
     device: str = DEVICE,
+    preset: str = PRESET,
     ray: str = typer.Option(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),
@@ -448,7 +482,7 @@ def sweep_cmd(
     kw = {
         k: v
         for k, v in locals().items()
-        if k not in ("out", "lams", "budgets", "eval_epochs", "eval_limit", "ray")
+        if k not in ("ctx", "out", "lams", "budgets", "eval_epochs", "eval_limit", "ray")
     }
     kw.pop("lam_values")
     kw.pop("budget_values")
@@ -458,7 +492,7 @@ def sweep_cmd(
         from lenna.measure.fleet import require_ray
 
         require_ray()
-    cfg = _config(**kw, lam=0.0)
+    cfg = _config(given=_given(ctx, kw), **kw, lam=0.0)
     with _progress() as bar:
         try:
             with stop_on_signals():

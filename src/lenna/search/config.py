@@ -14,6 +14,7 @@ from lenna.errors import InputError
 from lenna.search.device import compute_device
 from lenna.search.latency import FORMS
 from lenna.search.network import NetConfig
+from lenna.search.presets import preset_values
 from lenna.space import get_space
 from lenna.space.mixed import check_mode
 
@@ -40,6 +41,7 @@ class SearchConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "auto"  # where the supernet, α, latency term and data live (search.device)
+    preset: str | None = None  # the preset the other values started from (search.presets)
     net: NetConfig = field(default_factory=NetConfig)
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -73,6 +75,8 @@ class SearchConfig:
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         compute_device(self.device)
+        if self.preset is not None:
+            preset_values(self.preset)  # an unknown name: one line
         for name in ("w_lr", "a_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")

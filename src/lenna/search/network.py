@@ -46,6 +46,7 @@ class NetConfig:
     num_classes: int = 10
     resolution: int = 32
     stem_stride: int = 2  # sized for 2 CPU cores: cells at 16×16 cost ~6× less than at 32×32
+    stem_multiplier: int = 1  # the stem's width over ``channels`` (DARTS: 3; needs preprocessing)
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -69,10 +70,14 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> NetConfig:
-        try:
-            return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+        try:  # a network saved before a field existed has that field's default
+            merged = {**LATER, **d}
+            return cls(**{k: int(merged[k]) for k in cls.__dataclass_fields__})
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed network config ({e.__class__.__name__}: {e})") from None
+
+
+LATER = {"stem_multiplier": 1}  # fields added after networks were first saved, and their values
 
 
 def reduction_indices(cells: int) -> set[int]:
@@ -123,7 +128,12 @@ class Network(nn.Module):
             self.alphas = nn.ParameterDict(
                 {t: nn.Parameter(1e-3 * torch.randn(space.alpha_shape)) for t in types}
             )
-        c = net.channels
+        c = net.channels * net.stem_multiplier
+        if net.stem_multiplier != 1 and not space.preprocess:
+            raise InputError(
+                f"space {space.name!r} has no input preprocessing: its first cell takes the "
+                f"stem's width, so the stem multiplier must be 1 (got {net.stem_multiplier})"
+            )
         self.stem = nn.Sequential(
             nn.Conv2d(net.in_channels, c, 3, net.stem_stride, 1, bias=False), nn.BatchNorm2d(c)
         )
