@@ -1,0 +1,179 @@
+"""How fast does a DARTS-size search run: images per second of the search step and of training
+a derived network, at the `darts-cifar10` preset, on CIFAR-shaped synthetic images.
+
+The search step is DARTS's first order (an α step on the α half, then a weight step on the w
+half) with the latency term of a predictor trained on this repository's `darts` dataset; its
+share of a step is timed inside the step. Training a derived network is plain SGD on a network
+of the evaluation shape. On a GPU the full preset runs (8 cells of 16 channels, batch 64;
+derived network 20 cells of 36 channels, batch 96) and the 50-epoch search cost it implies is
+printed (25,000 + 25,000 images per epoch). On a CPU the sizes are reduced (the options say
+which) and the figures are CPU figures, nothing more.
+
+    python benchmarks/search_throughput.py                       # reduced, on the CPU
+    python benchmarks/search_throughput.py --device cuda --full  # the preset, on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lenna.measure.fingerprint import fingerprint
+from lenna.predict import load_data as load_latency_data
+from lenna.predict import train_predictor
+from lenna.predict.io import save_predictor
+from lenna.search.bilevel import search_step
+from lenna.search.config import SearchConfig
+from lenna.search.datasets import ImageData
+from lenna.search.device import compute_device
+from lenna.search.network import NetConfig, Network
+from lenna.search.presets import with_preset
+from lenna.search.run import Search
+from lenna.space import derive, get_space
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _record import publish
+
+DATA = Path(__file__).parent / "data" / "darts-v2.db"
+IMAGES_PER_HALF = 25_000  # CIFAR-10's 50,000 training images, half for w and half for α
+
+
+def cifar_like(n: int, device: torch.device, seed: int = 0) -> ImageData:
+    """``n`` random 3×32×32 images in 10 classes (and a small test split), on ``device``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n + 64, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n + 64,), generator=g)
+    return ImageData("cifar-like", x[:n], y[:n], x[n:], y[n:], 10).to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device) -> dict:
+    net = {"channels": args.channels, "cells": args.cells}
+    d = with_preset("darts-cifar10", {"predictor": str(predictor), "lam": 1.0, "batch": args.batch,
+                                      "device": str(device), "net": net})  # fmt: skip
+    cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
+    steps = args.warmup_steps + args.steps
+    data = cifar_like(2 * args.batch * steps, device)
+    s = Search(replace(cfg, limit=None), data)
+    w, a, g = s.batches(0)
+    times, shares = [], []
+    for i in range(steps):
+        sync(device)
+        t0 = time.perf_counter()
+        bw = (data.x_train[w[i]], data.y_train[w[i]])
+        ba = (data.x_train[a[i]], data.y_train[a[i]])
+        st = search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g)
+        sync(device)
+        if i >= args.warmup_steps:
+            times.append(time.perf_counter() - t0)
+            shares.append(st.latency_s / st.step_s)
+    step_s = float(np.median(times))
+    return {
+        "step_s": step_s,
+        "images_s": 2 * args.batch / step_s,
+        "latency_share": float(np.median(shares)),
+        "epoch_s": IMAGES_PER_HALF / args.batch * step_s,
+        "cells": args.cells,
+        "channels": args.channels,
+        "batch": args.batch,
+    }
+
+
+def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
+    space = get_space("darts")
+    zeros = np.zeros(space.alpha_shape)
+    choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
+    shape = NetConfig(channels=args.eval_channels, cells=args.eval_cells, in_channels=3,
+                      stem_stride=1, stem_multiplier=3)  # fmt: skip
+    net = Network(space, shape, "fixed", choices).to(device)
+    opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    steps = args.warmup_steps + args.steps
+    data = cifar_like(args.eval_batch * steps, device, seed=1)
+    times = []
+    for i in range(steps):
+        x = data.x_train[i * args.eval_batch : (i + 1) * args.eval_batch]
+        y = data.y_train[i * args.eval_batch : (i + 1) * args.eval_batch]
+        sync(device)
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sync(device)
+        if i >= args.warmup_steps:
+            times.append(time.perf_counter() - t0)
+    step_s = float(np.median(times))
+    return {"images_s": args.eval_batch / step_s, "cells": args.eval_cells,
+            "channels": args.eval_channels, "batch": args.eval_batch}  # fmt: skip
+
+
+def peak_gb(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GB of GPU memory"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB RSS"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--full", action="store_true", help="the preset's full sizes")
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--cells", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--eval-channels", type=int, default=16)
+    ap.add_argument("--eval-cells", type=int, default=8)
+    ap.add_argument("--eval-batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup-steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kind", default="lut", help="predictor kind of the latency term")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-throughput"))
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    if args.full:
+        args.channels, args.cells, args.batch = 16, 8, 64
+        args.eval_channels, args.eval_cells, args.eval_batch = 36, 20, 96
+    torch.set_num_threads(args.threads)
+    device = compute_device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    folder = args.out / f"darts-{args.kind}"
+    if not (folder / "model.json").is_file():
+        save_predictor(train_predictor(load_latency_data(DATA), args.kind, seed=0), folder)
+    s = search_rate(args, folder, device)
+    t = train_rate(args, device)
+    size = "the full preset" if args.full else "reduced sizes"
+    lines = [
+        f"`darts-cifar10` preset on {device} at {size}, CIFAR-shaped synthetic images, "
+        f"{args.threads} CPU thread(s), median of {args.steps} steps after {args.warmup_steps}; "
+        f"latency term: `{args.kind}` trained on {DATA.name}.",
+        "",
+        "| what | network | batch | images / s | other |",
+        "|---|---|---|---|---|",
+        f"| search step (first order, w + α) | {s['cells']} cells, C = {s['channels']} | "
+        f"{s['batch']} + {s['batch']} | {s['images_s']:.1f} | latency term "
+        f"{100 * s['latency_share']:.2f} % of a step; {s['epoch_s']:.0f} s per epoch of 25k + "
+        f"25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs |",
+        f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
+        f"{t['batch']} | {t['images_s']:.1f} | |",
+        "",
+        f"Peak memory: {peak_gb(device)}.",
+    ]
+    fp = fingerprint(str(device), threads=args.threads, batch=args.batch)
+    publish("Search throughput (benchmarks/search_throughput.py)", fp, lines, not args.no_record)
+
+
+if __name__ == "__main__":
+    main()
