@@ -118,3 +118,46 @@ def test_every_preset_builds_a_valid_config():
     for name in SEARCH_PRESETS:
         d = with_preset(name, {})
         SearchConfig(**{**d, "net": NetConfig(**d["net"])})
+
+
+def test_crop_flip_crops_a_padded_image_and_flips_it():
+    from lenna.search.augment import crop_flip
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    y = crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    assert y.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):  # each output is one window of the padded image, maybe mirrored
+        windows = [padded[i, :, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(y[i], w) or torch.equal(y[i], w.flip(-1)) for w in windows)
+    again = crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    assert torch.equal(y, again)  # the generator decides: a resumed search draws the same
+
+
+def test_a_bf16_step_runs_and_keeps_alpha_in_float32(tmp_path):
+    from search_helpers import run, tiny_config, tiny_data
+
+    cfg = tiny_config(epochs=1, amp="bf16", augment=True, space="darts")
+    s = Search(cfg, tiny_data())
+    assert s.amp is torch.bfloat16
+    before = s.net.alphas["normal"].detach().clone()
+    row = s.run_epoch()
+    assert s.net.alphas["normal"].dtype == torch.float32
+    assert not torch.equal(before, s.net.alphas["normal"])  # α moved
+    assert np.isfinite(row["w_loss"]) and np.isfinite(row["a_loss"])
+    run(cfg, tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["amp"] == "bf16"
+
+
+def test_amp_auto_is_off_on_a_cpu():
+    from lenna.search.config import amp_dtype
+
+    assert amp_dtype("auto", torch.device("cpu")) is None
+    assert amp_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(InputError, match="unknown amp"):
+        SearchConfig(amp="fp8")
+
+
+def test_the_preset_augments_unless_told_not_to():
+    assert with_preset("darts-cifar10", {})["augment"] is True
+    assert with_preset("darts-cifar10", {"augment": False})["augment"] is False

@@ -91,6 +91,18 @@ PRESET = typer.Option(
     help="Start from a published search's shapes and recipe (darts-cifar10: DARTS's first-order "
     "CIFAR-10 search); options you give override its values; config.json records them all.",
 )
+AUGMENT = typer.Option(
+    False,
+    "--augment/--no-augment",
+    help="Random crop (padding 4) and horizontal flip of every batch, on the device (CIFAR's "
+    "standard augmentation; on in the darts-cifar10 preset).",
+)
+AMP = typer.Option(
+    "auto",
+    "--amp",
+    help="Mixed precision of the network: off, bf16, or auto (bf16 on a GPU that has it, else "
+    "off). α, the latency term and the loss stay in float32/float64.",
+)
 DEVICE = typer.Option(
     "auto",
     "--device",
@@ -296,6 +308,8 @@ def search_cmd(
     threads: int = THREADS,
     device: str = DEVICE,
     preset: str = PRESET,
+    augment: bool = AUGMENT,
+    amp: str = AMP,
 ) -> None:
     """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
     from the predictor.
@@ -467,6 +481,8 @@ def sweep_cmd(
     threads: int = THREADS,
     device: str = DEVICE,
     preset: str = PRESET,
+    augment: bool = AUGMENT,
+    amp: str = AMP,
     ray: str = typer.Option(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),

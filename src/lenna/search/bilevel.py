@@ -39,6 +39,15 @@ class StepStats:
     epoch: int = 0  # 1-based, set by the run loop
 
 
+def _forward(net: Network, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    """Logits in float32; with ``amp``, the network runs under autocast in that dtype (α's
+    softmax, the latency term and the loss stay in float32/float64)."""
+    if amp is None:
+        return net(x)
+    with torch.autocast(x.device.type, dtype=amp):
+        return net(x).float()
+
+
 def _latency_grad(
     term: LatencyTerm | None, alphas: dict[str, nn.Parameter]
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], float]:
@@ -56,10 +65,15 @@ def _latency_grad(
 
 
 def _alpha_loss(
-    net: Network, term: LatencyTerm | None, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor | None
+    net: Network,
+    term: LatencyTerm | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    e: torch.Tensor | None,
+    amp: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits)."""
-    logits = net(x)
+    logits = _forward(net, x, amp)
     ce = F.cross_entropy(logits, y)
     if term is None or e is None or not term.active:
         return ce, ce, None, logits
@@ -78,6 +92,7 @@ def search_step(
     unrolled: bool = False,
     generator: torch.Generator | None = None,
     arch: bool = True,
+    amp: torch.dtype | None = None,
 ) -> StepStats:
     """α step (unless ``arch`` is off: weight warm-up) then w step; returns what the progress
     bar and metrics need."""
@@ -89,20 +104,20 @@ def search_step(
     if not arch:
         with torch.no_grad():
             e = term.expected_ms(alphas) if term is not None else None
-            logits = net(batch_a[0])
+            logits = _forward(net, batch_a[0], amp)
             loss = ce = F.cross_entropy(logits, batch_a[1])
         return _w_step(
-            net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, 0.0
+            net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, 0.0, amp
         )
     # ---- α step ----------------------------------------------------------------------
     e, e_grads, lat_s = _latency_grad(term, alphas)
     a_opt.zero_grad(set_to_none=True)
     if unrolled:
         loss, ce, e_leaf, logits = _unrolled_alpha_grads(
-            net, term, w_opt, batch_w, batch_a, e, weights
+            net, term, w_opt, batch_w, batch_a, e, weights, amp
         )
     else:
-        loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e)
+        loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp)
         grads = torch.autograd.grad(
             loss, list(alphas.values()) + ([e_leaf] if e_leaf is not None else [])
         )
@@ -117,7 +132,7 @@ def search_step(
         lat_s += time.perf_counter() - t1
     a_opt.step()
     return _w_step(
-        net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, lat_s
+        net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, lat_s, amp
     )
 
 
@@ -134,6 +149,7 @@ def _w_step(
     logits: torch.Tensor,
     e: torch.Tensor | None,
     lat_s: float,
+    amp: torch.dtype | None = None,
 ) -> StepStats:
     """The weight step on the w half, and the step's statistics."""
     alphas = dict(net.alphas.items())
@@ -145,7 +161,7 @@ def _w_step(
         a.requires_grad_(False)  # the w step needs no α gradient
     try:
         w_opt.zero_grad(set_to_none=True)
-        w_logits = net(batch_w[0])
+        w_logits = _forward(net, batch_w[0], amp)
         w_loss = F.cross_entropy(w_logits, batch_w[1])
         w_loss.backward()
         nn.utils.clip_grad_norm_(weights, grad_clip)
@@ -174,17 +190,18 @@ def _unrolled_alpha_grads(
     batch_a: tuple[torch.Tensor, torch.Tensor],
     e: torch.Tensor | None,
     weights: list[nn.Parameter],
+    amp: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Second-order DARTS: sets α.grad (CE part) and returns the α loss pieces."""
     alphas = list(net.alphas.values())
     xi = w_opt.param_groups[0]["lr"]
     backup = [w.detach().clone() for w in weights]
     # virtual step w' = w − ξ ∇w L_w(w, α)
-    g_w = _grad(F.cross_entropy(net(batch_w[0]), batch_w[1]), weights)
+    g_w = _grad(F.cross_entropy(_forward(net, batch_w[0], amp), batch_w[1]), weights)
     with torch.no_grad():
         for w, g in zip(weights, g_w, strict=True):
             w.sub_(xi * g)
-    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e)
+    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp)
     extra = [e_leaf] if e_leaf is not None else []
     grads = _grad(loss, alphas + weights + extra)
     d_alpha = grads[: len(alphas)]
@@ -198,7 +215,7 @@ def _unrolled_alpha_grads(
         with torch.no_grad():
             for w, b, g in zip(weights, backup, d_w, strict=True):
                 w.copy_(b + sign * eps * g)
-        loss_w = F.cross_entropy(net(batch_w[0]), batch_w[1])
+        loss_w = F.cross_entropy(_forward(net, batch_w[0], amp), batch_w[1])
         hv.append(_grad(loss_w, alphas))
     with torch.no_grad():
         for w, b in zip(weights, backup, strict=True):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+import torch
+
 from lenna.errors import InputError
 from lenna.search.device import compute_device
 from lenna.search.latency import FORMS
@@ -17,6 +19,19 @@ from lenna.search.network import NetConfig
 from lenna.search.presets import preset_values
 from lenna.space import get_space
 from lenna.space.mixed import check_mode
+
+AMP_CHOICES = ("auto", "off", "bf16")
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device``: ``auto`` is bf16 on a CUDA device that
+    supports it (where mixed precision pays) and off elsewhere (a CPU without bf16 units runs
+    it slower)."""
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 @dataclass
@@ -42,6 +57,8 @@ class SearchConfig:
     threads: int | None = None
     device: str = "auto"  # where the supernet, α, latency term and data live (search.device)
     preset: str | None = None  # the preset the other values started from (search.presets)
+    augment: bool = False  # random crop (padding 4) and flip of every batch, on the device
+    amp: str = "auto"  # "off", "bf16", or "auto": bf16 on a GPU that has it, else off
     net: NetConfig = field(default_factory=NetConfig)
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -77,6 +94,8 @@ class SearchConfig:
         compute_device(self.device)
         if self.preset is not None:
             preset_values(self.preset)  # an unknown name: one line
+        if self.amp not in AMP_CHOICES:
+            raise InputError(f"unknown amp {self.amp!r}; expected one of: {', '.join(AMP_CHOICES)}")
         for name in ("w_lr", "a_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -11,7 +11,9 @@ Differentiable Architecture Search", ICLR 2019, appendix A.1.1, and the authors'
 - weights: SGD, lr 0.025 cosine-annealed to 0.001 (the paper says "to zero"; the code's
   ``learning_rate_min`` is 0.001), momentum 0.9, weight decay 3e-4, gradients clipped at 5;
 - α: Adam, lr 3e-4, betas (0.5, 0.999) (LENNA's α optimiser always uses them), weight
-  decay 1e-3.
+  decay 1e-3;
+- both halves augmented as ``train_search.py`` does: a random crop of the image padded by 4,
+  and a random horizontal flip (done on the device here).
 
 Only the search is preset: the data set is the user's (``--data cifar10:DIR``), and the
 evaluation recipe (20 cells of 36 channels, cutout, drop-path, auxiliary head, 600 epochs) is
@@ -39,6 +41,7 @@ SEARCH_PRESETS: dict[str, dict] = {
         "grad_clip": 5.0,
         "a_lr": 3e-4,
         "a_wd": 1e-3,
+        "augment": True,  # train_search.py's transform: random crop (padding 4) and flip
         "net": {"channels": 16, "cells": 8, "stem_stride": 1, "stem_multiplier": 3},
     },
 }

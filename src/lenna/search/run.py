@@ -22,10 +22,11 @@ from lenna.jsonsafe import write_json
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.memory import check_fits
 from lenna.predict.io import load_predictor
+from lenna.search.augment import crop_flip
 from lenna.search.bilevel import StepStats, search_step
 from lenna.search.budget import Multiplier, check_budget, derived_cells, fit_to_budget, network_ms
 from lenna.search.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
-from lenna.search.config import SearchConfig
+from lenna.search.config import SearchConfig, amp_dtype
 from lenna.search.datasets import ImageData, load_data, split_halves
 from lenna.search.device import compute_device
 from lenna.search.fixed_part import measure_fixed_part
@@ -84,6 +85,7 @@ class Search:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = compute_device(cfg.device)
+        self.amp = amp_dtype(cfg.amp, self.device)
         d = data or load_data(cfg.data, seed=cfg.seed, limit=cfg.limit)
         self.data = d = d.to(self.device)  # held on the device: a step never waits for a copy
         # a copy fitted to the data: the caller's config is left as it was given
@@ -180,17 +182,21 @@ class Search:
             ("w_loss", "a_loss", "total", "wc", "ac", "n", "lat_s", "step_s", "e"), 0.0
         )
         for i, (wi, ai) in enumerate(zip(w_batches, a_batches, strict=True)):
+            xw, xa = d.x_train[wi], d.x_train[ai]
+            if cfg.augment:
+                xw, xa = crop_flip(xw, g), crop_flip(xa, g)
             st = search_step(
                 self.net,
                 self.term,
                 self.w_opt,
                 self.a_opt,
-                (d.x_train[wi], d.y_train[wi]),
-                (d.x_train[ai], d.y_train[ai]),
+                (xw, d.y_train[wi]),
+                (xa, d.y_train[ai]),
                 cfg.grad_clip,
                 cfg.unrolled,
                 g,
                 arch=epoch >= cfg.warmup,
+                amp=self.amp,
             )
             n = len(wi)
             tot["w_loss"] += st.w_loss * n

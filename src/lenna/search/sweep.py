@@ -12,7 +12,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from lenna.atomic import write_text
@@ -144,6 +144,8 @@ def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{folder / CONFIG} is unreadable ({e.__class__.__name__})") from None
     # the compute device decides speed, not results: a sweep may continue on another one
+    if isinstance(stored, dict) and set(stored) <= {f.name for f in fields(SearchConfig)}:
+        stored = SearchConfig.from_dict(stored).to_dict()  # fields added later: their defaults
     diff = [k for k, v in cfg.to_dict().items() if stored.get(k) != v and k != "device"]
     if (folder / RESULT).is_file():
         old = json.loads((folder / RESULT).read_text()).get("evaluation")
