@@ -118,3 +118,54 @@ def test_cli_measures_on_cuda_and_refuses_to_resume_on_cpu(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["measure", "--out", str(db), "-n", "4", "--device", "cpu"])
     one_line_error(res, "other settings")
+
+
+# ---- searching and training on the GPU (the compute device) ------------------------------------
+def test_a_preset_shaped_search_step_runs_on_cuda_in_bf16(tmp_path):
+    from search_helpers import predictor_folder
+
+    from lenna.search.config import SearchConfig
+    from lenna.search.datasets import ImageData
+    from lenna.search.network import NetConfig
+    from lenna.search.presets import with_preset
+    from lenna.search.run import Search
+
+    d = with_preset("darts-cifar10", {"epochs": 1, "batch": 8, "amp": "bf16", "lam": 1.0,
+                                      "predictor": str(predictor_folder("darts", "mlp")),
+                                      "net": {"channels": 4, "cells": 3}, "device": "cuda"})  # fmt: skip
+    cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
+    x, y = torch.randn(48, 3, 32, 32), torch.randint(0, 10, (48,))
+    s = Search(cfg, ImageData("c", x[:32], y[:32], x[32:], y[32:], 10))
+    assert s.data.x_train.is_cuda and next(s.net.parameters()).is_cuda
+    row = s.run_epoch()
+    assert np.isfinite(row["w_loss"]) and np.isfinite(row["predicted_ms"])
+    assert s.net.alphas["normal"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["mlp", "additive", "lut+mlp", "elasticnet", "lut"])
+def test_the_predictors_value_and_gradient_on_cuda_equal_the_cpus(kind):
+    from search_helpers import predictor_folder
+
+    from lenna.predict.io import load_predictor
+
+    a = torch.randn(15, 11, dtype=torch.float64)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        model = load_predictor(predictor_folder("lenna", kind), space="lenna").to(dev)
+        leaf = a.to(dev).requires_grad_(True)
+        ms = model.predict(leaf, "normal", 16, 16)
+        (g,) = torch.autograd.grad(ms, [leaf])
+        out[dev] = (float(ms.detach()), g.cpu())
+    assert out["cuda"][0] == pytest.approx(out["cpu"][0], rel=1e-9)
+    assert torch.allclose(out["cuda"][1], out["cpu"][1], rtol=1e-7, atol=1e-12)
+
+
+def test_evaluate_arch_trains_on_cuda_and_times_on_the_labels_device(tmp_path):
+    from search_helpers import cheap_genotype
+
+    g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
+    args = ["evaluate-arch", str(g), "--data", "synthetic", "--epochs", "1", "--json"]
+    result = runner.invoke(app, [*args, "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.stdout[result.stdout.index("{") :])
+    assert res["device"].startswith("cuda") and res["fingerprint"]["device"] == "cpu"
