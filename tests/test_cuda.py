@@ -130,9 +130,10 @@ def test_a_preset_shaped_search_step_runs_on_cuda_in_bf16(tmp_path):
     from lenna.search.presets import with_preset
     from lenna.search.run import Search
 
-    d = with_preset("darts-cifar10", {"epochs": 1, "batch": 8, "amp": "bf16", "lam": 1.0,
-                                      "predictor": str(predictor_folder("darts", "mlp")),
-                                      "net": {"channels": 4, "cells": 3}, "device": "cuda"})  # fmt: skip
+    given = {"epochs": 1, "batch": 8, "amp": "bf16", "lam": 1.0, "device": "cuda"}
+    given["predictor"] = str(predictor_folder("darts", "mlp"))
+    given["net"] = {"channels": 4, "cells": 3}
+    d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
     x, y = torch.randn(48, 3, 32, 32), torch.randint(0, 10, (48,))
     s = Search(cfg, ImageData("c", x[:32], y[:32], x[32:], y[32:], 10))
