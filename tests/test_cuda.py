@@ -132,7 +132,8 @@ def test_a_preset_shaped_search_step_runs_on_cuda_in_bf16(tmp_path):
 
     given = {"epochs": 1, "batch": 8, "amp": "bf16", "lam": 1.0, "device": "cuda"}
     given["predictor"] = str(predictor_folder("darts", "mlp"))
-    given["net"] = {"channels": 4, "cells": 3}
+    given["allow_extrapolation"] = True  # the test predictor knows 16×16 and 8×8 only
+    given["net"] = {"channels": 8, "cells": 3}
     d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
     x, y = torch.randn(48, 3, 32, 32), torch.randint(0, 10, (48,))
