@@ -12,119 +12,56 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
-from lenna.measure.config import MeasureConfig
+from lenna.measure.calibration import dataset_calibration, local_calibrate
+from lenna.measure.dataset_open import config_differences, open_dataset
 from lenna.measure.fingerprint import config_fingerprint
-from lenna.measure.machine_calibration import machine_calibrate
 from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import (
     Calibrate,
     Calibration,
-    anchor_key,
     anchors_in_range,
-    calibrate_for,
-    calibrate_ratios,
 )
-from lenna.measure.sampler import ONEHOT_OFF, SAMPLER_VERSION, Sampler, SampleSpec
-from lenna.measure.store import Dataset, DatasetExists
-from lenna.memory import block_bytes, check_fits
+from lenna.measure.run_config import (
+    LABEL_VERSION,
+    RunConfig,
+    check_label_version,
+    check_sizes,
+    upgrade_config,
+)
+from lenna.measure.sampler import ONEHOT_OFF, SampleSpec
+from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
-from lenna.space.mixed import NONE_OP
+
+# the names callers import from here (the run loop's pieces live in their own modules)
+__all__ = [
+    "DRIFT_TOLERANCE",
+    "LABEL_VERSION",
+    "Interrupted",
+    "RunConfig",
+    "check_label_version",
+    "check_sizes",
+    "config_differences",
+    "control_measurement",
+    "dataset_calibration",
+    "drift_baseline",
+    "local_calibrate",
+    "measure_sample",
+    "open_dataset",
+    "record_control",
+    "run_measurement",
+    "run_op_table",
+    "sample_row",
+    "stop_on_signals",
+    "upgrade_config",
+]
 
 DRIFT_TOLERANCE = 0.03
-# 2: a sampled `none` edge is absent from the timed path (docs/measurement.md); 1 ran it
-LABEL_VERSION = 2
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a dataset's rows; stored in the file and checked on resume."""
-
-    space: str
-    channels: tuple[int, int] = (8, 128)
-    resolutions: tuple[int, ...] = (32, 16, 8)
-    block_types: tuple[str, ...] = ("normal", "reduction")
-    seed: int = 0
-    drift_every: int = 50
-    measure: MeasureConfig = field(default_factory=MeasureConfig)
-    sampler_version: int = SAMPLER_VERSION
-    label_version: int = LABEL_VERSION
-
-    def sampler(self) -> Sampler:
-        return Sampler(
-            get_space(self.space),
-            self.channels,
-            self.resolutions,
-            self.block_types,
-            self.seed,
-            self.sampler_version,
-        )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"], d["resolutions"] = list(self.channels), list(self.resolutions)
-        d["block_types"] = list(self.block_types)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        d = upgrade_config(d)
-        d["measure"] = MeasureConfig(**d["measure"])
-        for k in ("channels", "resolutions", "block_types"):
-            d[k] = tuple(d[k])
-        return cls(**d)
-
-
-def upgrade_config(d: dict) -> dict:
-    """A stored config as this version writes it: files from before reference normalisation
-        were measured without it, files from before anchors with the single reference, files from
-        before versioned samplers and labels with version 1 of each, files from before backends in
-    PyTorch eager mode."""
-    d = {"sampler_version": 1, "label_version": 1, **d}
-    d["measure"] = {
-        "normalise": False,
-        "reference": "single",
-        "backend": "torch",
-        **d.get("measure", {}),
-    }
-    return d
-
-
-def check_sizes(cfg: RunConfig, channels: int | None = None) -> None:
-    """Refuse, before any file is made, blocks too large for this machine's memory: the
-    largest block of each type at the config's (or ``channels``) largest size."""
-    space = get_space(cfg.space)
-    hi = channels or cfg.channels[1]
-    for bt in cfg.block_types:
-        res = [r for r in cfg.resolutions if not (bt == "reduction" and r % 2)]
-        if res:
-            need = block_bytes(space, bt, hi, max(res), cfg.measure.batch)
-            check_fits(
-                f"a {bt} block of {hi} channels at {max(res)}×{max(res)}", need, cfg.measure.device
-            )
-
-
-def check_label_version(cfg: RunConfig, path: Path) -> None:
-    """Refuse to add rows of today's labels to a file whose labels meant something else.
-
-    Label version 1 timed a sampled ``none`` edge (a zero tensor, added into its node);
-    version 2 times the path as the derived cell runs it. Only spaces with a ``none`` op
-    differ, so a ``lenna`` file of version 1 resumes unchanged."""
-    if cfg.label_version == LABEL_VERSION:
-        return
-    if cfg.label_version > LABEL_VERSION or NONE_OP in get_space(cfg.space).ops:
-        raise InputError(
-            f"{path} holds labels of version {cfg.label_version} (this LENNA measures version "
-            f"{LABEL_VERSION}: a `none` edge is absent, as in the derived cell); "
-            "measure into a new file"
-        )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -148,160 +85,6 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) -> Dataset:
-    """Create the file, or open it for resuming after checking space, config and machine."""
-    space = get_space(cfg.space)
-    path = Path(path)
-    check_label_version(cfg, path)
-    check_sizes(cfg)  # before a file exists that would refuse the corrected command
-    if not path.exists():
-        meta = {
-            "space": space.name,
-            "space_hash": space.definition_hash(),
-            "config": cfg.to_dict(),
-            "rule_settings": cfg.measure.rule_settings(),
-            "fingerprint": fp,
-            "lenna_version": __version__,
-        }
-        try:
-            ds = Dataset.create(path, meta, fp)
-        except DatasetExists:
-            pass  # another process made it a moment ago: open it as any existing file
-        else:
-            return _locked(ds)
-    ds = Dataset.open(path)
-    meta = ds.meta
-    if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
-        ds.close()
-        raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
-    diff, moved = config_differences(meta, cfg)
-    if diff or moved:
-        ds.close()
-        settled = meta.get("rule_settings") or {}
-        if diff or set(settled) != set(cfg.measure.rule_settings()):
-            what = ", ".join(diff + (["rule settings: " + moved] if moved else []))
-            raise InputError(
-                f"{path} was measured with other settings ({what}); "
-                "resume with the same options or write to a new file"
-            )
-        raise InputError(
-            f"{path} was measured with other rule settings ({moved}); resume with "
-            "`lenna measure` (it takes the file's own) or the same rule_params"
-        )
-    if fp["hash"] not in ds.fingerprints() and not allow_mixed:
-        ds.close()
-        raise InputError(
-            f"{path} was measured on another machine/config (fingerprint "
-            f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
-            "pass --allow-mixed to add to it"
-        )
-    ds = _locked(ds)
-    try:
-        ds.add_fingerprint(fp)
-    except BaseException:
-        ds.close()  # releases the writer's lock too
-        raise
-    return ds
-
-
-def _locked(ds: Dataset) -> Dataset:
-    """``ds`` with its writer's lock, or closed and refused in one line."""
-    try:
-        ds.lock_for_writing()
-    except InputError:
-        ds.close()
-        raise
-    return ds
-
-
-def config_differences(meta: dict, cfg: RunConfig) -> tuple[list[str], str]:
-    """How ``cfg`` differs from the file's config (``meta``): the differing config keys, and
-    the rule's settings that differ (``""`` if none) where the file stores them. With stored
-    settings the rule is compared by what it does, not by how it was asked for."""
-    stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
-    settled = meta.get("rule_settings")  # None in a file from before they were stored
-    moved = ""
-    if settled is not None:
-        stored["measure"] = {**stored.get("measure", {}), "rule_params": None}
-        now["measure"] = {**now["measure"], "rule_params": None}
-        if stored["measure"].get("rule") == now["measure"]["rule"]:
-            moved = _moved(settled, cfg.measure.rule_settings())
-    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
-    return diff, moved
-
-
-def _moved(before: dict, after: dict) -> str:
-    """``passes 3 in the file, 2 now, ...`` for the settings that differ."""
-    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    return ", ".join(f"{k} {before.get(k)} in the file, {after.get(k)} now" for k in keys)
-
-
-def local_calibrate(
-    space: SearchSpace,
-    m: MeasureConfig,
-    shared: bool = True,
-    fresh: bool = False,
-    on_calibrate: Callable[[], None] | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> Calibrate:
-    """Calibrate here: ``(need_z0, anchors)`` → (``Z0`` or ``None``, the anchors' ratios).
-
-    ``shared`` (what sets a dataset's scale): this machine's calibration, from the cache or
-    made once and kept there (:mod:`lenna.measure.machine_calibration`); ``fresh`` makes it
-    anew. Unshared: a calibration of this moment (what the anchor check compares with)."""
-
-    def calibrate(need_z0: bool, anchors: list[tuple[int, int]]) -> tuple:
-        return (calibrate_for(space, m) if need_z0 else None), calibrate_ratios(space, m, anchors)
-
-    if not shared:
-        return calibrate
-    threads = m.threads or 1
-    return machine_calibrate(
-        space,
-        m.device,
-        m.dtype,
-        threads,
-        calibrate,
-        fresh=fresh,
-        on_calibrate=on_calibrate,
-        on_warning=on_warning,
-        backend=m.backend,
-    )
-
-
-def dataset_calibration(
-    ds: Dataset,
-    cfg: RunConfig,
-    calibrate: Calibrate,
-    channels: tuple[int, int] | None = None,
-    resolutions: tuple[int, ...] | None = None,
-) -> Calibration:
-    """The dataset's calibration: ``Z0`` and, with matched references, the ratios of the
-    anchors that blocks of ``channels`` × ``resolutions`` (default: the config's) need. What
-    is missing is calibrated by ``calibrate`` and stored, so every row, resumed run and fleet
-    device reports at one speed. Empty if not normalised."""
-    m = cfg.measure
-    if not m.normalise:
-        return Calibration()
-    z0 = ds.meta.get("reference_ms")
-    stored = dict(ds.meta.get("reference_ratios") or {})
-    need = (
-        anchors_in_range(channels or cfg.channels, resolutions or cfg.resolutions)
-        if m.reference == "matched"
-        else []
-    )
-    missing = [a for a in need if anchor_key(a) not in stored]
-    if z0 is None or missing:
-        new_z0, ratios = calibrate(z0 is None, missing)
-        if z0 is None:
-            z0 = new_z0
-            ds.set_meta("reference_ms", z0)
-        if missing:
-            stored.update(ratios)
-            ds.set_meta("reference_ratios", stored)
-    return Calibration(float(z0), stored if m.reference == "matched" else None)
 
 
 def measure_sample(

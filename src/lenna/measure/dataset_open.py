@@ -1,0 +1,100 @@
+"""Opening a dataset for a run: created race-free, or resumed only under the same space, config
+and machine (a file of one setting refuses rows of another), with one writer at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lenna._version import __version__
+from lenna.errors import InputError
+from lenna.measure.run_config import RunConfig, check_label_version, check_sizes, upgrade_config
+from lenna.measure.store import Dataset, DatasetExists
+from lenna.space import get_space
+
+
+def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) -> Dataset:
+    """Create the file, or open it for resuming after checking space, config and machine."""
+    space = get_space(cfg.space)
+    path = Path(path)
+    check_label_version(cfg, path)
+    check_sizes(cfg)  # before a file exists that would refuse the corrected command
+    if not path.exists():
+        meta = {
+            "space": space.name,
+            "space_hash": space.definition_hash(),
+            "config": cfg.to_dict(),
+            "rule_settings": cfg.measure.rule_settings(),
+            "fingerprint": fp,
+            "lenna_version": __version__,
+        }
+        try:
+            ds = Dataset.create(path, meta, fp)
+        except DatasetExists:
+            pass  # another process made it a moment ago: open it as any existing file
+        else:
+            return _locked(ds)
+    ds = Dataset.open(path)
+    meta = ds.meta
+    if meta.get("space") != space.name or meta.get("space_hash") != space.definition_hash():
+        ds.close()
+        raise InputError(f"{path} holds space {meta.get('space')!r}, not {space.name!r}")
+    diff, moved = config_differences(meta, cfg)
+    if diff or moved:
+        ds.close()
+        settled = meta.get("rule_settings") or {}
+        if diff or set(settled) != set(cfg.measure.rule_settings()):
+            what = ", ".join(diff + (["rule settings: " + moved] if moved else []))
+            raise InputError(
+                f"{path} was measured with other settings ({what}); "
+                "resume with the same options or write to a new file"
+            )
+        raise InputError(
+            f"{path} was measured with other rule settings ({moved}); resume with "
+            "`lenna measure` (it takes the file's own) or the same rule_params"
+        )
+    if fp["hash"] not in ds.fingerprints() and not allow_mixed:
+        ds.close()
+        raise InputError(
+            f"{path} was measured on another machine/config (fingerprint "
+            f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
+            "pass --allow-mixed to add to it"
+        )
+    ds = _locked(ds)
+    try:
+        ds.add_fingerprint(fp)
+    except BaseException:
+        ds.close()  # releases the writer's lock too
+        raise
+    return ds
+
+
+def _locked(ds: Dataset) -> Dataset:
+    """``ds`` with its writer's lock, or closed and refused in one line."""
+    try:
+        ds.lock_for_writing()
+    except InputError:
+        ds.close()
+        raise
+    return ds
+
+
+def config_differences(meta: dict, cfg: RunConfig) -> tuple[list[str], str]:
+    """How ``cfg`` differs from the file's config (``meta``): the differing config keys, and
+    the rule's settings that differ (``""`` if none) where the file stores them. With stored
+    settings the rule is compared by what it does, not by how it was asked for."""
+    stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
+    settled = meta.get("rule_settings")  # None in a file from before they were stored
+    moved = ""
+    if settled is not None:
+        stored["measure"] = {**stored.get("measure", {}), "rule_params": None}
+        now["measure"] = {**now["measure"], "rule_params": None}
+        if stored["measure"].get("rule") == now["measure"]["rule"]:
+            moved = _moved(settled, cfg.measure.rule_settings())
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    return diff, moved
+
+
+def _moved(before: dict, after: dict) -> str:
+    """``passes 3 in the file, 2 now, ...`` for the settings that differ."""
+    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return ", ".join(f"{k} {before.get(k)} in the file, {after.get(k)} now" for k in keys)
