@@ -151,13 +151,16 @@ CHECK = """<script>
 window.addEventListener('load', () => {
   const imgs = Array.from(document.images);
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const narrowest = Math.min(...imgs.map(i => i.getBoundingClientRect().width));
   document.body.setAttribute('data-images', imgs.length + '/' + ok);
+  document.body.setAttribute('data-narrowest', Math.round(narrowest));
 });
 </script></body>"""
 
 
-def rendered_images(page: Path, tmp: Path) -> tuple[int, int]:
-    """(images, images decoded) of an HTML page as headless Chromium renders it."""
+def rendered_images(page: Path, tmp: Path, width: int = 1280) -> tuple[int, int, int]:
+    """(images, images decoded, the narrowest image's rendered width in px) of an HTML page
+    as headless Chromium renders it in a window ``width`` px wide."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
@@ -170,6 +173,7 @@ def rendered_images(page: Path, tmp: Path) -> tuple[int, int]:
             "--no-sandbox",
             "--disable-gpu",
             "--virtual-time-budget=5000",
+            f"--window-size={width},2000",
             "--dump-dom",
             probe.as_uri(),
         ],
@@ -179,7 +183,19 @@ def rendered_images(page: Path, tmp: Path) -> tuple[int, int]:
     ).stdout
     m = re.search(r'data-images="(\d+)/(\d+)"', out)
     assert m, out[-2000:]
-    return int(m.group(1)), int(m.group(2))
+    w = re.search(r'data-narrowest="(\d+)"', out)
+    return int(m.group(1)), int(m.group(2)), int(w.group(1)) if w else 0
+
+
+def screenshot(page: Path, dest: Path, width: int = 1280) -> Path:
+    """A full-width screenshot of ``page`` by headless Chromium (what a reader sees first)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--window-size={width},4000", f"--screenshot={dest}", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    return dest
 
 
 def test_chromium_probe_sees_images(tmp_path):
@@ -187,7 +203,7 @@ def test_chromium_probe_sees_images(tmp_path):
     fig.write_bytes(PNG)
     page = tmp_path / "p.html"
     page.write_text(_html("![x](a.png)\n\n![y](a.png)", {"a": fig}, tmp_path))
-    assert rendered_images(page, tmp_path) == (2, 2)
+    assert rendered_images(page, tmp_path)[:2] == (2, 2)
 
 
 @pytest.mark.slow
@@ -214,5 +230,8 @@ def test_quick_demo_end_to_end(tmp_path):
     assert len(images) >= 6
     for rel in images:
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    total, ok = rendered_images(out / "report.html", tmp_path)
+    total, ok, narrowest = rendered_images(out / "report.html", tmp_path)
     assert total == len(images) and ok == total
+    assert narrowest >= 480  # in a 1280-px window, no figure shrinks to a thumbnail
+    shot = screenshot(out / "report.html", tmp_path / "report.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
