@@ -120,6 +120,9 @@ def _arr(x: list) -> object:
     return np.asarray(x, dtype=float)
 
 
+RUNTIME_KEYS = ["backend", "onnxruntime", "graph_optimization", "provider"]  # not in torch's
+
+
 def runtime_phrase(fp: dict) -> str:
     """Which runtime the report's latencies are the time of."""
     if fp.get("backend", "torch") == "onnxruntime":
@@ -150,7 +153,7 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "| field | value |",
         "|---|---|",
-        *[f"| {k} | {fp.get(k)} |" for k in FP_KEYS],
+        *[f"| {k} | {fp.get(k)} |" for k in FP_KEYS + [k for k in RUNTIME_KEYS if k in fp]],
         "",
         "## How one label converged",
         "",
