@@ -153,7 +153,7 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "| field | value |",
         "|---|---|",
-        *[f"| {k} | {fp.get(k)} |" for k in FP_KEYS + [k for k in RUNTIME_KEYS if k in fp]],
+        *[f"| {k} | {fp.get(k)} |" for k in [*FP_KEYS, *(k for k in RUNTIME_KEYS if k in fp)]],
         "",
         "## How one label converged",
         "",
