@@ -109,3 +109,18 @@ def one_line_error(result, needle: str) -> str:
     assert "Traceback" not in text
     assert isinstance(result.exception, SystemExit), result.exception
     return lines[0]
+
+
+def without_onnxruntime(monkeypatch) -> None:
+    """Make ``import onnxruntime`` fail for the rest of the test, as on a machine without the
+    onnx extra."""
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)

@@ -3,14 +3,13 @@ to their own fingerprint, and a missing extra is one line."""
 
 from __future__ import annotations
 
-import builtins
 import json
 import sqlite3
 
 import numpy as np
 import pytest
 import torch
-from measure_helpers import fast_measure, one_line_error, tiny_config
+from measure_helpers import fast_measure, one_line_error, tiny_config, without_onnxruntime
 from typer.testing import CliRunner
 
 from lenna.cli import app
@@ -275,14 +274,7 @@ def test_the_cli_refuses_an_unknown_backend_in_one_line(tmp_path):
 
 
 def test_without_onnxruntime_the_backend_says_how_to_install(tmp_path, monkeypatch):
-    real = builtins.__import__
-
-    def no_ort(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ort)
+    without_onnxruntime(monkeypatch)
     with pytest.raises(InputError, match=r"pip install 'lenna\[onnx\]'"):
         MeasureConfig(backend="onnxruntime")
     assert MeasureConfig().backend == "torch"  # the default needs nothing extra

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 import torch
-from measure_helpers import all_text, one_line_error
+from measure_helpers import all_text, one_line_error, without_onnxruntime
 from search_helpers import cheap_genotype
 from typer.testing import CliRunner
 
@@ -132,14 +130,7 @@ def test_cli_export_refuses_bad_options_in_one_line(tmp_path, monkeypatch, extra
 
 
 def test_without_onnxruntime_the_export_says_how_to_install(tmp_path, monkeypatch):
-    real = builtins.__import__
-
-    def no_ort(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ort)
+    without_onnxruntime(monkeypatch)
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
     result = runner.invoke(app, ["export", str(g), "--out", str(tmp_path / "n.onnx")])
     one_line_error(result, "pip install 'lenna[onnx]'")
