@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from measure_helpers import one_line_error
-from search_helpers import cheap_genotype, predictor_folder, run, tiny_config
+from search_helpers import (
+    Stop,
+    cheap_genotype,
+    predictor_folder,
+    run,
+    stop_after,
+    tiny_config,
+)
 from typer.testing import CliRunner
 
 from lenna.cli import app
@@ -41,8 +50,22 @@ def test_unknown_devices_are_refused(spec):
 def test_cuda_is_refused_in_one_line_without_a_gpu(spec):
     with pytest.raises(InputError, match="CUDA is not available"):
         compute_device(spec)
+    cfg = SearchConfig(device=spec)  # a config may name it (a run folder from a GPU machine)
     with pytest.raises(InputError, match="CUDA is not available"):
-        SearchConfig(device=spec)
+        run(replace(tiny_config(), device=cfg.device), Path("/nonexistent/never-written"))
+
+
+def test_a_run_folder_from_a_gpu_machine_resumes_on_the_cpu(tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(Stop):
+        run(tiny_config(epochs=2), out, on_epoch=stop_after(1))
+    cfg_path = out / "config.json"
+    stored = json.loads(cfg_path.read_text())
+    assert stored["amp"] == "off"  # "auto" resolved on this CPU and kept
+    stored["device"] = "cuda:1"  # as written on a GPU machine
+    cfg_path.write_text(json.dumps(stored))
+    res = run(tiny_config(epochs=2, device="cpu"), out, resume=True)
+    assert res.genotype is not None
 
 
 def test_a_search_on_an_explicit_cpu_is_the_auto_search_here(tmp_path):

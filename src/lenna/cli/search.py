@@ -185,7 +185,7 @@ def _given(ctx: typer.Context, options: dict) -> set[str]:
 def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
     """The stored config of ``out``; options typed on the command line must agree with it."""
     stored = stored_config(out)
-    given = _config(**options).to_dict()
+    given = _config(given=_given(ctx, options), **options).to_dict()
     keys = {"channels": "net", "cells": "net", "arch_lr": "a_lr"}
     differ = []
     for name in options:

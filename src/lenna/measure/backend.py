@@ -60,6 +60,8 @@ def session(model: bytes, threads: int) -> object:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3  # warnings about unused initialisers are not the user's
+    if threads > 1:  # idle workers that spin would steal the next session's cores (paired timing)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, sess_options=opts, providers=[PROVIDER])
 
 

@@ -9,16 +9,19 @@ its first passes slow, so every switch of path discards passes before any is tim
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 
-from lenna.measure.backend import session
+from lenna.measure.backend import require_ort, session
 from lenna.measure.onnx_pieces import Piece, Pieces, assemble, export_module, shared_pieces
 from lenna.measure.probe import probe_edge_inputs
 from lenna.space import Block
+
+MAX_SESSIONS = 32  # per block; a path seen again after more distinct ones is opened anew
 
 
 class PathSessions:
@@ -36,15 +39,19 @@ class PathSessions:
         self.pieces = pieces or shared_pieces()
         self.edge_inputs = edge_inputs or probe_edge_inputs(block, inputs)
         self.feed = {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
-        self._sessions: dict[tuple, object] = {}
+        self._sessions: OrderedDict[tuple, object] = OrderedDict()
         self._current: object | None = None
 
     def open(self) -> None:
         """Make the block's current path the one :meth:`run` runs."""
         key = tuple(e.active for e in self.block.edges.values())
-        if key not in self._sessions:
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+        else:
             model = assemble(self.block, self.inputs, self.edge_inputs, self.pieces)
             self._sessions[key] = session(model.SerializeToString(), self.threads)
+            if len(self._sessions) > MAX_SESSIONS:  # each holds weights and an arena
+                self._sessions.popitem(last=False)
         self._current = self._sessions[key]
         # a pass is one C call: Python frames in between cost ~1 µs of a 50-µs cell
         self.run = partial(self._current.run, None, self.feed)  # type: ignore[method-assign]
@@ -77,10 +84,24 @@ class PathSessions:
 def module_call(
     module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int = 1
 ) -> Callable[[], object]:
-    """One pass of a fixed ``module`` on ``inputs`` in ONNX Runtime (exported once)."""
+    """One pass of a fixed ``module`` on ``inputs`` in ONNX Runtime (exported once).
+
+    A module with several outputs (the fixed part's skeleton keeps what its cells would have
+    read) writes them into buffers bound once, so a pass pays no copies a deployed network
+    would not."""
+    ort = require_ort()
     sess = session(export_module(module, inputs).SerializeToString(), threads)
     feed = {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
-    return partial(sess.run, None, feed)
+    outputs = sess.get_outputs()
+    if len(outputs) == 1:
+        return partial(sess.run, None, feed)
+    first = sess.run(None, feed)
+    binding = sess.io_binding()
+    for name, value in feed.items():
+        binding.bind_cpu_input(name, value)
+    for out, value in zip(outputs, first, strict=True):
+        binding.bind_ortvalue_output(out.name, ort.OrtValue.ortvalue_from_numpy(value))
+    return partial(sess.run_with_iobinding, binding)
 
 
 def _piece_session(piece: Piece, threads: int) -> object:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from lenna.errors import InputError
-from lenna.search.device import compute_device
+from lenna.search.device import check_spelling
 from lenna.search.latency import FORMS
 from lenna.search.network import NetConfig
 from lenna.search.presets import preset_values
@@ -29,8 +29,12 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     it slower)."""
     if amp == "bf16":
         return torch.bfloat16
-    if amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if (
+        amp == "auto"
+        and device.type == "cuda"
+        and torch.cuda.get_device_capability(device) >= (8, 0)
+    ):
+        return torch.bfloat16  # native bf16 (Ampere and later); emulated bf16 only costs
     return None
 
 
@@ -91,7 +95,7 @@ class SearchConfig:
             raise InputError(f"limit must be >= 2 images, got {self.limit}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
-        compute_device(self.device)
+        check_spelling(self.device)  # availability: when the search starts
         if self.preset is not None:
             preset_values(self.preset)  # an unknown name: one line
         if self.amp not in AMP_CHOICES:

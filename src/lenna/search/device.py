@@ -17,6 +17,19 @@ from lenna.measure.timer import resolve_device
 COMPUTE_DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 
 
+def check_spelling(spec: str | None) -> None:
+    """Refuse a device that is no device anywhere (``tpu``); whether this machine has it is
+    :func:`compute_device`'s question, asked when the work starts (a run folder written on a
+    GPU machine can still be read and resumed on another device)."""
+    if spec in (None, "auto", "cpu"):
+        return
+    kind, _, index = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise InputError(
+            f"unknown compute device {spec!r}; expected one of: {', '.join(COMPUTE_DEVICES)}"
+        )
+
+
 def compute_device(spec: str | None) -> torch.device:
     """``auto`` (or ``None``): the first GPU when CUDA is available, else the CPU; ``cpu``;
     ``cuda[:N]`` (refused in one line where there is no such GPU)."""

@@ -57,7 +57,13 @@ def check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
         stored = stored_config(out)
         # the compute device may change between runs (a search started on a GPU can finish
         # on another): it decides speed, not which search it is
-        diff = [k for k, v in cfg.to_dict().items() if stored.to_dict()[k] != v and k != "device"]
+        diff = [
+            k
+            for k, v in cfg.to_dict().items()
+            if stored.to_dict()[k] != v
+            and k != "device"
+            and not (k == "amp" and v == "auto")  # the run's resolved precision stands
+        ]
         if diff:
             raise InputError(
                 f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"

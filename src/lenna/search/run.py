@@ -338,8 +338,14 @@ def run_search(
     cfg = replace(cfg, net=fit_net(cfg.net, data))  # the caller's config stays as given
     space = get_space(cfg.space)
     need = network_bytes(space, cfg.net, cfg.mode, cfg.batch)
-    check_fits(f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need)
+    where = str(compute_device(cfg.device))  # one line if this machine lacks the device
+    check_fits(
+        f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need, where
+    )
     cfg = check_folder(out, cfg, resume)
+    if cfg.amp == "auto":  # resolved once and stored: a resume on another device keeps it
+        native = amp_dtype("auto", compute_device(cfg.device)) is not None
+        cfg = replace(cfg, amp="bf16" if native else "off")
     search = Search(cfg, data)  # refuses a bad predictor before anything is written
     fixed = _fixed_part(out, search, resume, on_note)
     if search.term is not None and cfg.budget_ms is not None:

@@ -21,7 +21,6 @@ from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import load_data
-from lenna.search.device import compute_device
 from lenna.search.folder import CONFIG, GENOTYPE, METRICS
 from lenna.search.genotype import Genotype
 from lenna.search.run import fit_net, run_search
@@ -146,7 +145,11 @@ def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
     # the compute device decides speed, not results: a sweep may continue on another one
     if isinstance(stored, dict) and set(stored) <= {f.name for f in fields(SearchConfig)}:
         stored = SearchConfig.from_dict(stored).to_dict()  # fields added later: their defaults
-    diff = [k for k, v in cfg.to_dict().items() if stored.get(k) != v and k != "device"]
+    diff = [
+        k
+        for k, v in cfg.to_dict().items()
+        if stored.get(k) != v and k != "device" and not (k == "amp" and v == "auto")
+    ]
     if (folder / RESULT).is_file():
         old = json.loads((folder / RESULT).read_text()).get("evaluation")
         if old is not None and old != evaluation:
@@ -245,8 +248,12 @@ def _run_on_ray(
     ray = connect(address)
     if base.predictor:  # workers may start elsewhere: the model folder by absolute path
         base = replace(base, predictor=str(Path(base.predictor).resolve()))
-    # a search on a GPU takes one GPU per task, so a node with 8 GPUs runs 8 searches at once
-    gpus = 1 if compute_device(base.device).type == "cuda" else 0
+    # a search on a GPU takes one GPU per task, so a node with 8 GPUs runs 8 searches at once;
+    # decided from what was asked (the driver may have no GPU), and Ray shows each task its
+    # one GPU as cuda:0
+    gpus = 1 if str(base.device).startswith("cuda") else 0
+    if gpus:
+        base = replace(base, device="cuda")
     task = ray.remote(num_cpus=base.threads or 1, num_gpus=gpus)(run_one)
     refs = [
         task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit, budget)
