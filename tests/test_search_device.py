@@ -61,7 +61,7 @@ def test_a_run_folder_from_a_gpu_machine_resumes_on_the_cpu(tmp_path):
         run(tiny_config(epochs=2), out, on_epoch=stop_after(1))
     cfg_path = out / "config.json"
     stored = json.loads(cfg_path.read_text())
-    assert stored["amp"] == "off"  # "auto" resolved on this CPU and kept
+    assert stored["amp"] == "auto"
     stored["device"] = "cuda:1"  # as written on a GPU machine
     cfg_path.write_text(json.dumps(stored))
     res = run(tiny_config(epochs=2, device="cpu"), out, resume=True)

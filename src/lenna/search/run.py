@@ -343,9 +343,6 @@ def run_search(
         f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need, where
     )
     cfg = check_folder(out, cfg, resume)
-    if cfg.amp == "auto":  # resolved once and stored: a resume on another device keeps it
-        native = amp_dtype("auto", compute_device(cfg.device)) is not None
-        cfg = replace(cfg, amp="bf16" if native else "off")
     search = Search(cfg, data)  # refuses a bad predictor before anything is written
     fixed = _fixed_part(out, search, resume, on_note)
     if search.term is not None and cfg.budget_ms is not None:
