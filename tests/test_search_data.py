@@ -1,4 +1,5 @@
-"""Offline datasets for the search: shapes, splits, normalisation, CIFAR-10 decoding, errors."""
+"""Offline datasets for the search: shapes, splits, normalisation, CIFAR-10 and CIFAR-100
+decoding, errors."""
 
 import sys
 from pathlib import Path
@@ -209,12 +210,74 @@ def test_cifar10_uses_the_train_batches_present(tmp_path: Path) -> None:
     assert sorted(data.y_train.tolist()) == [5, 6, 7, 8, 9]
 
 
+# --------------------------------------------------------------------------- cifar100
+
+
+def _record100(coarse: int, fine: int, image: np.ndarray) -> bytes:
+    """A CIFAR-100 record: the coarse label, the fine label, then the R, G and B planes."""
+    return bytes([coarse]) + _record(fine, image)
+
+
+def _write_cifar100(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A train file of 6 records (fine labels 0, 17, 42, 63, 88, 99) and a test file of 2."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fine = (0, 17, 42, 63, 88, 99)
+    train = [_image() for _ in fine]
+    data = b"".join(_record100(f // 5, f, img) for f, img in zip(fine, train, strict=True))
+    (folder / "train.bin").write_bytes(data)
+    test = [_image() for _ in range(2)]
+    (folder / "test.bin").write_bytes(_record100(3, 99, test[0]) + _record100(0, 1, test[1]))
+    return train, test
+
+
+def test_cifar100_reads_fine_labels_and_the_images(tmp_path: Path) -> None:
+    train, test = _write_cifar100(tmp_path)
+    data = load_data(f"cifar100:{tmp_path}", seed=0)
+    assert data.name == "cifar100" and data.num_classes == 100
+    assert data.x_train.shape == (6, 3, 32, 32) and (data.in_channels, data.resolution) == (3, 32)
+    assert data.y_test.tolist() == [99, 1]  # fine labels, in file order
+    assert sorted(data.y_train.tolist()) == [0, 17, 42, 63, 88, 99]
+    by_label = dict(zip((0, 17, 42, 63, 88, 99), train, strict=True))
+    order = [by_label[y] for y in data.y_train.tolist()]
+    torch.testing.assert_close(data.x_train, _expected(train, order), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(data.x_test, _expected(train, test), atol=1e-5, rtol=1e-5)
+
+
+def test_cifar100_accepts_the_tarball_subfolder(tmp_path: Path) -> None:
+    _write_cifar100(tmp_path / "cifar-100-binary")
+    assert load_data(f"cifar100:{tmp_path}", seed=0).y_test.tolist() == [99, 1]
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("missing", r"must hold train\.bin and test\.bin"),
+        ("truncated", r"test\.bin has 3075 bytes, not a multiple of the 3074-byte record"),
+        ("label", r"test\.bin: record 0 has label 100, expected 0\.\.99"),
+        ("no_folder", r"cifar100 needs a folder: use cifar100:DIR"),
+    ],
+)
+def test_cifar100_bad_files_are_one_clear_error(tmp_path: Path, damage: str, needle: str) -> None:
+    _write_cifar100(tmp_path)
+    spec = f"cifar100:{tmp_path}"
+    if damage == "missing":
+        (tmp_path / "train.bin").unlink()
+    elif damage == "truncated":
+        (tmp_path / "test.bin").write_bytes(_record100(0, 1, _image()) + b"\x00")
+    elif damage == "label":
+        (tmp_path / "test.bin").write_bytes(_record100(0, 100, _image()))
+    else:
+        spec = "cifar100:"
+    with pytest.raises(InputError, match=needle):
+        load_data(spec)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("spec", ["imagenet", "", "MNIST5K", "cifar100:/tmp"])
+@pytest.mark.parametrize("spec", ["imagenet", "", "MNIST5K", "cifar1000:/tmp"])
 def test_unknown_spec_lists_the_choices(spec: str) -> None:
-    choices = r"unknown dataset.*choose one of: mnist5k, digits, synthetic, cifar10:DIR"
+    choices = r"unknown dataset.*choose one of: mnist5k, digits, synthetic, cifar10:DIR, cifar100"
     with pytest.raises(InputError, match=choices):
         load_data(spec)
 

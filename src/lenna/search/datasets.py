@@ -9,23 +9,20 @@ per-channel statistics so the test split never leaks into preprocessing.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lenna.errors import InputError
+from lenna.search.cifar import cifar10, cifar100
 
 __all__ = ["CHOICES", "ImageData", "load_data", "split_halves"]
 
-CHOICES = ("mnist5k", "digits", "synthetic", "cifar10:DIR")
+CHOICES = ("mnist5k", "digits", "synthetic", "cifar10:DIR", "cifar100:DIR")
 
-_CIFAR_RECORD = 1 + 3 * 32 * 32
-_CIFAR_SUBDIR = "cifar-10-batches-bin"
-_CIFAR_TRAIN = re.compile(r"data_batch_(\d+)\.bin")
+_CIFAR = {"cifar10": (cifar10, 10), "cifar100": (cifar100, 100)}  # binary versions, classes
 
 
 @dataclass(frozen=True)
@@ -76,11 +73,12 @@ def load_data(spec: str, seed: int = 0, limit: int | None = None) -> ImageData:
         name, arrays, num_classes = "digits", _digits(seed), 10
     elif spec == "synthetic":
         name, arrays, num_classes = "synthetic", _synthetic(seed), 4
-    elif spec == "cifar10" or spec.startswith("cifar10:"):
-        folder = spec.partition(":")[2].strip()
-        if not folder:
-            raise InputError("cifar10 needs a folder: use cifar10:DIR (the binary version)")
-        name, arrays, num_classes = "cifar10", _cifar10(folder, seed), 10
+    elif spec.partition(":")[0] in _CIFAR:
+        name, _, folder = spec.partition(":")
+        if not folder.strip():
+            raise InputError(f"{name} needs a folder: use {name}:DIR (the binary version)")
+        read, num_classes = _CIFAR[name]
+        arrays = read(folder.strip(), seed)
     else:
         raise InputError(f"unknown dataset {spec!r}; choose one of: {', '.join(CHOICES)}")
     x_train, y_train, x_test, y_test = arrays
@@ -213,54 +211,3 @@ def _synthetic(seed: int) -> _Arrays:
     x_tr, y_tr = draw(n_train)
     x_te, y_te = draw(n_test)
     return x_tr, y_tr, x_te, y_te
-
-
-def _cifar10(folder: str, seed: int) -> _Arrays:
-    """CIFAR-10's binary batches from ``folder``; train shuffled, test kept in file order."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise InputError(f"cifar10 folder not found: {root}")
-    if not (root / "test_batch.bin").is_file() and (root / _CIFAR_SUBDIR).is_dir():
-        root = root / _CIFAR_SUBDIR
-    train_files = sorted(
-        (int(m.group(1)), p)
-        for p in root.iterdir()
-        if p.is_file() and (m := _CIFAR_TRAIN.fullmatch(p.name))
-    )
-    test_file = root / "test_batch.bin"
-    if not test_file.is_file() or not train_files:
-        raise InputError(
-            f"cifar10 folder {root} must hold test_batch.bin and at least one "
-            "data_batch_N.bin (the CIFAR-10 binary version)"
-        )
-    parts = [_read_cifar_file(p) for _, p in train_files]
-    x_tr = np.concatenate([x for x, _ in parts])
-    y_tr = np.concatenate([y for _, y in parts])
-    order = np.random.default_rng(seed).permutation(len(y_tr))
-    x_te, y_te = _read_cifar_file(test_file)
-    return _to_unit(x_tr[order]), y_tr[order], _to_unit(x_te), y_te
-
-
-def _read_cifar_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Decode records of 1 label byte then 32x32 R, G and B planes, row-major."""
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0:
-        raise InputError(f"cifar10 file {path} is empty")
-    if raw.size % _CIFAR_RECORD:
-        raise InputError(
-            f"cifar10 file {path} has {raw.size} bytes, not a multiple of the "
-            f"{_CIFAR_RECORD}-byte record; is it the binary version?"
-        )
-    records = raw.reshape(-1, _CIFAR_RECORD)
-    labels = records[:, 0].astype(np.int64)
-    if labels.max() > 9:
-        bad = int(np.argmax(labels > 9))
-        raise InputError(
-            f"cifar10 file {path}: record {bad} has label {labels[bad]}, expected 0..9"
-        )
-    return records[:, 1:].reshape(-1, 3, 32, 32), labels
-
-
-def _to_unit(x: np.ndarray) -> np.ndarray:
-    """uint8 pixels to float32 in [0, 1]."""
-    return x.astype(np.float32) / np.float32(255.0)
