@@ -13,39 +13,39 @@ as every label is, to the calibrated speed), and only that device's rows since i
 control are flagged. The anchor check runs at the end on the first live device whose
 fingerprint created the file.
 
-``simulate_s`` replaces the timer with a calibrated sleep (for scaling benchmarks on a small
-machine); such rows carry a fingerprint marked ``simulated``.
+The loop (and so all of the above) is the one a local run uses,
+:mod:`lenna.measure.measuring_loop`; here are the cluster, the actors' start and the run's
+sequence. The actor's body is :mod:`lenna.measure.fleet_actor` (``simulate_s`` there: a sleep
+instead of the timer), the actors as the loop's devices :mod:`lenna.measure.fleet_pool`.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lenna.errors import InputError
-from lenna.measure.fingerprint import config_fingerprint
-from lenna.measure.ratio_check import check_if_due
-from lenna.measure.reference import Calibration, anchors_in_range
-from lenna.measure.runner import (
-    RunConfig,
-    _missing_indices,
-    control_measurement,
-    dataset_calibration,
-    drift_baseline,
-    local_calibrate,
-    measure_sample,
-    open_dataset,
-    record_control,
-    sample_row,
-)
-from lenna.measure.store import Dataset
-from lenna.space import get_space
+from lenna.measure.dataset_open import open_dataset
+from lenna.measure.fleet_actor import Measurer, _simulated_row
+from lenna.measure.fleet_pool import _Fleet
+from lenna.measure.run_config import RunConfig
+
+# Measurer, _Fleet and _simulated_row: imported from here by callers and tests
+__all__ = [
+    "INSTALL",
+    "RESOURCE",
+    "Measurer",
+    "_Fleet",
+    "_simulated_row",
+    "check_reachable",
+    "connect",
+    "loopback_only",
+    "require_ray",
+    "run_fleet_measurement",
+]
 
 RESOURCE = "lenna_device"
 INSTALL = "Ray is not installed; install it with: pip install 'lenna[ray]'"
@@ -117,77 +117,6 @@ def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
         raise InputError(f"cannot reach a Ray cluster at {address!r}: {reason}") from None
 
 
-class Measurer:
-    """The actor's body: measures samples of one dataset config on its device."""
-
-    def __init__(self, cfg: dict, simulate_s: float | None = None) -> None:
-        self.cfg = RunConfig.from_dict(cfg)
-        self.simulate_s = simulate_s
-        m = self.cfg.measure
-        self.fp = config_fingerprint(m, simulated=bool(simulate_s))
-
-    def fingerprint(self) -> dict:
-        return self.fp
-
-    def calibrate(
-        self, need_z0: bool, anchors: list[tuple[int, int]], shared: bool = True
-    ) -> tuple:
-        """This device's reference time ``Z0`` (if ``need_z0``) and the ratios of
-        ``anchors`` (the dataset stores the first device's): its machine's calibration
-        (``shared``) or one of this moment (the anchor check)."""
-        m = self.cfg.measure
-        return local_calibrate(get_space(self.cfg.space), m, shared)(need_z0, anchors)
-
-    def control(self, calibration: Calibration | None = None) -> float:
-        """The drift guard's control sample, measured on this device (ms)."""
-        cfg = self.cfg
-        return control_measurement(get_space(cfg.space), cfg, calibration).latency_ms
-
-    def measure(
-        self,
-        index: int,
-        calibration: Calibration | None = None,
-    ) -> dict:
-        cfg, m = self.cfg, self.cfg.measure
-        spec = cfg.sampler()(index)
-        if self.simulate_s:
-            return _simulated_row(spec, index, m.batch, self.fp["hash"], self.simulate_s)
-        meas = measure_sample(get_space(cfg.space), cfg, spec, index, calibration)
-        return sample_row(meas, index, spec.regime, m.batch, self.fp["hash"], trace=False)
-
-
-def _simulated_row(spec: Any, index: int, batch: int, fp_hash: str, sleep_s: float) -> dict:
-    """A row whose "latency" is a deterministic function of the block, after a sleep."""
-    t0 = time.perf_counter()
-    time.sleep(sleep_s)
-    ms = (
-        0.05
-        * spec.channels
-        * (spec.resolution / 8) ** 2
-        * (1.5 if spec.block_type == "reduction" else 1)
-    )
-    return {
-        "sample_index": index,
-        "block_type": spec.block_type,
-        "channels": spec.channels,
-        "resolution": spec.resolution,
-        "batch": batch,
-        "regime": spec.regime,
-        "alphas": spec.alphas,
-        "latency_ms": float(ms),
-        "rule": "simulated",
-        "resets": 0,
-        "passes": 0,
-        "ci_half_width_ms": None,
-        "converged": 1,
-        "wall_s": time.perf_counter() - t0,
-        "fingerprint": fp_hash,
-        "drift_flag": 0,
-        "load": None,
-        "trace": None,
-    }
-
-
 def run_fleet_measurement(
     path: str | Path,
     cfg: RunConfig,
@@ -239,167 +168,23 @@ def run_fleet_measurement(
     warn = on_warning or (lambda message: None)
     try:
         fps = ray.get([a.fingerprint.remote() for a in actors])
-        hashes = {fp["hash"] for fp in fps}
-        if len(hashes) > 1 and not allow_mixed:
+        distinct = {fp["hash"] for fp in fps}
+        if len(distinct) > 1 and not allow_mixed:
             raise InputError(
-                f"the fleet's devices differ ({len(hashes)} fingerprints: "
-                f"{', '.join(sorted(hashes))}); "
+                f"the fleet's devices differ ({len(distinct)} fingerprints: "
+                f"{', '.join(sorted(distinct))}); "
                 "pass --allow-mixed to measure one dataset on all of them"
             )
         with open_dataset(path, cfg, fps[0], allow_mixed) as ds:
             for fp in fps[1:]:
                 ds.add_fingerprint(fp)
-            real = [
-                (a, fp["hash"]) for a, fp, sim in zip(actors, fps, sims, strict=True) if not sim
-            ]
-            fleet = _Fleet(ray, ds, cfg, actors, [a for a, _ in real], warn)
-            todo = _missing_indices(fleet.have, n)
-            if todo and real:
-                fleet.calibrate()
-            if on_start:
-                on_start(list(actors))
-            t_start = time.perf_counter()
-            fleet.run(todo, on_sample)
+            real = [a for a, sim in zip(actors, sims, strict=True) if not sim]
+            fleet = _Fleet(ray, ds, cfg, actors, real, warn, [fp["hash"] for fp in fps])
+            ready = (lambda: on_start(list(actors))) if on_start else None
+            done = fleet.measure_to(n, on_sample, on_check, ready)
             if stats is not None:
-                stats.update(
-                    driver_s=fleet.driver_s,
-                    actors=n_actors,
-                    measure_s=time.perf_counter() - t_start,
-                    rows=len(todo),
-                )
-            creator = ds.meta["fingerprint"]["hash"]
-            checker = [a for a, h in real if h == creator and any(a is b for b in fleet.live)]
-            if checker:
-                fleet.check_anchors(checker[0], creator, on_check)
+                stats.update(driver_s=fleet.driver_s, actors=n_actors, **done)
             return ds.count()
     finally:
         for a in actors:
             ray.kill(a)
-
-
-class _Fleet:
-    """The driver's bookkeeping for one run: the work queue, what each device has in flight,
-    and each device's rows since its last control."""
-
-    def __init__(
-        self,
-        ray: Any,
-        ds: Dataset,
-        cfg: RunConfig,
-        actors: list,
-        real: list,
-        warn: Callable[[str], None],
-    ) -> None:
-        self.ray, self.ds, self.cfg, self.real, self.warn = ray, ds, cfg, real, warn
-        self.live = list(actors)
-        self.names = {id(a): f"device {i}" for i, a in enumerate(actors)}
-        self.have = set(ds.indices())
-        self.calibration = Calibration.of(ds.meta)
-        self.base: float | None = None  # the drift guard's baseline; None: no guard
-        self.since: dict[int, list[int]] = {id(a): [] for a in actors}
-        self.queue: list[int] = []
-        self.in_flight: dict[Any, tuple[Any, int | None]] = {}  # index None: a control
-        self.driver_s = 0.0
-
-    def _on_first(self, method: str, *args: Any) -> Any:
-        try:
-            return self.ray.get(getattr(self.real[0], method).remote(*args))
-        except self.ray.exceptions.RayActorError:
-            raise InputError(
-                "the measuring actor died while calibrating; committed rows are kept, "
-                "run the same command again"
-            ) from None
-
-    def calibrate(self) -> None:
-        """``Z0``, the anchors' ratios and the drift baseline: stored, or measured on the
-        first real device."""
-
-        def on_first_device(need_z0: bool, anchors: list) -> tuple:
-            return self._on_first("calibrate", need_z0, anchors)
-
-        self.calibration = dataset_calibration(self.ds, self.cfg, on_first_device)
-        if self.cfg.drift_every:
-            self.base = drift_baseline(self.ds, lambda: self._on_first("control", self.calibration))
-
-    def _guarded(self, actor: Any) -> bool:
-        """Does ``actor`` run the drift guard (a real device, with the guard on)?"""
-        return self.base is not None and any(actor is a for a in self.real)
-
-    def _next(self, actor: Any) -> None:
-        """Give ``actor`` its control if it is due one, else the next sample (if any)."""
-        if self._guarded(actor) and len(self.since[id(actor)]) >= self.cfg.drift_every:
-            self.in_flight[actor.control.remote(self.calibration)] = (actor, None)
-        elif self.queue:
-            index = self.queue.pop()
-            self.in_flight[actor.measure.remote(index, self.calibration)] = (actor, index)
-
-    def run(self, todo: list[int], on_sample: Callable[[dict, int, str], None] | None) -> None:
-        ray = self.ray
-        self.queue = list(reversed(todo))
-        for a in self.live:
-            self._next(a)
-        while self.in_flight:
-            done, _ = ray.wait(list(self.in_flight), num_returns=1)
-            actor, index = self.in_flight.pop(done[0])
-            try:
-                result = ray.get(done[0])
-            except ray.exceptions.RayActorError:
-                self._lost(actor, index)
-                continue
-            t0 = time.perf_counter()
-            name = self.names[id(actor)]
-            if index is None:
-                message = record_control(self.ds, self.base, result, self.since[id(actor)], name)
-                self.since[id(actor)] = []
-                if message:
-                    self.warn(message)
-            elif index not in self.have:  # a retried item never becomes a second row
-                result["alphas"] = np.asarray(result["alphas"])
-                result["device"] = name  # which of this run's devices measured the row
-                self.ds.add_sample(result)
-                self.have.add(index)
-                if self._guarded(actor):
-                    self.since[id(actor)].append(index)
-            self._next(actor)
-            self.driver_s += time.perf_counter() - t0
-            if index is not None and on_sample:
-                on_sample(result, sum(i >= 0 for i in self.have), name)
-
-    def _lost(self, actor: Any, index: int | None) -> None:
-        """An actor died: re-queue its sample, go on with the others (or stop if none is
-        left)."""
-        if index is not None:
-            self.queue.append(index)  # measured again elsewhere
-        unchecked = self.since.pop(id(actor), [])
-        if unchecked:
-            self.warn(
-                f"{self.names[id(actor)]} stopped; its last {len(unchecked)} rows were not "
-                "checked by a control (they are kept, unflagged)"
-            )
-        self.live = [a for a in self.live if a is not actor]
-        if not self.live:
-            raise InputError(
-                "every measuring actor died; committed rows are kept, "
-                "run the same command again to resume"
-            ) from None
-        for a in self.live:  # a free actor may be idle now
-            if not any(v[0] is a for v in self.in_flight.values()):
-                self._next(a)
-
-    def check_anchors(self, actor: Any, fp_hash: str, on_check: Callable[[], None] | None) -> None:
-        """The anchor check (as a local run ends), on ``actor``, if it is due."""
-        cfg = self.cfg
-
-        def on_device(need_z0: bool, anchors: list) -> tuple:
-            return self.ray.get(actor.calibrate.remote(need_z0, anchors, False))
-
-        anchors = anchors_in_range(cfg.channels, cfg.resolutions)
-        try:
-            messages = check_if_due(self.ds, anchors, cfg.drift_every, on_device, fp_hash, on_check)
-        except self.ray.exceptions.RayActorError:
-            messages = [
-                f"{self.names[id(actor)]} stopped during the anchor check; it runs when the "
-                "same command is run again"
-            ]
-        for message in messages:
-            self.warn(message)

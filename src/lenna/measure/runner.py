@@ -1,10 +1,12 @@
-"""A measuring run: sample → measure → commit, resumable, with a drift guard (a control
+"""A local measuring run: sample → measure → commit, resumable, with a drift guard (a control
 sample every K rows and, with matched references, an end-of-run check of the anchors' ratios).
 
 The run is a pure function of (space, sampler config, measurement config, N): sample ``i``
 is always the same block, so a run interrupted at any point (Ctrl-C, SIGTERM, ``kill -9``)
-and started again completes the same dataset, with no duplicates. Nothing here prints; the
-CLI passes callbacks for progress and warnings.
+and started again completes the same dataset, with no duplicates. The loop itself is
+:mod:`lenna.measure.measuring_loop`, shared with a fleet run; here is what one sample and one
+control are, and this process as the loop's one device. Nothing here prints; the CLI passes
+callbacks for progress and warnings.
 """
 
 from __future__ import annotations
@@ -20,13 +22,12 @@ from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.calibration import dataset_calibration, local_calibrate
 from lenna.measure.dataset_open import config_differences, open_dataset
+from lenna.measure.devices import CONTROL, Job
+from lenna.measure.drift_guard import DRIFT_TOLERANCE, drift_baseline, record_control
 from lenna.measure.fingerprint import config_fingerprint
-from lenna.measure.ratio_check import check_if_due
-from lenna.measure.reference import (
-    Calibrate,
-    Calibration,
-    anchors_in_range,
-)
+from lenna.measure.measuring_loop import MeasuringLoop
+from lenna.measure.op_table_run import run_op_table
+from lenna.measure.reference import Calibrate, Calibration
 from lenna.measure.run_config import (
     LABEL_VERSION,
     RunConfig,
@@ -35,7 +36,6 @@ from lenna.measure.run_config import (
     upgrade_config,
 )
 from lenna.measure.sampler import ONEHOT_OFF, SampleSpec
-from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
 
 # the names callers import from here (the run loop's pieces live in their own modules)
@@ -51,6 +51,7 @@ __all__ = [
     "dataset_calibration",
     "drift_baseline",
     "local_calibrate",
+    "measure_row",
     "measure_sample",
     "open_dataset",
     "record_control",
@@ -60,8 +61,6 @@ __all__ = [
     "stop_on_signals",
     "upgrade_config",
 ]
-
-DRIFT_TOLERANCE = 0.03
 
 
 class Interrupted(KeyboardInterrupt):
@@ -126,6 +125,8 @@ def control_measurement(
 def sample_row(
     m: Measurement, index: int, regime: str, batch: int, fp_hash: str, trace: bool
 ) -> dict:
+    """A measurement as the dataset's row (sampled or added); ``trace``: keep every reset's
+    values, for ``lenna plot convergence``."""
     e = m.estimate
     return {
         "sample_index": index,
@@ -156,6 +157,49 @@ def sample_row(
     }
 
 
+def measure_row(
+    space: SearchSpace,
+    cfg: RunConfig,
+    spec: SampleSpec,
+    index: int,
+    calibration: Calibration | None,
+    fp_hash: str,
+    trace: bool = False,
+) -> dict:
+    """Sample ``index`` (``spec = cfg.sampler()(index)``) measured and made into its row: the
+    one way a row is made, in this process or on a fleet's device."""
+    meas = measure_sample(space, cfg, spec, index, calibration)
+    return sample_row(meas, index, spec.regime, cfg.measure.batch, fp_hash, trace)
+
+
+class _ThisProcess:
+    """This process as the measuring loop's one device: a job runs when the loop waits for
+    it, so a local run measures, stores and checks strictly one thing after another."""
+
+    def __init__(
+        self, space: SearchSpace, cfg: RunConfig, fp_hash: str, trace: bool, shared: Calibrate
+    ) -> None:
+        self.space, self.cfg, self.trace, self.shared = space, cfg, trace, shared
+        self.names: list[str | None] = [None]  # a local run's rows and controls name no device
+        self.hashes, self.real = [fp_hash], [True]
+        self.sampler = cfg.sampler()
+        self.pending: tuple[Job, Calibration] | None = None
+
+    def submit(self, device: int, job: Job, calibration: Calibration) -> None:
+        self.pending = (job, calibration)
+
+    def wait(self) -> tuple[int, object]:
+        assert self.pending is not None, "wait() with no job submitted"
+        (job, cal), self.pending = self.pending, None
+        if job is CONTROL:
+            return 0, control_measurement(self.space, self.cfg, cal).latency_ms
+        spec = self.sampler(job)
+        return 0, measure_row(self.space, self.cfg, spec, job, cal, self.hashes[0], self.trace)
+
+    def calibrator(self, device: int, shared: bool) -> Calibrate:
+        return self.shared if shared else local_calibrate(self.space, self.cfg.measure, False)
+
+
 def run_measurement(
     path: str | Path,
     cfg: RunConfig,
@@ -173,6 +217,7 @@ def run_measurement(
     """Measure until ``path`` holds ``n`` sampled rows (rows added by :mod:`extra_rows` do
     not count), then check the anchors' ratios if due
     (``on_check()`` first: it takes seconds); returns the number of rows stored.
+    ``on_sample(row, rows in the file)`` after each commit.
 
     A new file takes this machine's calibration (made once, ``on_calibrate()`` first;
     ``recalibrate``: made anew), so files of one machine share one scale."""
@@ -183,155 +228,17 @@ def run_measurement(
     fp = fp or config_fingerprint(m)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
-        calibrate = local_calibrate(space, m, True, recalibrate, on_calibrate, warn)
-        todo = _missing_indices(ds.indices(), n)
-        if todo:
-            _measure_rows(ds, cfg, todo, calibrate, fp["hash"], trace, on_sample, warn)
-        # a check cut short (Ctrl-C) is still due when the same command is run again
-        anchors = anchors_in_range(cfg.channels, cfg.resolutions)
-        now = local_calibrate(space, m, shared=False)  # the check compares with this moment
-        for message in check_if_due(ds, anchors, cfg.drift_every, now, fp["hash"], on_check):
-            warn(message)
+        shared = local_calibrate(space, m, True, recalibrate, on_calibrate, warn)
+        here = _ThisProcess(space, cfg, fp["hash"], trace, shared)
+
+        def on_row(row: dict, sampled: int, device: str | None) -> None:
+            if on_sample:
+                on_sample(row, ds.count())
+
+        MeasuringLoop(ds, cfg, here, warn).measure_to(n, on_row, on_check)
         return ds.count()
-
-
-def _measure_rows(
-    ds: Dataset,
-    cfg: RunConfig,
-    todo: list[int],
-    calibrate: Calibrate,
-    fp_hash: str,
-    trace: bool,
-    on_sample: Callable[[dict, int], None] | None,
-    warn: Callable[[str], None],
-) -> None:
-    """Measure and commit samples ``todo`` one by one, with the drift guard's control every
-    ``cfg.drift_every`` rows."""
-    space, sampler, m = get_space(cfg.space), cfg.sampler(), cfg.measure
-    cal = dataset_calibration(ds, cfg, calibrate)
-    base = (
-        drift_baseline(ds, lambda: control_measurement(space, cfg, cal).latency_ms)
-        if cfg.drift_every
-        else 0.0  # unused: no controls without the guard
-    )
-    since_check: list[int] = []
-    for index in todo:
-        spec = sampler(index)
-        meas = measure_sample(space, cfg, spec, index, cal)
-        row = sample_row(meas, index, spec.regime, m.batch, fp_hash, trace)
-        ds.add_sample(row)
-        since_check.append(index)
-        count = ds.count()
-        if on_sample:
-            on_sample(row, count)
-        if cfg.drift_every and len(since_check) >= cfg.drift_every:
-            ctrl = control_measurement(space, cfg, cal).latency_ms
-            message = record_control(ds, base, ctrl, since_check)
-            if message:
-                warn(message)
-            since_check = []
-
-
-def drift_baseline(ds: Dataset, measure: Callable[[], float]) -> float:
-    """The control sample's first value: stored in the file, so a resumed run (and every
-    device of a fleet) compares its controls with the same one; ``measure()`` if none yet."""
-    base = ds.meta.get("drift_baseline_ms")
-    if base is None:
-        base = measure()
-        ds.set_meta("drift_baseline_ms", base)
-    return float(base)
-
-
-def record_control(
-    ds: Dataset, base: float, ctrl_ms: float, since: list[int], device: str | None = None
-) -> str | None:
-    """Store one control measurement; if it moved more than :data:`DRIFT_TOLERANCE` from
-    ``base``, flag rows ``since`` (measured since the last control; on ``device`` of a
-    fleet, None for a local run) and return the warning to show."""
-    rel = (ctrl_ms - base) / base
-    flagged = abs(rel) > DRIFT_TOLERANCE
-    ds.add_drift(ds.count(), ctrl_ms, rel, since if flagged else [], device)
-    if not flagged:
-        return None
-    where = f" on {device}" if device else ""
-    return (
-        f"drift{where}: the control sample moved {rel:+.1%} from its first value "
-        f"({ctrl_ms:.3f} vs {base:.3f} ms); the last {len(since)} rows{where} "
-        "are flagged (drift_flag = 1)"
-    )
-
-
-def _missing_indices(have: set[int], n: int) -> list[int]:
-    """The first ``n - len(have)`` indices not yet stored (rows beyond ``n`` are kept).
-    Only sampled rows count (indices from 0 up; added blocks have negative ones)."""
-    have = {i for i in have if i >= 0}
-    out, i = [], 0
-    while len(have) + len(out) < n:
-        if i not in have:
-            out.append(i)
-        i += 1
-    return out
 
 
 def _seed(seed: int, index: int) -> int:
     """Per-sample seed for weights and gate sampling, stable across resumes."""
     return int(np.random.default_rng([seed, index, 1]).integers(2**31))
-
-
-def run_op_table(
-    path: str | Path,
-    cfg: RunConfig,
-    channels: tuple[int, int] | None = None,
-    resolutions: tuple[int, ...] | None = None,
-    passes: int = 20,
-    allow_mixed: bool = False,
-    on_start: Callable[[int, int], None] | None = None,
-    on_shape: Callable[[list[dict]], None] | None = None,
-) -> int:
-    """Measure the op table of ``cfg``'s space into ``path`` (resumes: measured shapes are
-    skipped); ``on_start(total, done)`` then ``on_shape(rows)`` per shape. Returns the row
-    count."""
-    from lenna.measure.optable import channel_grid, measure_op_table, op_grid
-
-    if passes < 1:
-        raise InputError(f"passes must be >= 1, got {passes}")
-    m = cfg.measure
-    fp = config_fingerprint(m)
-    check_sizes(cfg, (channels or cfg.channels)[1])
-    grid = channel_grid(*(channels or cfg.channels))
-    grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))
-    with open_dataset(path, cfg, fp, allow_mixed) as ds:
-        have = ds.op_table()
-        have = have[(have["fingerprint"] == fp["hash"]) & (have["batch"] == m.batch)]
-        done = set(zip(have["block_type"], have["resolution"], have["channels"], strict=True))
-        shapes = [s for s in grid_shapes if s not in done]  # a rerun resumes, not redoes
-        if on_start:
-            on_start(len(grid_shapes), len(grid_shapes) - len(shapes))
-
-        def store(rows: list[dict]) -> None:
-            ds.add_ops(rows)
-            if on_shape:
-                on_shape(rows)
-
-        space = get_space(cfg.space)
-        cal = (
-            dataset_calibration(
-                ds,
-                cfg,
-                local_calibrate(space, m),
-                (min(grid), max(grid)),
-                tuple(resolutions or cfg.resolutions),
-            )
-            if shapes
-            else Calibration()
-        )
-        measure_op_table(
-            space,
-            shapes,
-            m,
-            passes,
-            fp["hash"],
-            on_shape=store,
-            calibration=cal,
-        )
-        return len(ds.op_table())
