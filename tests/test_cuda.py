@@ -171,3 +171,30 @@ def test_evaluate_arch_trains_on_cuda_and_times_on_the_labels_device(tmp_path):
     assert result.exit_code == 0, result.output
     res = json.loads(result.stdout[result.stdout.index("{") :])
     assert res["device"].startswith("cuda") and res["fingerprint"]["device"] == "cpu"
+
+
+def test_channels_last_bf16_training_runs_on_cuda_and_matches_contiguous():
+    from train_helpers import mixed_genotype
+
+    from lenna.search.datasets import ImageData
+    from lenna.search.recipe import TrainRecipe
+    from lenna.search.train import train_network
+    from lenna.search.verify import build
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g)
+    data = ImageData("c", x[:48], y[:48], x[48:], y[48:], 10).to("cuda")
+    curves = {}
+    for last in (False, True):
+        torch.manual_seed(0)
+        net = build(mixed_genotype(channels=8, cells=3), 16).to("cuda")
+        recipe = TrainRecipe(epochs=2, batch=16, amp="bf16", channels_last=last, augment=True)
+        recipe = TrainRecipe(
+            **{**recipe.to_dict(), "cutout": 8, "drop_path": 0.2, "aux_weight": 0.4}
+        )
+        rows = []
+        res = train_network(net, data, recipe, on_epoch=lambda *r, rows=rows: rows.append(r))
+        assert 0.0 <= res["accuracy"] <= 1.0 and net.stem[0].weight.is_contiguous()
+        curves[last] = [loss for _, loss, _ in rows]
+    assert all(np.isfinite(curves[True]))
+    assert curves[True] == pytest.approx(curves[False], rel=0.05)  # bf16: loose

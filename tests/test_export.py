@@ -84,7 +84,7 @@ def test_trained_weights_are_what_is_exported(tmp_path):
 def test_weights_of_another_network_are_refused_and_nothing_is_written(tmp_path):
     from lenna.deploy import export_onnx
 
-    other = build(cheap_genotype("lenna", channels=16))
+    other = build(every_op_genotype("lenna"))  # other ops (a resized network is not refused)
     weights = save_state(other, tmp_path / "w.safetensors")
     with pytest.raises(InputError, match="holds the weights of another network"):
         export_onnx(cheap_genotype("lenna"), tmp_path / "net.onnx", weights)
@@ -134,3 +134,20 @@ def test_without_onnxruntime_the_export_says_how_to_install(tmp_path, monkeypatc
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
     result = runner.invoke(app, ["export", str(g), "--out", str(tmp_path / "n.onnx")])
     one_line_error(result, "pip install 'lenna[onnx]'")
+
+
+def test_weights_of_a_resized_network_export_at_their_shape(tmp_path):
+    """evaluate-arch may train the genotype at another shape (``--cells``, ``--preset``):
+    the weights file records it and the export builds that network."""
+    from dataclasses import replace
+
+    from lenna.deploy import export_onnx
+    from lenna.search.verify import saved_shape
+
+    g = cheap_genotype("darts")
+    shape = replace(g.net, cells=4, channels=4)
+    w = save_state(build(g, 1, shape), tmp_path / "w.safetensors")
+    assert saved_shape(w) == shape
+    res = export_onnx(g, tmp_path / "net.onnx", weights=w)
+    assert res["weights"] == str(w) and (tmp_path / "net.onnx").is_file()
+    assert saved_shape(tmp_path / "net.onnx") is None  # not a weights file: no shape

@@ -73,14 +73,14 @@ def test_given_values_override_the_preset_key_by_key():
 
 
 def test_an_unknown_preset_is_one_line(tmp_path):
-    with pytest.raises(InputError, match="unknown preset 'nasnet'"):
+    with pytest.raises(InputError, match="unknown search preset 'nasnet'"):
         preset_values("nasnet")
-    with pytest.raises(InputError, match="unknown preset"):
+    with pytest.raises(InputError, match="unknown search preset"):
         SearchConfig(preset="nasnet")
     result = runner.invoke(
         app, ["search", "--out", str(tmp_path / "x"), "--preset", "nasnet", "--epochs", "1"]
     )
-    one_line_error(result, "unknown preset 'nasnet'")
+    one_line_error(result, "unknown search preset 'nasnet'")
     assert not (tmp_path / "x").exists()
 
 

@@ -51,6 +51,8 @@ RESULT_KEYS = {
     "epochs",
     "params",
     "data",
+    "net",
+    "train",
 }
 
 

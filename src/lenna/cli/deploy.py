@@ -38,7 +38,9 @@ def export_cmd(
         typer.echo(dumps(res, indent=2))
         return
     what = "trained weights" if weights else f"initial weights (seed {seed})"
+    n = res["net"]
     err.print(
-        f"{out}: the derived {g.space} network with {what}, dynamic batch; ONNX Runtime "
+        f"{out}: the derived {g.space} network ({n['cells']} cells of {n['channels']} "
+        f"channels) with {what}, dynamic batch; ONNX Runtime "
         f"{res['onnxruntime']} matches torch within {res['max_abs_diff']:.1e}"
     )

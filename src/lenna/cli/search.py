@@ -24,12 +24,13 @@ from lenna.errors import InputError
 from lenna.jsonsafe import dumps
 from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
-from lenna.search.config import SearchConfig
+from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.device import compute_device
 from lenna.search.folder import stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.presets import with_preset
+from lenna.search.recipe import TrainRecipe
 from lenna.search.run import run_search
 from lenna.search.sweep import run_sweep
 from lenna.search.verify import evaluate_arch, measure_config_for
@@ -42,7 +43,9 @@ PREDICTOR = typer.Option(
     None, "--predictor", help="Latency model folder (`lenna train`); needed for λ > 0."
 )
 DATA = typer.Option(
-    "mnist5k", "--data", help="mnist5k (offline default), digits, synthetic, or cifar10:DIR."
+    "mnist5k",
+    "--data",
+    help="mnist5k (offline default), digits, synthetic, cifar10:DIR or cifar100:DIR.",
 )
 LIMIT = typer.Option(
     2000, "--limit", help="Training images the search uses (half w, half α; 0: all)."
@@ -102,6 +105,12 @@ AMP = typer.Option(
     "--amp",
     help="Mixed precision of the network: off, bf16, or auto (bf16 on a GPU that has it, else "
     "off). α, the latency term and the loss stay in float32/float64.",
+)
+CHANNELS_LAST = typer.Option(
+    False,
+    "--channels-last/--no-channels-last",
+    help="Network and batches in channels-last memory layout (may speed up convolutions on a "
+    "GPU, mostly with --amp bf16; the result is the same within float rounding).",
 )
 DEVICE = typer.Option(
     "auto",
@@ -189,8 +198,8 @@ def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
     keys = {"channels": "net", "cells": "net", "arch_lr": "a_lr"}
     differ = []
     for name in options:
-        if ctx.get_parameter_source(name).name.startswith("DEFAULT") or name == "device":
-            continue  # (a run may continue on another device)
+        if ctx.get_parameter_source(name).name.startswith("DEFAULT") or name in SPEED_ONLY:
+            continue  # (a run may continue on another device, in another memory layout)
         key = keys.get(name, name)
         if key == "net":
             if stored.net.to_dict()[name] != given["net"][name]:
@@ -202,7 +211,8 @@ def _resumed(out: Path, options: dict, ctx: typer.Context) -> SearchConfig:
             f"--resume: {', '.join(differ)} differ from the run's {out / 'config.json'}; "
             "leave them out to continue it as it was started"
         )
-    return replace(stored, device=options.get("device") or stored.device)
+    speed = {k: options[k] for k in SPEED_ONLY if k in _given(ctx, options)}
+    return replace(stored, **{"device": options.get("device") or stored.device, **speed})
 
 
 def _progress() -> Progress | LineProgress:
@@ -310,6 +320,7 @@ def search_cmd(
     preset: str = PRESET,
     augment: bool = AUGMENT,
     amp: str = AMP,
+    channels_last: bool = CHANNELS_LAST,
 ) -> None:
     """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
     from the predictor.
@@ -353,12 +364,49 @@ def derived_line(g: Genotype, path: Path) -> str:
     return f"derived {g.space} architecture ({how}){pred} -> {path}"
 
 
+EVAL_PRESET = typer.Option(
+    None,
+    "--preset",
+    help="Start from a published training recipe (darts-cifar10-eval: DARTS's CIFAR-10 "
+    "evaluation, 20 cells of 36 channels, 600 epochs); options you give override its values; "
+    "the JSON result records them all.",
+)
+RECIPE_OPTIONS = {  # option name -> TrainRecipe field
+    "epochs": "epochs",
+    "batch": "batch",
+    "lr": "lr",
+    "lr_min": "lr_min",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
+    "augment": "augment",
+    "cutout": "cutout",
+    "drop_path": "drop_path",
+    "aux_weight": "aux_weight",
+    "amp": "amp",
+    "channels_last": "channels_last",
+}
+
+
+def _recipe(ctx: typer.Context, preset: str | None, options: dict) -> TrainRecipe:
+    """The training recipe of evaluate-arch's options: with a ``preset``, only the options
+    typed on the command line override its values."""
+    given = _given(ctx, options) if preset is not None else set(options)
+    values = {RECIPE_OPTIONS[k]: v for k, v in options.items() if k in RECIPE_OPTIONS}
+    user = {k: v for k, v in values.items() if k in given}
+    user["net"] = {k: options[k] for k in NET_OPTIONS if options[k] is not None and k in given}
+    return TrainRecipe.of(preset, user)
+
+
 def evaluate_arch_cmd(
+    ctx: typer.Context,
     genotype: Path = typer.Argument(..., help="genotype.json written by `lenna search`."),
     data: str = typer.Option(
         None, "--data", help="Data set to train and test on (default: the search's)."
     ),
-    epochs: int = typer.Option(5, "--epochs", help="Training epochs from scratch (0: skip)."),
+    epochs: int = typer.Option(
+        5, "--epochs", help="Training epochs from scratch (0: skip; with --preset: its own)."
+    ),
     seed: int = typer.Option(
         None, "--seed", help="Seed of initialisation and data order (default: the search's)."
     ),
@@ -387,16 +435,48 @@ def evaluate_arch_cmd(
         "--weights-out",
         help="Save the trained weights (safetensors) for `lenna export --weights`.",
     ),
+    preset: str = EVAL_PRESET,
+    channels: int = typer.Option(
+        None, "--channels", help="Train at this width of the first cells (default: searched)."
+    ),
+    cells: int = typer.Option(
+        None, "--cells", help="Train with this many cells (default: as searched)."
+    ),
+    batch: int = typer.Option(64, "--batch", help="Images per training step."),
+    lr: float = typer.Option(0.025, "--lr", help="SGD learning rate at the start."),
+    lr_min: float = typer.Option(0.001, "--lr-min", help="Learning rate the cosine ends at."),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
+    weight_decay: float = typer.Option(3e-4, "--weight-decay", help="SGD weight decay."),
+    grad_clip: float = typer.Option(5.0, "--grad-clip", help="Clip the gradients' norm to this."),
+    augment: bool = typer.Option(
+        False, "--augment/--no-augment", help="Random crop (padding 4) and flip, on the device."
+    ),
+    cutout: int = typer.Option(
+        0, "--cutout", help="Side (pixels) of the square cut out of each training image; 0: off."
+    ),
+    drop_path: float = typer.Option(
+        0.0,
+        "--drop-path",
+        help="Drop-path probability at the last epoch (rises linearly from 0); 0: off.",
+    ),
+    aux_weight: float = typer.Option(
+        0.0, "--aux-weight", help="Loss weight of an auxiliary head at 2/3 depth; 0: no head."
+    ),
+    amp: str = AMP,
+    channels_last: bool = CHANNELS_LAST,
 ) -> None:
     """Build the derived network, measure its latency for real, train it, compare.
 
     Reports measured_ms (whole network) beside its prediction (predicted_network_ms: the
     cells and the fixed part) and, for a budget search, within_budget; measured_cells_ms
     (each cell timed alone; what the predictor models) beside predicted_ms; accuracy on the
-    held-out test split; params.
+    held-out test split; params. A network resized (--preset, --channels, --cells) is measured
+    as trained, and the searched shape's predictions are left out.
     """
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")
+    options = {k: v for k, v in locals().items() if k in RECIPE_OPTIONS or k in NET_OPTIONS}
+    recipe = _recipe(ctx, preset, options)
     if weights_out is not None and not weights_out.parent.is_dir():
         raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
     g = Genotype.load(genotype)
@@ -405,20 +485,22 @@ def evaluate_arch_cmd(
     mcfg = measure_config_for(g, measure_device, measure_threads, backend)
     data = data or g.info.get("data") or "mnist5k"
     seed = seed if seed is not None else int(g.info.get("seed", 0))
+    total = recipe.epochs
     with err.status("measuring and training") as status:
         res = evaluate_arch(
             g,
             data,
-            epochs,
+            None,  # the recipe's
             seed,
             limit,
             mcfg,
             on_stage=lambda s: status.update(s),
             on_epoch=lambda e, loss, acc: status.update(
-                f"training: epoch {e}/{epochs}, loss {loss:.3f}, train acc {100 * acc:.1f} %"
+                f"training: epoch {e}/{total}, loss {loss:.3f}, train acc {100 * acc:.1f} %"
             ),
             weights_out=weights_out,
             device=device,
+            recipe=recipe,
         )
     if as_json:
         typer.echo(dumps(res, indent=2))
@@ -483,6 +565,7 @@ def sweep_cmd(
     preset: str = PRESET,
     augment: bool = AUGMENT,
     amp: str = AMP,
+    channels_last: bool = CHANNELS_LAST,
     ray: str = typer.Option(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),

@@ -22,7 +22,7 @@ from lenna.atomic import write_with
 from lenna.errors import InputError
 from lenna.search.genotype import Genotype
 from lenna.search.network import Network
-from lenna.search.verify import build
+from lenna.search.verify import build, saved_shape
 
 INSTALL = "ONNX export needs the onnx extra: pip install 'lenna[onnx]'"
 OPSET = 18
@@ -76,11 +76,11 @@ def export_onnx(
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
     torch.manual_seed(seed)
-    net = build(genotype, batch=1)
+    n = (saved_shape(weights) if weights is not None else None) or genotype.net
+    net = build(genotype, batch=1, net=n)  # the shape the weights were trained at
     if weights is not None:
         load_weights(net, weights)
     net.eval()
-    n = genotype.net
     x = torch.randn(2, n.in_channels, n.resolution, n.resolution)
 
     def write(tmp: Path) -> None:
@@ -112,7 +112,8 @@ def export_onnx(
         tmp_checked.update(check_onnx(tmp, net, atol=atol, ort=ort))
 
     write_with(out, write_checked)
-    return {"out": str(out), "weights": str(weights) if weights else None, **tmp_checked}
+    weights_path = str(weights) if weights else None
+    return {"out": str(out), "weights": weights_path, "net": n.to_dict(), **tmp_checked}
 
 
 def check_onnx(

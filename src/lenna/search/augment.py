@@ -1,5 +1,5 @@
 """CIFAR's standard augmentation — a random 32×32 crop of the image padded by 4, and a random
-horizontal flip — done on whatever device the batch is on.
+horizontal flip — and cutout, done on whatever device the batch is on.
 
 Why on the device: with the training set held in device memory, a step never waits for a
 data loader; the augmentation is a few tensor ops on the batch. The randomness comes from the
@@ -26,3 +26,18 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     # (N, H, W, C) gathered, back to (N, C, H, W)
     out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def cutout(x: torch.Tensor, generator: torch.Generator, length: int) -> torch.Tensor:
+    """Each image of ``x`` ``(N, C, H, W)`` with a ``length``-pixel square set to zero (the
+    train mean: the images are standardised), centred on a random pixel and clipped at the
+    borders (DeVries & Taylor 2017, as DARTS's ``utils.Cutout``; for an odd ``length`` the
+    square here is ``length`` wide, not ``length - 1``)."""
+    n, _, h, w = x.shape
+    top = torch.randint(0, h, (n,), generator=generator) - length // 2
+    left = torch.randint(0, w, (n,), generator=generator) - length // 2
+    rows = torch.arange(h)[None, :] - top[:, None]  # (N, H): row offset into the square
+    cols = torch.arange(w)[None, :] - left[:, None]
+    in_rows, in_cols = (rows >= 0) & (rows < length), (cols >= 0) & (cols < length)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])  # (N, H, W)
+    return x * keep.to(x.device, x.dtype)[:, None]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lenna.atomic import write_text
 from lenna.errors import InputError
-from lenna.search.config import SearchConfig
+from lenna.search.config import SPEED_ONLY, SearchConfig
 
 CONFIG, METRICS, ALPHAS, GENOTYPE = "config.json", "metrics.csv", "alphas.jsonl", "genotype.json"
 FIELDS = (
@@ -55,20 +55,20 @@ def check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
     cfg_path = out / CONFIG
     if resume:
         stored = stored_config(out)
-        # the compute device may change between runs (a search started on a GPU can finish
-        # on another): it decides speed, not which search it is
+        # the compute device and memory layout may change between runs (a search started on
+        # a GPU can finish on another): they decide speed, not which search it is
         diff = [
             k
             for k, v in cfg.to_dict().items()
             if stored.to_dict()[k] != v
-            and k != "device"
+            and k not in SPEED_ONLY
             and not (k == "amp" and v == "auto")  # the run's resolved precision stands
         ]
         if diff:
             raise InputError(
                 f"--resume with settings that differ from {cfg_path}: {', '.join(diff)}"
             )
-        return replace(stored, device=cfg.device)
+        return replace(stored, **{k: getattr(cfg, k) for k in SPEED_ONLY})
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
     if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders

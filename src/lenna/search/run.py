@@ -92,6 +92,8 @@ class Search:
         self.cfg = cfg = replace(cfg, net=fit_net(cfg.net, d))
         torch.manual_seed(cfg.seed)
         self.net = Network(self.space, cfg.net, cfg.mode).to(self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)  # 4-d weights only: α stay as they are
         self.term = None
         if cfg.predictor:
             self.term = LatencyTerm(
@@ -185,6 +187,8 @@ class Search:
             xw, xa = d.x_train[wi], d.x_train[ai]
             if cfg.augment:
                 xw, xa = crop_flip(xw, g), crop_flip(xa, g)
+            xw = xw.contiguous(memory_format=self.memory_format)
+            xa = xa.contiguous(memory_format=self.memory_format)
             st = search_step(
                 self.net,
                 self.term,

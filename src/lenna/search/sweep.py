@@ -19,10 +19,11 @@ from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
-from lenna.search.config import SearchConfig
+from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.datasets import load_data
 from lenna.search.folder import CONFIG, GENOTYPE, METRICS
 from lenna.search.genotype import Genotype
+from lenna.search.recipe import TrainRecipe
 from lenna.search.run import fit_net, run_search
 from lenna.search.verify import evaluate_arch
 
@@ -109,6 +110,7 @@ def run_one(
         cfg.seed,
         measure=measure,
         device=cfg.device,
+        recipe=TrainRecipe(amp=cfg.amp, channels_last=cfg.channels_last),  # the search's speed
         on_stage=(lambda s: on_event("eval", {"label": label, "stage": s})) if on_event else None,
         on_epoch=(
             lambda e, loss, acc: on_event(
@@ -148,7 +150,7 @@ def _check_same(folder: Path, cfg: SearchConfig, evaluation: dict) -> None:
     diff = [
         k
         for k, v in cfg.to_dict().items()
-        if stored.get(k) != v and k != "device" and not (k == "amp" and v == "auto")
+        if stored.get(k) != v and k not in SPEED_ONLY and not (k == "amp" and v == "auto")
     ]
     if (folder / RESULT).is_file():
         old = json.loads((folder / RESULT).read_text()).get("evaluation")

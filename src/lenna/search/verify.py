@@ -9,12 +9,11 @@ budget is about.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lenna.errors import InputError
@@ -26,8 +25,10 @@ from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.device import compute_device
 from lenna.search.genotype import Genotype
-from lenna.search.network import Network, network_bytes
+from lenna.search.network import NetConfig, Network, network_bytes
+from lenna.search.recipe import TrainRecipe
 from lenna.search.timing import measure_config_from
+from lenna.search.train import train_network
 from lenna.space import get_space
 
 
@@ -41,11 +42,12 @@ def measure_config_for(
     return measure_config_from(genotype.info.get("measured_as") or {}, device, threads, backend)
 
 
-def build(genotype: Genotype, batch: int = 64) -> Network:
-    """The discrete network of ``genotype`` (only the chosen ops exist), after checking that
-    it and a training step of ``batch`` images fit in memory."""
+def build(genotype: Genotype, batch: int = 64, net: NetConfig | None = None) -> Network:
+    """The discrete network of ``genotype`` (only the chosen ops exist), at the genotype's
+    shape or ``net``'s, after checking that it and a training step of ``batch`` images fit in
+    memory."""
     space = get_space(genotype.space)
-    n = genotype.net
+    n = net or genotype.net
     need = network_bytes(space, n, "fixed", batch)
     check_fits(f"the derived network ({n.cells} cells of {n.channels} channels)", need)
     return Network(space, n, "fixed", genotype.cells)
@@ -92,60 +94,15 @@ def measure_network(
     }
 
 
-def train_network(
-    net: nn.Module,
-    data: ImageData,
-    epochs: int,
-    seed: int = 0,
-    batch: int = 64,
-    lr: float = 0.025,
-    on_epoch: Callable[[int, float, float], None] | None = None,
-) -> dict:
-    """Train from scratch (SGD + cosine, DARTS's settings), test on the held-out split."""
-    torch.manual_seed(seed)
-    for m in net.modules():
-        if hasattr(m, "reset_parameters") and m is not net:
-            m.reset_parameters()
-    opt = torch.optim.SGD(net.parameters(), lr, momentum=0.9, weight_decay=3e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=lr / 25)
-    g = torch.Generator().manual_seed(seed)
-    n = len(data.y_train)
-    t0 = time.perf_counter()
-    for ep in range(epochs):
-        net.train()
-        order = torch.randperm(n, generator=g)
-        total, correct, seen = 0.0, 0, 0
-        for i in range(0, n - batch + 1 if n >= batch else 1, batch):
-            idx = order[i : i + batch]
-            logits = net(data.x_train[idx])
-            loss = F.cross_entropy(logits, data.y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == data.y_train[idx]).sum())
-            seen += len(idx)
-        sched.step()
-        if on_epoch:
-            on_epoch(ep + 1, total / max(seen, 1), correct / max(seen, 1))
-    return {"accuracy": test_accuracy(net, data), "train_s": time.perf_counter() - t0}
-
-
-@torch.no_grad()
-def test_accuracy(net: nn.Module, data: ImageData, batch: int = 256) -> float:
-    net.eval()
-    correct = 0
-    for i in range(0, len(data.y_test), batch):
-        logits = net(data.x_test[i : i + batch])
-        correct += int((logits.argmax(1) == data.y_test[i : i + batch]).sum())
-    return correct / max(len(data.y_test), 1)
+def trained_shape(genotype: Genotype, recipe: TrainRecipe) -> NetConfig:
+    """The genotype's network resized as the recipe says (e.g. 20 cells of 36 channels)."""
+    return replace(genotype.net, **recipe.net) if recipe.net else genotype.net
 
 
 def evaluate_arch(
     genotype: Genotype,
     data: str | ImageData = "mnist5k",
-    epochs: int = 5,
+    epochs: int | None = 5,
     seed: int = 0,
     limit: int | None = None,
     measure: MeasureConfig | None = None,
@@ -153,27 +110,36 @@ def evaluate_arch(
     on_epoch: Callable[[int, float, float], None] | None = None,
     weights_out: str | Path | None = None,
     device: str | None = None,
+    recipe: TrainRecipe | None = None,
 ) -> dict:
     """``measured_ms, predicted_ms, accuracy, params`` and the details behind them.
 
-    ``weights_out``: save the trained network's weights there (safetensors), for export.
-    ``device``: where the network trains (:func:`lenna.search.device.compute_device`); its
-    latency is timed on ``measure``'s device, by default the predictor's labels'."""
+    ``recipe``: how the network is trained and at what shape (default: the genotype's shape,
+    plain SGD + cosine); ``epochs`` (unless ``None``) overrides its epochs. A resized network
+    is measured as trained; the genotype's predictions are of the searched shape, so they are
+    not compared with it. ``weights_out``: save the trained network's weights there
+    (safetensors), for export. ``device``: where the network trains
+    (:func:`lenna.search.device.compute_device`); its latency is timed on ``measure``'s
+    device, by default the predictor's labels'."""
+    recipe = recipe or TrainRecipe()
+    if epochs is not None:
+        recipe = replace(recipe, epochs=epochs)
+    shape = trained_shape(genotype, recipe)
+    net = build(genotype, recipe.batch, shape)  # a shape the space cannot take: one line
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
-    net = build(genotype)
-    _check_data(genotype, data)
+    _check_data(shape, data)
     if on_stage:
         on_stage("measuring latency")
     measure = measure or measure_config_for(genotype)
     z0 = (genotype.info.get("measured_as") or {}).get("reference_ms") if measure.normalise else None
     lat = measure_network(net, measure, z0)
     if on_stage:
-        on_stage(f"training {epochs} epochs")
+        on_stage(f"training {recipe.epochs} epochs")
     dev = compute_device(device)
     trained = (
-        train_network(net.to(dev), data.to(dev), epochs, seed, on_epoch=on_epoch)
-        if epochs > 0
+        train_network(net.to(dev), data.to(dev), recipe, seed, on_epoch=on_epoch)
+        if recipe.epochs > 0
         else {
             "accuracy": math.nan,
             "train_s": 0.0,
@@ -181,18 +147,20 @@ def evaluate_arch(
     )
     if weights_out is not None:
         save_state(net, weights_out)
-    pred, whole = genotype.predicted_ms, genotype.predicted_network_ms
+    searched = shape == genotype.net  # the predictions are of the searched network
+    pred = genotype.predicted_ms if searched else None
+    whole = genotype.predicted_network_ms if searched else None
     budget = genotype.budget_ms
     return {
         "space": genotype.space,
         "lam": genotype.lam,
         **lat,
         "predicted_ms": pred,
-        "predicted_per_cell_ms": genotype.predicted_cells_ms,
+        "predicted_per_cell_ms": genotype.predicted_cells_ms if searched else [],
         "prediction_error": (pred - lat["measured_cells_ms"]) / lat["measured_cells_ms"]
         if pred is not None
         else None,
-        "predicted_fixed_ms": genotype.predicted_fixed_ms,
+        "predicted_fixed_ms": genotype.predicted_fixed_ms if searched else None,
         "predicted_network_ms": whole,
         "network_prediction_error": (whole - lat["measured_ms"]) / lat["measured_ms"]
         if whole is not None
@@ -201,28 +169,49 @@ def evaluate_arch(
         "within_budget": None if budget is None else bool(lat["measured_ms"] <= budget),
         "accuracy": trained["accuracy"],
         "train_s": trained["train_s"],
-        "epochs": epochs,
-        "params": sum(p.numel() for p in net.parameters()),
+        "epochs": recipe.epochs,
+        "params": sum(p.numel() for p in net.parameters()),  # the auxiliary head's not counted
         "data": data.name,
         "device": str(dev),  # where it trained; the latency's device is in the fingerprint
+        "net": shape.to_dict(),  # the network measured and trained
+        "train": recipe.to_dict(),  # how it was trained (every setting, and the preset)
     }
 
 
 def save_state(net: nn.Module, path: str | Path) -> Path:
-    """A network's weights and BN statistics as safetensors (atomic, no pickle)."""
+    """A network's weights and BN statistics as safetensors (atomic, no pickle), with the
+    network's shape in the metadata when it is a :class:`Network` (a recipe may have resized
+    it: ``lenna export`` then builds that shape)."""
+    import json
+
     from safetensors.torch import save_file
 
     from lenna.atomic import write_with
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    return write_with(path, lambda tmp: save_file(state, str(tmp)))
+    meta = {"net": json.dumps(net.net.to_dict())} if isinstance(net, Network) else None
+    return write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
-def _check_data(genotype: Genotype, data: ImageData) -> None:
-    n = genotype.net
+def saved_shape(path: str | Path) -> NetConfig | None:
+    """The network shape :func:`save_state` recorded in a weights file (``None``: a file from
+    before shapes were recorded, or not a weights file; loading it says which)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            text = (f.metadata() or {}).get("net")
+        return NetConfig.from_dict(json.loads(text)) if text else None
+    except (SafetensorError, OSError, ValueError, InputError):
+        return None
+
+
+def _check_data(n: NetConfig, data: ImageData) -> None:
     got = (data.in_channels, data.num_classes, data.resolution)
     if got != (n.in_channels, n.num_classes, n.resolution):
         raise InputError(
-            f"the genotype's network takes {n.in_channels}×{n.resolution}² images in "
+            f"the network takes {n.in_channels}×{n.resolution}² images in "
             f"{n.num_classes} classes; data {data.name!r} has {got[0]}×{got[2]}² in {got[1]}"
         )

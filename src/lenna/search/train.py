@@ -1,0 +1,154 @@
+"""Training a derived network from scratch with a :class:`~lenna.search.recipe.TrainRecipe`,
+and its accuracy on the held-out split.
+
+The training images stay where the data is (the compute device); augmentation, cutout and
+drop-path draw on that device, so a step never waits for a loader. Drop-path and the
+auxiliary head are attached only while training: the network returned is the plain one, in
+the default memory format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lenna.search.augment import crop_flip, cutout
+from lenna.search.auxiliary import Auxiliary
+from lenna.search.config import amp_dtype
+from lenna.search.datasets import ImageData
+from lenna.search.drop_path import DropPath
+from lenna.search.network import Network
+from lenna.search.recipe import TrainRecipe
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """``torch.channels_last`` or the default layout."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def train_batch(x: torch.Tensor, recipe: TrainRecipe, generator: torch.Generator) -> torch.Tensor:
+    """A training batch as the recipe augments it: crop and flip, then cutout."""
+    if recipe.augment:
+        x = crop_flip(x, generator)
+    if recipe.cutout:
+        x = cutout(x, generator, recipe.cutout)
+    return x.contiguous(memory_format=memory_format(recipe.channels_last))
+
+
+@contextlib.contextmanager
+def training_extras(
+    net: Network, recipe: TrainRecipe
+) -> Iterator[tuple[DropPath | None, Auxiliary | None]]:
+    """Drop-path hooks and the auxiliary head for the length of the training, then removed
+    (and the network back in the default memory format)."""
+    device = next(net.parameters()).device
+    drop = DropPath(net) if recipe.drop_path > 0 else None
+    aux = Auxiliary(net).to(device) if recipe.aux_weight > 0 else None
+    fmt = memory_format(recipe.channels_last)
+    net.to(memory_format=fmt)
+    if aux is not None:
+        aux.to(memory_format=fmt)
+    try:
+        yield drop, aux
+    finally:
+        for extra in (drop, aux):
+            if extra is not None:
+                extra.remove()
+        net.to(memory_format=torch.contiguous_format)
+
+
+def optimiser(
+    params: list[nn.Parameter], recipe: TrainRecipe
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD with momentum and weight decay, its lr cosine-annealed over the epochs."""
+    opt = torch.optim.SGD(
+        params, recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, max(1, recipe.epochs), eta_min=recipe.lr_min
+    )
+    return opt, sched
+
+
+def train_network(
+    net: Network,
+    data: ImageData,
+    recipe: TrainRecipe | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """Train from scratch on ``data``'s device, test on the held-out split; returns
+    ``accuracy`` and ``train_s``."""
+    recipe = recipe or TrainRecipe()
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if hasattr(m, "reset_parameters") and m is not net:
+            m.reset_parameters()
+    amp = amp_dtype(recipe.amp, data.x_train.device)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    with training_extras(net, recipe) as (drop, aux):
+        params = [*net.parameters(), *(aux.parameters() if aux is not None else [])]
+        opt, sched = optimiser(params, recipe)
+        for ep in range(recipe.epochs):
+            if drop is not None:  # DARTS's train.py: drop_path_prob * epoch / epochs
+                drop.prob = recipe.drop_path * ep / recipe.epochs
+            loss, acc = _epoch(net, aux, data, recipe, opt, params, g, amp)
+            sched.step()
+            if on_epoch:
+                on_epoch(ep + 1, loss, acc)
+    return {"accuracy": test_accuracy(net, data), "train_s": time.perf_counter() - t0}
+
+
+def _epoch(
+    net: Network,
+    aux: Auxiliary | None,
+    data: ImageData,
+    recipe: TrainRecipe,
+    opt: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    g: torch.Generator,
+    amp: torch.dtype | None,
+) -> tuple[float, float]:
+    """One pass over the training images (the last partial batch left out); mean loss and
+    accuracy of the main classifier."""
+    net.train()
+    if aux is not None:
+        aux.train()
+    n, batch = len(data.y_train), recipe.batch
+    order = torch.randperm(n, generator=g)
+    total, correct, seen = 0.0, 0, 0
+    for i in range(0, n - batch + 1 if n >= batch else 1, batch):
+        idx = order[i : i + batch]
+        x, y = train_batch(data.x_train[idx], recipe, g), data.y_train[idx]
+        mixed = torch.autocast(x.device.type, dtype=amp) if amp else contextlib.nullcontext()
+        with mixed:
+            logits = net(x).float()
+            aux_logits = aux.logits().float() if aux is not None else None
+        loss = main = F.cross_entropy(logits, y)
+        if aux_logits is not None:
+            loss = loss + recipe.aux_weight * F.cross_entropy(aux_logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        opt.step()
+        total += float(main.detach()) * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(idx)
+    return total / max(seen, 1), correct / max(seen, 1)
+
+
+@torch.no_grad()
+def test_accuracy(net: nn.Module, data: ImageData, batch: int = 256) -> float:
+    """Top-1 accuracy on the held-out split, in eval mode and float32."""
+    net.eval()
+    correct = 0
+    for i in range(0, len(data.y_test), batch):
+        logits = net(data.x_test[i : i + batch])
+        correct += int((logits.argmax(1) == data.y_test[i : i + batch]).sum())
+    return correct / max(len(data.y_test), 1)
