@@ -193,7 +193,7 @@ def test_channels_last_bf16_training_runs_on_cuda_and_matches_contiguous():
             **{**recipe.to_dict(), "cutout": 8, "drop_path": 0.2, "aux_weight": 0.4}
         )
         rows = []
-        res = train_network(net, data, recipe, on_epoch=lambda *r, rows=rows: rows.append(r))
+        res = train_network(net, data, recipe=recipe, on_epoch=lambda *r, rows=rows: rows.append(r))
         assert 0.0 <= res["accuracy"] <= 1.0 and net.stem[0].weight.is_contiguous()
         curves[last] = [loss for _, loss, _ in rows]
     assert all(np.isfinite(curves[True]))

@@ -102,7 +102,7 @@ def test_the_preset_reaches_the_training(monkeypatch):
     net = build(g, 8, trained_shape(g, recipe))
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     data = verify.ImageData("c", x, y, x[:4], y[:4], 10)
-    train_network(net, data, recipe)
+    train_network(net, data, recipe=recipe)
     steps = 2 * 2
     assert seen["crop"] == steps and seen["cutout"] == [16] * steps
     assert seen["aux"] == steps and seen["clip"] == [5.0] * steps

@@ -130,7 +130,7 @@ def test_training_with_the_extras_returns_the_plain_network():
     net = _net(cells=3)
     keys, n_params = set(net.state_dict()), sum(p.numel() for p in net.parameters())
     recipe = TrainRecipe(epochs=2, batch=8, augment=True, cutout=8, drop_path=0.3, aux_weight=0.4)
-    res = train_network(net, _data(), recipe)
+    res = train_network(net, _data(), recipe=recipe)
     assert 0.0 <= res["accuracy"] <= 1.0
     assert set(net.state_dict()) == keys and sum(p.numel() for p in net.parameters()) == n_params
     assert not any(m._forward_hooks for m in net.modules())  # timing and export see the plain net
@@ -176,7 +176,7 @@ def test_channels_last_training_matches_and_hands_back_a_contiguous_network():
     for last in (False, True):
         net, rows = _net(cells=3), []
         recipe = TrainRecipe(epochs=2, batch=8, aux_weight=0.4, channels_last=last)
-        train_network(net, _data(), recipe, on_epoch=lambda *r, rows=rows: rows.append(r))
+        train_network(net, _data(), recipe=recipe, on_epoch=lambda *r, rows=rows: rows.append(r))
         curves[last] = [loss for _, loss, _ in rows]
         assert net.stem[0].weight.is_contiguous()
     assert curves[True] == pytest.approx(curves[False], rel=1e-4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -78,13 +79,16 @@ def optimiser(
 def train_network(
     net: Network,
     data: ImageData,
-    recipe: TrainRecipe | None = None,
+    epochs: int | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    recipe: TrainRecipe | None = None,
 ) -> dict:
     """Train from scratch on ``data``'s device, test on the held-out split; returns
-    ``accuracy`` and ``train_s``."""
+    ``accuracy`` and ``train_s``. ``epochs`` (unless ``None``) overrides the recipe's."""
     recipe = recipe or TrainRecipe()
+    if epochs is not None:
+        recipe = replace(recipe, epochs=epochs)
     torch.manual_seed(seed)
     for m in net.modules():
         if hasattr(m, "reset_parameters") and m is not net:

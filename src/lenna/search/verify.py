@@ -138,7 +138,7 @@ def evaluate_arch(
         on_stage(f"training {recipe.epochs} epochs")
     dev = compute_device(device)
     trained = (
-        train_network(net.to(dev), data.to(dev), recipe, seed, on_epoch=on_epoch)
+        train_network(net.to(dev), data.to(dev), None, seed, on_epoch, recipe)
         if recipe.epochs > 0
         else {
             "accuracy": math.nan,
