@@ -3,6 +3,7 @@
 import json
 import signal
 import subprocess
+from dataclasses import replace
 
 import pytest
 from measure_helpers import LENNA_SCRIPT, all_text, one_line_error
@@ -49,7 +50,13 @@ def fast_measure(monkeypatch):
     def make(device="cpu", threads=1, **kw):
         return MeasureConfig(rule="ci", rule_params=dict(FAST_RULE), device=device, threads=threads)
 
-    monkeypatch.setattr(verify, "MeasureConfig", make)  # the CLI measures via verify's
+    monkeypatch.setattr(verify, "MeasureConfig", make)  # the API's default config
+
+    def for_genotype(genotype, device=None, threads=None, backend=None):
+        cfg = make(device or "cpu", threads or 1)
+        return cfg if backend in (None, cfg.backend) else replace(cfg, backend=backend)
+
+    monkeypatch.setattr(cli_search, "measure_config_for", for_genotype)  # what the CLI times with
 
 
 @pytest.fixture
