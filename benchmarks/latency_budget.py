@@ -35,7 +35,8 @@ from lenna.search.datasets import load_data
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.run import run_search
-from lenna.search.verify import build, evaluate_arch, train_network
+from lenna.search.train import train_network
+from lenna.search.verify import build, evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish

@@ -117,7 +117,7 @@ def test_given_values_override_the_preset():
 
 def test_without_a_preset_the_recipe_is_the_old_training():
     r = TrainRecipe()
-    assert (r.epochs, r.batch, r.lr, r.lr_min) == (5, 64, 0.025, 0.025 / 25)
+    assert (r.epochs, r.batch, r.lr, r.lr_floor) == (5, 64, 0.025, 0.025 / 25)
     assert not r.augment and (r.cutout, r.drop_path, r.aux_weight, r.net) == (0, 0.0, 0.0, {})
 
 
@@ -209,13 +209,77 @@ def test_a_tiny_evaluate_arch_with_the_preset_on_cifar_binary_files(tmp_path, fa
     assert set(load_file(str(weights))) == set(plain.state_dict())  # the plain network's
 
 
-def test_evaluate_arch_without_a_preset_trains_as_before():
-    """Same seed, same numbers as the training before recipes existed (no augmentation)."""
+def _training_before_recipes(net, data, epochs, seed, batch=8, lr=0.025):
+    """The training loop as it was before recipes existed (commit 7f281fa), as a reference."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if hasattr(m, "reset_parameters") and m is not net:
+            m.reset_parameters()
+    opt = torch.optim.SGD(net.parameters(), lr, momentum=0.9, weight_decay=3e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs), eta_min=lr / 25)
+    g = torch.Generator().manual_seed(seed)
+    n, losses = len(data.y_train), []
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(n, generator=g)
+        total, seen = 0.0, 0
+        for i in range(0, n - batch + 1 if n >= batch else 1, batch):
+            idx = order[i : i + batch]
+            loss = F.cross_entropy(net(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        sched.step()
+        losses.append(total / seen)
+    return losses, train_mod.test_accuracy(net, data)
+
+
+def test_training_without_a_preset_is_the_training_before_recipes():
+    """Same seed, same losses and accuracy as the loop before recipes existed."""
+    g, data = cheap_genotype("darts"), tiny_data()
+    ref_losses, ref_acc = _training_before_recipes(build(g, 8), data, epochs=2, seed=3)
+    losses = []
+    got = train_network(
+        build(g, 8), data, None, 3, lambda ep, loss, acc: losses.append(loss),
+        TrainRecipe(epochs=2, batch=8),
+    )  # fmt: skip
+    assert losses == ref_losses and got["accuracy"] == ref_acc
+    res = verify.evaluate_arch(g, data, epochs=1, seed=3, measure=_fast())
+    assert res["train"] == TrainRecipe(epochs=1).to_dict() and res["net"] == g.net.to_dict()
+    assert res["amp_used"] == "off"  # float32 on a CPU
+
+
+def test_evaluate_arch_trains_a_recipes_epochs_unless_told_otherwise(monkeypatch):
+    seen = []
+    monkeypatch.setattr(verify, "train_network", lambda *a: seen.append(a[-1].epochs) or {
+        "accuracy": 0.5, "train_s": 0.0})  # fmt: skip
     g = cheap_genotype("darts")
-    a = verify.evaluate_arch(g, tiny_data(), epochs=1, seed=3, measure=_fast())
-    b = verify.evaluate_arch(g, tiny_data(), epochs=1, seed=3, measure=_fast())
-    assert a["accuracy"] == b["accuracy"] and a["train"] == TrainRecipe(epochs=1).to_dict()
-    assert a["net"] == g.net.to_dict()
+    verify.evaluate_arch(g, tiny_data(), recipe=TrainRecipe(epochs=3, batch=8), measure=_fast())
+    verify.evaluate_arch(g, tiny_data(), measure=_fast())
+    verify.evaluate_arch(g, tiny_data(), 2, recipe=TrainRecipe(epochs=3, batch=8), measure=_fast())
+    assert seen == [3, 5, 2]  # the recipe's, the default recipe's, then the override
+
+
+def test_a_resized_network_is_not_judged_against_the_searched_budget(monkeypatch):
+    g = cheap_genotype("darts")
+    g.budget_ms = 1e9  # any network would be "within" it
+    recipe = TrainRecipe(epochs=0, net={"cells": g.net.cells + 1})
+    res = verify.evaluate_arch(g, tiny_data(), recipe=recipe, measure=_fast())
+    assert res["within_budget"] is None and res["predicted_ms"] is None
+    assert res["predicted_per_cell_ms"] is None
+    same = verify.evaluate_arch(g, tiny_data(), recipe=TrainRecipe(epochs=0), measure=_fast())
+    assert same["within_budget"] is True
+
+
+def test_the_cosine_floor_follows_the_learning_rate_unless_set():
+    assert TrainRecipe(lr=0.0005).lr_floor == 0.0005 / 25  # no floor above the lr to refuse
+    assert TrainRecipe(lr=0.1, lr_min=0.01).lr_floor == 0.01
+    assert TrainRecipe.of("darts-cifar10-eval", {}).lr_floor == 0.0
 
 
 def _fast() -> MeasureConfig:

@@ -48,6 +48,7 @@ RESULT_KEYS = {
     "within_budget",
     "accuracy",
     "train_s",
+    "amp_used",
     "epochs",
     "params",
     "data",

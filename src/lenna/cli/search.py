@@ -444,7 +444,9 @@ def evaluate_arch_cmd(
     ),
     batch: int = typer.Option(64, "--batch", help="Images per training step."),
     lr: float = typer.Option(0.025, "--lr", help="SGD learning rate at the start."),
-    lr_min: float = typer.Option(0.001, "--lr-min", help="Learning rate the cosine ends at."),
+    lr_min: float = typer.Option(
+        None, "--lr-min", help="Learning rate the cosine ends at (default: --lr / 25)."
+    ),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
     weight_decay: float = typer.Option(3e-4, "--weight-decay", help="SGD weight decay."),
     grad_clip: float = typer.Option(5.0, "--grad-clip", help="Clip the gradients' norm to this."),

@@ -34,10 +34,11 @@ def cutout(x: torch.Tensor, generator: torch.Generator, length: int) -> torch.Te
     borders (DeVries & Taylor 2017, as DARTS's ``utils.Cutout``; for an odd ``length`` the
     square here is ``length`` wide, not ``length - 1``)."""
     n, _, h, w = x.shape
-    top = torch.randint(0, h, (n,), generator=generator) - length // 2
-    left = torch.randint(0, w, (n,), generator=generator) - length // 2
-    rows = torch.arange(h)[None, :] - top[:, None]  # (N, H): row offset into the square
-    cols = torch.arange(w)[None, :] - left[:, None]
+    dev = x.device  # the draws stay on the generator's device; only 2N offsets move
+    top = (torch.randint(0, h, (n,), generator=generator) - length // 2).to(dev)
+    left = (torch.randint(0, w, (n,), generator=generator) - length // 2).to(dev)
+    rows = torch.arange(h, device=dev)[None, :] - top[:, None]  # (N, H): offset into the square
+    cols = torch.arange(w, device=dev)[None, :] - left[:, None]
     in_rows, in_cols = (rows >= 0) & (rows < length), (cols >= 0) & (cols < length)
     keep = ~(in_rows[:, :, None] & in_cols[:, None, :])  # (N, H, W)
-    return x * keep.to(x.device, x.dtype)[:, None]
+    return x * keep.to(x.dtype)[:, None]

@@ -26,7 +26,7 @@ class TrainRecipe:
     epochs: int = 5
     batch: int = 64
     lr: float = 0.025
-    lr_min: float = 0.001  # the cosine's floor (lr / 25)
+    lr_min: float | None = None  # the cosine's floor; None: lr / 25, whatever lr is
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
@@ -45,9 +45,11 @@ class TrainRecipe:
         _integer("cutout", self.cutout, 0, "(the side of a square, in pixels)")
         for name in ("lr", "grad_clip"):
             _number(name, getattr(self, name), 0, False)
-        for name in ("lr_min", "weight_decay", "aux_weight"):
+        for name in ("weight_decay", "aux_weight"):
             _number(name, getattr(self, name), 0, True)
-        if self.lr_min > self.lr:
+        if self.lr_min is not None:
+            _number("lr_min", self.lr_min, 0, True)
+        if self.lr_min is not None and self.lr_min > self.lr:
             raise InputError(f"lr_min must be <= lr ({self.lr}), got {self.lr_min}")
         for name in ("momentum", "drop_path"):
             v = getattr(self, name)
@@ -61,6 +63,11 @@ class TrainRecipe:
             raise InputError(f"a recipe resizes {', '.join(NET_KEYS)} only, got {sorted(unknown)}")
         if self.preset is not None:
             eval_preset_values(self.preset)  # an unknown name: one line
+
+    @property
+    def lr_floor(self) -> float:
+        """Where the cosine ends: ``lr_min``, or ``lr / 25`` when not set."""
+        return self.lr / 25 if self.lr_min is None else self.lr_min
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -71,7 +71,7 @@ def optimiser(
         params, recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, max(1, recipe.epochs), eta_min=recipe.lr_min
+        opt, max(1, recipe.epochs), eta_min=recipe.lr_floor
     )
     return opt, sched
 
@@ -106,7 +106,11 @@ def train_network(
             sched.step()
             if on_epoch:
                 on_epoch(ep + 1, loss, acc)
-    return {"accuracy": test_accuracy(net, data), "train_s": time.perf_counter() - t0}
+    return {
+        "accuracy": test_accuracy(net, data),
+        "train_s": time.perf_counter() - t0,
+        "amp": "bf16" if amp == torch.bfloat16 else "off",  # what "auto" resolved to
+    }
 
 
 def _epoch(

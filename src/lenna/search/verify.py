@@ -42,14 +42,16 @@ def measure_config_for(
     return measure_config_from(genotype.info.get("measured_as") or {}, device, threads, backend)
 
 
-def build(genotype: Genotype, batch: int = 64, net: NetConfig | None = None) -> Network:
+def build(
+    genotype: Genotype, batch: int = 64, net: NetConfig | None = None, device: str = "cpu"
+) -> Network:
     """The discrete network of ``genotype`` (only the chosen ops exist), at the genotype's
     shape or ``net``'s, after checking that it and a training step of ``batch`` images fit in
-    memory."""
+    the memory of ``device`` (where it will train)."""
     space = get_space(genotype.space)
     n = net or genotype.net
     need = network_bytes(space, n, "fixed", batch)
-    check_fits(f"the derived network ({n.cells} cells of {n.channels} channels)", need)
+    check_fits(f"the derived network ({n.cells} cells of {n.channels} channels)", need, device)
     return Network(space, n, "fixed", genotype.cells)
 
 
@@ -102,7 +104,7 @@ def trained_shape(genotype: Genotype, recipe: TrainRecipe) -> NetConfig:
 def evaluate_arch(
     genotype: Genotype,
     data: str | ImageData = "mnist5k",
-    epochs: int | None = 5,
+    epochs: int | None = None,
     seed: int = 0,
     limit: int | None = None,
     measure: MeasureConfig | None = None,
@@ -114,18 +116,25 @@ def evaluate_arch(
 ) -> dict:
     """``measured_ms, predicted_ms, accuracy, params`` and the details behind them.
 
-    ``recipe``: how the network is trained and at what shape (default: the genotype's shape,
-    plain SGD + cosine); ``epochs`` (unless ``None``) overrides its epochs. A resized network
-    is measured as trained; the genotype's predictions are of the searched shape, so they are
-    not compared with it. ``weights_out``: save the trained network's weights there
-    (safetensors), for export. ``device``: where the network trains
+    ``recipe``: how the network is trained and at what shape (default: the genotype's
+    shape, plain SGD + cosine, 5 epochs); ``epochs`` (unless ``None``) overrides its epochs. A
+    resized network is measured as trained; the genotype's predictions and budget are of the
+    searched shape, so they are not compared with it. ``weights_out``: save the trained
+    network's weights there (safetensors), for export. ``device``: where the network trains
     (:func:`lenna.search.device.compute_device`); its latency is timed on ``measure``'s
     device, by default the predictor's labels'."""
     recipe = recipe or TrainRecipe()
     if epochs is not None:
         recipe = replace(recipe, epochs=epochs)
     shape = trained_shape(genotype, recipe)
-    net = build(genotype, recipe.batch, shape)  # a shape the space cannot take: one line
+    if recipe.preset and shape.stem_multiplier != 1 and not get_space(genotype.space).preprocess:
+        raise InputError(
+            f"preset {recipe.preset} is DARTS's recipe for `darts`-space cells; this genotype is "
+            f"of space {genotype.space!r}, whose first cell takes the stem's width, so the stem "
+            f"multiplier must be 1 (got {shape.stem_multiplier})"
+        )
+    dev = compute_device(device)
+    net = build(genotype, recipe.batch, shape, str(dev))  # too big or impossible: one line
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     _check_data(shape, data)
@@ -136,7 +145,6 @@ def evaluate_arch(
     lat = measure_network(net, measure, z0)
     if on_stage:
         on_stage(f"training {recipe.epochs} epochs")
-    dev = compute_device(device)
     trained = (
         train_network(net.to(dev), data.to(dev), None, seed, on_epoch, recipe)
         if recipe.epochs > 0
@@ -156,7 +164,7 @@ def evaluate_arch(
         "lam": genotype.lam,
         **lat,
         "predicted_ms": pred,
-        "predicted_per_cell_ms": genotype.predicted_cells_ms if searched else [],
+        "predicted_per_cell_ms": genotype.predicted_cells_ms if searched else None,
         "prediction_error": (pred - lat["measured_cells_ms"]) / lat["measured_cells_ms"]
         if pred is not None
         else None,
@@ -166,7 +174,10 @@ def evaluate_arch(
         if whole is not None
         else None,
         "budget_ms": budget,
-        "within_budget": None if budget is None else bool(lat["measured_ms"] <= budget),
+        # the budget, like the predictions, is of the searched shape
+        "within_budget": None
+        if budget is None or not searched
+        else bool(lat["measured_ms"] <= budget),
         "accuracy": trained["accuracy"],
         "train_s": trained["train_s"],
         "epochs": recipe.epochs,
@@ -175,6 +186,7 @@ def evaluate_arch(
         "device": str(dev),  # where it trained; the latency's device is in the fingerprint
         "net": shape.to_dict(),  # the network measured and trained
         "train": recipe.to_dict(),  # how it was trained (every setting, and the preset)
+        "amp_used": trained.get("amp", "off"),  # the precision "auto" resolved to
     }
 
 
