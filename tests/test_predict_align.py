@@ -32,7 +32,7 @@ def test_raw_shape_holds_the_padding_overhead_of_the_edge_width():
 def test_the_default_model_sees_both_multiples_and_saves_them(tmp_path):
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
-    assert model.net.align == [8, 16] and model.net.curves[0].in_features == 5
+    assert model.net.align == [8, 16] and model.net.curves.in_features == 5
     loaded = load_predictor(save_predictor(model, tmp_path / "m"))
     assert loaded.net.align == [8, 16]
     np.testing.assert_allclose(
@@ -43,7 +43,7 @@ def test_the_default_model_sees_both_multiples_and_saves_them(tmp_path):
 def test_a_model_saved_before_the_option_loads_without_alignment(tmp_path):
     data = synthetic_data()
     old = train_predictor(data, "additive", seed=0, align=0, **SMALL_HP["additive"])
-    assert old.net.align == [] and old.net.curves[0].in_features == 3
+    assert old.net.align == [] and old.net.curves.in_features == 3
     folder = save_predictor(old, tmp_path / "old")
     drop_param(folder, "align")
     again = load_predictor(folder)

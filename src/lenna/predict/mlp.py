@@ -77,6 +77,10 @@ def train_log_target(
     """Adam on MSE of log(ms) − offset(X), early stopping on validation; keeps the best weights.
 
     ``offset`` (log ms of a baseline, or None) lets the same loop train a correction model.
+    A net with ``member_outputs`` (an ensemble: ``(M, n)`` log ms) and ``member_keys`` (its
+    member-indexed tensors, every trainable one) is fitted one loss per member and each
+    member is early-stopped on its own validation loss and kept at its own best epoch, as if
+    trained alone; training ends when every member has stopped improving.
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -86,27 +90,54 @@ def train_log_target(
         with torch.no_grad():
             return features(X), y - offset(X) if offset is not None else y
 
+    outputs = getattr(net, "member_outputs", None) or (lambda Z: net(Z).squeeze(-1)[None])
+    sliced = set(net.member_keys()) if hasattr(net, "member_keys") else set()
     Ztr, ytr = target(train)
     Zva, yva = target(val) if len(val) else (Ztr, ytr)
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    best, best_state, best_epoch, bad = float("inf"), None, 0, 0
+    best = bad = best_epoch = state = None
     for epoch in range(hp["epochs"]):
         net.train()
         for idx in torch.randperm(len(ytr), generator=g).split(hp["batch_size"]):
             opt.zero_grad()
-            loss = ((net(Ztr[idx]).squeeze(-1) - ytr[idx]) ** 2).mean()
+            loss = ((outputs(Ztr[idx]) - ytr[idx]) ** 2).mean()
             loss.backward()
             opt.step()
         net.eval()
         with torch.no_grad():
-            v = float(((net(Zva).squeeze(-1) - yva) ** 2).mean())
-        if v < best - 1e-9:
-            best, best_epoch, bad = v, epoch, 0
-            best_state = {k: t.clone() for k, t in net.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= hp["patience"]:
-                break
-    net.load_state_dict(best_state)
+            v = ((outputs(Zva) - yva) ** 2).mean(dim=-1)  # (members,)
+        if best is None:
+            best, bad = torch.full_like(v, float("inf")), torch.zeros(len(v), dtype=torch.long)
+            best_epoch = torch.zeros(len(v), dtype=torch.long)
+        better = v < best - 1e-9
+        if better.any():
+            state = _keep_best(net, state, better, sliced)
+            best, best_epoch = torch.where(better, v, best), torch.where(better, epoch, best_epoch)
+        bad = torch.where(better, 0, bad + 1)
+        if bool((bad >= hp["patience"]).all()):
+            break
+    net.load_state_dict(state)
     net.eval()
-    return {"best_epoch": best_epoch, "val_mse_log": best, "epochs_run": epoch + 1}
+    with torch.no_grad():
+        val_mse = float(((net(Zva).squeeze(-1) - yva) ** 2).mean())
+    out = {"best_epoch": int(best_epoch.max()), "val_mse_log": val_mse, "epochs_run": epoch + 1}
+    if len(best_epoch) > 1:
+        out["member_best_epochs"] = best_epoch.tolist()
+        out["member_val_mse_log"] = best.tolist()
+    return out
+
+
+def _keep_best(
+    net: nn.Module, state: dict | None, better: torch.Tensor, sliced: set[str]
+) -> dict[str, torch.Tensor]:
+    """The best weights so far: an ensemble's member-indexed tensors (``sliced``) are kept
+    member by member, each at its own best epoch; everything else whole."""
+    current = net.state_dict()
+    if state is None:
+        return {k: t.clone() for k, t in current.items()}
+    for k, t in current.items():
+        if k in sliced:
+            state[k][better] = t[better]
+        else:
+            state[k] = t.clone()
+    return state

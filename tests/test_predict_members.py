@@ -1,0 +1,97 @@
+"""``additive``'s ensemble: members are independent networks, stacked, early-stopped one by one,
+averaged in log space; a file saved before the option loads as one member."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from predict_helpers import SMALL_HP, drop_param, random_alphas, synthetic_data
+from safetensors.torch import load_file, save_file
+
+from lenna.errors import InputError
+from lenna.predict import load_predictor, save_predictor, train_predictor
+from lenna.predict.stacked import StackedMLP
+
+HP = {**SMALL_HP["additive"], "members": 3}
+
+
+def test_a_stack_of_members_computes_each_member_as_its_own_mlp():
+    torch.manual_seed(0)
+    stack = StackedMLP(3, [4, 6, 2])
+    z = torch.randn(5, 7, 4, dtype=torch.float64)
+    with torch.no_grad():
+        out = stack(z)
+        assert out.shape == (3, 5, 7, 2)
+        for m in range(3):
+            h = torch.nn.functional.silu(z @ stack.weights[0][m] + stack.biases[0][m])
+            np.testing.assert_allclose(out[m], h @ stack.weights[1][m] + stack.biases[1][m])
+        assert not torch.allclose(out[0], out[1])  # started from different weights
+
+
+def test_the_prediction_is_the_members_geometric_mean():
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, **HP)
+    with torch.no_grad():
+        each = model.net.member_outputs(torch.as_tensor(data.X[:20]))
+    assert each.shape == (3, 20)
+    np.testing.assert_allclose(
+        model.predict_features(data.X[:20]), torch.exp(each.mean(0)).numpy(), rtol=1e-12
+    )
+    assert (each.std(0) > 0).all()  # the members differ
+
+
+def test_each_member_keeps_its_own_best_epoch():
+    data = synthetic_data()
+    hp = {**HP, "epochs": 2000, "patience": 5, "lr": 0.01}
+    model = train_predictor(data, "additive", seed=0, **hp)
+    info = model.info["training"]
+    epochs = info["member_best_epochs"]
+    assert len(epochs) == 3 and max(epochs) == info["best_epoch"]
+    assert len(set(epochs)) > 1  # they stopped apart
+    # training ends when the last member has gone `patience` epochs without improving
+    assert info["epochs_run"] == max(epochs) + 5 + 1
+    # each member holds the weights of its own best epoch: its validation loss is its best
+    val = np.isin(data.ids, model.info["split"]["val"])
+    with torch.no_grad():
+        each = model.net.member_outputs(torch.as_tensor(data.X[val]))
+    mse = ((each - torch.log(torch.as_tensor(data.y[val]))) ** 2).mean(dim=-1)
+    np.testing.assert_allclose(mse.numpy(), info["member_val_mse_log"], rtol=1e-9)
+
+
+def test_members_round_trip_and_stay_differentiable(tmp_path):
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, **HP)
+    loaded = load_predictor(save_predictor(model, tmp_path / "m"))
+    assert loaded.net.members == 3
+    np.testing.assert_allclose(
+        loaded.predict_features(data.X), model.predict_features(data.X), rtol=1e-12, atol=0
+    )
+    a = random_alphas(model.space, seed=1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loaded.predict(x, "normal", 24, 16), (a,), eps=1e-6)
+
+
+def test_a_model_saved_before_members_loads_as_one_member(tmp_path):
+    data = synthetic_data()
+    one = train_predictor(data, "additive", seed=0, **{**HP, "members": 1})
+    folder = save_predictor(one, tmp_path / "old")
+    # rewrite its weights as the file of a single network was written: nn.Sequential of
+    # Linear (weight (out, in)) and SiLU, one (E,) vector of edge scales
+    new = load_file(str(folder / "weights.safetensors"))
+    old = {k: v for k, v in new.items() if not k.startswith("curves.")}
+    n = len([k for k in new if k.startswith("curves.weights.")])
+    for i in range(n):
+        old[f"curves.{2 * i}.weight"] = new[f"curves.weights.{i}"][0].T.contiguous()
+        old[f"curves.{2 * i}.bias"] = new[f"curves.biases.{i}"][0, 0].contiguous()
+    old["edge_log_scale"] = new["edge_log_scale"][0].contiguous()
+    save_file(old, str(folder / "weights.safetensors"))
+    drop_param(folder, "members")
+    again = load_predictor(folder)
+    assert again.net.members == 1
+    np.testing.assert_allclose(again.predict_features(data.X), one.predict_features(data.X))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65, 2.5, "five", True, None])
+def test_bad_members_are_refused(bad):
+    with pytest.raises(InputError, match="members"):
+        train_predictor(synthetic_data(), "additive", seed=0, **{**HP, "members": bad})
