@@ -1,7 +1,11 @@
 """``additive``'s ensemble: members are independent networks, stacked, early-stopped one by one,
-averaged in log space; a file saved before the option loads as one member."""
+averaged in ms (so still linear in p); a file saved before the option loads as one member."""
 
 from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,14 +33,14 @@ def test_a_stack_of_members_computes_each_member_as_its_own_mlp():
         assert not torch.allclose(out[0], out[1])  # started from different weights
 
 
-def test_the_prediction_is_the_members_geometric_mean():
+def test_the_prediction_is_the_members_mean_in_ms():
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, **HP)
     with torch.no_grad():
         each = model.net.member_outputs(torch.as_tensor(data.X[:20]))
     assert each.shape == (3, 20)
     np.testing.assert_allclose(
-        model.predict_features(data.X[:20]), torch.exp(each.mean(0)).numpy(), rtol=1e-12
+        model.predict_features(data.X[:20]), torch.exp(each).mean(0).numpy(), rtol=1e-12
     )
     assert (each.std(0) > 0).all()  # the members differ
 
@@ -95,3 +99,28 @@ def test_a_model_saved_before_members_loads_as_one_member(tmp_path):
 def test_bad_members_are_refused(bad):
     with pytest.raises(InputError, match="members"):
         train_predictor(synthetic_data(), "additive", seed=0, **{**HP, "members": bad})
+
+
+def test_a_model_folder_written_before_members_loads_unchanged():
+    """A folder saved by LENNA before members (model format 2: one network, nn.Linear
+    layers), with its predictions as that LENNA made them."""
+    here = Path(__file__).parent / "data" / "additive-format2"
+    expected = json.loads((here / "expected.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # another machine's fingerprint only warns
+        model = load_predictor(here / "model")
+    assert model.net.members == 1 and model.hparams["hidden"] == [8]
+    assert model.hparams["members"] == 1  # what the network is, not today's default
+    got = model.predict_features(np.asarray(expected["X"]))
+    np.testing.assert_allclose(got, expected["ms"], rtol=1e-12)
+
+
+def test_the_ensemble_stays_linear_in_the_probabilities():
+    """An expected latency over paths is linear in p; a mean of such models in ms is too."""
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, **HP)
+    a, b = data.X[0].copy(), data.X[1].copy()
+    b[[0, 1, -1]] = a[[0, 1, -1]]  # one block type and shape, other probabilities
+    mix = 0.3 * a + 0.7 * b
+    pa, pb, pm = model.predict_features(np.stack([a, b, mix]))
+    assert pm == pytest.approx(0.3 * pa + 0.7 * pb, rel=1e-12)

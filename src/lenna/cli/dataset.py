@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import typer
+from rich.progress import BarColumn, TextColumn
 
+from lenna.cli.app import interrupted
 from lenna.cli.console import console
+from lenna.cli.progress import CountColumn, make_progress
 from lenna.errors import InputError
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
 from lenna.measure.ratio_check import CHECKS_KEY, RATIO_TOLERANCE, relative_change
+from lenna.measure.recheck import RECHECKS_KEY, RecheckedRow, as_dicts, recheck, summary
 from lenna.measure.runner import upgrade_config
 from lenna.measure.store import Dataset
 
@@ -51,6 +57,7 @@ def dataset_summary(ds: Dataset) -> dict:
         "reference_ms": meta.get("reference_ms"),
         "reference_ratios": meta.get("reference_ratios"),
         "reference_ratio_checks": meta.get(CHECKS_KEY, []),
+        "label_rechecks": meta.get(RECHECKS_KEY, []),
     }
 
 
@@ -149,6 +156,100 @@ def info_cmd(
             f"median {dc['median_abs_change']:.1%} (at most {dc['max_abs_change']:.1%}) from "
             f"its first value; {dc['flagged_checks']} of the checks flagged rows"
         )
+    for rc in info["label_rechecks"]:
+        c.print(f"labels measured again at {rc['time']}: " + _recheck_line(rc))
+
+
+def _recheck_line(s: dict) -> str:
+    """One recheck's summary in words."""
+    hours = s.get("median_hours_since")
+    by_res = ", ".join(f"{h}×{h} {v:.1%}" for h, v in (s.get("by_resolution") or {}).items())
+    shares = (
+        f"; {s['within_2']:.0%} within ±2 %, {s['within_5']:.0%} within ±5 %"
+        if "within_2" in s and "within_5" in s
+        else ""
+    )
+    return (
+        f"{s['rows']} rows{f' stored a median {hours:.1f} h before' if hours is not None else ''}"
+        f" moved a median {s['median_abs_change']:.1%} (signed {s['median_change']:+.1%}, at "
+        f"most {s['max_abs_change']:.1%}){shares}"
+        + (f"; median by resolution: {by_res}" if by_res else "")
+    )
+
+
+@dataset_app.command("recheck")
+def recheck_cmd(
+    db: Path = typer.Argument(..., help="Dataset file, measured on this machine."),
+    n: int = typer.Option(20, "-n", help="How many seeded random rows to measure again."),
+    rows: str | None = typer.Option(
+        None, "--rows", help="Measure these sample indices instead, e.g. 12,40,977."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random choice of rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Measure some rows again now and compare with their stored labels.
+
+    Each row is measured as the file measured it (its settings, gate seed and calibrated
+    speed), so a change is this machine's since then. On a shared host labels of some block
+    shapes drift by several % over hours while others do not; this says how far a file's
+    labels are from the machine now, before a search trusts them. The summary is kept in the
+    file and shown by `lenna dataset info`. About as long per row as measuring it was.
+    """
+    from lenna.measure.runner import Interrupted, stop_on_signals
+
+    wanted = _indices(rows) if rows else None
+    err = console(stderr=True)
+    with ExitStack() as stack:
+        bar: Any = None
+        task: Any = None
+
+        def on_start(total: int) -> None:  # after every check: no bar before a refusal
+            nonlocal bar, task
+            bar = stack.enter_context(
+                make_progress(
+                    err,
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    CountColumn(),
+                    TextColumn("{task.fields[last]}"),
+                )
+            )
+            task = bar.add_task("measuring again", total=total, last="")
+
+        def on_row(r: RecheckedRow, k: int, total: int) -> None:
+            change = f"row {r.sample_index}: {r.stored_ms:.3f} → {r.again_ms:.3f} ms"
+            bar.update(task, completed=k, last=f"{change} ({r.change:+.1%})")
+
+        try:
+            with stop_on_signals():
+                out = recheck(db, wanted, n, seed, on_row, on_start=on_start)
+        except Interrupted as e:
+            if bar is not None:
+                bar.stop()
+            interrupted(e, f"nothing was written to {db}")
+    s = summary(out)
+    if as_json:
+        typer.echo(json.dumps({"summary": s, "rows": as_dicts(out)}, indent=2))
+        return
+    c = console()
+    for r in out:
+        since = f", stored {r.hours_since:.1f} h ago" if r.hours_since is not None else ""
+        c.print(
+            f"row {r.sample_index} ({r.block_type}, C={r.channels}, {r.resolution}²{since}): "
+            f"{r.stored_ms:.3f} → {r.again_ms:.3f} ms ({r.change:+.1%})"
+        )
+    c.print(_recheck_line(s))
+
+
+def _indices(text: str) -> list[int]:
+    """``--rows``: comma-separated sample indices (0 is one)."""
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--rows must be comma-separated sample indices, got {text!r}") from None
+    if not vals or min(vals) < 0:
+        raise InputError(f"--rows must be sample indices >= 0, got {text!r}")
+    return vals
 
 
 def _moves(check: dict, stored: dict) -> str:

@@ -23,6 +23,7 @@ from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.run_config import stored_config
 from lenna.measure.runner import (
     Interrupted,
     RunConfig,
@@ -71,22 +72,11 @@ def _show_calibration(bar: Progress, task: TaskID) -> Callable[[], None]:
 
 
 def _stored_config(out: Path) -> dict | None:
-    """The config of the file being resumed, its rule with the settings the file stored (all
-    of them, defaults included), so a resume continues as the file began even where this
-    LENNA's defaults differ."""
+    """The config of the file being resumed, as it began (:func:`stored_config`)."""
     if not out.exists():
         return None
     with Dataset.open(out, readonly=True) as ds:
-        meta = ds.meta
-    config, settled = meta.get("config"), meta.get("rule_settings")
-    if config is None or settled is None:
-        return config
-    own = {**config, "measure": {**config["measure"], "rule_params": settled}}
-    try:  # settings this LENNA's rule no longer has: the resume's check says so in one line
-        RunConfig.from_dict(own)
-    except InputError:
-        return config
-    return own
+        return stored_config(ds.meta)
 
 
 def _build_config(

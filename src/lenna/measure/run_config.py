@@ -99,3 +99,18 @@ def check_label_version(cfg: RunConfig, path: Path) -> None:
             f"{LABEL_VERSION}: a `none` edge is absent, as in the derived cell); "
             "measure into a new file"
         )
+
+
+def stored_config(meta: dict) -> dict | None:
+    """A file's config with its rule's settings as the file stored them (all of them,
+    defaults included), so work on an existing file (a resume, a recheck) measures as the
+    file began even where this LENNA's defaults differ."""
+    config, settled = meta.get("config"), meta.get("rule_settings")
+    if config is None or settled is None:
+        return config
+    own = {**config, "measure": {**config["measure"], "rule_params": settled}}
+    try:  # settings this LENNA's rule no longer has: the caller's check says so in one line
+        RunConfig.from_dict(own)
+    except InputError:
+        return config
+    return own

@@ -433,6 +433,15 @@ def _check_meta(path: Path, meta: dict) -> None:
         isinstance(ratios, dict) and all(isinstance(v, int | float) for v in ratios.values())
     ):
         raise InputError(f"{path}: meta field 'reference_ratios' must map anchors to numbers")
+    rechecks = meta.get("label_rechecks")  # lenna dataset recheck's summaries
+    if rechecks is not None and not (
+        isinstance(rechecks, list)
+        and all(isinstance(c, dict) and set(c) >= _RECHECK_FIELDS for c in rechecks)
+    ):
+        raise InputError(f"{path}: meta field 'label_rechecks' must be a list of recheck summaries")
+
+
+_RECHECK_FIELDS = {"rows", "median_abs_change", "max_abs_change", "median_change", "time"}
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:

@@ -23,7 +23,7 @@ from lenna.measure.fingerprint import fingerprint
 from lenna.predict.base import Predictor, predictor_class
 from lenna.space import get_space
 
-FORMAT_VERSION = 2  # 2: additive's channel-alignment inputs (format-1 files load as before)
+FORMAT_VERSION = 3  # 2: additive's alignment inputs; 3: its stacked members (older files load)
 META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
 EXTRA_FILES = ("model.lgb.txt",)  # written by kinds with a format of their own (gbdt)
 

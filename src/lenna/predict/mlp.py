@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lenna.errors import InputError
 from lenna.predict.base import Predictor, register_predictor
 from lenna.predict.data import LatencyData
 from lenna.predict.preprocess import Scaler, num_derived
@@ -95,27 +96,36 @@ def train_log_target(
     Ztr, ytr = target(train)
     Zva, yva = target(val) if len(val) else (Ztr, ytr)
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    best = bad = best_epoch = state = None
+    best = bad = best_epoch = stopped = state = None
     for epoch in range(hp["epochs"]):
         net.train()
         for idx in torch.randperm(len(ytr), generator=g).split(hp["batch_size"]):
             opt.zero_grad()
-            loss = ((outputs(Ztr[idx]) - ytr[idx]) ** 2).mean()
+            # a sum of the members' own losses: each gets its gradient as if alone (weight
+            # decay included)
+            loss = ((outputs(Ztr[idx]) - ytr[idx]) ** 2).mean(dim=-1).sum()
             loss.backward()
             opt.step()
         net.eval()
         with torch.no_grad():
             v = ((outputs(Zva) - yva) ** 2).mean(dim=-1)  # (members,)
         if best is None:
-            best, bad = torch.full_like(v, float("inf")), torch.zeros(len(v), dtype=torch.long)
-            best_epoch = torch.zeros(len(v), dtype=torch.long)
-        better = v < best - 1e-9
+            best = torch.full_like(v, float("inf"))
+            bad, best_epoch = (
+                torch.zeros_like(v, dtype=torch.long),
+                torch.zeros_like(v, dtype=torch.long),
+            )
+            stopped = torch.zeros_like(v, dtype=torch.bool)
+        better = (v < best - 1e-9) & ~stopped  # a stopped member is done, as if alone
         if better.any():
             state = _keep_best(net, state, better, sliced)
             best, best_epoch = torch.where(better, v, best), torch.where(better, epoch, best_epoch)
         bad = torch.where(better, 0, bad + 1)
-        if bool((bad >= hp["patience"]).all()):
+        stopped |= ~better & (bad >= hp["patience"])
+        if bool(stopped.all()):
             break
+    if state is None or not bool(torch.isfinite(best).all()):
+        raise InputError("training diverged (a validation loss is not finite); try a lower lr")
     net.load_state_dict(state)
     net.eval()
     with torch.no_grad():

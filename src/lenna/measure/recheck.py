@@ -1,0 +1,215 @@
+"""Measure a dataset's rows again, now, and compare with their stored labels.
+
+Why: a label is only as good as the machine's state while it was measured, and on a shared
+host that state changes by the hour in ways one reference does not cancel. Re-measured
+hours later, 8×8 rows of ``lenna-v2.db`` came back a median 4 % above their stored labels
+(5 of 12 by 7–11 %), while 16×16 and 32×32 rows moved a median 0.8 % and 1.4 %, and the
+drift guard's 32×32 control had flagged none of them. Before trusting a file (after a long
+measurement, a reboot, a driver or VM change), re-measuring a seeded handful of its rows
+says how far its labels now are from this machine, row by row. Each row is measured as the
+file measured it (its config and rule settings, the same gate seed, the file's calibrated
+speed), so a change is the machine's, not the method's. The summary is kept in the file
+(``label_rechecks``, listed by ``lenna dataset info``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lenna.errors import InputError
+from lenna.measure.block_measure import Measurement
+from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.reference import Calibration
+from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
+from lenna.measure.sampler import SampleSpec
+from lenna.measure.store import Dataset
+from lenna.space import get_space
+
+RECHECKS_KEY = "label_rechecks"
+MAX_ROWS = 1000
+
+
+@dataclass
+class RecheckedRow:
+    sample_index: int
+    block_type: str
+    channels: int
+    resolution: int
+    stored_ms: float
+    again_ms: float
+    hours_since: float | None  # since the row was stored (None: no time in the file)
+
+    @property
+    def change(self) -> float:
+        """(again − stored) / stored."""
+        return self.again_ms / self.stored_ms - 1
+
+
+def recheck(
+    path: str | Path,
+    rows: list[int] | None = None,
+    n: int = 20,
+    seed: int = 0,
+    on_row: Callable[[RecheckedRow, int, int], None] | None = None,
+    measure: Callable[..., Measurement] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> list[RecheckedRow]:
+    """Measure ``rows`` of the dataset at ``path`` (default: ``n`` seeded random ones) again
+    on this machine and return them beside their stored labels; the summary is appended to
+    the file's ``label_rechecks``. The file is locked as its one writer meanwhile (not while
+    ``lenna measure`` adds to it: that would time both on shared cores). ``measure`` is
+    :func:`lenna.measure.runner.measure_sample` unless given (tests pass a fake).
+    ``on_start(rows)`` once every check has passed, ``on_row(row, done, rows)`` per row."""
+    if measure is None:
+        from lenna.measure.runner import measure_sample as measure
+    if not 1 <= n <= MAX_ROWS:
+        raise InputError(f"the number of rows must be in 1..{MAX_ROWS}, got {n}")
+    if seed < 0:
+        raise InputError(f"the seed must be >= 0, got {seed}")
+    path = Path(path)
+    with Dataset.open(path) as ds:
+        ds.lock_for_writing()
+        meta, df = ds.meta, ds.samples()
+        cfg, cal = _settings(path, meta)
+        plan = _plan(path, cfg, df, rows, n, seed, config_fingerprint(cfg.measure)["hash"])
+        space, now, out = get_space(cfg.space), pd.Timestamp.now(tz="UTC"), []
+        if on_start:
+            on_start(len(plan))
+        for k, (i, spec, row) in enumerate(plan):
+            m = measure(space, cfg, spec, i, cal)
+            made = pd.to_datetime(row["created_at"], utc=True, errors="coerce")
+            hours = None if pd.isna(made) else float((now - made).total_seconds() / 3600)
+            r = RecheckedRow(
+                i,
+                spec.block_type,
+                int(spec.channels),
+                int(spec.resolution),
+                float(row["latency_ms"]),
+                float(m.latency_ms),
+                hours,
+            )
+            out.append(r)
+            if on_row:
+                on_row(r, k + 1, len(plan))
+        entry = summary(out) | {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seed": None if rows else seed,
+            "sample_indices": [r.sample_index for r in out],
+            "fingerprint": meta["fingerprint"].get("hash"),
+        }
+        try:
+            ds.set_meta(RECHECKS_KEY, [*meta.get(RECHECKS_KEY, []), entry])
+        except (sqlite3.Error, OSError) as e:  # the measurements are still the caller's
+            warnings.warn(f"the recheck's summary could not be kept in {path} ({e})", stacklevel=2)
+    return out
+
+
+def _settings(path: Path, meta: dict) -> tuple[RunConfig, Calibration]:
+    """The file's own settings and calibrated speed, or a one-line refusal: measured
+    otherwise, a row would differ by the method, not by the machine."""
+    cfg = RunConfig.from_dict(upgrade_config(stored_config(meta) or {}))
+    space = get_space(cfg.space)
+    if meta.get("space_hash") != space.definition_hash():
+        raise InputError(f"{path} was measured on another definition of space {cfg.space!r}")
+    if cfg.label_version != LABEL_VERSION:
+        raise InputError(
+            f"{path} holds labels of version {cfg.label_version}; this LENNA measures version "
+            f"{LABEL_VERSION}, so its rows cannot be measured again as they were"
+        )
+    here, stored = config_fingerprint(cfg.measure)["hash"], meta["fingerprint"].get("hash")
+    if here != stored:
+        raise InputError(
+            f"{path} was measured on another machine or setting (fingerprint {stored}, "
+            f"here {here}): its rows can only be measured again where they were measured"
+        )
+    cal = Calibration.of(meta)
+    matched = cfg.measure.reference == "matched"
+    if cfg.measure.normalise and (cal.z0_ms is None or (matched and cal.ratios is None)):
+        raise InputError(
+            f"{path} has normalised labels but no stored calibration (reference_ms"
+            f"{', reference_ratios' if matched else ''}): a recheck would measure at another "
+            "scale"
+        )
+    return cfg, cal
+
+
+def _plan(
+    path: Path,
+    cfg: RunConfig,
+    df: pd.DataFrame,
+    rows: list[int] | None,
+    n: int,
+    seed: int,
+    here: str,
+) -> list[tuple[int, SampleSpec, pd.Series]]:
+    """Which rows, each with the block its sampler draws (checked against the stored row)."""
+    if df.empty:
+        raise InputError(f"{path} holds no samples; nothing to measure again")
+    ours = (df["sample_index"] >= 0) & (df["fingerprint"] == here)
+    by_index = df.set_index("sample_index")
+    if rows:
+        rows = sorted(set(rows))
+        missing = [i for i in rows if i not in by_index.index]
+        if missing:
+            raise InputError(f"{path} has no rows {missing[:5]}")
+        foreign = [i for i in rows if i not in set(df.loc[ours, "sample_index"])]
+        if foreign:
+            raise InputError(
+                f"rows {foreign[:5]} of {path} were not sampled on this machine's fingerprint "
+                "(added from a run, or measured elsewhere)"
+            )
+    else:
+        pool = df.loc[ours & (df["drift_flag"] == 0), "sample_index"].to_numpy()
+        if not len(pool):
+            raise InputError(f"{path} has no unflagged rows sampled on this machine")
+        rng = np.random.default_rng(seed)
+        rows = sorted(int(i) for i in rng.choice(pool, size=min(n, len(pool)), replace=False))
+    sampler, plan = cfg.sampler(), []
+    for i in rows:
+        spec, row = sampler(i), by_index.loc[i]
+        if not float(row["latency_ms"]) > 0:
+            raise InputError(f"{path}: row {i} has no positive label to compare with")
+        same = (spec.block_type, spec.channels, spec.resolution) == (
+            row["block_type"],
+            row["channels"],
+            row["resolution"],
+        ) and np.allclose(spec.alphas, np.asarray(row["alphas"], dtype=float), equal_nan=True)
+        if not same:
+            raise InputError(
+                f"{path}: row {i} is not the block its sampler draws; it cannot be measured "
+                "again as it was"
+            )
+        plan.append((i, spec, row))
+    return plan
+
+
+def summary(rows: list[RecheckedRow]) -> dict:
+    """Median and largest |change|, the median signed change, the share within ±2 % and ±5 %,
+    and the median |change| per resolution: the shape of a drift matters, not only its size."""
+    change = np.array([r.change for r in rows])
+    res = np.array([r.resolution for r in rows])
+    hours = [r.hours_since for r in rows if r.hours_since is not None]
+    return {
+        "rows": len(rows),
+        "median_abs_change": float(np.median(np.abs(change))),
+        "max_abs_change": float(np.max(np.abs(change))),
+        "median_change": float(np.median(change)),
+        "within_2": float(np.mean(np.abs(change) <= 0.02)),
+        "within_5": float(np.mean(np.abs(change) <= 0.05)),
+        "by_resolution": {
+            str(int(h)): float(np.median(np.abs(change[res == h]))) for h in sorted(set(res))
+        },
+        "median_hours_since": float(np.median(hours)) if hours else None,
+    }
+
+
+def as_dicts(rows: list[RecheckedRow]) -> list[dict]:
+    return [asdict(r) | {"change": r.change} for r in rows]
