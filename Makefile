@@ -26,9 +26,10 @@ demo: $(BIN)/.installed
 demo-quick: $(BIN)/.installed
 	$(BIN)/lenna demo --quick --out $(DEMO)-quick
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py gives each worker one torch thread.
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --durations=15
 
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow --durations=15

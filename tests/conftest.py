@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
 import torch
 
@@ -59,3 +61,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("real_calibration") is not None:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker is one process per core: torch's default of one thread
+    per core would put two spinning threads on every core, which made the suite slower in
+    parallel than alone. One thread per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
