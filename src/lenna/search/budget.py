@@ -62,10 +62,10 @@ def type_ms(term: LatencyTerm, block_type: str, cells: list[list[str | None]]) -
     total = np.zeros(len(cells))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", OutOfRange)  # refused or allowed by the term already
-        for spec in term.cells:
+        for spec, offset in zip(term.cells, term.cell_offsets_ms, strict=True):
             if spec.block_type == block_type:
                 ms = term.predictor.predict(a, block_type, spec.channels, spec.resolution)
-                total += ms.double().cpu().numpy().reshape(-1)
+                total += ms.double().cpu().numpy().reshape(-1) + offset
     return total
 
 

@@ -1,8 +1,10 @@
 """The latency term of the α loss: E[latency](α) from a trained predictor, and its forms.
 
 E[latency] is the sum over the network's cells of the predictor at each cell's own
-(block type, channels, resolution), with that cell type's α. Because the predictor is a
-small torch model, its gradient to α is exact and costs far less than a supernet step.
+(block type, channels, resolution), with that cell type's α, plus what the cell's place adds
+to its label (a `darts` cell's wider input preprocessing, measured once per network shape).
+Because the predictor is a small torch model, its gradient to α is exact and costs far less
+than a supernet step.
 
 Forms (``lam`` = λ):
 
@@ -84,13 +86,30 @@ class LatencyTerm:
         self.lam, self.form, self.target_ms = float(lam), form, target_ms
         self.budget_ms, self.fixed_ms = budget_ms, float(fixed_ms)
         self.multiplier = 0.0  # μ of a budget; set by the search each step
+        # per cell: its preprocessing as the network runs it minus as its label timed it
+        # (:mod:`lenna.search.preprocessing`); zero until :meth:`set_offsets`
+        self.cell_offsets_ms = [0.0] * len(self.cells)
         self.outside = self._check_ranges(allow_extrapolation)
+        self._ref_given = ref_ms is not None
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
         if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
             raise InputError(
                 f"the predictor gives {self.ref_ms} ms at uniform α; a latency term needs a "
                 "positive reference (pass --ref-ms, or use a better predictor)"
             )
+
+    def set_offsets(self, offsets_ms: Sequence[float]) -> None:
+        """Add to each cell's prediction what its place in the network adds to its label (the
+        wider input preprocessing of a `darts` cell); the default reference follows."""
+        offsets = [float(v) for v in offsets_ms]
+        if len(offsets) != len(self.cells) or not all(math.isfinite(v) for v in offsets):
+            raise InputError(
+                f"the network has {len(self.cells)} cells; got {len(offsets)} preprocessing "
+                "offsets (or a non-finite one)"
+            )
+        self.cell_offsets_ms = offsets
+        if not self._ref_given:
+            self.ref_ms = self.uniform_ms()
 
     def _check_ranges(self, allow: bool) -> list[str]:
         msgs = []
@@ -115,9 +134,10 @@ class LatencyTerm:
         total = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OutOfRange)  # refused or allowed in __init__
-            for c in self.cells:
+            for c, offset in zip(self.cells, self.cell_offsets_ms, strict=True):
                 a = alphas[c.block_type].to(self.device, torch.float64)
                 ms = self.predictor.predict(a, c.block_type, c.channels, c.resolution).reshape(())
+                ms = ms + offset
                 total = ms if total is None else total + ms
         return total
 
@@ -133,7 +153,8 @@ class LatencyTerm:
                         c.resolution,
                     )
                 )
-                for c in self.cells
+                + offset
+                for c, offset in zip(self.cells, self.cell_offsets_ms, strict=True)
             ]
 
     @property

@@ -180,6 +180,22 @@ class Network(nn.Module):
         return self.classifier(self.pool(states[-1]).flatten(1))
 
 
+def cell_inputs(net: Network, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The inputs each cell receives in a forward pass of ``x`` (captured by hooks)."""
+    seen: list[tuple[torch.Tensor, ...]] = []
+    hooks = [
+        c.register_forward_pre_hook(lambda m, args: seen.append(tuple(a.clone() for a in args)))
+        for c in net.cells
+    ]
+    try:
+        with torch.inference_mode():
+            net.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 def network_bytes(space: object, net: object, mode: str, batch: int) -> int:
     """A network's weights (×4 with gradients and SGD momentum) and the activations a training
     step keeps (every op of every edge in ``weighted`` mode, one per edge otherwise)."""

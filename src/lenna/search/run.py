@@ -43,6 +43,7 @@ from lenna.search.folder import (
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
+from lenna.search.preprocessing import preprocessing_offsets
 from lenna.search.timing import measure_config_from, measured_as
 from lenna.space import get_space
 
@@ -287,14 +288,18 @@ class Search:
             g.info["budget"] = fit
         if self.term is not None:  # how the predictor's labels were measured: verify alike
             g.info["measured_as"] = measured_as(self.term.predictor)
+            if any(self.term.cell_offsets_ms):  # already in predicted_cells_ms
+                g.info["cell_offsets_ms"] = self.term.cell_offsets_ms
         return g
 
 
 def _fixed_part(
     out: Path, search: Search, resume: bool, on_note: Callable[[str], None] | None
 ) -> dict | None:
-    """The network's fixed part (ms): given in the config, kept in the run folder (a resumed
-    search uses the number it started with), or measured now as the predictor's labels were."""
+    """The network's fixed part (ms) and each cell's preprocessing offset: given in the config
+    (the offsets then stay 0), kept in the run folder (a resumed search uses the numbers it
+    started with; a folder from before the offsets existed has none), or measured now as the
+    predictor's labels were."""
     term, cfg = search.term, search.cfg
     if term is None:
         return None
@@ -304,9 +309,14 @@ def _fixed_part(
     path = out / FIXED_PART
     if resume and path.is_file():
         try:
-            term.fixed_ms = float(json.loads(path.read_text())["fixed_ms"])
+            stored = json.loads(path.read_text())
+            term.fixed_ms = float(stored["fixed_ms"])
+            if stored.get("cell_offsets_ms") is not None:
+                term.set_offsets(stored["cell_offsets_ms"])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path} is malformed ({e.__class__.__name__})") from None
+        except InputError as e:
+            raise InputError(f"{path} is malformed: {e}") from None
         return None
     if on_note:
         on_note("measuring the network outside its cells (stem, norms, classifier)")
@@ -314,8 +324,12 @@ def _fixed_part(
     mcfg = measure_config_from(rec)
     z0 = rec.get("reference_ms") if mcfg.normalise else None
     term.fixed_ms = measure_fixed_part(search.space, cfg.net, mcfg, z0)
+    if search.space.preprocess and on_note:
+        on_note("measuring each cell's input preprocessing as the network runs it")
+    term.set_offsets(preprocessing_offsets(search.space, cfg.net, mcfg, z0))
     return {
         "fixed_ms": term.fixed_ms,
+        "cell_offsets_ms": term.cell_offsets_ms,
         "measured_as": rec,
         "fingerprint": config_fingerprint(mcfg),
     }

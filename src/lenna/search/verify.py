@@ -25,7 +25,7 @@ from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.device import compute_device
 from lenna.search.genotype import Genotype
-from lenna.search.network import NetConfig, Network, network_bytes
+from lenna.search.network import NetConfig, Network, cell_inputs, network_bytes
 from lenna.search.recipe import TrainRecipe
 from lenna.search.timing import measure_config_from
 from lenna.search.train import train_network
@@ -53,22 +53,6 @@ def build(
     need = network_bytes(space, n, "fixed", batch)
     check_fits(f"the derived network ({n.cells} cells of {n.channels} channels)", need, device)
     return Network(space, n, "fixed", genotype.cells)
-
-
-def cell_inputs(net: Network, x: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    """The inputs each cell receives in a forward pass of ``x`` (captured by hooks)."""
-    seen: list[tuple[torch.Tensor, ...]] = []
-    hooks = [
-        c.register_forward_pre_hook(lambda m, args: seen.append(tuple(a.clone() for a in args)))
-        for c in net.cells
-    ]
-    try:
-        with torch.inference_mode():
-            net.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
 
 
 def measure_network(
