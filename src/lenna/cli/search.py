@@ -72,7 +72,9 @@ BUDGET_LR = typer.Option(
 FIXED = typer.Option(
     None,
     "--fixed-ms",
-    help="Latency of the network outside its cells (default: measured once, as the labels).",
+    help="Latency of the network outside its cells (default: measured once, as the labels, "
+    "with each darts cell's input preprocessing as the network runs it; given: neither is "
+    "measured).",
 )
 EXTRAP = typer.Option(
     False, "--allow-extrapolation", help="Search cells outside the predictor's training ranges."
