@@ -54,10 +54,8 @@ DEFAULTS = {
     "edge_scale": "constant",
     "align": [8, 16],
     "members": 5,
-    "pairs": "none",
 }
 EDGE_SCALES = ("constant", "shaped")
-PAIRS = ("none", "chain", "all")
 MAX_ALIGN = 4096
 MAX_MEMBERS = 64
 
@@ -72,7 +70,6 @@ class AdditiveNet(nn.Module):
         edge_scale: str = "constant",
         align: Any = (),  # channel multiples, as `_align` reads them
         members: int = 1,
-        pairs: str = "none",
     ) -> None:
         super().__init__()
         E, K = space.num_edges, space.max_ops
@@ -80,21 +77,13 @@ class AdditiveNet(nn.Module):
         self.hidden = [int(h) for h in hidden]
         self.align = _align(align)
         self.members = _members(members)
-        if pairs not in PAIRS:
-            raise InputError(f"pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
-        self.pairs = pairs
-        self.pair_kinds = edge_pairs(space, pairs)
-        for t, (a, b) in enumerate(self.pair_kinds):
-            self.register_buffer(f"pair_a{t}", torch.tensor(a, dtype=torch.long))
-            self.register_buffer(f"pair_b{t}", torch.tensor(b, dtype=torch.long))
         self.factor = float(space.reduction_channel_factor)
         n_shape = 3 + len(self.align)
         down = [float(space.is_down("reduction", e)) for e in space.edges]
         self.register_buffer("down", torch.tensor(down, dtype=torch.float64))
         self.register_buffer("shift", torch.zeros(n_shape, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_shape, dtype=torch.float64))
-        self.n_base = 2 * K + 1 + (E if self.shaped else 0)
-        n_out = self.n_base + len(self.pair_kinds) * K * K
+        n_out = 2 * K + 1 + (E if self.shaped else 0)
         self.curves = StackedMLP(self.members, [n_shape, *hidden, n_out])
         self.edge_log_scale = nn.Parameter(torch.zeros(self.members, E, dtype=torch.float64))
 
@@ -118,32 +107,12 @@ class AdditiveNet(nn.Module):
         lead = (M,) + (1,) * (X.dim() - 1)
         edge_scale = self.edge_log_scale.reshape(*lead, E)
         if self.shaped:
-            edge_scale = edge_scale + out[..., 2 * K + 1 : self.n_base]
+            edge_scale = edge_scale + out[..., 2 * K + 1 :]
         is_down = self.down * (1 - X[..., :1])  # (..., E): downsampling only in reductions
         cost = torch.where(is_down[..., None] > 0.5, down[..., None, :], same[..., None, :])
         cost = torch.exp(cost + edge_scale[..., None])  # (M, ..., E, K) ms
         total = (probs * cost).sum(dim=(-1, -2)) + torch.exp(overhead)
-        if self.pair_kinds:
-            total = total + self._pair_ms(probs, out, same)
-        return torch.log(torch.clamp(total, min=1e-9))
-
-    def _pair_ms(self, probs: torch.Tensor, out: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-        """Σ over pairs of edges of p_aᵀ W p_b: what two ops cost together beyond their sum
-        (a fusion saves, a layout change between them costs), ``W`` per pair kind from the
-        shape, in units of the shape's typical op cost. With each edge's op drawn
-        independently, as a label draws them, this is the exact expectation over paths."""
-        K, M = self.K, self.members
-        lead = probs.shape[:-2]
-        p = probs.reshape(-1, self.E, K)
-        unit = torch.exp(same.mean(-1)).reshape(M, -1)  # (M, N)
-        total = torch.zeros_like(unit)
-        for t in range(len(self.pair_kinds)):
-            lo = self.n_base + t * K * K
-            w = out[..., lo : lo + K * K].reshape(M, -1, K, K)
-            pa = p[:, getattr(self, f"pair_a{t}")]  # (N, P, K)
-            pb = p[:, getattr(self, f"pair_b{t}")]
-            total = total + torch.einsum("npk,mnkl,npl->mn", pa, w, pb)
-        return (unit * total).reshape(M, *lead)
+        return torch.log(total)
 
     def member_keys(self) -> list[str]:
         """Every trainable tensor is indexed by member first (early stopping keeps each
@@ -170,7 +139,7 @@ class AdditivePredictor(Predictor):
                 f"edge_scale must be one of {', '.join(EDGE_SCALES)}, got {hp['edge_scale']!r}"
             )
         self.net = AdditiveNet(
-            self.space, hp["hidden"], hp["edge_scale"], hp["align"], hp["members"], hp["pairs"]
+            self.space, hp["hidden"], hp["edge_scale"], hp["align"], hp["members"]
         )
         raw = self.net.raw_shape(torch.as_tensor(train.X, dtype=torch.float64))
         self.net.shift.copy_(raw.mean(0))
@@ -181,7 +150,6 @@ class AdditivePredictor(Predictor):
             bias = self.net.curves.biases[-1]
             bias[..., : 2 * self.space.max_ops + 1].fill_(float(start))
             bias[..., 2 * self.space.max_ops + 1 :].zero_()
-            self.net.curves.weights[-1][..., self.net.n_base :].zero_()  # pairs start at 0
         self.info["training"] = train_log_target(
             self.net, lambda X: X, None, train, val, hp, self.seed
         )
@@ -196,8 +164,6 @@ class AdditivePredictor(Predictor):
             "align": self.net.align,
             "members": self.net.members,
         }
-        if self.net.pairs != "none":  # files without pairs stay readable by older versions
-            params["pairs"] = self.net.pairs
         return dict(self.net.state_dict()), params
 
     def load_state(
@@ -216,32 +182,12 @@ class AdditivePredictor(Predictor):
         if "members" not in params:  # saved before members: one network, nn.Linear layers
             tensors = _one_member(tensors)
         members = _members(params.get("members", 1))
-        pairs = params.get("pairs", "none")
-        self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align, members, pairs)
+        self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align, members)
         self.net.load_state_dict(tensors)
         # what the network is, not today's defaults (a file from before an option has none)
         shape = {"hidden": self.net.hidden, "edge_scale": edge_scale, "align": align}
-        self.hparams = {**self.hparams, **shape, "members": members, "pairs": pairs}
+        self.hparams = {**self.hparams, **shape, "members": members}
         self.net.eval()
-
-
-def edge_pairs(space: SearchSpace, which: str) -> list[tuple[list[int], list[int]]]:
-    """Per pair kind, the edge indices ``(a, b)`` of its pairs: ``chain`` an edge into a node
-    and an edge out of it; ``all`` adds siblings, two edges into one node."""
-    if which == "none":
-        return []
-    chain = [(a.index, b.index) for a in space.edges for b in space.edges if a.dst == b.src]
-    kinds = [chain]
-    if which == "all":
-        kinds.append(
-            [
-                (a.index, b.index)
-                for a in space.edges
-                for b in space.edges
-                if a.dst == b.dst and a.index < b.index
-            ]
-        )
-    return [([a for a, _ in k], [b for _, b in k]) for k in kinds]
 
 
 def _align(value: Any) -> list[int]:
