@@ -83,7 +83,11 @@ def main() -> None:
         help="latency dataset to train the predictor on (default: the newest recorded one of "
         "the space: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_DATA.items()) + ")",
     )
-    ap.add_argument("--kind", default="lut+mlp")
+    ap.add_argument(
+        "--kind",
+        default="additive",
+        help="predictor kind (default: the best model on the v2 files)",
+    )
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=8)
