@@ -32,7 +32,8 @@ def single_thread():
     """Tiny tensors run fastest on one thread; two threads spin badly on a busy 2-core box.
 
     Opt-in (``pytestmark = pytest.mark.usefixtures("single_thread")``) so timing tests that
-    care about the thread count are not affected.
+    care about the thread count are not affected when pytest runs in one process (under
+    pytest-xdist, as ``make test`` runs it, every worker has one thread anyway).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -235,6 +235,7 @@ def test_the_derived_network_meets_a_budget(tmp_path, space):
     budget = midway_budget(space)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # this budget binds: no warning
+        warnings.filterwarnings("ignore", "with --fixed-ms")  # the tiny runs give it
         res = run(tiny_config(space, lam=0.0, budget_ms=budget, epochs=2), tmp_path / "run")
     g = res.genotype
     assert g.budget_ms == budget and g.predicted_network_ms <= budget + 1e-9

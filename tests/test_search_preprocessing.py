@@ -84,22 +84,43 @@ def test_a_cell_whose_inputs_are_the_labels_shape_gets_zero_without_timing(monke
 
 def test_the_preprocess_module_computes_what_the_cell_computes_first():
     space = get_space("darts")
-    model = Network(
-        space,
-        DARTS_NET,
-        "fixed",
-        {
-            bt: derive(space, bt, torch.zeros(space.alpha_shape, dtype=torch.float64))
-            for bt in ("normal", "reduction")
-        },
-    ).eval()
+    zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
+    choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
+    model = Network(space, DARTS_NET, "fixed", choices).eval()
     cell = model.cells[3]  # after a reduction: a factorised reduce on the older input
     inputs = cell_inputs(model, torch.randn(1, 1, 32, 32))[3]
+    seen = []  # what each preprocessing module gives inside the cell's own forward pass
+    hooks = [m.register_forward_hook(lambda m, a, o: seen.append(o)) for m in cell.preprocess]
+    try:
+        with torch.no_grad():
+            cell(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
     with torch.no_grad():
         got = prep.Preprocess(cell.preprocess)(*inputs)
-        want = [pre(x) for pre, x in zip(cell.preprocess, inputs, strict=True)]
-    assert [g.shape for g in got] == [w.shape for w in want]
-    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert len(seen) == len(got) == 2
+    assert all(torch.equal(g, w) for g, w in zip(got, seen, strict=True))
+    assert got[0].shape == got[1].shape  # the reduce brought the older input to the cell's size
+
+
+def test_each_distinct_preprocessing_is_timed_once(monkeypatch):
+    timed = fake_timer(monkeypatch)
+    net = NetConfig(channels=4, cells=8, stem_multiplier=3)
+    prep.preprocessing_offsets(get_space("darts"), net)
+    space = get_space("darts")
+    zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
+    choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
+    model = Network(space, net, "fixed", choices).eval()
+    in_net, alone = set(), set()
+    for spec, inputs in zip(
+        model.specs, cell_inputs(model, torch.randn(1, 1, 32, 32)), strict=True
+    ):
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        if shapes != ((1, spec.channels, spec.resolution, spec.resolution),) * 2:
+            in_net.add((spec.block_type, spec.channels, spec.resolution, shapes))
+            alone.add((spec.block_type, spec.channels, spec.resolution))
+    assert len(timed) == len(in_net) + len(alone) < 2 * net.cells  # repeats not timed again
 
 
 # ---- the latency term ------------------------------------------------------------------------
@@ -134,9 +155,9 @@ def test_a_given_reference_stays_and_bad_offsets_are_refused():
     term = term_for(net, "darts", ref_ms=3.0)
     term.set_offsets([0.1] * len(term.cells))
     assert term.ref_ms == 3.0
-    with pytest.raises(InputError, match="cells"):
+    with pytest.raises(InputError, match=f"{len(term.cells)} cells; got 1"):
         term.set_offsets([0.1])
-    with pytest.raises(InputError, match="non-finite"):
+    with pytest.raises(InputError, match="not a finite number"):
         term.set_offsets([float("nan")] * len(term.cells))
 
 
@@ -181,7 +202,7 @@ def test_a_run_folder_from_before_the_offsets_resumes_without_them(tmp_path, mon
     res = run(cfg, out, resume=True)
     assert "cell_offsets_ms" not in res.genotype.info
     path.write_text(json.dumps({**old, "cell_offsets_ms": [0.5]}))  # one number for two cells
-    with pytest.raises(InputError, match=r"fixed_part\.json is malformed"):
+    with pytest.raises(InputError, match=r"fixed_part\.json is malformed: .*2 cells; got 1"):
         run(cfg, out, resume=True)
 
 
@@ -193,3 +214,13 @@ def test_offsets_measured_for_real_are_finite_and_zero_where_the_shapes_match():
     offsets = prep.preprocessing_offsets(get_space("darts"), net, cfg)
     assert offsets[0] == 0.0
     assert len(offsets) == 2 and math.isfinite(offsets[1]) and offsets[1] != 0.0  # timed
+
+
+def test_a_given_fixed_part_measures_no_offsets_and_says_so(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(run_mod, "preprocessing_offsets", refuse)
+    with pytest.warns(UserWarning, match="not added to its prediction"):
+        res = run(tiny_config("darts", fixed_ms=0.05), tmp_path / "run")
+    assert "cell_offsets_ms" not in res.genotype.info

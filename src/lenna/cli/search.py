@@ -473,7 +473,7 @@ def evaluate_arch_cmd(
 
     Reports measured_ms (whole network) beside its prediction (predicted_network_ms: the
     cells and the fixed part) and, for a budget search, within_budget; measured_cells_ms
-    (each cell timed alone; what the predictor models) beside predicted_ms; accuracy on the
+    (each cell timed alone; what the cells' prediction is of) beside predicted_ms; accuracy on the
     held-out test split; params. A network resized (--preset, --channels, --cells) is measured
     as trained, and the searched shape's predictions are left out.
     """

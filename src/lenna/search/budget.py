@@ -13,7 +13,8 @@ predicted over T (μ was still catching up), :func:`fit_to_budget` walks to the 
 derivable network under T, trading the ops α likes least per millisecond saved.
 
 Every network here is derivable (:func:`lenna.space.derive.neighbours`), and its latency is
-the predictor's cells plus the measured fixed part (stem, per-cell BN, pooling, classifier).
+the predicted cells (with each `darts` cell's preprocessing offset) plus the measured fixed part
+(stem, per-cell BN, pooling, classifier).
 """
 
 from __future__ import annotations

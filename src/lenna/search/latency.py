@@ -102,11 +102,13 @@ class LatencyTerm:
         """Add to each cell's prediction what its place in the network adds to its label (the
         wider input preprocessing of a `darts` cell); the default reference follows."""
         offsets = [float(v) for v in offsets_ms]
-        if len(offsets) != len(self.cells) or not all(math.isfinite(v) for v in offsets):
+        if len(offsets) != len(self.cells):
             raise InputError(
                 f"the network has {len(self.cells)} cells; got {len(offsets)} preprocessing "
-                "offsets (or a non-finite one)"
+                "offsets"
             )
+        if not all(math.isfinite(v) for v in offsets):
+            raise InputError(f"a preprocessing offset is not a finite number: {offsets}")
         self.cell_offsets_ms = offsets
         if not self._ref_given:
             self.ref_ms = self.uniform_ms()

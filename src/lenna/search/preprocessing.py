@@ -5,11 +5,14 @@ each passes a 1×1 ReLU-conv-BN to the edge width. In the network the inputs are
 outputs (a concat of four nodes: up to 4C channels, or the stem's 3C), and after a reduction
 the older input passes a factorised reduce instead. That difference does not depend on the
 cell's ops, only on where the cell sits, so it is measured once per network shape (beside the
-fixed part) and added to that cell's prediction: without it a derived `darts` cell's
-prediction was a median 13 % off the cell measured in its network.
+fixed part) and added to that cell's prediction. In benchmarks/search_tradeoff.py it took the
+derived `darts` cells' median error from 2.9 to 1.9 %, and a reduction cell reading 4C-wide
+inputs from −15.8 to −1.6 %.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,7 +40,7 @@ def preprocessing_offsets(
     net: NetConfig,
     config: MeasureConfig | None = None,
     reference_ms: float | None = None,
-    on_cell: object = None,
+    on_cell: Callable[[int, int], None] | None = None,
 ) -> list[float]:
     """Per cell of the network of shape ``net``: its preprocessing as the network runs it
     minus as its label ran it (ms, under ``config``, at the calibrated speed ``reference_ms``
@@ -55,7 +58,7 @@ def preprocessing_offsets(
     ref = {"space": space, "calibration": Calibration(reference_ms)}
     timed: dict[tuple, float] = {}
 
-    def time(key: tuple, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
+    def timed_ms(key: tuple, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
         if key not in timed:
             timed[key] = measure_module(Preprocess(module), inputs, config, **ref).latency_ms
         return timed[key]
@@ -70,9 +73,9 @@ def preprocessing_offsets(
             out.append(0.0)  # the same 1×1 convs on the same inputs as the label's
         else:
             alone = Block(space, spec.block_type, c, "fixed", choices=choices[spec.block_type])
-            in_net = time(("network", spec.block_type, c, h, shapes), cell.preprocess, inputs)
-            labelled = time(("alone", spec.block_type, c, h), alone.preprocess, alone_inputs)
+            in_net = timed_ms(("network", spec.block_type, c, h, shapes), cell.preprocess, inputs)
+            labelled = timed_ms(("alone", spec.block_type, c, h), alone.preprocess, alone_inputs)
             out.append(in_net - labelled)
-        if callable(on_cell):
+        if on_cell is not None:
             on_cell(i + 1, len(specs))
     return out

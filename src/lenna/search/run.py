@@ -305,6 +305,12 @@ def _fixed_part(
         return None
     if cfg.fixed_ms is not None:
         term.fixed_ms = float(cfg.fixed_ms)
+        if search.space.preprocess:
+            warnings.warn(
+                "with --fixed-ms nothing is measured before the search, so each cell's wider "
+                "input preprocessing in the network is not added to its prediction",
+                stacklevel=3,
+            )
         return None
     path = out / FIXED_PART
     if resume and path.is_file():
@@ -313,10 +319,10 @@ def _fixed_part(
             term.fixed_ms = float(stored["fixed_ms"])
             if stored.get("cell_offsets_ms") is not None:
                 term.set_offsets(stored["cell_offsets_ms"])
+        except InputError as e:  # an InputError is a ValueError: before the tuple
+            raise InputError(f"{path} is malformed: {e}") from None
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path} is malformed ({e.__class__.__name__})") from None
-        except InputError as e:
-            raise InputError(f"{path} is malformed: {e}") from None
         return None
     if on_note:
         on_note("measuring the network outside its cells (stem, norms, classifier)")

@@ -1,7 +1,8 @@
 """Verify a derived architecture: measure it for real, train it from scratch, compare.
 
 Two comparisons: the *cells'* measured latency (each cell timed alone on the input it gets in
-the network) against the predictor's sum, which tests the predictor; and the whole network
+the network) against their prediction (the predictor's sum, with each `darts` cell's
+preprocessing offset), which tests the predictor; and the whole network
 measured against its prediction (cells plus the measured fixed part), the number a latency
 budget is about.
 """
