@@ -157,6 +157,9 @@ def test_a_given_reference_stays_and_bad_offsets_are_refused():
     assert term.ref_ms == 3.0
     with pytest.raises(InputError, match=f"{len(term.cells)} cells; got 1"):
         term.set_offsets([0.1])
+    plain = term_for(net, "darts")
+    with pytest.raises(InputError, match="positive reference"):  # offsets below -E
+        plain.set_offsets([-10.0 * plain.ref_ms] * len(plain.cells))
     with pytest.raises(InputError, match="not a finite number"):
         term.set_offsets([float("nan")] * len(term.cells))
 

@@ -109,9 +109,15 @@ class LatencyTerm:
             )
         if not all(math.isfinite(v) for v in offsets):
             raise InputError(f"a preprocessing offset is not a finite number: {offsets}")
-        self.cell_offsets_ms = offsets
         if not self._ref_given:
-            self.ref_ms = self.uniform_ms()
+            ref = self.uniform_ms() + sum(offsets) - sum(self.cell_offsets_ms)
+            if not (math.isfinite(ref) and ref > (1e-3 if self.form == "log" else 0)):
+                raise InputError(
+                    f"with these preprocessing offsets the cells come to {ref:.4g} ms at uniform "
+                    "α; a latency term needs a positive reference (pass --ref-ms)"
+                )
+            self.ref_ms = ref
+        self.cell_offsets_ms = offsets
 
     def _check_ranges(self, allow: bool) -> list[str]:
         msgs = []
