@@ -73,6 +73,46 @@ def test_an_assembled_path_computes_what_the_gated_block_computes(space_name, bl
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_the_timed_pass_writes_into_outputs_bound_once_and_computes_the_path():
+    """A label's pass must not allocate its output (a network's arena holds it): the bound
+    buffer stays the same across passes and paths seen again, and holds the path's output."""
+    sp = get_space("lenna")
+    torch.manual_seed(0)
+    block = Block(sp, "reduction", 6, "gated").eval()
+    xs = tuple(torch.randn(1, 6, 8, 8) for _ in range(sp.num_inputs))
+    paths = PathSessions(block, xs, pieces=Pieces())
+    paths.export_all()
+    tie_weights(block, paths)
+    gen = torch.Generator().manual_seed(3)
+    seen: dict[tuple, int] = {}
+    for _ in range(6):
+        with torch.inference_mode():
+            block.reset_gates(gen)
+            want = block(*xs).numpy()
+        paths.open()
+        key = tuple(e.active for e in block.edges.values())
+        (out,) = paths.run.bound[1]
+        ptr = out.data_ptr()
+        assert seen.setdefault(key, ptr) == ptr  # a path seen again keeps its buffers
+        assert paths.run() is None and out.data_ptr() == ptr
+        np.testing.assert_allclose(paths.run.outputs()[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_an_op_alone_is_timed_into_a_bound_output_too():
+    sp = get_space("darts")
+    block = Block(sp, "normal", 4, "gated").eval()
+    xs = tuple(torch.randn(1, 4, 8, 8) for _ in range(sp.num_inputs))
+    paths = PathSessions(block, xs, pieces=Pieces())
+    edge = block.edges["0"]
+    op = edge.ops[edge.op_names.index("sep_conv_3x3")]
+    x = paths.edge_inputs[0]
+    call = paths.op_call(op, x)
+    assert call() is None
+    with torch.inference_mode():
+        want = paths.pieces.get(op, x).module(x).numpy()
+    np.testing.assert_allclose(call.outputs()[0], want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("space_name", ["lenna", "darts"])
 def test_an_assembled_derived_cell_computes_what_the_fixed_cell_computes(space_name):
     sp = get_space(space_name)
@@ -196,7 +236,8 @@ def test_a_fixed_module_runs_in_ort_as_in_torch():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
     x = torch.randn(2, 3, 8, 8)
     call = module_call(net, (x,))
-    got = call()[0]
+    assert call() is None  # the pass writes into its bound outputs
+    got = call.outputs()[0]
     with torch.inference_mode():
         np.testing.assert_allclose(got, net(x).numpy(), rtol=1e-4, atol=1e-5)
 
@@ -208,6 +249,7 @@ def test_the_two_backends_have_different_fingerprints_and_torchs_hash_is_unchang
     assert "backend" not in torch_fp  # files measured before backends keep their hash
     assert ort_fp["backend"] == "onnxruntime" and ort_fp["hash"] != torch_fp["hash"]
     assert ort_fp["discard_passes"] == DISCARD_PASSES["onnxruntime"]
+    assert ort_fp["outputs"] == "bound"  # labels from before bound outputs never mix in
     sp = get_space("lenna")
     assert (
         machine_key(sp, "cpu", "float32", 1)[0]

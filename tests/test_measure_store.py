@@ -206,12 +206,13 @@ def test_fingerprint_mismatch_refused_unless_allow_mixed(tmp_path):
     cfg = tiny_config()
     m = cfg.measure
     real = fingerprint(m.device, m.threads, m.dtype, m.batch)
-    other = {**real, "hash": "0123456789ab"}
+    other = {**real, "cpu_model": "Other CPU", "hash": "0123456789ab"}
     assert other["hash"] != real["hash"]
     run_measurement(db, cfg, 1, fp=other)
     with pytest.raises(InputError, match="--allow-mixed") as exc:
         run_measurement(db, cfg, 2)
     assert "0123456789ab" in str(exc.value)
+    assert "differs in: cpu_model)" in str(exc.value)  # what differs, not just two hashes
     assert count_rows(db) == 1
     assert run_measurement(db, cfg, 2, allow_mixed=True) == 2
     with Dataset.open(db) as ds:

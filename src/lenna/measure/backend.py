@@ -24,6 +24,10 @@ PROVIDER = "CPUExecutionProvider"
 # new ORT session's first passes run slow (median 1.66×, 1.13×, 1.03×, 1.02×, then ≤ 1.006× of
 # its settled time; benchmarks/backends.py prints the curve)
 DISCARD_PASSES = {"torch": 1, "onnxruntime": 5}
+# how a timed ORT call gets its outputs: "bound" = into buffers bound once, as a network's arena
+# holds them (lenna.measure.ort_path.bound_call). Files measured before it have no such key:
+# their labels include allocating each output (3–55 µs a call), so the two never mix silently.
+ORT_OUTPUTS = "bound"
 
 
 def require_ort() -> ModuleType:
@@ -68,7 +72,8 @@ def session(model: bytes, threads: int) -> object:
 def backend_info(backend: str) -> dict:
     """What of the backend belongs in a fingerprint: nothing for ``torch`` (whose version is
     there already; older files keep their hashes), the runtime's version, graph
-    optimisation, execution provider and inter-op threads for ONNX Runtime."""
+    optimisation, execution provider, inter-op threads and how outputs are held for ONNX
+    Runtime."""
     if backend == "torch":
         return {}
     ort = require_ort()
@@ -79,4 +84,5 @@ def backend_info(backend: str) -> dict:
         "provider": PROVIDER,
         "inter_op_threads": 1,
         "discard_passes": DISCARD_PASSES[backend],
+        "outputs": ORT_OUTPUTS,
     }

@@ -54,9 +54,11 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         )
     if fp["hash"] not in ds.fingerprints() and not allow_mixed:
         ds.close()
+        theirs = meta["fingerprint"]
+        keys = [k for k in {**theirs, **fp} if k != "hash" and theirs.get(k) != fp.get(k)]
         raise InputError(
             f"{path} was measured on another machine/config (fingerprint "
-            f"{meta['fingerprint']['hash']}, this one {fp['hash']}); "
+            f"{theirs['hash']}, this one {fp['hash']}; differs in: {', '.join(keys)}); "
             "pass --allow-mixed to add to it"
         )
     ds = _locked(ds)

@@ -5,6 +5,13 @@ Why a session per distinct path: a path is assembled from exported pieces
 again and again, and its session is then reused (it is the same fixed cell). A new session runs
 its first passes slow, so every switch of path discards passes before any is timed
 (:data:`lenna.measure.backend.DISCARD_PASSES`).
+
+Why every timed call writes into outputs bound once (:func:`bound_call`): ``session.run``
+allocates each output anew and hands it to numpy, 3–55 µs a call on this kind of host (more for
+larger outputs: fresh pages), up to 15 % of a cheap cell. Inside a network a cell's output
+comes from ORT's arena, reused pass after pass, so a label that paid for it would be the time
+of the cell *plus* a cost the deployed network does not have, and a network's cells would sum
+to more than the network.
 """
 
 from __future__ import annotations
@@ -49,12 +56,13 @@ class PathSessions:
             self._sessions.move_to_end(key)
         else:
             model = assemble(self.block, self.inputs, self.edge_inputs, self.pieces)
-            self._sessions[key] = session(model.SerializeToString(), self.threads)
+            sess = session(model.SerializeToString(), self.threads)
+            self._sessions[key] = (sess, bound_call(sess, self.feed))
             if len(self._sessions) > MAX_SESSIONS:  # each holds weights and an arena
                 self._sessions.popitem(last=False)
-        self._current = self._sessions[key]
+        self._current, call = self._sessions[key]
         # a pass is one C call: Python frames in between cost ~1 µs of a 50-µs cell
-        self.run = partial(self._current.run, None, self.feed)  # type: ignore[method-assign]
+        self.run = call  # type: ignore[method-assign]
 
     def run(self) -> None:
         """One pass of the current path (replaced by the session's own call on :meth:`open`)."""
@@ -68,7 +76,7 @@ class PathSessions:
         """One call of ``op`` alone on ``x`` in its own session (an op's cost under ORT)."""
         piece = self.pieces.get(op, x)
         sess = _piece_session(piece, self.threads)
-        return partial(sess.run, None, {"x": x.detach().cpu().numpy()})
+        return bound_call(sess, {"x": x.detach().cpu().numpy()})
 
     def export_all(self) -> None:
         """Export every candidate op of every edge (and the preprocessing) now, so no export
@@ -84,24 +92,31 @@ class PathSessions:
 def module_call(
     module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int = 1
 ) -> Callable[[], object]:
-    """One pass of a fixed ``module`` on ``inputs`` in ONNX Runtime (exported once).
-
-    A module with several outputs (the fixed part's skeleton keeps what its cells would have
-    read) writes them into buffers bound once, so a pass pays no copies a deployed network
-    would not."""
-    ort = require_ort()
+    """One pass of a fixed ``module`` on ``inputs`` in ONNX Runtime (exported once), into
+    outputs bound once (:func:`bound_call`)."""
     sess = session(export_module(module, inputs).SerializeToString(), threads)
-    feed = {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
-    outputs = sess.get_outputs()
-    if len(outputs) == 1:
-        return partial(sess.run, None, feed)
-    first = sess.run(None, feed)
-    binding = sess.io_binding()
-    for name, value in feed.items():
-        binding.bind_cpu_input(name, value)
-    for out, value in zip(outputs, first, strict=True):
-        binding.bind_ortvalue_output(out.name, ort.OrtValue.ortvalue_from_numpy(value))
-    return partial(sess.run_with_iobinding, binding)
+    return bound_call(sess, {f"in{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)})
+
+
+def bound_call(sess: object, feed: dict) -> Callable[[], object]:
+    """One pass of ``sess`` on ``feed`` whose outputs go into buffers allocated once, as a
+    network's arena would hold them (module docstring); the inputs are bound once too. The
+    buffers come from one untimed pass, so they have the outputs' shapes. The call returns
+    nothing; its ``outputs()`` gives the last pass's outputs as numpy arrays."""
+    ort = require_ort()
+    first = sess.run(None, feed)  # type: ignore[attr-defined]
+    binding = sess.io_binding()  # type: ignore[attr-defined]
+    ins = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feed.items()}
+    outs = [ort.OrtValue.ortvalue_from_numpy(v) for v in first]
+    for name, value in ins.items():
+        binding.bind_ortvalue_input(name, value)
+    for out, value in zip(sess.get_outputs(), outs, strict=True):  # type: ignore[attr-defined]
+        binding.bind_ortvalue_output(out.name, value)
+    call = partial(sess.run_with_iobinding, binding)  # type: ignore[attr-defined]
+    # the bound values wrap numpy memory without owning it: they live as long as the call
+    call.bound = (ins, outs)  # type: ignore[attr-defined]
+    call.outputs = lambda: [o.numpy() for o in outs]  # type: ignore[attr-defined]
+    return call
 
 
 def _piece_session(piece: Piece, threads: int) -> object:

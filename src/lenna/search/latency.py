@@ -104,8 +104,7 @@ class LatencyTerm:
         offsets = [float(v) for v in offsets_ms]
         if len(offsets) != len(self.cells):
             raise InputError(
-                f"the network has {len(self.cells)} cells; got {len(offsets)} preprocessing "
-                "offsets"
+                f"the network has {len(self.cells)} cells; got {len(offsets)} preprocessing offsets"
             )
         if not all(math.isfinite(v) for v in offsets):
             raise InputError(f"a preprocessing offset is not a finite number: {offsets}")
