@@ -11,7 +11,8 @@ import pytest
 from measure_helpers import tiny_config
 
 from lenna.errors import InputError
-from lenna.measure.fleet import _Fleet, _simulated_row
+from lenna.measure.fleet_actor import _simulated_row
+from lenna.measure.fleet_pool import _Fleet
 from lenna.measure.runner import run_measurement
 from lenna.measure.store import Dataset
 

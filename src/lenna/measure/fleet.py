@@ -29,17 +29,15 @@ from typing import Any
 
 from lenna.errors import InputError
 from lenna.measure.dataset_open import open_dataset
-from lenna.measure.fleet_actor import Measurer, _simulated_row
+from lenna.measure.fleet_actor import Measurer
 from lenna.measure.fleet_pool import _Fleet
 from lenna.measure.run_config import RunConfig
 
-# Measurer, _Fleet and _simulated_row: imported from here by callers and tests
+# Measurer: the actor class, imported from here by callers
 __all__ = [
     "INSTALL",
     "RESOURCE",
     "Measurer",
-    "_Fleet",
-    "_simulated_row",
     "check_reachable",
     "connect",
     "loopback_only",
