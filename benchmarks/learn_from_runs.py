@@ -12,7 +12,7 @@ retrain). This script runs that loop as a user would, on a copy of the shipped d
 and prints, per round, each derived cell's predicted against measured time (the number the
 user acts on), the whole network's, the measured latency and the accuracy.
 
-    python benchmarks/learn_from_runs.py --space lenna --backend onnxruntime --rounds 2
+    python benchmarks/learn_from_runs.py --space lenna --backend onnxruntime --rounds 3
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ import sqlite3
 import statistics as st
 import subprocess
 import sys
-from dataclasses import replace
+from contextlib import closing
 from pathlib import Path
 
 import torch
 
-from lenna.measure.config import MeasureConfig
+from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.run_config import RunConfig, stored_config, upgrade_config
+from lenna.measure.store import Dataset
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import load_predictor, save_predictor
@@ -38,7 +40,7 @@ from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.run import run_search
 from lenna.search.timing import measured_as
-from lenna.search.verify import evaluate_arch
+from lenna.search.verify import evaluate_arch, measure_config_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
@@ -47,7 +49,7 @@ DATA = Path(__file__).parent / "data"
 SHIPPED = {
     ("lenna", "torch"): DATA / "lenna-v2.db",
     ("darts", "torch"): DATA / "darts-v2.db",
-    ("lenna", "onnxruntime"): DATA / "lenna-ort.db",
+    ("lenna", "onnxruntime"): DATA / "lenna-ort-v2.db",
     ("darts", "onnxruntime"): DATA / "darts-ort.db",
 }
 
@@ -58,16 +60,30 @@ def copy_dataset(src: Path, dst: Path) -> None:
         return
     tmp = dst.with_suffix(".part")
     tmp.unlink(missing_ok=True)
-    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(tmp) as b:
+    src_uri = f"file:{src}?mode=ro"
+    with closing(sqlite3.connect(src_uri, uri=True)) as a, closing(sqlite3.connect(tmp)) as b:
         a.backup(b)
-    with sqlite3.connect(tmp) as b:
         b.execute("pragma journal_mode=delete")
     tmp.replace(dst)
 
 
 def rows(path: Path) -> int:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as c:
         return c.execute("select count(*) from samples").fetchone()[0]
+
+
+def check_addable(path: Path) -> None:
+    """Exit before any search when ``--from-run`` could not add to ``path`` here (labels of
+    another machine or timed another way): the loop would stop after its first search."""
+    with Dataset.open(path, readonly=True) as ds:
+        meta, have = ds.meta, ds.fingerprints()
+    cfg = RunConfig.from_dict(upgrade_config(stored_config(meta) or {}))
+    if config_fingerprint(cfg.measure)["hash"] not in have:
+        raise SystemExit(
+            f"{path} was measured on another machine or setting than this one, so "
+            "`lenna measure --from-run` cannot add to it: pass --predictor-data with a file "
+            "measured here"
+        )
 
 
 def from_run(db: Path, run: Path) -> str:
@@ -101,13 +117,13 @@ def one_round(args: argparse.Namespace, r: int, db: Path, data: tuple) -> dict:
     else:
         print(f"round {r}: search λ {args.lam:g} seed {args.seed} -> {run}", flush=True)
         resume = (run / "config.json").is_file()
-        g = run_search(replace(cfg), run, resume=resume, data=data[0], figures=False).genotype
+        g = run_search(cfg, run, resume=resume, data=data[0], figures=False).genotype
     if (folder / "result.json").is_file():
         res = json.loads((folder / "result.json").read_text())
     else:
-        g.info["measured_as"] = measured_as(model)
+        g.info["measured_as"] = measured_as(model)  # as the run recorded it, made explicit
         torch.set_num_threads(2)
-        measure = MeasureConfig(threads=1, backend=args.backend)
+        measure = measure_config_for(g, threads=1, backend=args.backend)
         res = evaluate_arch(g, data[1], args.eval_epochs, args.seed, measure=measure)
         res["rows"] = n_rows
         res["held_out_mape"] = model.info["metrics"]["held_out"]["mape"]
@@ -143,6 +159,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     src = args.predictor_data or SHIPPED[(args.space, args.backend)]
     db = args.out / "dataset.db"
+    check_addable(src)
     copy_dataset(src, db)
     data = (
         load_data(args.data, seed=args.seed, limit=args.limit),
@@ -163,10 +180,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r, res in enumerate(results):
-        errs = [
-            (p - m) / m * 100
-            for p, m in zip(res["predicted_per_cell_ms"], res["measured_per_cell_ms"], strict=True)
-        ]
+        errs = _errors(res)
         lines.append(
             f"| {r} | {res['rows']} | {res['held_out_mape']:.1f} % | "
             f"{res['predicted_ms']:.3f} / {res['measured_cells_ms']:.3f} | "

@@ -19,9 +19,9 @@ from lenna.measure.backend import DISCARD_PASSES, session
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import config_fingerprint, fingerprint
 from lenna.measure.machine_calibration import machine_key
-from lenna.measure.onnx_pieces import Pieces
+from lenna.measure.onnx_pieces import Pieces, export_module
 from lenna.measure.ort_bench import OrtGatedBench, gated_bench
-from lenna.measure.ort_path import PathSessions, module_call
+from lenna.measure.ort_path import PathSessions, bound_call, module_call
 from lenna.measure.runner import RunConfig, open_dataset, upgrade_config
 from lenna.measure.timer import Timer
 from lenna.search.timing import measure_config_from
@@ -94,8 +94,38 @@ def test_the_timed_pass_writes_into_outputs_bound_once_and_computes_the_path():
         (out,) = paths.run.bound[1]
         ptr = out.data_ptr()
         assert seen.setdefault(key, ptr) == ptr  # a path seen again keeps its buffers
-        assert paths.run() is None and out.data_ptr() == ptr
+        out.update_inplace(np.full(want.shape, np.nan, np.float32))  # so the pass must write
+        assert paths.run() is None
+        assert paths.run.args[0].get_outputs()[0].data_ptr() == ptr  # the binding's own
         np.testing.assert_allclose(paths.run.outputs()[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_binding_runs_no_pass_so_a_new_sessions_passes_are_the_discarded_ones():
+    class NoRun:
+        """A session whose plain ``run`` must not be called."""
+
+        def __init__(self, sess):
+            self.sess, self.passes = sess, 0
+
+        def run(self, *a):
+            raise AssertionError("bound_call ran a pass")
+
+        def run_with_iobinding(self, binding):
+            self.passes += 1
+            return self.sess.run_with_iobinding(binding)
+
+        def __getattr__(self, name):
+            return getattr(self.sess, name)
+
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    x = torch.randn(1, 3, 8, 8)
+    sess = NoRun(session(export_module(net, (x,)).SerializeToString(), 1))
+    call = bound_call(sess, {"in0": x.numpy()})
+    assert sess.passes == 0
+    call()
+    assert sess.passes == 1
+    with torch.inference_mode():
+        np.testing.assert_allclose(call.outputs()[0], net(x).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_an_op_alone_is_timed_into_a_bound_output_too():
@@ -107,6 +137,8 @@ def test_an_op_alone_is_timed_into_a_bound_output_too():
     op = edge.ops[edge.op_names.index("sep_conv_3x3")]
     x = paths.edge_inputs[0]
     call = paths.op_call(op, x)
+    (out,) = call.bound[1]
+    out.update_inplace(np.full(out.shape(), np.nan, np.float32))  # so the pass must write
     assert call() is None
     with torch.inference_mode():
         want = paths.pieces.get(op, x).module(x).numpy()
@@ -236,6 +268,7 @@ def test_a_fixed_module_runs_in_ort_as_in_torch():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
     x = torch.randn(2, 3, 8, 8)
     call = module_call(net, (x,))
+    call.bound[1][0].update_inplace(np.full((2, 4, 8, 8), np.nan, np.float32))
     assert call() is None  # the pass writes into its bound outputs
     got = call.outputs()[0]
     with torch.inference_mode():
@@ -255,6 +288,25 @@ def test_the_two_backends_have_different_fingerprints_and_torchs_hash_is_unchang
         machine_key(sp, "cpu", "float32", 1)[0]
         != machine_key(sp, "cpu", "float32", 1, "onnxruntime")[0]
     )
+
+
+def test_an_ort_file_from_before_bound_outputs_refuses_new_rows_even_with_allow_mixed(tmp_path):
+    path = tmp_path / "old.db"
+    cfg = tiny_config(measure=fast_measure(backend="onnxruntime"))
+    fp = config_fingerprint(cfg.measure)
+    old = {k: v for k, v in fp.items() if k != "outputs"} | {"hash": "0123456789ab"}
+    with open_dataset(path, cfg, old, False):
+        pass
+    for allow_mixed in (False, True):
+        with pytest.raises(InputError, match=r"differs in: outputs\); .*cannot be mixed"):
+            open_dataset(path, cfg, fp, allow_mixed)
+    other_cpu = fp | {"cpu_model": "Other CPU", "hash": "ba9876543210"}
+    with open_dataset(tmp_path / "new.db", cfg, fp, False):
+        pass
+    with pytest.raises(InputError, match=r"differs in: cpu_model\); pass --allow-mixed"):
+        open_dataset(tmp_path / "new.db", cfg, other_cpu, False)
+    with open_dataset(tmp_path / "new.db", cfg, other_cpu, True):  # two machines: allowed
+        pass
 
 
 def test_a_file_of_one_backend_refuses_rows_of_another(tmp_path):

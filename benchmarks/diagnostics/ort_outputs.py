@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lenna.measure.backend import session
+from lenna.measure.fingerprint import fingerprint
 from lenna.measure.onnx_pieces import export_module
 from lenna.measure.ort_path import bound_call
 from lenna.search.fixed_part import skeleton
@@ -34,7 +35,7 @@ from lenna.search.network import NetConfig, Network, cell_inputs
 from lenna.space import get_space, random_cell
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/, for _record
-from _record import publish_cpu
+from _record import publish
 
 
 def calls(module: torch.nn.Module, inputs: tuple, threads: int) -> dict[str, Callable]:
@@ -45,13 +46,15 @@ def calls(module: torch.nn.Module, inputs: tuple, threads: int) -> dict[str, Cal
 
 
 def timed(items: dict[str, Callable], rounds: int, inner: int) -> dict[str, float]:
-    """Median µs per call of each item, the items interleaved within every round."""
+    """Median µs per call of each item, the items interleaved within every round (in turn
+    forwards and backwards)."""
     for f in items.values():
         for _ in range(2 * inner):
             f()
     acc: dict[str, list[float]] = {k: [] for k in items}
-    for _ in range(rounds):
-        for k, f in items.items():
+    order = list(items.items())
+    for r in range(rounds):  # every other round backwards: no arm always runs second
+        for k, f in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter_ns()
             for _ in range(inner):
                 f()
@@ -124,7 +127,9 @@ def main() -> None:
             f"allocated / bound: median {st.median(ratios):.3f} "
             f"({min(ratios):.3f}–{max(ratios):.3f})"
         )
-    publish_cpu("ORT outputs: cells alone against the network", args, [*lines, "", *summary])
+    fp = fingerprint("cpu", threads=args.threads, batch=1, backend="onnxruntime")
+    publish("ORT outputs: cells alone against the network", fp, [*lines, "", *summary],
+            save=not args.no_record)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ DISCARD_PASSES = {"torch": 1, "onnxruntime": 5}
 # holds them (lenna.measure.ort_path.bound_call). Files measured before it have no such key:
 # their labels include allocating each output (3–55 µs a call), so the two never mix silently.
 ORT_OUTPUTS = "bound"
+# fingerprint fields that say how a label is timed, not on what: files that differ in one hold
+# labels of two methods, which --allow-mixed (meant for two machines) must not mix
+METHOD_KEYS = ("backend", "graph_optimization", "provider", "discard_passes", "outputs")
 
 
 def require_ort() -> ModuleType:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from lenna._version import __version__
 from lenna.errors import InputError
+from lenna.measure.backend import METHOD_KEYS
+from lenna.measure.fingerprint import differences
 from lenna.measure.run_config import RunConfig, check_label_version, check_sizes, upgrade_config
 from lenna.measure.store import Dataset, DatasetExists
 from lenna.space import get_space
@@ -52,15 +54,24 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             f"{path} was measured with other rule settings ({moved}); resume with "
             "`lenna measure` (it takes the file's own) or the same rule_params"
         )
-    if fp["hash"] not in ds.fingerprints() and not allow_mixed:
-        ds.close()
-        theirs = meta["fingerprint"]
-        keys = [k for k in {**theirs, **fp} if k != "hash" and theirs.get(k) != fp.get(k)]
-        raise InputError(
-            f"{path} was measured on another machine/config (fingerprint "
-            f"{theirs['hash']}, this one {fp['hash']}; differs in: {', '.join(keys)}); "
-            "pass --allow-mixed to add to it"
-        )
+    stored = ds.fingerprints()
+    if fp["hash"] not in stored:
+        known = list(stored.values()) or [meta["fingerprint"]]
+        theirs = min(known, key=lambda f: len(differences(f, fp)))  # the nearest one
+        keys = differences(theirs, fp)
+        method = [k for k in keys if k in METHOD_KEYS]
+        if method or not allow_mixed:
+            ds.close()
+            what = f"differs in: {', '.join(keys)}" if keys else "recorded as another"
+            raise InputError(
+                f"{path} was measured on another machine/config (fingerprint "
+                f"{theirs.get('hash')}, this one {fp['hash']}; {what}); "
+                + (
+                    "its labels were timed another way, so they cannot be mixed: measure a new file"
+                    if method
+                    else "pass --allow-mixed to add to it"
+                )
+            )
     ds = _locked(ds)
     try:
         ds.add_fingerprint(fp)

@@ -82,3 +82,9 @@ def _runtime(fp: dict) -> str:
     if fp.get("backend", "torch") == "torch":
         return ""
     return f", {fp['backend']} {fp.get(fp['backend'], '')}".rstrip()
+
+
+def differences(theirs: dict, ours: dict) -> list[str]:
+    """The fields two fingerprints disagree on (the hash aside): what to name when a file or a
+    model is refused or warned about as another machine's."""
+    return [k for k in {**theirs, **ours} if k != "hash" and theirs.get(k) != ours.get(k)]

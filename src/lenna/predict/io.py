@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from lenna._version import __version__
 from lenna.atomic import replace_files
 from lenna.errors import InputError
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import differences, fingerprint
 from lenna.predict.base import Predictor, predictor_class
 from lenna.space import get_space
 
@@ -167,9 +167,11 @@ def _warn_if_foreign(model: Predictor, folder: Path) -> None:
     except InputError:  # its runtime is not installed here: it cannot be this machine's
         here = {"hash": f"no {backend} here"}
     if here["hash"] != fp.get("hash"):
+        keys = differences(fp, here) if len(here) > 1 else ["backend"]
         warnings.warn(
             f"{folder} was trained on latencies of another machine/config "
-            f"({fp.get('device_name')}, fingerprint {fp.get('hash')}; here {here['hash']})",
+            f"({fp.get('device_name')}, fingerprint {fp.get('hash')}; here {here['hash']}; "
+            f"differs in: {', '.join(keys) or 'nothing recorded'})",
             ForeignMachine,
             stacklevel=2,
         )
