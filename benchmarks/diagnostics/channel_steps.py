@@ -3,7 +3,8 @@
 The predictors learn each op's cost as a smooth curve of (log C, log H) plus channel-padding
 inputs (``additive``'s ``align``). This script times a fixed ``lenna`` normal cell whose 15
 edges all run one op, at every channel count of a range, in both runtimes side by side
-(fresh session per cell, warm-up discarded, median of repeats), and prints each time as a
+(fresh session per cell, outputs bound once as labels are timed, warm-up discarded, median
+of repeats), and prints each time as a
 ratio to the next multiple of ``--block``: a flat run up to the multiple followed by a jump is
 a blocked kernel padding the channels, which a smooth curve cannot follow.
 
@@ -23,6 +24,7 @@ import torch
 
 from lenna.measure.backend import session
 from lenna.measure.onnx_pieces import export_module
+from lenna.measure.ort_path import bound_call
 from lenna.measure.threads import torch_threads
 from lenna.space import get_space
 from lenna.space.block import Block
@@ -51,8 +53,8 @@ def cell_times(op: str, channels: int, res: int, threads: int) -> tuple[float, f
     with torch.inference_mode():
         eager = median_s(lambda: block(x), 10, 15, 5)
     sess = session(export_module(block, (x,)).SerializeToString(), threads)
-    feed = {"in0": x.numpy()}
-    ort = median_s(lambda: sess.run(None, feed), 20, 15, 5)
+    # outputs bound once, as labels are timed (ort_path's docstring says why)
+    ort = median_s(bound_call(sess, {"in0": x.numpy()}), 20, 15, 5)
     return eager * 1e3, ort * 1e3
 
 
