@@ -1,6 +1,7 @@
 """Test-retest repeatability and cost of the stopping rules, measured side by side.
 
-Each random sample (lenna space, normal and reduction, channels 8–128, batch 1, 32×32) is
+Each random sample (lenna space, normal and reduction, channels 8–128, batch 1, 32×32 unless
+told otherwise) is
 measured twice by every rule, in interleaved order (rule order rotates per sample and pass),
 so slow periods of a shared machine hit all rules alike. Prints, per rule, the median and
 90th percentile of |Δ|/mean between the two measurements and the median wall time per
@@ -16,10 +17,14 @@ measure`` process with its own calibration or the machine's shared one (``_cross
     python benchmarks/measure_repeatability.py --cross-file --samples 20 --threads 1
 
 A rule ending in ``/raw`` runs without reference normalisation (``normalise=False``), one
-ending in ``/single`` with the single 16×16 reference instead of the matched anchors; the
-others use one reference time ``Z0`` and the anchors' ratios, calibrated once before the
-first sample, as a dataset does (their cost is printed, not added to the per-sample wall
-time).
+ending in ``/single`` with the single 16×16 reference, ``/matched`` or ``/narrow`` with that
+reference mode (otherwise the backend's default); the others use one reference time ``Z0``
+and the anchors' ratios, calibrated once before the first sample, as a dataset does (their
+cost is printed, not added to the per-sample wall time). Narrow ONNX Runtime blocks, matched
+against narrow anchors:
+
+    python benchmarks/measure_repeatability.py --backend onnxruntime --threads 1 \
+        --channels 8:15 --resolutions 8 16 --rules cv/matched cv/narrow
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ import lenna
 from lenna.measure.block_measure import measure_spec
 from lenna.measure.config import MeasureConfig
 from lenna.measure.reference import (
+    MATCHED,
     Calibration,
     anchor_for,
     anchor_key,
-    anchor_ratios,
-    reference_for,
+    anchors_of,
+    calibrate_ratios,
+    config_reference,
 )
 from lenna.measure.sampler import Sampler
 
@@ -49,9 +56,10 @@ from _record import publish_cpu
 
 
 def parse_rule(text: str) -> tuple[str, dict, dict]:
-    """``name[:k=v,...][/raw|/single]`` → rule name, its parameters, MeasureConfig options."""
+    """``name[:k=v,...][/raw|/single|/matched|/narrow]`` → rule name, its parameters,
+    MeasureConfig options."""
     text, _, suffix = text.partition("/")
-    options = {"raw": {"normalise": False}, "single": {"reference": "single"}, "": {}}[suffix]
+    options = {"raw": {"normalise": False}, "": {}}.get(suffix, {"reference": suffix})
     name, _, params = text.partition(":")
     kw = {}
     for item in filter(None, params.split(",")):
@@ -60,12 +68,13 @@ def parse_rule(text: str) -> tuple[str, dict, dict]:
     return name, kw, options
 
 
-def by_anchor(rules: list[str], labels: dict, channels: list[int]) -> list[str]:
-    """Median |Δ|/mean per rule for the blocks of each reference anchor (a block of C channels
-    at 32×32 is timed alongside the anchor nearest it in size when references are matched)."""
+def by_anchor(rules: list[str], labels: dict, shapes: list[tuple[int, int]]) -> list[str]:
+    """Median |Δ|/mean per rule for the blocks of each reference anchor: a block of (C, H) is
+    timed alongside the anchor nearest it in size (matched), narrow blocks alongside an
+    8-channel anchor (narrow)."""
     groups = {}
-    for i, c in enumerate(channels):
-        groups.setdefault(anchor_key(anchor_for(c, 32)), []).append(i)
+    for i, (c, h) in enumerate(shapes):
+        groups.setdefault(anchor_key(anchor_for(c, h, "narrow")), []).append(i)
     head = " | ".join(f"anchor {k} ({len(v)} blocks)" for k, v in groups.items())
     out = [f"| rule | {head} |", "|---|" + "---|" * len(groups)]
     for r in rules:
@@ -114,6 +123,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help="first sample index (finish a run)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--backend", default="torch", help="torch or onnxruntime")
+    ap.add_argument("--channels", default="8:128", help="MIN:MAX of the sampled blocks")
+    ap.add_argument("--resolutions", type=int, nargs="+", default=[32])
     ap.add_argument("--rules", nargs="+", default=["seed", "cv", "cv/raw"])
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--no-record", action="store_true")
@@ -130,21 +142,32 @@ def main() -> None:
         publish_cpu("measure_repeatability --cross-file", args, lines)
         return
     space = lenna.get_space("lenna")
-    sampler = Sampler(space, channels=(8, 128), resolutions=(32,), seed=args.seed)
+    channels = tuple(int(v) for v in args.channels.split(":"))
+    sampler = Sampler(space, channels=channels, resolutions=tuple(args.resolutions), seed=args.seed)
     rules = [parse_rule(r) for r in args.rules]
     indices = range(args.start, args.start + args.samples)
     configs = [
         MeasureConfig(
-            rule=n, rule_params=kw, threads=args.threads, batch=1, device=args.device, **options
+            rule=n,
+            rule_params=kw,
+            threads=args.threads,
+            batch=1,
+            device=args.device,
+            backend=args.backend,
+            **options,
         )
         for n, kw, options in rules
     ]
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    z0 = reference_for(space, args.device).calibrate()
-    ratios = next(
-        (anchor_ratios(space, c) for c in configs if c.normalise and c.reference == "matched"), {}
-    )
+    z0 = config_reference(space, configs[0]).calibrate()
+    needed = {
+        a
+        for c in configs
+        if c.normalise and c.reference in MATCHED
+        for a in anchors_of(c.reference)
+    }
+    ratios = calibrate_ratios(space, configs[0], sorted(needed)) if needed else {}
     calib_s = time.perf_counter() - t0
     anchors = ", ".join(f"{k} ×{r:.3f}" for k, r in ratios.items())
     print(
@@ -164,7 +187,11 @@ def main() -> None:
             for j in list(range(k, len(rules))) + list(range(k)):
                 name = args.rules[j]
                 m = measure_spec(
-                    space, spec, configs[j], seed=1000 * i + rep, calibration=Calibration(z0)
+                    space,
+                    spec,
+                    configs[j],
+                    seed=1000 * i + rep,
+                    calibration=Calibration(z0, ratios or None),
                 )
                 labels[name][rep].append(m.latency_ms)
                 walls[name].append(m.wall_s)
@@ -181,17 +208,19 @@ def main() -> None:
         )
         print(
             f"[{i + 1}/{indices.stop}] {spec.block_type:9s} C={spec.channels:3d} "
+            f"H={spec.resolution:2d} "
             f"{spec.regime:9s} {row}",
             flush=True,
         )
     lines = [
-        f"{args.samples} samples (lenna, normal+reduction, C 8–128, batch 1, 32×32, "
+        f"{args.samples} samples (lenna, normal+reduction, C {channels[0]}–{channels[1]}, "
+        f"batch 1, {'/'.join(f'{r}×{r}' for r in args.resolutions)}, {args.backend}, "
         f"{args.threads} thread{'s' if args.threads != 1 else ''}"
         + (f", {args.device}" if args.device != "cpu" else "")
         + "), each measured twice per "
         "rule, interleaved. Reference "
         f"normalisation (all but `seed` and `/raw`): Z0 = {z0:.3f} ms"
-        + (f", anchors (matched; `/single`: the 16×16 one only) {anchors}" if ratios else "")
+        + (f", anchors (`/single`: the 16×16 one only) {anchors}" if ratios else "")
         + f", calibrated once in {calib_s:.1f} s.",
         "",
         "| rule | median \\|Δ\\|/mean | p90 \\|Δ\\|/mean | worst | median wall s/sample "
@@ -208,7 +237,9 @@ def main() -> None:
         )
     lines += [
         "",
-        *by_anchor(args.rules, labels, [sampler(i).channels for i in indices]),
+        *by_anchor(
+            args.rules, labels, [(sampler(i).channels, sampler(i).resolution) for i in indices]
+        ),
         *state_lines(args.rules, labels, zbar, load),
     ]
     publish_cpu("measure_repeatability", args, lines)

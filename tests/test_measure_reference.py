@@ -276,6 +276,51 @@ def test_anchor_is_the_nearest_in_log_size():
     assert anchor_for(22, 32) == (32, 32) and anchor_for(23, 16) == (16, 16)
 
 
+def test_narrow_references_time_narrow_blocks_beside_an_8_channel_anchor():
+    anchor_for = reference_mod.anchor_for
+    # below 16 channels: the 8-channel anchor nearest in resolution
+    assert anchor_for(8, 8, "narrow") == (8, 8) and anchor_for(15, 16, "narrow") == (8, 16)
+    assert anchor_for(12, 32, "narrow") == (8, 32) and anchor_for(2, 4, "narrow") == (8, 8)
+    # from 16 channels on, exactly as matched; matched itself is unchanged
+    for c, h in [(16, 8), (16, 16), (24, 8), (64, 16), (128, 32)]:
+        assert anchor_for(c, h, "narrow") == anchor_for(c, h) in reference_mod.ANCHORS
+    assert anchor_for(8, 8) == (16, 16)
+    assert reference_mod.anchors_of("narrow")[: len(reference_mod.ANCHORS)] == (
+        reference_mod.ANCHORS
+    )  # the primary (Z0) stays first
+    assert all(anchor_for(*a, "narrow") == a for a in reference_mod.anchors_of("narrow"))
+
+
+def test_narrow_anchors_in_range():
+    in_range = reference_mod.anchors_in_range
+    assert in_range((8, 128), (32, 16, 8), "narrow") == [
+        (16, 16), (32, 32), (64, 32), (8, 8), (8, 16), (8, 32)
+    ]  # fmt: skip
+    assert in_range((8, 12), (8,), "narrow") == [(8, 8)]  # no wide block at all
+    assert in_range((8, 16), (32,), "narrow") == [(16, 16), (8, 32)]
+    assert in_range((16, 128), (32,), "narrow") == in_range((16, 128), (32,))
+
+
+def test_narrow_normalisation_and_the_onnxruntime_default():
+    from conftest import FAKE_RATIO
+
+    space = get_space("lenna")
+    narrow = MeasureConfig(threads=1, reference="narrow")
+    ref, z0 = reference_mod.normalisation(space, narrow, Calibration(2.0), (8, 8))
+    assert ref.size == (8, 8) and z0 == pytest.approx(2.0 * FAKE_RATIO)
+    ref, z0 = reference_mod.normalisation(space, narrow, Calibration(2.0), (16, 16))
+    assert ref.size == (16, 16) and z0 == 2.0
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 8x16"):
+        reference_mod.normalisation(space, narrow, Calibration(2.0, {"16x16": 1.0}), (9, 16))
+    assert MeasureConfig(threads=1).reference == "matched"  # eager: unchanged
+    assert MeasureConfig(threads=1, normalise=False, backend="torch").reference == "single"
+    pytest.importorskip("onnxruntime")
+    assert MeasureConfig(threads=1, backend="onnxruntime").reference == "narrow"
+    assert MeasureConfig(threads=1, backend="onnxruntime", reference="matched").reference == (
+        "matched"
+    )
+
+
 def test_matched_normalisation_times_the_anchor_at_z0_times_its_ratio():
     from conftest import FAKE_RATIO
 

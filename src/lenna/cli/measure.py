@@ -176,8 +176,10 @@ def measure_cmd(
     reference: str = typer.Option(
         None,
         "--reference",
-        help="Which reference block to time alongside: matched (default: the one nearest the "
-        "block's size, steadier for large blocks) or single (always the 16-channel one).",
+        help="Which reference block to time alongside: matched (the one nearest the block's "
+        "size, steadier for large blocks; the torch default), narrow (as matched, but blocks "
+        "under 16 channels beside an 8-channel one; the onnxruntime default) or single "
+        "(always the 16-channel one).",
     ),
     backend: str = typer.Option(
         None,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from lenna.measure.config import MeasureConfig
 from lenna.measure.machine_calibration import machine_calibrate
 from lenna.measure.reference import (
+    MATCHED,
     Calibrate,
     Calibration,
     anchor_key,
@@ -70,8 +71,8 @@ def dataset_calibration(
     z0 = ds.meta.get("reference_ms")
     stored = dict(ds.meta.get("reference_ratios") or {})
     need = (
-        anchors_in_range(channels or cfg.channels, resolutions or cfg.resolutions)
-        if m.reference == "matched"
+        anchors_in_range(channels or cfg.channels, resolutions or cfg.resolutions, m.reference)
+        if m.reference in MATCHED
         else []
     )
     missing = [a for a in need if anchor_key(a) not in stored]
@@ -83,4 +84,4 @@ def dataset_calibration(
         if missing:
             stored.update(ratios)
             ds.set_meta("reference_ratios", stored)
-    return Calibration(float(z0), stored if m.reference == "matched" else None)
+    return Calibration(float(z0), stored if m.reference in MATCHED else None)

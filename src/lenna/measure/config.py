@@ -15,7 +15,7 @@ from lenna.measure.backend import check_backend
 from lenna.measure.rules import CIRule, SeedRule, make_rule
 from lenna.measure.timer import resolve_device
 
-REFERENCES = ("matched", "single")
+REFERENCES = ("matched", "narrow", "single")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -32,10 +32,14 @@ class MeasureConfig:
     except for the ``seed`` rule, which stays the seed's rule exactly (asking for both is
     refused).
 
-    ``reference``: ``"matched"`` (default) times each block alongside the reference anchor
-    nearest its size, ``"single"`` always alongside the 16-channel 16×16 one (files from
-    before anchors). Matched shares more of a large block's drift, most of all with 2 threads.
-    Without normalisation it is always ``"single"`` (nothing is timed alongside).
+    ``reference``: ``"matched"`` times each block alongside the reference anchor nearest its
+    size, ``"narrow"`` does too but times blocks under 16 channels alongside an 8-channel
+    anchor, ``"single"`` always alongside the 16-channel 16×16 one (files from before
+    anchors). Matched shares more of a large block's drift, most of all with 2 threads; under
+    ONNX Runtime a narrow block's drift is shared by a narrow anchor only
+    (``benchmarks/diagnostics/ort_small_anchor.py``). ``None`` (default): ``"narrow"`` for
+    ``onnxruntime``, else ``"matched"``. Without normalisation it is always ``"single"``
+    (nothing is timed alongside).
 
     ``backend``: the runtime a label is the time of, ``"torch"`` (eager mode) or
     ``"onnxruntime"`` (:mod:`lenna.measure.backend`).
@@ -50,7 +54,7 @@ class MeasureConfig:
     warmup_passes: int = 1
     op_passes: int = 15
     normalise: bool | None = None
-    reference: str = "matched"
+    reference: str | None = None
     backend: str = "torch"
 
     def __post_init__(self) -> None:
@@ -67,6 +71,8 @@ class MeasureConfig:
         self.make_rule()
         if self.rule == "seed" and self.normalise:
             raise InputError("the seed rule is kept as the seed wrote it: it cannot --normalise")
+        if self.reference is None:
+            self.reference = "narrow" if self.backend == "onnxruntime" else "matched"
         if self.reference not in REFERENCES:
             raise InputError(
                 f"unknown reference {self.reference!r}; expected one of: {', '.join(REFERENCES)}"

@@ -184,7 +184,7 @@ class MeasuringLoop:
         if checker is None:
             return
         cfg = self.cfg
-        anchors = anchors_in_range(cfg.channels, cfg.resolutions)
+        anchors = anchors_in_range(cfg.channels, cfg.resolutions, cfg.measure.reference)
         calibrate = devices.calibrator(checker, shared=False)
         try:
             messages = check_if_due(self.ds, anchors, cfg.drift_every, calibrate, creator, on_check)

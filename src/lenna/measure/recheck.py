@@ -27,7 +27,7 @@ import pandas as pd
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement
 from lenna.measure.fingerprint import config_fingerprint
-from lenna.measure.reference import Calibration
+from lenna.measure.reference import MATCHED, Calibration
 from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
 from lenna.measure.sampler import SampleSpec
 from lenna.measure.store import Dataset
@@ -131,7 +131,7 @@ def _settings(path: Path, meta: dict) -> tuple[RunConfig, Calibration]:
             f"here {here}): its rows can only be measured again where they were measured"
         )
     cal = Calibration.of(meta)
-    matched = cfg.measure.reference == "matched"
+    matched = cfg.measure.reference in MATCHED
     if cfg.measure.normalise and (cal.z0_ms is None or (matched and cal.ratios is None)):
         raise InputError(
             f"{path} has normalised labels but no stored calibration (reference_ms"

@@ -22,6 +22,17 @@ nearest to it in log(C·H) (:data:`ANCHORS`); an anchor's calibrated time is ``Z
 speed ratio to the primary, calibrated on interleaved passes (:func:`anchor_ratios`) and
 stored with the dataset, so one scalar ``Z0`` still defines the dataset's speed.
 
+Narrow references (``"narrow"``, the default under ONNX Runtime): in ORT, blocks under 16
+channels did not share the drift of the 16-channel primary at all on a busy shared host
+(``benchmarks/diagnostics/ort_small_anchor.py``, windows of 20 resets: C = 8–15 blocks at
+8×8 and 16×16 over the primary spread 7–13 %, over an 8-channel anchor of their resolution
+2.0–3.2 %; C = 24–48 blocks the other way round, 1.7–4.2 % over the primary, 11–16 % over
+the 8-channel one). A plausible cause, not checked: under 16 channels ORT runs other
+kernels than its channel-blocked ones, and a neighbour's load slows the two kinds
+differently. So blocks under
+:data:`NARROW_BELOW` channels are timed beside the 8-channel anchor nearest in resolution
+(:data:`NARROW_ANCHORS`), the others as ``matched``.
+
 Known bias (``single``, less so ``matched``): labels are not exactly "the block alone at the
 calibrated speed" (``benchmarks/diagnostics/label_bias.py``, one-hot blocks, 1 thread: with the
 single reference −2 % to −16 % by size, per-anchor medians; matched anchors a median −0.7 % to
@@ -59,6 +70,18 @@ if TYPE_CHECKING:
 CHANNELS, RESOLUTION, SEED = 16, 16, 0
 # (channels, resolution) of the reference blocks; the first is the primary, whose time is Z0
 ANCHORS: tuple[tuple[int, int], ...] = ((CHANNELS, RESOLUTION), (32, 32), (64, 32))
+# ``narrow`` references: blocks below NARROW_BELOW channels are timed beside an 8-channel
+# anchor of the nearest resolution (module docstring)
+NARROW_BELOW = 16
+NARROW_ANCHORS: tuple[tuple[int, int], ...] = ((8, 8), (8, 16), (8, 32))
+MATCHED = ("matched", "narrow")  # the reference modes that pick an anchor per block
+
+
+def anchors_of(reference: str) -> tuple[tuple[int, int], ...]:
+    """Every anchor a reference mode can time a block beside (the primary first)."""
+    if reference == "narrow":
+        return ANCHORS + NARROW_ANCHORS
+    return ANCHORS if reference == "matched" else ANCHORS[:1]
 
 # how a dataset gets calibrated: (need Z0, anchors) -> (Z0 or None, the anchors' ratios)
 Calibrate = Callable[[bool, list[tuple[int, int]]], tuple[float | None, dict[str, float]]]
@@ -180,8 +203,13 @@ def _settle(
     return float(np.median(values))
 
 
-def anchor_for(channels: int, resolution: int) -> tuple[int, int]:
-    """The anchor nearest to a block of ``channels`` × ``resolution``² in log(C·H)."""
+def anchor_for(channels: int, resolution: int, reference: str = "matched") -> tuple[int, int]:
+    """The anchor a block of ``channels`` × ``resolution``² is timed beside: the one nearest in
+    log(C·H); with ``narrow`` references, below :data:`NARROW_BELOW` channels the 8-channel
+    anchor nearest in resolution."""
+    if reference == "narrow" and channels < NARROW_BELOW:
+        h = np.log(resolution)
+        return min(NARROW_ANCHORS, key=lambda a: abs(np.log(a[1]) - h))
     size = np.log(channels * resolution)
     return min(ANCHORS, key=lambda a: abs(np.log(a[0] * a[1]) - size))
 
@@ -227,23 +255,28 @@ def config_reference(
 
 
 def anchors_in_range(
-    channels: tuple[int, int], resolutions: Iterable[int]
+    channels: tuple[int, int], resolutions: Iterable[int], reference: str = "matched"
 ) -> list[tuple[int, int]]:
     """The anchors that blocks of ``channels`` (min, max) at ``resolutions`` can be timed
-    alongside (only these need a calibrated ratio)."""
+    alongside under ``reference`` (only these need a calibrated ratio)."""
     lo, hi = channels
     out = set()
-    for r in resolutions:
-        first, last = ANCHORS.index(anchor_for(lo, r)), ANCHORS.index(anchor_for(hi, r))
+    wide = lo
+    if reference == "narrow" and lo < NARROW_BELOW:
+        out.update(anchor_for(lo, r, reference) for r in resolutions)
+        wide = NARROW_BELOW
+    for r in resolutions if hi >= wide else ():
+        first, last = ANCHORS.index(anchor_for(wide, r)), ANCHORS.index(anchor_for(hi, r))
         out.update(ANCHORS[min(first, last) : max(first, last) + 1])
-    return [a for a in ANCHORS if a in out]
+    return [a for a in anchors_of(reference) if a in out]
 
 
 def calibrate_ratios(
-    space: SearchSpace, config: MeasureConfig, anchors: Iterable[tuple[int, int]] = ANCHORS
+    space: SearchSpace, config: MeasureConfig, anchors: Iterable[tuple[int, int]] | None = None
 ) -> dict[str, float]:
     """A fresh calibration of ``anchors``' ratios to the primary under ``config``
     (``"CxH"`` → ratio; the primary's is 1), as a new dataset stores it."""
+    anchors = anchors_of(config.reference) if anchors is None else anchors
     with torch_threads(config.threads):
         primary = config_reference(space, config)
         return {
@@ -258,7 +291,7 @@ def anchor_ratios(space: SearchSpace, config: MeasureConfig) -> dict[str, float]
     """:func:`calibrate_ratios` once per process and setting, for callers outside a dataset
     (a dataset passes its stored ratios instead)."""
     key = (space.definition_hash(), config.device, config.dtype, config.threads or 1)
-    key += (config.backend,)
+    key += (config.backend, config.reference)
     if key not in _RATIOS:
         _RATIOS[key] = calibrate_ratios(space, config)
     return dict(_RATIOS[key])
@@ -298,7 +331,7 @@ def normalisation(
     """The reference block to time alongside under ``config`` and its time at the calibrated
     speed: ``(None, None)`` when it does not normalise. ``calibration``: a dataset's stored
     one; what it lacks is calibrated once per process. With ``size`` (the block's channels,
-    resolution) and ``config.reference == "matched"``: the nearest anchor, at ``Z0`` × its
+    resolution) and a matched ``config.reference``: the block's anchor, at ``Z0`` × its
     ratio."""
     if not config.normalise:
         return None, None
@@ -309,8 +342,8 @@ def normalisation(
             space, config.device, config.dtype, config.threads, config.backend
         )
     anchor = ANCHORS[0]
-    if size is not None and config.reference == "matched":
-        anchor = anchor_for(*size)
+    if size is not None and config.reference in MATCHED:
+        anchor = anchor_for(*size, config.reference)
     if anchor == ANCHORS[0]:
         return config_reference(space, config), reference_ms
     if ratios is None:
