@@ -22,7 +22,7 @@ from lenna.measure.machine_calibration import machine_key
 from lenna.measure.onnx_pieces import Pieces, export_module
 from lenna.measure.ort_bench import OrtGatedBench, gated_bench
 from lenna.measure.ort_path import PathSessions, bound_call, module_call
-from lenna.measure.runner import RunConfig, open_dataset, upgrade_config
+from lenna.measure.runner import RunConfig, open_dataset, run_measurement, upgrade_config
 from lenna.measure.timer import Timer
 from lenna.search.timing import measure_config_from
 from lenna.space import Block, cell_alphas, get_space, random_cell
@@ -344,6 +344,24 @@ def test_verification_measures_in_the_predictors_backend_unless_told():
     other = measure_config_from(rec, backend="torch")
     assert other.backend == "torch" and not other.normalise  # an ORT Z0 means nothing here
     assert measure_config_from({}).backend == "torch"
+    # cells are timed beside the references the labels were: a file of matched ORT labels
+    assert cfg.reference == "narrow"  # none recorded: the backend's default
+    assert measure_config_from({**rec, "reference": "matched"}).reference == "matched"
+    other = measure_config_from({**rec, "reference": "matched"}, backend="torch")
+    assert other.reference == "single"  # another backend: not normalised, nothing alongside
+
+
+def test_a_predictor_records_which_reference_its_labels_were_timed_beside(tmp_path):
+    from lenna.predict import load_data, train_predictor
+    from lenna.search.timing import measured_as
+
+    db = tmp_path / "d.db"
+    run_measurement(db, tiny_config(), 8)
+    data = load_data(db)
+    assert data.reference == "matched" and data.subset(data.y > 0).reference == "matched"
+    model = train_predictor(data, "elasticnet", seed=0)
+    assert measured_as(model)["reference"] == "matched"
+    assert measure_config_from(measured_as(model)).reference == "matched"
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def anchors_of(reference: str) -> tuple[tuple[int, int], ...]:
         return ANCHORS + NARROW_ANCHORS
     return ANCHORS if reference == "matched" else ANCHORS[:1]
 
+
 # how a dataset gets calibrated: (need Z0, anchors) -> (Z0 or None, the anchors' ratios)
 Calibrate = Callable[[bool, list[tuple[int, int]]], tuple[float | None, dict[str, float]]]
 

@@ -83,6 +83,7 @@ class Predictor:
                 },
                 "fingerprint": data.fingerprint,
                 "reference_ms": data.reference_ms,
+                "reference": data.reference,
                 "dataset_identity": data.identity,
                 "split": {
                     "train": split.train.tolist(),

@@ -33,6 +33,7 @@ class LatencyData:
     identity: str  # lineage: same space + sampling config means same blocks under same ids
     op_table: pd.DataFrame
     reference_ms: float | None = None  # the dataset's calibrated reference time (normalised)
+    reference: str | None = None  # which reference its labels were timed beside (matched, ...)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -48,6 +49,7 @@ class LatencyData:
             self.identity,
             self.op_table,
             self.reference_ms,
+            self.reference,
         )
 
     @property
@@ -118,4 +120,5 @@ def load_data(
         lineage(meta),
         ops,
         meta.get("reference_ms"),
+        ((meta.get("config") or {}).get("measure") or {}).get("reference"),
     )

@@ -16,6 +16,8 @@ def measured_as(predictor: Predictor) -> dict:
     rec = {k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp}
     rec["backend"] = fp.get("backend", "torch")
     rec["reference_ms"] = predictor.info.get("reference_ms")
+    if predictor.info.get("reference"):
+        rec["reference"] = predictor.info["reference"]
     return rec
 
 
@@ -30,7 +32,8 @@ def measure_config_from(
 
     Normalised to the dataset's reference time only when the labels were normalised and the
     device, threads and backend are the recorded ones: a ``Z0`` from another setting means
-    nothing."""
+    nothing. Then the cells are timed beside the references the labels were (``matched`` or
+    ``narrow``), else the backend's default."""
     recorded = rec.get("backend") or "torch"
     same = (
         (device is None or device == rec.get("device"))
@@ -44,4 +47,5 @@ def measure_config_from(
         dtype=rec.get("dtype") or "float32",
         normalise=rec.get("reference_ms") is not None and same,
         backend=backend or recorded,
+        reference=rec.get("reference") if same else None,
     )
