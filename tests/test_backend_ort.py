@@ -454,3 +454,19 @@ def test_a_fleet_device_measures_in_the_datasets_backend():
     row = device.measure(0)
     assert row["fingerprint"] == config_fingerprint(cfg.measure)["hash"]
     assert row["latency_ms"] > 0
+
+
+def test_a_new_ort_file_times_narrow_blocks_beside_narrow_anchors(tmp_path):
+    from lenna.cli.measure import _build_config
+
+    new = tmp_path / "new.db"
+    assert _build_config(new, space="lenna", backend="onnxruntime").measure.reference == "narrow"
+    asked = _build_config(new, space="lenna", backend="onnxruntime", reference="matched")
+    assert asked.measure.reference == "matched"
+    assert _build_config(new, space="lenna").measure.reference == "matched"  # torch
+    # a file keeps the reference it began with
+    old = tmp_path / "old.db"
+    with open_dataset(old, asked, config_fingerprint(asked.measure), False):
+        pass
+    assert _build_config(old, backend="onnxruntime").measure.reference == "matched"
+    assert _build_config(old).measure.reference == "matched"

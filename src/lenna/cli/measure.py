@@ -114,6 +114,8 @@ def _build_config(
         }.items()
         if v is not None
     }
+    if backend is not None and backend != base.measure.backend and reference is None:
+        measure["reference"] = None  # the new backend's own default (onnxruntime: narrow)
     if rule is not None and rule != base.measure.rule:
         measure["rule_params"] = {}
         if normalise is None:  # the new rule's own default
