@@ -6,7 +6,13 @@ hours instead of seconds. Labels of a normalised file are at its calibrated spee
 the *spread* of log(B/A) around its median is compared (and its trend with channels, which
 a per-file scale cannot explain).
 
+With ``--predictor KIND``, a model of that kind is also trained on each file's common rows
+with the same split (per ``--seeds``), so the two labelings are compared by what a predictor
+learns from them: held-out rows within ±10 %, overall, per resolution and for narrow blocks
+(C < 16, the ones ``--reference narrow`` times differently).
+
     python benchmarks/compare_datasets.py benchmarks/data/lenna.db benchmarks/data/lenna-norm.db
+    python benchmarks/compare_datasets.py A.db B.db --predictor additive --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from lenna.measure.store import Dataset
+from lenna.predict import load_data, train_predictor
+from lenna.predict.train import split_masks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
@@ -35,6 +43,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
+    ap.add_argument("--predictor", help="also train this kind on each file's common rows")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="splits (with --predictor)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     (la, ch, ma), (lb, _, mb) = labels(args.a), labels(args.b)
@@ -66,7 +76,43 @@ def main() -> None:
         m = (c >= lo) & (c < hi)
         if m.any():
             lines.append(f"| {lo}–{hi - 1} | {int(m.sum())} | {np.exp(np.median(r[m])):.3f} |")
+    if args.predictor:
+        lines += ["", *predictor_table(args.a, args.b, args.predictor, args.seeds)]
     publish("compare_datasets", mb.get("fingerprint", {}), lines, save=not args.no_record)
+
+
+def predictor_table(a: Path, b: Path, kind: str, seeds: list[int]) -> list[str]:
+    """Held-out accuracy of ``kind`` trained on each file's common (unflagged) rows, one
+    split per seed, the same in both files (a split is a function of the ids and the seed)."""
+    da, db = load_data(a), load_data(b)
+    common = np.intersect1d(da.ids, db.ids)
+    da, db = da.subset(np.isin(da.ids, common)), db.subset(np.isin(db.ids, common))
+    groups = {"all": np.ones(len(common), bool), "C < 16": da.channels < 16}
+    for h in sorted(set(da.resolution.astype(int))):
+        groups[f"{h}×{h}"] = da.resolution == h
+    head = " | ".join(f"{g} A / B" for g in groups)
+    lines = [
+        f"`{kind}` trained on each file's {len(common)} common rows (drift-flagged rows out), "
+        "held-out rows within ±10 % (A / B):",
+        "",
+        f"| split seed | {head} | MAPE A / B |",
+        "|---" * (len(groups) + 2) + "|",
+    ]
+    for seed in seeds:
+        cells, mape = [], []
+        errs = []
+        for d in (da, db):
+            m = train_predictor(d, kind, seed=seed)
+            held = split_masks(m, d)["held_out"]
+            err = np.abs(m.predict_features(d.X) / d.y - 1)
+            errs.append((held, err))
+            mape.append(f"{np.mean(err[held]) * 100:.1f}")
+        for mask in groups.values():
+            pair = [np.mean(e[h & mask] <= 0.10) * 100 for h, e in errs]
+            cells.append(f"{pair[0]:.1f} / {pair[1]:.1f}")
+        lines.append(f"| {seed} | {' | '.join(cells)} | {' / '.join(mape)} % |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

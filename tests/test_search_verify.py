@@ -122,6 +122,80 @@ def test_measure_network_reports_the_whole_and_each_cell(space):
     assert res["fingerprint"]["threads"] == 1 and res["fingerprint"]["batch"] == 1
 
 
+def _recorded_sizes(monkeypatch):
+    """Patch verify's measure_module to record (size, calibration) per call."""
+    import lenna.search.verify as verify_mod
+    from lenna.measure.rules import Estimate
+
+    calls = []
+
+    def fake(module, inputs, config, space=None, calibration=None, size=None):
+        calls.append((size, calibration))
+        return Estimate(1.0, "ci", resets=1, passes=1, ci_half_width_ms=0.0, converged=True)
+
+    monkeypatch.setattr(verify_mod, "measure_module", fake)
+    return calls
+
+
+def test_each_cell_is_timed_beside_its_labels_anchor_at_the_stored_ratios(monkeypatch):
+    """A derived cell is measured as its label was: beside the anchor its (C, H) maps to, at
+    the dataset's stored ratios (not ones calibrated again now); the network beside the
+    primary."""
+    from lenna.measure.reference import Calibration
+    from lenna.search.network import cell_specs
+
+    calls = _recorded_sizes(monkeypatch)
+    net = build(cheap_genotype("lenna"))
+    stored = Calibration(0.2, {"16x16": 1.0, "8x8": 0.3, "8x16": 0.75, "32x32": 11.0})
+    measure_network(net, fast(normalise=True, reference="narrow"), stored)
+    specs = cell_specs(net.space, net.net)
+    assert [c[0] for c in calls] == [(s.channels, s.resolution) for s in specs] + [None]
+    assert all(c[1] is stored for c in calls)  # every anchor it needs is stored: used as is
+
+
+def test_anchors_a_dataset_lacks_are_calibrated_and_stored_ones_kept(monkeypatch):
+    """A network resized beyond its dataset's range needs anchors the file never stored:
+    those are calibrated once, the stored ratios win where both exist."""
+    import lenna.search.verify as verify_mod
+    from lenna.measure.reference import Calibration
+
+    calls = _recorded_sizes(monkeypatch)
+    fresh = {"16x16": 1.0, "8x8": 0.9, "8x16": 0.9, "32x32": 9.0, "64x32": 40.0}
+    asked = []
+    monkeypatch.setattr(verify_mod, "anchor_ratios", lambda *a: asked.append(1) or dict(fresh))
+    net = build(cheap_genotype("lenna"))
+    stored = Calibration(0.2, {"16x16": 1.0})  # a file of 16-channel blocks only
+    measure_network(net, fast(normalise=True, reference="narrow"), stored)
+    assert asked == [1]
+    used = calls[0][1]
+    assert used.z0_ms == 0.2 and used.ratios == {**fresh, "16x16": 1.0}
+    calls.clear()
+    measure_network(net, fast(normalise=False), stored)  # raw: nothing to calibrate
+    assert asked == [1] and calls[0][1] is stored
+
+
+def test_a_predictors_stored_ratios_reach_verification(tmp_path):
+    """The predictor keeps its dataset's anchor ratios, and evaluate-arch's calibration is
+    built from them and its Z0."""
+    from measure_helpers import tiny_config as tiny_run
+
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+    from lenna.predict import load_data, train_predictor
+    from lenna.search.timing import calibration_from, measure_config_from, measured_as
+
+    db = tmp_path / "d.db"
+    run_measurement(db, tiny_run(), 8)
+    with Dataset.open(db) as ds:
+        meta = ds.meta
+    model = train_predictor(load_data(db), "elasticnet", seed=0)
+    rec = measured_as(model)
+    assert rec["reference_ratios"] == meta["reference_ratios"]
+    cal = calibration_from(rec, measure_config_from(rec))
+    assert cal.z0_ms == meta["reference_ms"] and dict(cal.ratios) == meta["reference_ratios"]
+    assert calibration_from(rec, fast(normalise=False)).z0_ms is None
+
+
 def test_evaluate_arch_measures_trains_and_compares():
     g = cheap_genotype("lenna")
     g.predicted_ms, g.predicted_cells_ms = 0.5, [0.3, 0.2]
@@ -348,8 +422,8 @@ def test_verification_is_normalised_only_to_a_known_matching_reference(monkeypat
     assert measure_config_for(g, device="cpu", threads=1).normalise is True
     seen = []
 
-    def fake_measure(net, cfg, z0):
-        seen.append((cfg.normalise, z0))
+    def fake_measure(net, cfg, cal):
+        seen.append((cfg.normalise, cal.z0_ms))
         return {
             "measured_ms": 1.0,
             "measured_ci_ms": 0.0,

@@ -25,6 +25,8 @@ from lenna.search.verify import build
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SMALL = NetConfig(channels=2, cells=2)  # a supernet of the darts space that runs in a second
+# the narrowest darts supernet torch's CPU kernels run channels-last (see check_channels_last)
+SMALL_LAST = NetConfig(channels=8, cells=2)
 
 
 def _net(seed: int = 0, **shape):
@@ -185,7 +187,9 @@ def test_channels_last_training_matches_and_hands_back_a_contiguous_network():
 def test_a_channels_last_search_epoch_gives_the_contiguous_ones_loss(tmp_path):
     rows = {}
     for last in (False, True):
-        cfg = tiny_config(space="darts", predictor=None, lam=0.0, channels_last=last, net=SMALL)
+        cfg = tiny_config(
+            space="darts", predictor=None, lam=0.0, channels_last=last, net=SMALL_LAST
+        )
         s = Search(cfg, tiny_data())
         rows[last] = s.run_epoch()
         if last:
@@ -218,9 +222,12 @@ def test_search_records_channels_last_and_resumes_without_it(tmp_path):
 
     out = tmp_path / "r"
     args = ["search", "--out", str(out), "--space", "darts", "--data", "synthetic"]
-    args += ["--limit", "32", "--epochs", "1", "--channels", "2", "--cells", "2", "--batch", "8"]
+    args += ["--limit", "32", "--epochs", "1", "--cells", "2", "--batch", "8"]
     runner = CliRunner()
-    result = runner.invoke(app, [*args, "--channels-last", "--device", "cpu"])
+    narrow = runner.invoke(app, [*args, "--channels", "2", "--channels-last", "--device", "cpu"])
+    assert narrow.exit_code == 2 and "crash on its 1x1 stride-2" in all_text(narrow)
+    assert not (out / "config.json").exists()
+    result = runner.invoke(app, [*args, "--channels", "8", "--channels-last", "--device", "cpu"])
     assert result.exit_code == 0, all_text(result)
     assert stored_config(out).channels_last is True
     again = runner.invoke(app, ["search", "--out", str(out), "--resume", "--no-channels-last"])

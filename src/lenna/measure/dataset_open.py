@@ -8,7 +8,7 @@ from pathlib import Path
 from lenna._version import __version__
 from lenna.errors import InputError
 from lenna.measure.backend import METHOD_KEYS
-from lenna.measure.fingerprint import differences
+from lenna.measure.fingerprint import differences, same_machine
 from lenna.measure.run_config import RunConfig, check_label_version, check_sizes, upgrade_config
 from lenna.measure.store import Dataset, DatasetExists
 from lenna.space import get_space
@@ -55,7 +55,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             "`lenna measure` (it takes the file's own) or the same rule_params"
         )
     stored = ds.fingerprints()
-    if fp["hash"] not in stored:
+    if run_fingerprint(ds, fp) is fp and fp["hash"] not in stored:
         known = list(stored.values()) or [meta["fingerprint"]]
         theirs = min(known, key=lambda f: len(differences(f, fp)))  # the nearest one
         keys = differences(theirs, fp)
@@ -74,11 +74,21 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             )
     ds = _locked(ds)
     try:
-        ds.add_fingerprint(fp)
+        ds.add_fingerprint(run_fingerprint(ds, fp))
     except BaseException:
         ds.close()  # releases the writer's lock too
         raise
     return ds
+
+
+def run_fingerprint(ds: Dataset, fp: dict) -> dict:
+    """The fingerprint rows of this machine carry in ``ds``: ``fp``, or the file's own
+    record of this machine made before newer fingerprint keys existed (so an upgrade of
+    LENNA keeps one machine under one hash in its files)."""
+    stored = list(ds.fingerprints().values()) or [ds.meta.get("fingerprint") or {}]
+    if any(f.get("hash") == fp["hash"] for f in stored):
+        return fp
+    return next((f for f in stored if same_machine(f, fp)), fp)
 
 
 def _locked(ds: Dataset) -> Dataset:

@@ -18,6 +18,7 @@ import numpy as np
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import measure_block
+from lenna.measure.dataset_open import run_fingerprint
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.runner import (
     RunConfig,
@@ -80,6 +81,7 @@ def add_blocks(
     fp = config_fingerprint(m)
     added = skipped = 0
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        fp = run_fingerprint(ds, fp)
         have = ds.indices()
         todo = []
         for b in blocks:

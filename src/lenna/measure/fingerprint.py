@@ -32,6 +32,59 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# instruction sets that change which kernels a CPU runs (and so the cost order of ops)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
+
+# keys added after files were first written: a stored fingerprint without one of them is
+# compared without it (its machine was not asked), so upgrading LENNA does not turn a file
+# into another machine's
+LATER_KEYS = ("cpu_id",)
+
+
+def cpu_id(cpuinfo: str | None = None) -> str:
+    """The CPU's generation where its name hides it: virtual machines often report a bare
+    "AMD EPYC", while family/model/stepping, cache and instruction sets still tell a Rome
+    from a Genoa (found when a resumed file's host changed under the same name)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    parts = [
+        f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+        f"stepping {fields.get('stepping', '?')}",
+        fields.get("cache size", "? cache"),
+        " ".join(f for f in ISA_FLAGS if f in flags) or "no avx2",
+    ]
+    return ", ".join(parts)
+
+
+def _hash(info: dict) -> str:
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def same_machine(stored: dict, here: dict) -> bool:
+    """Whether a stored fingerprint is this one: the same hash, or, for one written before
+    :data:`LATER_KEYS` existed, the same hash once ours leaves out the keys it lacks."""
+    if stored.get("hash") == here.get("hash"):
+        return True
+    missing = [k for k in LATER_KEYS if k not in stored and k in here]
+    if not missing:
+        return False
+    old = {k: v for k, v in here.items() if k != "hash" and k not in missing}
+    return _hash(old) == stored.get("hash")
+
+
 def fingerprint(
     device: str = "cpu",
     threads: int | None = None,
@@ -45,6 +98,7 @@ def fingerprint(
     dev = torch.device(device)
     info = {
         "cpu_model": cpu_model(),
+        "cpu_id": cpu_id(),
         "logical_cores": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "torch": torch.__version__,
@@ -58,8 +112,7 @@ def fingerprint(
         "simulated": simulated,
         **backend_info(backend),
     }
-    blob = json.dumps(info, sort_keys=True).encode()
-    return {**info, "hash": hashlib.sha256(blob).hexdigest()[:12]}
+    return {**info, "hash": _hash(info)}
 
 
 def config_fingerprint(config: MeasureConfig, simulated: bool = False) -> dict:
@@ -86,5 +139,13 @@ def _runtime(fp: dict) -> str:
 
 def differences(theirs: dict, ours: dict) -> list[str]:
     """The fields two fingerprints disagree on (the hash aside): what to name when a file or a
-    model is refused or warned about as another machine's."""
-    return [k for k in {**theirs, **ours} if k != "hash" and theirs.get(k) != ours.get(k)]
+    model is refused or warned about as another machine's. A :data:`LATER_KEYS` field one of
+    them lacks is unknown, not different."""
+    keys = {**theirs, **ours}
+    return [
+        k
+        for k in keys
+        if k != "hash"
+        and not (k in LATER_KEYS and (k not in theirs or k not in ours))
+        and theirs.get(k) != ours.get(k)
+    ]

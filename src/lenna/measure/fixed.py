@@ -70,11 +70,14 @@ def measure_module(
     config: MeasureConfig | None = None,
     space: SearchSpace | None = None,
     calibration: Calibration | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Estimate:
     """Latency (ms) of ``module(*inputs)`` under ``config`` (rule ``ci``: no gates, no control).
 
     With ``config.normalise`` and a ``space`` (whose reference block to time alongside): at
-    the speed of ``calibration`` (``None``: calibrated once per process)."""
+    the speed of ``calibration`` (``None``: calibrated once per process). ``size``: the
+    (channels, resolution) of a block of ``space``, so it is timed beside the anchor its
+    label would be (a matched ``config.reference``); ``None``: beside the primary."""
     config = config or MeasureConfig()
     params = config.rule_params if config.rule in ("ci", "cv") else {}
     rule = make_rule("ci", **{k: v for k, v in params.items() if k in CI_SETTINGS})
@@ -82,7 +85,7 @@ def measure_module(
         device = torch.device(config.device)
         module = copy.deepcopy(module).to(device, config.torch_dtype)  # the caller's stays put
         inputs = tuple(x.to(device, config.torch_dtype) for x in inputs)
-        ref, z0 = normalisation(space, config, calibration) if space else (None, None)
+        ref, z0 = normalisation(space, config, calibration, size) if space else (None, None)
         run = None
         if config.backend == "onnxruntime":
             run = module_call(module, inputs, config.threads or 1)

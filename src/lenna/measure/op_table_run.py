@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lenna.errors import InputError
 from lenna.measure.calibration import dataset_calibration, local_calibrate
-from lenna.measure.dataset_open import open_dataset
+from lenna.measure.dataset_open import open_dataset, run_fingerprint
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.reference import Calibration
 from lenna.measure.run_config import RunConfig, check_sizes
@@ -38,6 +38,7 @@ def run_op_table(
     grid = channel_grid(*(channels or cfg.channels))
     grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        fp = run_fingerprint(ds, fp)
         have = ds.op_table()
         have = have[(have["fingerprint"] == fp["hash"]) & (have["batch"] == m.batch)]
         done = set(zip(have["block_type"], have["resolution"], have["channels"], strict=True))

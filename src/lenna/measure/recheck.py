@@ -26,7 +26,7 @@ import pandas as pd
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement
-from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.fingerprint import config_fingerprint, same_machine
 from lenna.measure.reference import MATCHED, Calibration
 from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
 from lenna.measure.sampler import SampleSpec
@@ -79,7 +79,8 @@ def recheck(
         ds.lock_for_writing()
         meta, df = ds.meta, ds.samples()
         cfg, cal = _settings(path, meta)
-        plan = _plan(path, cfg, df, rows, n, seed, config_fingerprint(cfg.measure)["hash"])
+        # this machine, as the file records it (_settings checked it is this one)
+        plan = _plan(path, cfg, df, rows, n, seed, meta["fingerprint"]["hash"])
         space, now, out = get_space(cfg.space), pd.Timestamp.now(tz="UTC"), []
         if on_start:
             on_start(len(plan))
@@ -124,11 +125,12 @@ def _settings(path: Path, meta: dict) -> tuple[RunConfig, Calibration]:
             f"{path} holds labels of version {cfg.label_version}; this LENNA measures version "
             f"{LABEL_VERSION}, so its rows cannot be measured again as they were"
         )
-    here, stored = config_fingerprint(cfg.measure)["hash"], meta["fingerprint"].get("hash")
-    if here != stored:
+    here, stored = config_fingerprint(cfg.measure), meta["fingerprint"]
+    if not same_machine(stored, here):
         raise InputError(
-            f"{path} was measured on another machine or setting (fingerprint {stored}, "
-            f"here {here}): its rows can only be measured again where they were measured"
+            f"{path} was measured on another machine or setting (fingerprint "
+            f"{stored.get('hash')}, here {here['hash']}): its rows can only be measured again "
+            "where they were measured"
         )
     cal = Calibration.of(meta)
     matched = cfg.measure.reference in MATCHED

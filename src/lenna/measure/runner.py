@@ -21,7 +21,7 @@ import numpy as np
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement, measure_block, measure_spec
 from lenna.measure.calibration import dataset_calibration, local_calibrate
-from lenna.measure.dataset_open import config_differences, open_dataset
+from lenna.measure.dataset_open import config_differences, open_dataset, run_fingerprint
 from lenna.measure.devices import CONTROL, Job
 from lenna.measure.drift_guard import DRIFT_TOLERANCE, drift_baseline, record_control
 from lenna.measure.fingerprint import config_fingerprint
@@ -228,6 +228,7 @@ def run_measurement(
     fp = fp or config_fingerprint(m)
     warn = on_warning or (lambda msg: None)
     with open_dataset(path, cfg, fp, allow_mixed) as ds:
+        fp = run_fingerprint(ds, fp)
         shared = local_calibrate(space, m, True, recalibrate, on_calibrate, warn)
         here = _ThisProcess(space, cfg, fp["hash"], trace, shared)
 

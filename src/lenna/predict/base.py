@@ -84,6 +84,7 @@ class Predictor:
                 "fingerprint": data.fingerprint,
                 "reference_ms": data.reference_ms,
                 "reference": data.reference,
+                "reference_ratios": data.reference_ratios,
                 "dataset_identity": data.identity,
                 "split": {
                     "train": split.train.tolist(),

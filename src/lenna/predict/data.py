@@ -34,6 +34,7 @@ class LatencyData:
     op_table: pd.DataFrame
     reference_ms: float | None = None  # the dataset's calibrated reference time (normalised)
     reference: str | None = None  # which reference its labels were timed beside (matched, ...)
+    reference_ratios: dict[str, float] | None = None  # its anchors' stored ratios ("CxH")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -50,6 +51,7 @@ class LatencyData:
             self.op_table,
             self.reference_ms,
             self.reference,
+            self.reference_ratios,
         )
 
     @property
@@ -121,4 +123,5 @@ def load_data(
         ops,
         meta.get("reference_ms"),
         ((meta.get("config") or {}).get("measure") or {}).get("reference"),
+        meta.get("reference_ratios"),
     )

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from lenna._version import __version__
 from lenna.atomic import replace_files
 from lenna.errors import InputError
-from lenna.measure.fingerprint import differences, fingerprint
+from lenna.measure.fingerprint import differences, fingerprint, same_machine
 from lenna.predict.base import Predictor, predictor_class
 from lenna.space import get_space
 
@@ -166,7 +166,7 @@ def _warn_if_foreign(model: Predictor, folder: Path) -> None:
         )
     except InputError:  # its runtime is not installed here: it cannot be this machine's
         here = {"hash": f"no {backend} here"}
-    if here["hash"] != fp.get("hash"):
+    if not same_machine(fp, here):
         keys = differences(fp, here) if len(here) > 1 else ["backend"]
         warnings.warn(
             f"{folder} was trained on latencies of another machine/config "

@@ -45,6 +45,7 @@ from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
 from lenna.search.preprocessing import preprocessing_offsets
 from lenna.search.timing import measure_config_from, measured_as
+from lenna.search.train import check_channels_last
 from lenna.space import get_space
 
 
@@ -94,6 +95,8 @@ class Search:
         torch.manual_seed(cfg.seed)
         self.net = Network(self.space, cfg.net, cfg.mode).to(self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        if cfg.channels_last:
+            check_channels_last(self.net, self.device)
         self.net.to(memory_format=self.memory_format)  # 4-d weights only: α stay as they are
         self.term = None
         if cfg.predictor:

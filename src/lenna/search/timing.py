@@ -6,19 +6,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lenna.measure.config import MeasureConfig
+from lenna.measure.reference import Calibration
 from lenna.predict.base import Predictor
 
 
 def measured_as(predictor: Predictor) -> dict:
     """The timing settings of the predictor's labels (device, threads, batch, dtype, backend,
-    machine hash) and its dataset's calibrated reference time."""
+    machine hash), its dataset's calibrated reference time and its anchors' stored ratios."""
     fp = predictor.info.get("fingerprint") or {}
     rec = {k: fp[k] for k in ("device", "threads", "batch", "dtype", "hash") if k in fp}
     rec["backend"] = fp.get("backend", "torch")
     rec["reference_ms"] = predictor.info.get("reference_ms")
     if predictor.info.get("reference"):
         rec["reference"] = predictor.info["reference"]
+    if predictor.info.get("reference_ratios"):
+        rec["reference_ratios"] = dict(predictor.info["reference_ratios"])
     return rec
+
+
+def calibration_from(rec: Mapping, config: MeasureConfig) -> Calibration:
+    """The labels' calibration to time at (``Z0`` and the stored anchor ratios), when
+    ``config`` normalises; else none. Ratios the record lacks (an older predictor) are
+    calibrated once per process."""
+    if not config.normalise:
+        return Calibration()
+    z0 = rec.get("reference_ms")
+    ratios = rec.get("reference_ratios")
+    return Calibration(None if z0 is None else float(z0), dict(ratios) if ratios else None)
 
 
 def measure_config_from(

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lenna.errors import InputError
 from lenna.search.augment import crop_flip, cutout
 from lenna.search.auxiliary import Auxiliary
 from lenna.search.config import amp_dtype
@@ -25,6 +26,29 @@ from lenna.search.datasets import ImageData
 from lenna.search.drop_path import DropPath
 from lenna.search.network import Network
 from lenna.search.recipe import TrainRecipe
+
+
+def check_channels_last(net: nn.Module, device: torch.device) -> None:
+    """Refuse, in one line, a channels-last network that torch's CPU kernels crash on.
+
+    torch 2.13 (CPU) corrupts its heap in the backward pass of a channels-last 1×1 stride-2
+    convolution with fewer than 4 output channels (a double free, seen on an AMD EPYC Zen 3
+    at 1 thread; a DARTS reduction's factorised path at ``--channels`` under 8 has them).
+    Channels-last is a GPU speed option, so such networks are refused rather than crashed."""
+    if device.type != "cpu":
+        return
+    for m in net.modules():
+        if (
+            isinstance(m, nn.Conv2d)
+            and m.kernel_size == (1, 1)
+            and m.stride != (1, 1)
+            and m.out_channels < 4
+        ):
+            raise InputError(
+                "--channels-last on CPU is refused for this network: torch's CPU kernels "
+                f"crash on its 1x1 stride-2 convolutions of {m.out_channels} output channels; "
+                "use --channels 8 or more, or leave --channels-last off (a GPU speed option)"
+            )
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:
@@ -51,6 +75,8 @@ def training_extras(
     drop = DropPath(net) if recipe.drop_path > 0 else None
     aux = Auxiliary(net).to(device) if recipe.aux_weight > 0 else None
     fmt = memory_format(recipe.channels_last)
+    if recipe.channels_last:
+        check_channels_last(net, device)
     net.to(memory_format=fmt)
     if aux is not None:
         aux.to(memory_format=fmt)

@@ -21,16 +21,23 @@ from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.fixed import measure_module
-from lenna.measure.reference import Calibration
+from lenna.measure.reference import (
+    ANCHORS,
+    MATCHED,
+    Calibration,
+    anchor_for,
+    anchor_key,
+    anchor_ratios,
+)
 from lenna.memory import check_fits
 from lenna.search.datasets import ImageData, load_data
 from lenna.search.device import compute_device
 from lenna.search.genotype import Genotype
-from lenna.search.network import NetConfig, Network, cell_inputs, network_bytes
+from lenna.search.network import NetConfig, Network, cell_inputs, cell_specs, network_bytes
 from lenna.search.recipe import TrainRecipe
-from lenna.search.timing import measure_config_from
+from lenna.search.timing import calibration_from, measure_config_from
 from lenna.search.train import train_network
-from lenna.space import get_space
+from lenna.space import SearchSpace, get_space
 
 
 def measure_config_for(
@@ -56,20 +63,40 @@ def build(
     return Network(space, n, "fixed", genotype.cells)
 
 
+def _covering(
+    cal: Calibration | None, space: SearchSpace, config: MeasureConfig, sizes: list
+) -> Calibration:
+    """``cal`` with a ratio for every anchor the cells of ``sizes`` are timed beside: a
+    network resized beyond its dataset's range needs anchors the dataset never calibrated,
+    so those (only) are calibrated here, once per process."""
+    cal = cal or Calibration()
+    if not config.normalise or cal.ratios is None or config.reference not in MATCHED:
+        return cal
+    need = {anchor_key(anchor_for(c, h, config.reference)) for c, h in sizes}
+    if need <= set(cal.ratios) | {anchor_key(ANCHORS[0])}:
+        return cal
+    return Calibration(cal.z0_ms, {**anchor_ratios(space, config), **cal.ratios})
+
+
 def measure_network(
-    net: Network, config: MeasureConfig | None = None, reference_ms: float | None = None
+    net: Network, config: MeasureConfig | None = None, calibration: Calibration | None = None
 ) -> dict:
     """Measured latency (ms) of the whole network and of each cell alone, batch from config.
 
-    Normalised (``config.normalise``) to ``reference_ms``, the predictor's dataset's calibrated
-    reference time when known, so measured and predicted cells are at one speed."""
+    Normalised (``config.normalise``) to ``calibration``, the predictor's dataset's (its
+    ``Z0`` and anchors' ratios) when known, so measured and predicted cells are at one speed:
+    each cell is timed beside the anchor its label would have been (``config.reference``),
+    the whole network beside the primary."""
     config = config or MeasureConfig()
-    ref = {"space": net.space, "calibration": Calibration(reference_ms)}
     n = net.net
+    specs = cell_specs(net.space, n)
+    sizes = [(s.channels, s.resolution) for s in specs]
+    ref = {"space": net.space, "calibration": _covering(calibration, net.space, config, sizes)}
     x = torch.randn(config.batch, n.in_channels, n.resolution, n.resolution)
     per_cell = []
-    for cell, inputs in zip(net.cells, cell_inputs(net, x), strict=True):
-        per_cell.append(measure_module(cell, inputs, config, **ref))
+    for cell, spec, inputs in zip(net.cells, specs, cell_inputs(net, x), strict=True):
+        size = (spec.channels, spec.resolution)
+        per_cell.append(measure_module(cell, inputs, config, size=size, **ref))
     whole = measure_module(net, (x,), config, **ref)
     return {
         "measured_ms": whole.latency_ms,
@@ -126,8 +153,8 @@ def evaluate_arch(
     if on_stage:
         on_stage("measuring latency")
     measure = measure or measure_config_for(genotype)
-    z0 = (genotype.info.get("measured_as") or {}).get("reference_ms") if measure.normalise else None
-    lat = measure_network(net, measure, z0)
+    cal = calibration_from(genotype.info.get("measured_as") or {}, measure)
+    lat = measure_network(net, measure, cal)
     if on_stage:
         on_stage(f"training {recipe.epochs} epochs")
     trained = (
