@@ -87,7 +87,11 @@ def predictor_table(a: Path, b: Path, kind: str, seeds: list[int]) -> list[str]:
     da, db = load_data(a), load_data(b)
     common = np.intersect1d(da.ids, db.ids)
     da, db = da.subset(np.isin(da.ids, common)), db.subset(np.isin(db.ids, common))
-    groups = {"all": np.ones(len(common), bool), "C < 16": da.channels < 16}
+    groups = {
+        "all": np.ones(len(common), bool),
+        "C < 16": da.channels < 16,
+        "C ≥ 16": da.channels >= 16,
+    }
     for h in sorted(set(da.resolution.astype(int))):
         groups[f"{h}×{h}"] = da.resolution == h
     head = " | ".join(f"{g} A / B" for g in groups)

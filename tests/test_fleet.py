@@ -333,3 +333,20 @@ def test_sweep_runs_each_lambda_as_a_ray_task(cluster, tmp_path):
     lines = (out / "sweep.csv").read_text().splitlines()
     assert len(lines) == 3
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_file_from_before_cpu_ids_resumes_on_the_fleet_under_its_own_hash(cluster, tmp_path):
+    """The fleet's devices of the machine that began a file before fingerprints had a
+    ``cpu_id`` write their rows under the file's record of it, as a local run does."""
+    from lenna.measure.fingerprint import LATER_KEYS, _hash, config_fingerprint
+
+    db = tmp_path / "d.db"
+    cfg = tiny_config()
+    fp = config_fingerprint(cfg.measure)
+    info = {k: v for k, v in fp.items() if k not in LATER_KEYS and k != "hash"}
+    old = {**info, "hash": _hash(info)}
+    run_measurement(db, cfg, 1, fp=old)
+    assert run_fleet_measurement(db, cfg, 3, "local") == 3
+    with Dataset.open(db) as ds:
+        assert list(ds.fingerprints()) == [old["hash"]]
+        assert set(ds.samples()["fingerprint"]) == {old["hash"]}

@@ -57,6 +57,7 @@ def fast_measure(monkeypatch):
         return cfg if backend in (None, cfg.backend) else replace(cfg, backend=backend)
 
     monkeypatch.setattr(cli_search, "measure_config_for", for_genotype)  # what the CLI times with
+    monkeypatch.setattr(verify, "measure_config_for", for_genotype)  # and a sweep's evaluations
 
 
 @pytest.fixture

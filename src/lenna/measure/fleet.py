@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lenna.errors import InputError
-from lenna.measure.dataset_open import open_dataset
+from lenna.measure.dataset_open import open_dataset, run_fingerprint
 from lenna.measure.fleet_actor import Measurer
 from lenna.measure.fleet_pool import _Fleet
 from lenna.measure.run_config import RunConfig
@@ -174,6 +174,12 @@ def run_fleet_measurement(
                 "pass --allow-mixed to measure one dataset on all of them"
             )
         with open_dataset(path, cfg, fps[0], allow_mixed) as ds:
+            # a device of the machine that began the file, before newer fingerprint keys,
+            # writes its rows under the file's record of that machine (as a local run does)
+            adopted = [run_fingerprint(ds, fp) for fp in fps]
+            changed = [(a, f) for a, f, fp in zip(actors, adopted, fps, strict=True) if f is not fp]
+            ray.get([a.adopt.remote(f) for a, f in changed])
+            fps = adopted
             for fp in fps[1:]:
                 ds.add_fingerprint(fp)
             real = [a for a, sim in zip(actors, sims, strict=True) if not sim]

@@ -32,6 +32,11 @@ class Measurer:
     def fingerprint(self) -> dict:
         return self.fp
 
+    def adopt(self, fp: dict) -> None:
+        """Write rows under ``fp``: the dataset's own record of this machine, made before
+        newer fingerprint keys existed (:func:`~lenna.measure.dataset_open.run_fingerprint`)."""
+        self.fp = fp
+
     def calibrate(
         self, need_z0: bool, anchors: list[tuple[int, int]], shared: bool = True
     ) -> tuple:
