@@ -268,7 +268,12 @@ def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
 
 def test_additive_shaped_fits_additive_labels():
     model = train_predictor(  # one member (1.2 % measured, about 5 s)
-        synthetic_data(), "additive", seed=0, edge_scale="shaped", epochs=400, patience=50,
+        synthetic_data(),
+        "additive",
+        seed=0,
+        edge_scale="shaped",
+        epochs=400,
+        patience=50,
         members=1,
     )
     assert model.info["metrics"]["held_out"]["mape"] < 3.0
