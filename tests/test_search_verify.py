@@ -436,3 +436,25 @@ def test_verification_is_normalised_only_to_a_known_matching_reference(monkeypat
     evaluate_arch(g, tiny_data(), epochs=0)
     evaluate_arch(g, tiny_data(), epochs=0, measure=fast())  # the caller's config decides
     assert seen == [(True, 2.5), (fast().normalise, 2.5 if fast().normalise else None)]
+
+
+def test_a_file_from_before_anchors_has_its_cells_timed_beside_the_primary(tmp_path):
+    """A normalised file that records no reference was measured with the single one: its
+    predictor's derived cells are timed beside the primary, as its labels were."""
+    from measure_helpers import tiny_config as tiny_run
+
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+    from lenna.predict import load_data, train_predictor
+    from lenna.search.timing import measure_config_from, measured_as
+
+    db = tmp_path / "old.db"
+    run_measurement(db, tiny_run(), 8)
+    with Dataset.open(db) as ds:
+        cfg = ds.meta["config"]
+        del cfg["measure"]["reference"]
+        ds.set_meta("config", cfg)
+    data = load_data(db)
+    assert data.reference == "single"
+    rec = measured_as(train_predictor(data, "elasticnet", seed=0))
+    assert measure_config_from(rec).reference == "single"

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lenna.errors import InputError
 from lenna.measure.export import encode_rows
+from lenna.measure.run_config import upgrade_config
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, get_space
 
@@ -122,6 +123,7 @@ def load_data(
         lineage(meta),
         ops,
         meta.get("reference_ms"),
-        ((meta.get("config") or {}).get("measure") or {}).get("reference"),
+        # as this version reads the file: one from before anchors used the single reference
+        upgrade_config(meta.get("config") or {})["measure"]["reference"],
         meta.get("reference_ratios"),
     )
