@@ -32,7 +32,7 @@ from _record import publish
 
 
 def labels(path: Path) -> tuple[dict, dict, dict]:
-    with Dataset.open(path) as ds:
+    with Dataset.open(path, readonly=True) as ds:
         df, meta = ds.samples(), ds.meta
     lat = dict(zip(df["sample_index"], df["latency_ms"], strict=True))
     ch = dict(zip(df["sample_index"], df["channels"], strict=True))

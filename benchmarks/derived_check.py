@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lenna.measure.extra_rows import ExtraBlock, add_blocks, block_index
-from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.fingerprint import config_fingerprint, same_machine
 from lenna.measure.runner import RunConfig, open_dataset
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, train_predictor
@@ -72,7 +72,7 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
     ]
     m = cfg.measure
     fp = config_fingerprint(m)
-    if fp["hash"] != meta["fingerprint"]["hash"]:
+    if not same_machine(meta["fingerprint"], fp):
         sys.exit(f"{data_path} was measured on another machine/setting: the check must not be")
     with open_dataset(check_path, cfg, fp, False) as ds:  # the dataset's own speed
         for key in ("reference_ms", "reference_ratios"):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.fingerprint import config_fingerprint, same_machine
 from lenna.measure.run_config import RunConfig, stored_config, upgrade_config
 from lenna.measure.store import Dataset
 from lenna.predict import load_data as load_latency_data
@@ -78,7 +78,8 @@ def check_addable(path: Path) -> None:
     with Dataset.open(path, readonly=True) as ds:
         meta, have = ds.meta, ds.fingerprints()
     cfg = RunConfig.from_dict(upgrade_config(stored_config(meta) or {}))
-    if config_fingerprint(cfg.measure)["hash"] not in have:
+    here = config_fingerprint(cfg.measure)
+    if not any(same_machine(f, here) for f in have.values()):
         raise SystemExit(
             f"{path} was measured on another machine or setting than this one, so "
             "`lenna measure --from-run` cannot add to it: pass --predictor-data with a file "

@@ -4,7 +4,6 @@ by what one model kind learns from each on the same split."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 from synthetic import make_synthetic
@@ -12,18 +11,18 @@ from synthetic import make_synthetic
 BENCH = Path(__file__).parents[1] / "benchmarks"
 
 
-def _module():
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling _record
+def _module(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # the script imports its sibling _record
     spec = importlib.util.spec_from_file_location("compare_datasets", BENCH / "compare_datasets.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def test_the_cleaner_labeling_of_the_same_blocks_scores_higher(tmp_path):
+def test_the_cleaner_labeling_of_the_same_blocks_scores_higher(tmp_path, monkeypatch):
     clean = make_synthetic(tmp_path / "a.db", n=120, channels=(8, 32))
     noisy = make_synthetic(tmp_path / "b.db", n=100, channels=(8, 32), noise=0.3)
-    lines = _module().predictor_table(clean, noisy, "elasticnet", [0, 1])
+    lines = _module(monkeypatch).predictor_table(clean, noisy, "elasticnet", [0, 1])
     assert "100 common rows" in lines[0]  # only the blocks both files hold
     head, rows = lines[2], lines[4:]
     assert "C < 16 A / B" in head and "C ≥ 16 A / B" in head and "16×16 A / B" in head

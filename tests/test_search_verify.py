@@ -458,3 +458,39 @@ def test_a_file_from_before_anchors_has_its_cells_timed_beside_the_primary(tmp_p
     assert data.reference == "single"
     rec = measured_as(train_predictor(data, "elasticnet", seed=0))
     assert measure_config_from(rec).reference == "single"
+
+
+def test_measure_module_times_a_sized_block_beside_its_anchor():
+    """``size`` reaches the normalisation: a block of 64×32 needs the 64x32 anchor's ratio."""
+    from lenna.measure.reference import Calibration
+    from lenna.space import get_space
+
+    block = nn.Conv2d(4, 4, 1)
+    cal = Calibration(0.2, {"16x16": 1.0})
+    cfg = fast(normalise=True, reference="matched")
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 64x32"):
+        measure_module(block, (torch.randn(1, 4, 8, 8),), cfg, get_space("lenna"), cal, (64, 32))
+
+
+def test_cells_of_a_predictor_without_stored_ratios_are_timed_beside_the_primary(monkeypatch):
+    """A predictor from before ratios were kept: its cells are timed as they always were."""
+    import lenna.search.verify as verify_mod
+    from lenna.measure.reference import Calibration
+
+    calls = _recorded_sizes(monkeypatch)
+    monkeypatch.setattr(verify_mod, "anchor_ratios", lambda *a: pytest.fail("calibrated"))
+    net = build(cheap_genotype("lenna"))
+    measure_network(net, fast(normalise=True, reference="narrow"), Calibration(0.2))
+    measure_network(net, fast(normalise=True, reference="single"), Calibration(0.2, {}))
+    assert all(size is None for size, _ in calls[:3])  # the first network: no ratios
+    assert calls[3][1].ratios == {}  # single: nothing to complete
+
+
+def test_stored_ratios_serve_only_their_own_reference_mode():
+    from lenna.search.timing import calibration_from
+
+    rec = {"reference_ms": 0.2, "reference": "matched", "reference_ratios": {"32x32": 11.0}}
+    assert calibration_from(rec, fast(normalise=True, reference="matched")).ratios == {
+        "32x32": 11.0
+    }
+    assert calibration_from(rec, fast(normalise=True, reference="narrow")).ratios is None

@@ -26,7 +26,7 @@ from lenna.search.verify import build
 pytestmark = pytest.mark.usefixtures("single_thread")
 SMALL = NetConfig(channels=2, cells=2)  # a supernet of the darts space that runs in a second
 # the narrowest darts supernet torch's CPU kernels run channels-last (see check_channels_last)
-SMALL_LAST = NetConfig(channels=8, cells=2)
+SMALL_LAST = NetConfig(channels=4, cells=2)
 
 
 def _net(seed: int = 0, **shape):
@@ -224,11 +224,25 @@ def test_search_records_channels_last_and_resumes_without_it(tmp_path):
     args = ["search", "--out", str(out), "--space", "darts", "--data", "synthetic"]
     args += ["--limit", "32", "--epochs", "1", "--cells", "2", "--batch", "8"]
     runner = CliRunner()
-    narrow = runner.invoke(app, [*args, "--channels", "2", "--channels-last", "--device", "cpu"])
+    narrow = runner.invoke(app, [*args, "--channels", "3", "--channels-last", "--device", "cpu"])
     assert narrow.exit_code == 2 and "crash on its 1x1 stride-2" in all_text(narrow)
     assert not (out / "config.json").exists()
-    result = runner.invoke(app, [*args, "--channels", "8", "--channels-last", "--device", "cpu"])
+    result = runner.invoke(app, [*args, "--channels", "4", "--channels-last", "--device", "cpu"])
     assert result.exit_code == 0, all_text(result)
     assert stored_config(out).channels_last is True
     again = runner.invoke(app, ["search", "--out", str(out), "--resume", "--no-channels-last"])
     assert again.exit_code == 0, all_text(again)
+
+
+def test_a_refused_channels_last_training_leaves_the_network_as_given():
+    """The refusal comes before drop-path's hooks or the auxiliary head are attached."""
+    from search_helpers import cheap_genotype
+
+    from lenna.errors import InputError
+
+    g = cheap_genotype("darts")
+    net = build(g, net=replace(g.net, channels=2))
+    recipe = TrainRecipe(epochs=1, batch=8, drop_path=0.2, aux_weight=0.4, channels_last=True)
+    with pytest.raises(InputError, match="crash on its 1x1 stride-2"):
+        train_network(net, _data(), recipe=recipe)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())

@@ -59,6 +59,8 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         known = list(stored.values()) or [meta["fingerprint"]]
         theirs = min(known, key=lambda f: len(differences(f, fp)))  # the nearest one
         keys = differences(theirs, fp)
+        if not keys and (meta.get(CPU_IDS) or {}).get(theirs.get("hash")) != fp.get("cpu_id"):
+            keys = ["cpu_id"]  # its first-seen CPU was another generation
         method = [k for k in keys if k in METHOD_KEYS]
         if method or not allow_mixed:
             ds.close()
@@ -74,11 +76,33 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             )
     ds = _locked(ds)
     try:
-        ds.add_fingerprint(run_fingerprint(ds, fp))
+        adopted = run_fingerprint(ds, fp)
+        ds.add_fingerprint(adopted)
+        seen = dict(ds.meta.get(CPU_IDS) or {})
+        if adopted is not fp and "cpu_id" in fp and adopted["hash"] not in seen:
+            ds.set_meta(CPU_IDS, {**seen, adopted["hash"]: fp["cpu_id"]})  # later hosts match it
     except BaseException:
         ds.close()  # releases the writer's lock too
         raise
     return ds
+
+
+# meta: the cpu_id first seen for each machine record made before fingerprints had one
+CPU_IDS = "cpu_ids"
+
+
+def recorded_machine(records: list[dict], cpu_ids: dict, fp: dict) -> dict | None:
+    """The record among ``records`` that is this machine (``fp``): the same hash, or one
+    made before newer fingerprint keys existed (:func:`same_machine`) whose first-seen
+    ``cpu_id`` (``cpu_ids``, if recorded) is ours; ``None`` if none is."""
+    for f in records:
+        if f.get("hash") == fp["hash"]:
+            return f
+    for f in records:
+        seen = cpu_ids.get(f.get("hash"), fp.get("cpu_id"))
+        if same_machine(f, fp) and seen == fp.get("cpu_id"):
+            return f
+    return None
 
 
 def run_fingerprint(ds: Dataset, fp: dict) -> dict:
@@ -86,9 +110,8 @@ def run_fingerprint(ds: Dataset, fp: dict) -> dict:
     record of this machine made before newer fingerprint keys existed (so an upgrade of
     LENNA keeps one machine under one hash in its files)."""
     stored = list(ds.fingerprints().values()) or [ds.meta.get("fingerprint") or {}]
-    if any(f.get("hash") == fp["hash"] for f in stored):
-        return fp
-    return next((f for f in stored if same_machine(f, fp)), fp)
+    found = recorded_machine(stored, ds.meta.get(CPU_IDS) or {}, fp)
+    return fp if found is None or found.get("hash") == fp["hash"] else found
 
 
 def _locked(ds: Dataset) -> Dataset:

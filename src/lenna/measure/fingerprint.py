@@ -34,6 +34,7 @@ def cpu_model() -> str:
 
 # instruction sets that change which kernels a CPU runs (and so the cost order of ops)
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
+ARM_FLAGS = ("asimd", "asimddp", "i8mm", "bf16", "sve", "sve2")
 
 # keys added after files were first written: a stored fingerprint without one of them is
 # compared without it (its machine was not asked), so upgrading LENNA does not turn a file
@@ -59,7 +60,14 @@ def cpu_id(cpuinfo: str | None = None) -> str:
                 break  # the first processor's block is enough
             continue
         fields.setdefault(key.strip(), value.strip())
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    if "CPU implementer" in fields:  # an Arm core names itself by implementer and part
+        features = set(fields.get("Features", "").split())
+        return (
+            f"implementer {fields['CPU implementer']} part {fields.get('CPU part', '?')} "
+            f"variant {fields.get('CPU variant', '?')} revision {fields.get('CPU revision', '?')}"
+            f", {' '.join(f for f in ARM_FLAGS if f in features) or 'no asimd'}"
+        )
+    flags = set(fields.get("flags", "").split())
     parts = [
         f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
         f"stepping {fields.get('stepping', '?')}",
@@ -74,8 +82,11 @@ def _hash(info: dict) -> str:
 
 
 def same_machine(stored: dict, here: dict) -> bool:
-    """Whether a stored fingerprint is this one: the same hash, or, for one written before
-    :data:`LATER_KEYS` existed, the same hash once ours leaves out the keys it lacks."""
+    """Whether a stored fingerprint is this one (``here``, as this LENNA makes it): the same
+    hash, or, for one written before :data:`LATER_KEYS` existed, the same hash once ours
+    leaves out the keys it lacks. One-way: ``stored`` is the older record."""
+    if stored.get("hash") is None:
+        return False  # no record of a machine is no machine
     if stored.get("hash") == here.get("hash"):
         return True
     missing = [k for k in LATER_KEYS if k not in stored and k in here]

@@ -29,7 +29,7 @@ import numpy as np
 
 from lenna.atomic import write_text
 from lenna.errors import InputError
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import fingerprint, same_machine
 from lenna.measure.reference import Calibrate, anchor_key
 from lenna.space import SearchSpace
 
@@ -55,6 +55,18 @@ def machine_key(
     blocks always run at batch 1, so files of any batch share one scale."""
     fp = fingerprint(device, threads, dtype, 1, backend=backend)
     return f"{space.name}:{space.definition_hash()}:{fp['hash']}", fp
+
+
+def _entry_for(entries: dict[str, dict], key: str, fp: dict) -> dict:
+    """This machine's entry: under its key, or one made before newer fingerprint keys
+    existed (same space, :func:`same_machine`), so an upgrade keeps the machine's scale."""
+    if key in entries:
+        return entries[key]
+    space = key.rsplit(":", 1)[0]
+    for k, e in entries.items():
+        if k.rsplit(":", 1)[0] == space and same_machine(e.get("fingerprint") or {}, fp):
+            return e
+    return {}
 
 
 def read_entries(path: Path | None = None) -> dict[str, dict]:
@@ -128,7 +140,7 @@ def machine_calibrate(
                 if not state["fresh"]:
                     raise
                 entries = {}  # --recalibrate replaces a cache that cannot be read
-            entry = {} if state["fresh"] else dict(entries.get(key) or {})
+            entry = {} if state["fresh"] else dict(_entry_for(entries, key, fp))
             ratios = dict(entry.get("reference_ratios") or {})
             want_z0 = need_z0 and entry.get("reference_ms") is None
             missing = [a for a in anchors if anchor_key(a) not in ratios]

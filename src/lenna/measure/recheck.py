@@ -26,7 +26,8 @@ import pandas as pd
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement
-from lenna.measure.fingerprint import config_fingerprint, same_machine
+from lenna.measure.dataset_open import CPU_IDS, recorded_machine
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.reference import MATCHED, Calibration
 from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
 from lenna.measure.sampler import SampleSpec
@@ -126,7 +127,7 @@ def _settings(path: Path, meta: dict) -> tuple[RunConfig, Calibration]:
             f"{LABEL_VERSION}, so its rows cannot be measured again as they were"
         )
     here, stored = config_fingerprint(cfg.measure), meta["fingerprint"]
-    if not same_machine(stored, here):
+    if recorded_machine([stored], meta.get(CPU_IDS) or {}, here) is None:
         raise InputError(
             f"{path} was measured on another machine or setting (fingerprint "
             f"{stored.get('hash')}, here {here['hash']}): its rows can only be measured again "

@@ -26,12 +26,12 @@ def measured_as(predictor: Predictor) -> dict:
 
 def calibration_from(rec: Mapping, config: MeasureConfig) -> Calibration:
     """The labels' calibration to time at (``Z0`` and the stored anchor ratios), when
-    ``config`` normalises; else none. Ratios the record lacks (an older predictor) are
-    calibrated once per process."""
+    ``config`` normalises; else none. The ratios only for cells timed beside the record's
+    own reference mode; none for an older predictor that did not keep them."""
     if not config.normalise:
         return Calibration()
     z0 = rec.get("reference_ms")
-    ratios = rec.get("reference_ratios")
+    ratios = rec.get("reference_ratios") if config.reference == rec.get("reference") else None
     return Calibration(None if z0 is None else float(z0), dict(ratios) if ratios else None)
 
 

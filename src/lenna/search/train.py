@@ -33,7 +33,7 @@ def check_channels_last(net: nn.Module, device: torch.device) -> None:
 
     torch 2.13 (CPU) corrupts its heap in the backward pass of a channels-last 1×1 stride-2
     convolution with fewer than 4 output channels (a double free, seen on an AMD EPYC Zen 3
-    at 1 thread; a DARTS reduction's factorised path at ``--channels`` under 8 has them).
+    at 1 thread; a DARTS reduction's factorised path at ``--channels`` under 4 has them).
     Channels-last is a GPU speed option, so such networks are refused rather than crashed."""
     if device.type != "cpu":
         return
@@ -47,7 +47,7 @@ def check_channels_last(net: nn.Module, device: torch.device) -> None:
             raise InputError(
                 "--channels-last on CPU is refused for this network: torch's CPU kernels "
                 f"crash on its 1x1 stride-2 convolutions of {m.out_channels} output channels; "
-                "use --channels 8 or more, or leave --channels-last off (a GPU speed option)"
+                "use --channels 4 or more, or leave --channels-last off (a GPU speed option)"
             )
 
 
@@ -72,11 +72,11 @@ def training_extras(
     """Drop-path hooks and the auxiliary head for the length of the training, then removed
     (and the network back in the default memory format)."""
     device = next(net.parameters()).device
+    if recipe.channels_last:  # before any hook is attached: a refusal leaves the net as given
+        check_channels_last(net, device)
     drop = DropPath(net) if recipe.drop_path > 0 else None
     aux = Auxiliary(net).to(device) if recipe.aux_weight > 0 else None
     fmt = memory_format(recipe.channels_last)
-    if recipe.channels_last:
-        check_channels_last(net, device)
     net.to(memory_format=fmt)
     if aux is not None:
         aux.to(memory_format=fmt)

@@ -36,7 +36,7 @@ from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig, Network, cell_inputs, cell_specs, network_bytes
 from lenna.search.recipe import TrainRecipe
 from lenna.search.timing import calibration_from, measure_config_from
-from lenna.search.train import train_network
+from lenna.search.train import check_channels_last, train_network
 from lenna.space import SearchSpace, get_space
 
 
@@ -68,7 +68,8 @@ def _covering(
 ) -> Calibration:
     """``cal`` with a ratio for every anchor the cells of ``sizes`` are timed beside: a
     network resized beyond its dataset's range needs anchors the dataset never calibrated,
-    so those (only) are calibrated here, once per process."""
+    so the reference mode's anchors are calibrated here (once per process) and the stored
+    ratios kept where both exist."""
     cal = cal or Calibration()
     if not config.normalise or cal.ratios is None or config.reference not in MATCHED:
         return cal
@@ -85,8 +86,10 @@ def measure_network(
 
     Normalised (``config.normalise``) to ``calibration``, the predictor's dataset's (its
     ``Z0`` and anchors' ratios) when known, so measured and predicted cells are at one speed:
-    each cell is timed beside the anchor its label would have been (``config.reference``),
-    the whole network beside the primary."""
+    each cell is timed beside the anchor its label would have been (``config.reference``)
+    when ``calibration`` carries its dataset's stored ratios, else (a predictor from before
+    they were kept) beside the primary as its verification always was; the whole network
+    beside the primary."""
     config = config or MeasureConfig()
     n = net.net
     specs = cell_specs(net.space, n)
@@ -95,7 +98,7 @@ def measure_network(
     x = torch.randn(config.batch, n.in_channels, n.resolution, n.resolution)
     per_cell = []
     for cell, spec, inputs in zip(net.cells, specs, cell_inputs(net, x), strict=True):
-        size = (spec.channels, spec.resolution)
+        size = (spec.channels, spec.resolution) if ref["calibration"].ratios is not None else None
         per_cell.append(measure_module(cell, inputs, config, size=size, **ref))
     whole = measure_module(net, (x,), config, **ref)
     return {
@@ -147,6 +150,8 @@ def evaluate_arch(
         )
     dev = compute_device(device)
     net = build(genotype, recipe.batch, shape, str(dev))  # too big or impossible: one line
+    if recipe.channels_last and recipe.epochs > 0:
+        check_channels_last(net, dev)  # before minutes of timing, not after
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     _check_data(shape, data)
