@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from lenna.measure.config import MeasureConfig
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import load_predictor, save_predictor
@@ -27,7 +26,7 @@ from lenna.search.datasets import load_data
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.run import run_search
-from lenna.search.timing import measured_as
+from lenna.search.timing import measure_config_from, measured_as
 from lenna.search.verify import evaluate_arch
 
 DATA = Path(__file__).parent / "data"
@@ -57,7 +56,8 @@ def run_backend(args: argparse.Namespace, publish) -> None:
         space=args.space, data=args.data, limit=args.limit, epochs=args.epochs,
         warmup=args.warmup, batch=args.batch, mode=args.mode, net=NetConfig(), a_lr=3e-3,
     )  # fmt: skip
-    measure = MeasureConfig(threads=1, backend="onnxruntime")
+    # timed as the ORT labels were: 1 thread, their Z0, anchors and reference mode
+    measure = measure_config_from(ort_as, threads=1, backend="onnxruntime")
     plan = [("λ = 0", 0.0, "ort"), ("ORT predictor", args.lam, "ort"),
             ("eager predictor", args.lam, "eager")]  # fmt: skip
     results: dict[tuple[int, str], dict] = {}
