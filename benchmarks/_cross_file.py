@@ -5,7 +5,8 @@ file does for itself (its calibration included) is part of the figure, as when a
 twice. Two arms, interleaved file by file so slow spells hit both:
 
 - ``shared`` (LENNA's default): one machine calibration, made by the first file into an empty
-  cache (the median of three) and taken from the cache by the next;
+  cache (three calibrations: the fastest reference time, the median anchor ratios) and taken
+  from the cache by the next;
 - ``per-file`` (LENNA before it): each file calibrates its own ``Z0`` and anchors once, in an
   empty cache of its own.
 

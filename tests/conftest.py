@@ -12,19 +12,42 @@ FAKE_Z0_MS = 1.0
 FAKE_RATIO = 3.0
 
 
+REAL_CALIBRATE = reference_mod.Reference.calibrate
+REAL_CALIBRATE_RATIO = reference_mod.calibrate_ratio
+
+
+def fake_calibration(mp: pytest.MonkeyPatch, cache_dir: str) -> None:
+    """A fixed Z0 and anchor ratio, fresh in-process caches, ``cache_dir`` as the machine
+    calibration cache (never the user's), one repeat per calibration."""
+    mp.setenv("LENNA_CACHE_DIR", cache_dir)
+    mp.setattr(machine_calibration, "REPEATS", 1)  # test_machine_calibration: 3
+    mp.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: FAKE_Z0_MS)
+    mp.setattr(reference_mod, "_Z0", {})
+    mp.setattr(reference_mod, "calibrate_ratio", lambda a, p, *x, **k: FAKE_RATIO)
+    mp.setattr(reference_mod, "_RATIOS", {})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory):
+    """The fake calibration for the whole session, so fixtures of module scope (set up before
+    any test's own fixtures) neither calibrate for real nor write the user's calibration
+    cache: a calibration made under the test suite's load would become this machine's."""
+    mp = pytest.MonkeyPatch()
+    fake_calibration(mp, str(tmp_path_factory.mktemp("lenna-cache-session")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def quick_calibration(request, monkeypatch, tmp_path_factory):
     """A real calibration takes 2–20 s (1-s windows until two agree); every new dataset runs
     one. Tests get a fixed Z0 unless marked ``real_calibration``; the reference block itself
     is still built and timed alongside every reset. Each test has its own, empty machine
     calibration cache (never the user's)."""
-    monkeypatch.setenv("LENNA_CACHE_DIR", str(tmp_path_factory.mktemp("lenna-cache")))
-    monkeypatch.setattr(machine_calibration, "REPEATS", 1)  # test_machine_calibration: 3
-    if request.node.get_closest_marker("real_calibration") is None:
-        monkeypatch.setattr(reference_mod.Reference, "calibrate", lambda self, *a, **k: FAKE_Z0_MS)
-        monkeypatch.setattr(reference_mod, "_Z0", {})
-        monkeypatch.setattr(reference_mod, "calibrate_ratio", lambda a, p, *x, **k: FAKE_RATIO)
-        monkeypatch.setattr(reference_mod, "_RATIOS", {})
+    fake_calibration(monkeypatch, str(tmp_path_factory.mktemp("lenna-cache")))
+    if request.node.get_closest_marker("real_calibration") is not None:
+        monkeypatch.setattr(reference_mod.Reference, "calibrate", REAL_CALIBRATE)
+        monkeypatch.setattr(reference_mod, "calibrate_ratio", REAL_CALIBRATE_RATIO)
 
 
 @pytest.fixture

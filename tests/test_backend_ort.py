@@ -470,3 +470,65 @@ def test_a_new_ort_file_times_narrow_blocks_beside_narrow_anchors(tmp_path):
         pass
     assert _build_config(old, backend="onnxruntime").measure.reference == "matched"
     assert _build_config(old).measure.reference == "matched"
+
+
+def test_the_cv_rule_the_reference_and_the_drift_guard_run_under_ort(tmp_path, monkeypatch):
+    """Issue 27, item 5: the control variate's op costs are timed in ORT, the reference is
+    an ORT session of its fixed path, and an ORT file runs its drift guard and its op table."""
+    import lenna.measure.reference as reference_mod
+    from lenna.measure.runner import run_op_table
+    from lenna.measure.store import Dataset
+
+    monkeypatch.setattr(reference_mod, "_REFERENCES", {})  # built here, not by earlier tests
+    timed_ops = []
+    real = OrtGatedBench._op_call
+
+    def spy(self, op, x):
+        timed_ops.append(type(op).__name__)
+        return real(self, op, x)
+
+    monkeypatch.setattr(OrtGatedBench, "_op_call", spy)
+    opened = []
+    real_open = PathSessions.open
+
+    def open_spy(self, *a, **k):
+        opened.append(self.block)
+        return real_open(self, *a, **k)
+
+    monkeypatch.setattr(PathSessions, "open", open_spy)
+    cv = MeasureConfig(
+        backend="onnxruntime", rule="cv", rule_params={"min_resets": 3, "max_resets": 5}
+    )
+    space = get_space("lenna")
+    m = measure_block(space, "normal", 4, 8, np.zeros(space.alpha_shape), cv)  # uniform α
+    e = m.estimate
+    assert e.rule == "cv" and timed_ops  # the control's op costs, each op alone in ORT
+    assert len(e.controls_ms) == e.resets and np.all(np.isfinite(e.controls_ms))
+    assert np.ptp(e.controls_ms) > 0  # the sampled paths' op costs differ: a real control
+    assert e.reference_ms is not None and len(e.references_ms) == e.resets
+    refs = list(reference_mod._REFERENCES.items())
+    assert refs and all(key[4] == "onnxruntime" for key, _ in refs)
+    assert all(any(b is ref.block for b in opened) for _, ref in refs)  # an ORT session
+
+    benches = []
+    init = OrtGatedBench.__init__
+
+    def counted(self, *a, **k):
+        benches.append(self)
+        init(self, *a, **k)
+
+    monkeypatch.setattr(OrtGatedBench, "__init__", counted)
+    db = tmp_path / "o.db"
+    cfg = tiny_config(measure=cv, drift_every=1)
+    assert run_measurement(db, cfg, 2) == 2
+    n_benches = len(benches)
+    timed_ops.clear()
+    run_op_table(db, cfg, channels=(2, 2), resolutions=(8,), passes=2)
+    assert timed_ops  # the op table is timed in ORT as well
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.meta["fingerprint"]["backend"] == "onnxruntime"
+        drift = ds.drift()
+        table = ds.op_table()
+    assert list(drift["after_samples"]) == [1, 2] and np.all(drift["latency_ms"] > 0)
+    assert n_benches == 2 + 1 + 2  # the rows, the control's first value and two checks: ORT
+    assert len(table) > 0 and np.all(np.isfinite(table["latency_ms"]))

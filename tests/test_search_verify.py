@@ -21,6 +21,7 @@ from torch import nn
 from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
 from lenna.measure.fixed import measure_module
+from lenna.search.folder import NETWORK_WEIGHTS
 from lenna.search.genotype import Genotype
 from lenna.search.run import run_search
 from lenna.search.sweep import TABLE_FIELDS, check_lams, lam_folder, run_sweep
@@ -49,6 +50,7 @@ RESULT_KEYS = {
     "accuracy",
     "train_s",
     "amp_used",
+    "weights",
     "epochs",
     "params",
     "data",
@@ -297,6 +299,7 @@ def test_sweep_writes_a_table_a_pareto_figure_and_a_folder_per_lambda(sweep):
         assert r["run"] == str(folder)
         stored = json.loads((folder / "result.json").read_text())
         assert stored == {**r, "run": folder.name}  # stored relative to the sweep folder
+        assert (folder / NETWORK_WEIGHTS).is_file()  # the trained network, for `lenna export`
         g = Genotype.load(folder / "genotype.json")
         assert g.lam == lam
         assert r["predicted_ms"] == pytest.approx(g.predicted_ms)
@@ -355,6 +358,7 @@ def test_a_sweep_resumes_a_stopped_search(tmp_path):
     )
     assert Genotype.load(lam_folder(out, 1.0) / "genotype.json") == whole.genotype
     assert row["predicted_ms"] == pytest.approx(whole.genotype.predicted_ms)
+    assert not (lam_folder(out, 1.0) / NETWORK_WEIGHTS).exists()  # not trained: none saved
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.device import compute_device
-from lenna.search.folder import stored_config
+from lenna.search.folder import NETWORK_WEIGHTS, stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.presets import with_preset
@@ -435,7 +436,8 @@ def evaluate_arch_cmd(
     weights_out: Path = typer.Option(
         None,
         "--weights-out",
-        help="Save the trained weights (safetensors) for `lenna export --weights`.",
+        help="Where to save the trained weights (default: network.safetensors beside the "
+        "genotype, where `lenna export` finds them).",
     ),
     preset: str = EVAL_PRESET,
     channels: int = typer.Option(
@@ -483,6 +485,10 @@ def evaluate_arch_cmd(
     recipe = _recipe(ctx, preset, options)
     if weights_out is not None and not weights_out.parent.is_dir():
         raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
+    kept = None  # weights saved before, beside the genotype: never replaced unasked
+    if weights_out is None and recipe.epochs > 0 and os.access(genotype.parent, os.W_OK):
+        default = genotype.parent / NETWORK_WEIGHTS  # what `lenna export` picks up
+        kept, weights_out = (default, None) if default.exists() else (None, default)
     g = Genotype.load(genotype)
     limit = None if limit == 0 else limit  # as in search: 0 means all
     compute_device(device)  # a bad device: one line before anything runs
@@ -506,6 +512,8 @@ def evaluate_arch_cmd(
             device=device,
             recipe=recipe,
         )
+    if kept is not None:
+        err.print(f"kept {kept} (saved before); --weights-out FILE saves these weights")
     if as_json:
         typer.echo(dumps(res, indent=2))
         return
@@ -531,6 +539,8 @@ def evaluate_arch_cmd(
         f"{res['params']:,}",
     )
     console().print(t)
+    if res["weights"] is not None:
+        err.print(f"trained weights: {res['weights']} (`lenna export` exports them)")
 
 
 def sweep_cmd(

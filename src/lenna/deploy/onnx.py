@@ -20,9 +20,10 @@ from safetensors.torch import load_file
 
 from lenna.atomic import write_with
 from lenna.errors import InputError
+from lenna.search.folder import NETWORK_WEIGHTS
 from lenna.search.genotype import Genotype
 from lenna.search.network import Network
-from lenna.search.verify import build, saved_shape
+from lenna.search.verify import build, cells_key, saved_cells, saved_shape
 
 INSTALL = "ONNX export needs the onnx extra: pip install 'lenna[onnx]'"
 OPSET = 18
@@ -40,7 +41,7 @@ def require_onnx() -> object:
 
 
 def load_weights(net: Network, path: str | Path) -> Network:
-    """Put weights saved by :func:`save_weights` (``evaluate-arch --weights-out``) into
+    """Put weights saved by :func:`lenna.search.verify.save_state` (``evaluate-arch``) into
     ``net``; weights of another network are refused in one line."""
     path = Path(path)
     if not path.is_file():
@@ -59,6 +60,32 @@ def load_weights(net: Network, path: str | Path) -> Network:
     return net
 
 
+def weights_beside(genotype_path: str | Path) -> Path | None:
+    """The trained weights ``evaluate-arch`` saved beside a ``genotype.json`` (``None``: it
+    saved none), so that ``lenna export RUN/genotype.json`` exports what was trained."""
+    found = Path(genotype_path).parent / NETWORK_WEIGHTS
+    return found if found.is_file() else None
+
+
+def check_weights_for(genotype: Genotype, path: str | Path) -> None:
+    """Refuse, in one line, weights recorded as trained for other cells: a network of other
+    ops can load another's weights when their names and shapes happen to agree."""
+    saved = saved_cells(path)
+    if saved is not None and saved != cells_key(genotype):
+        raise InputError(
+            f"{path} holds the weights of another network (trained for other cells than this "
+            f"genotype's); pass the right --weights, or --initial for initial weights"
+        )
+    shape, want = saved_shape(path), genotype.net
+    io = ("in_channels", "num_classes", "resolution")  # a recipe resizes the rest, not these
+    if shape is not None and any(getattr(shape, k) != getattr(want, k) for k in io):
+        raise InputError(
+            f"{path} holds a network for {shape.in_channels}×{shape.resolution}² images in "
+            f"{shape.num_classes} classes; this genotype's takes {want.in_channels}×"
+            f"{want.resolution}² in {want.num_classes}"
+        )
+
+
 def export_onnx(
     genotype: Genotype,
     out: str | Path,
@@ -75,6 +102,8 @@ def export_onnx(
         raise InputError(f"--out {out}: an ONNX file ends in .onnx")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    if weights is not None:
+        check_weights_for(genotype, weights)
     torch.manual_seed(seed)
     n = (saved_shape(weights) if weights is not None else None) or genotype.net
     net = build(genotype, batch=1, net=n)  # the shape the weights were trained at
@@ -139,4 +168,4 @@ def check_onnx(
             f"ONNX Runtime's output differs from torch's by {worst:.2g} (relative; allowed "
             f"{atol:g}): the export is not faithful, nothing was written"
         )
-    return {"max_abs_diff": worst, "batches": [1, 3], "onnxruntime": ort.__version__}
+    return {"max_rel_diff": worst, "batches": [1, 3], "onnxruntime": ort.__version__}

@@ -36,6 +36,7 @@ FIELDS = (
     "multiplier",
 )
 FIXED_PART = "fixed_part.json"
+NETWORK_WEIGHTS = "network.safetensors"  # the derived network trained by evaluate-arch
 
 
 def stored_config(out: Path) -> SearchConfig:

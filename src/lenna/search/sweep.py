@@ -21,7 +21,7 @@ from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.datasets import load_data
-from lenna.search.folder import CONFIG, GENOTYPE, METRICS
+from lenna.search.folder import CONFIG, GENOTYPE, METRICS, NETWORK_WEIGHTS
 from lenna.search.genotype import Genotype
 from lenna.search.recipe import TrainRecipe
 from lenna.search.run import fit_net, run_search
@@ -111,6 +111,7 @@ def run_one(
         measure=measure,
         device=cfg.device,
         recipe=TrainRecipe(amp=cfg.amp, channels_last=cfg.channels_last),  # the search's speed
+        weights_out=folder / NETWORK_WEIGHTS if eval_epochs > 0 else None,  # for `lenna export`
         on_stage=(lambda s: on_event("eval", {"label": label, "stage": s})) if on_event else None,
         on_epoch=(
             lambda e, loss, acc: on_event(

@@ -10,6 +10,7 @@ budget is about.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -170,8 +171,8 @@ def evaluate_arch(
             "train_s": 0.0,
         }
     )
-    if weights_out is not None:
-        save_state(net, weights_out)
+    training = {"epochs": recipe.epochs, "data": data.name, "preset": recipe.preset}
+    saved = _save_trained(net, weights_out, genotype, training) if weights_out else None
     searched = shape == genotype.net  # the predictions are of the searched network
     pred = genotype.predicted_ms if searched else None
     whole = genotype.predicted_network_ms if searched else None
@@ -204,13 +205,30 @@ def evaluate_arch(
         "net": shape.to_dict(),  # the network measured and trained
         "train": recipe.to_dict(),  # how it was trained (every setting, and the preset)
         "amp_used": trained.get("amp", "off"),  # the precision "auto" resolved to
+        "weights": saved,  # where the trained weights were saved (None: not saved)
     }
 
 
-def save_state(net: nn.Module, path: str | Path) -> Path:
+def _save_trained(net: Network, path: str | Path, genotype: Genotype, training: dict) -> str | None:
+    """Save the trained weights; a failure (a full disk, a folder not writable) is a warning,
+    not the loss of minutes or hours of measuring and training."""
+    try:
+        return str(save_state(net, path, genotype, training))
+    except OSError as e:
+        warnings.warn(f"the trained weights were not saved to {path} ({e})", stacklevel=3)
+        return None
+
+
+def save_state(
+    net: nn.Module,
+    path: str | Path,
+    genotype: Genotype | None = None,
+    training: dict | None = None,
+) -> Path:
     """A network's weights and BN statistics as safetensors (atomic, no pickle), with the
     network's shape in the metadata when it is a :class:`Network` (a recipe may have resized
-    it: ``lenna export`` then builds that shape)."""
+    it: ``lenna export`` then builds that shape); given ``genotype``, its cells (an export
+    refuses weights trained for other cells) and ``training`` (epochs, data: said at export)."""
     import json
 
     from safetensors.torch import save_file
@@ -218,8 +236,29 @@ def save_state(net: nn.Module, path: str | Path) -> Path:
     from lenna.atomic import write_with
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    meta = {"net": json.dumps(net.net.to_dict())} if isinstance(net, Network) else None
-    return write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    meta = {"net": json.dumps(net.net.to_dict())} if isinstance(net, Network) else {}
+    if genotype is not None:
+        meta["cells"] = cells_key(genotype)
+    if training is not None:
+        meta["training"] = json.dumps(training, sort_keys=True)
+    return write_with(path, lambda tmp: save_file(state, str(tmp), metadata=meta or None))
+
+
+def cells_key(genotype: Genotype) -> str:
+    """The architecture a weights file was trained for: its space and cells, as JSON."""
+    import json
+
+    return json.dumps({"space": genotype.space, "cells": genotype.cells}, sort_keys=True)
+
+
+def _metadata(path: str | Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def saved_shape(path: str | Path) -> NetConfig | None:
@@ -227,13 +266,26 @@ def saved_shape(path: str | Path) -> NetConfig | None:
     before shapes were recorded, or not a weights file; loading it says which)."""
     import json
 
-    from safetensors import SafetensorError, safe_open
-
+    text = _metadata(path).get("net")
     try:
-        with safe_open(str(path), "pt") as f:
-            text = (f.metadata() or {}).get("net")
         return NetConfig.from_dict(json.loads(text)) if text else None
-    except (SafetensorError, OSError, ValueError, InputError):
+    except (ValueError, InputError):
+        return None
+
+
+def saved_cells(path: str | Path) -> str | None:
+    """The :func:`cells_key` a weights file records (``None``: saved without a genotype)."""
+    return _metadata(path).get("cells")
+
+
+def saved_training(path: str | Path) -> dict | None:
+    """How the weights of a file were trained (epochs, data, preset; ``None``: not recorded)."""
+    import json
+
+    text = _metadata(path).get("training")
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
         return None
 
 
