@@ -30,7 +30,7 @@ from lenna.search.timing import measure_config_from, measured_as
 from lenna.search.verify import evaluate_arch
 
 DATA = Path(__file__).parent / "data"
-ORT_DATA = {"lenna": DATA / "lenna-ort-v2.db", "darts": DATA / "darts-ort.db"}
+ORT_DATA = {"lenna": DATA / "lenna-ort-v2.db", "darts": DATA / "darts-ort-v2.db"}
 EAGER_DATA = {"lenna": DATA / "lenna-v2.db", "darts": DATA / "darts-v2.db"}
 
 

@@ -50,7 +50,7 @@ SHIPPED = {
     ("lenna", "torch"): DATA / "lenna-v2.db",
     ("darts", "torch"): DATA / "darts-v2.db",
     ("lenna", "onnxruntime"): DATA / "lenna-ort-v2.db",
-    ("darts", "onnxruntime"): DATA / "darts-ort.db",
+    ("darts", "onnxruntime"): DATA / "darts-ort-v2.db",
 }
 
 
