@@ -13,14 +13,18 @@ from lenna.measure.store import Dataset
 from lenna.space import get_space, probabilities
 
 
-def op_cost(space, name: str, kind: str, channels: int, resolution: int, pad: int = 0) -> float:
+def op_cost(
+    space, name: str, kind: str, channels: int, resolution: int, pad: int = 0, step: int = 0
+) -> float:
     """A made-up op cost in ms: grows with channels and resolution, differs per op; smooth in
-    channels, or (``pad``) in channels rounded up to a multiple of ``pad`` (blocked kernels)."""
+    channels, or (``pad``) in channels rounded up to a multiple of ``pad`` (blocked kernels),
+    or (``step``) 3× where the width is no multiple of ``step`` (a runtime's fallback kernel)."""
     k = (sum(map(ord, name)) % 7 + 1) / 7
     c = channels * (2 if kind == "down" else 1)
+    slow = 3.0 if step and c % step else 1.0
     if pad:
         c = -(-c // pad) * pad
-    return 1e-3 * k * (c**1.3) * (resolution / 8) ** 2 + 0.01
+    return slow * 1e-3 * k * (c**1.3) * (resolution / 8) ** 2 + 0.01
 
 
 def make_synthetic(
@@ -33,6 +37,7 @@ def make_synthetic(
     channels=(8, 64),
     resolutions=(16, 8),
     pad: int = 0,
+    step: int = 0,
 ) -> Path:
     space = get_space(space_name)
     cfg = RunConfig(space=space_name, channels=channels, resolutions=resolutions, seed=seed)
@@ -67,7 +72,7 @@ def make_synthetic(
                                     "c_in": c,
                                     "c_out": c,
                                     "stride": 1 + (kind == "down"),
-                                    "latency_ms": op_cost(space, name, kind, c, r, pad),
+                                    "latency_ms": op_cost(space, name, kind, c, r, pad, step),
                                     "spread_ms": 0.0,
                                     "passes": 1,
                                     "fingerprint": fp["hash"],
@@ -81,7 +86,7 @@ def make_synthetic(
             for e in space.edges:
                 kind = "down" if space.is_down(s.block_type, e) else "same"
                 for j, name in enumerate(space.edge_ops(s.block_type, e)):
-                    cost = op_cost(space, name, kind, s.channels, s.resolution, pad)
+                    cost = op_cost(space, name, kind, s.channels, s.resolution, pad, step)
                     y += p[e.index, j] * cost
             y = (y + overhead * s.channels / 64) * (1 + noise * rng.standard_normal())
             ds.add_sample(

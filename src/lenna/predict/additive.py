@@ -20,6 +20,14 @@ latency need not be smooth in ``C``; the smooth model missed some blocks by 10�
 directions. docs/predictors.md has the measured effect. ``[]`` (or ``0``) is the
 model without it, as saved before the option.
 
+``divisible`` (default ``"auto"``): for each multiple ``m``, an input that is 1 where the
+edges' width is a multiple of ``m`` and 0 elsewhere. A runtime may pick a different kernel by
+divisibility, a step no padding overhead describes: under ONNX Runtime on an AVX2 CPU a
+``sep_conv_3x3`` at C = 57 or 63 took 2.4–3× its time at 56 or 64 (its blocked kernels
+need a multiple of 8 channels), while the padding overhead of 63 is nearly that of 64.
+``"auto"`` is ``[4, 8, 16]`` for a dataset timed in ONNX Runtime and ``[]`` for one timed in
+PyTorch, where the steps bought nothing (docs/predictors.md has both).
+
 ``members`` (default 5): the model is an ensemble of that many such networks, started from
 different random weights, trained side by side on the same batches (one loss and one early
 stop per member) and averaged in ms, which keeps the prediction linear in the probabilities.
@@ -53,9 +61,11 @@ DEFAULTS = {
     "batch_size": 64,
     "edge_scale": "constant",
     "align": [8, 16],
+    "divisible": "auto",
     "members": 5,
 }
 EDGE_SCALES = ("constant", "shaped")
+AUTO_DIVISIBLE = {"onnxruntime": [4, 8, 16]}  # per backend; any other: none
 MAX_ALIGN = 4096
 MAX_MEMBERS = 64
 
@@ -70,15 +80,17 @@ class AdditiveNet(nn.Module):
         edge_scale: str = "constant",
         align: Any = (),  # channel multiples, as `_align` reads them
         members: int = 1,
+        divisible: Any = (),  # channel multiples, as `_align` reads them
     ) -> None:
         super().__init__()
         E, K = space.num_edges, space.max_ops
         self.E, self.K, self.shaped = E, K, edge_scale == "shaped"
         self.hidden = [int(h) for h in hidden]
         self.align = _align(align)
+        self.divisible = _align(divisible, "divisible")
         self.members = _members(members)
         self.factor = float(space.reduction_channel_factor)
-        n_shape = 3 + len(self.align)
+        n_shape = 3 + len(self.align) + len(self.divisible)
         down = [float(space.is_down("reduction", e)) for e in space.edges]
         self.register_buffer("down", torch.tensor(down, dtype=torch.float64))
         self.register_buffer("shift", torch.zeros(n_shape, dtype=torch.float64))
@@ -89,11 +101,13 @@ class AdditiveNet(nn.Module):
 
     def raw_shape(self, X: torch.Tensor) -> torch.Tensor:
         """(is_normal, log C, log H, and per multiple in ``align`` the padding overhead of the
-        edges' width: ``C`` in a normal block, ``C × reduction_channel_factor`` in a reduction)."""
+        edges' width: ``C`` in a normal block, ``C × reduction_channel_factor`` in a reduction;
+        then per multiple in ``divisible`` whether that width is one of it)."""
         normal, c = X[..., :1], X[..., 1:2]
         w = c * (normal + (1 - normal) * self.factor)
         pads = [torch.log(torch.ceil(w / m) * m / w) for m in self.align]
-        return torch.cat([normal, torch.log(c), torch.log(X[..., -1:]), *pads], dim=-1)
+        steps = [(torch.remainder(torch.round(w), m) == 0).to(w.dtype) for m in self.divisible]
+        return torch.cat([normal, torch.log(c), torch.log(X[..., -1:]), *pads, *steps], dim=-1)
 
     def shape_inputs(self, X: torch.Tensor) -> torch.Tensor:
         return (self.raw_shape(X) - self.shift) / self.scale
@@ -138,8 +152,11 @@ class AdditivePredictor(Predictor):
             raise InputError(
                 f"edge_scale must be one of {', '.join(EDGE_SCALES)}, got {hp['edge_scale']!r}"
             )
+        divisible = hp["divisible"]
+        if divisible == "auto":  # the steps of the runtime that timed the labels
+            divisible = AUTO_DIVISIBLE.get(train.fingerprint.get("backend", "torch"), [])
         self.net = AdditiveNet(
-            self.space, hp["hidden"], hp["edge_scale"], hp["align"], hp["members"]
+            self.space, hp["hidden"], hp["edge_scale"], hp["align"], hp["members"], divisible
         )
         raw = self.net.raw_shape(torch.as_tensor(train.X, dtype=torch.float64))
         self.net.shift.copy_(raw.mean(0))
@@ -162,6 +179,7 @@ class AdditivePredictor(Predictor):
             "hidden": self.net.hidden,
             "edge_scale": "shaped" if self.net.shaped else "constant",
             "align": self.net.align,
+            "divisible": self.net.divisible,
             "members": self.net.members,
         }
         return dict(self.net.state_dict()), params
@@ -173,26 +191,33 @@ class AdditivePredictor(Predictor):
         if edge_scale not in EDGE_SCALES:
             raise InputError(f"unknown edge_scale {edge_scale!r} in the model file")
         align = _align(params.get("align", []))  # models saved before the option: none
-        n_shape = 3 + len(align)
+        divisible = _align(params.get("divisible", []), "divisible")  # likewise
+        n_shape = 3 + len(align) + len(divisible)
         if tuple(tensors.get("shift", torch.empty(0)).shape) != (n_shape,):
             raise InputError(
-                f"align {align} in the model file does not match its weights "
-                f"(expected {n_shape} shape inputs)"
+                f"align {align} and divisible {divisible} in the model file do not match its "
+                f"weights (expected {n_shape} shape inputs)"
             )
         if "members" not in params:  # saved before members: one network, nn.Linear layers
             tensors = _one_member(tensors)
         members = _members(params.get("members", 1))
-        self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align, members)
+        self.net = AdditiveNet(self.space, params["hidden"], edge_scale, align, members, divisible)
         self.net.load_state_dict(tensors)
         # what the network is, not today's defaults (a file from before an option has none)
-        shape = {"hidden": self.net.hidden, "edge_scale": edge_scale, "align": align}
+        shape = {
+            "hidden": self.net.hidden,
+            "edge_scale": edge_scale,
+            "align": align,
+            "divisible": divisible,
+        }
         self.hparams = {**self.hparams, **shape, "members": members}
         self.net.eval()
 
 
-def _align(value: Any) -> list[int]:
-    """``align`` as a list of channel multiples in 1..4096; one int is one multiple, ``0`` or
-    ``[]`` none, ``"8+16"`` two (the benchmark scripts' ``k=v`` syntax has no lists)."""
+def _align(value: Any, name: str = "align") -> list[int]:
+    """``align`` (or ``divisible``: ``name``) as a list of channel multiples in 1..4096; one int
+    is one multiple, ``0`` or ``[]`` none, ``"8+16"`` two (the benchmark scripts' ``k=v``
+    syntax has no lists)."""
     items = value.split("+") if isinstance(value, str) else value
     items = items if isinstance(items, (list, tuple)) else [items]
     out = []
@@ -201,9 +226,9 @@ def _align(value: Any) -> list[int]:
             m = int(m)
         whole = isinstance(m, int) or (isinstance(m, float) and math.isfinite(m) and m == int(m))
         if isinstance(m, bool) or not whole:
-            raise InputError(f"align must be whole channel multiples, got {value!r}")
+            raise InputError(f"{name} must be whole channel multiples, got {value!r}")
         if not 0 <= m <= MAX_ALIGN:
-            raise InputError(f"align multiples must be in 1..{MAX_ALIGN} (0: none), got {value!r}")
+            raise InputError(f"{name} multiples must be in 1..{MAX_ALIGN} (0: none), got {value!r}")
         out.append(int(m))
     return [m for m in out if m > 0]
 
