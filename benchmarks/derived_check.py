@@ -34,6 +34,7 @@ from lenna.predict.metrics import metrics
 from lenna.space import cell_alphas, get_space, random_cell
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _models import parse_model
 from _record import publish
 
 # (C, H) per block type: 6 shapes spread over the default ranges (channels 8–128, 32/16/8)
@@ -93,7 +94,7 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", nargs="+", type=Path, required=True)
-    ap.add_argument("--models", nargs="+", default=list_kinds())
+    ap.add_argument("--models", nargs="+", default=list_kinds(), help="kind or kind:name=value,...")
     ap.add_argument("--per-shape", type=int, default=4, help="cells per (block type, C, H)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split and the training")
     ap.add_argument(
@@ -122,15 +123,16 @@ def main() -> None:
             "| derived MAPE | τ | normal: median error | reduction: median error | worst |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for kind in args.models:
-            m = train_predictor(data, kind, seed=args.seed)
+        for spec in args.models:
+            kind, hp = parse_model(spec)
+            m = train_predictor(data, kind, seed=args.seed, **hp)
             h = m.info["metrics"]["held_out"]
             pred = m.predict_features(cells.X)
             r = metrics(cells.y, pred)
             err = (pred - cells.y) / cells.y * 100
             worst = err[np.argmax(np.abs(err))]
             lines.append(
-                f"| {kind} | {'yes' if m.differentiable else 'no'} | {h['within_10']:.1f} % "
+                f"| {spec} | {'yes' if m.differentiable else 'no'} | {h['within_10']:.1f} % "
                 f"({h['mape']:.2f} %) | {r['within_5']:.1f} % | {r['within_10']:.1f} % "
                 f"| {r['mape']:.2f} % | {r['kendall_tau']:.3f} "
                 f"| {np.median(err[bts == 'normal']):+.1f} % "

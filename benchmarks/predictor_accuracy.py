@@ -30,6 +30,7 @@ from lenna.predict.train import evaluate_model, split_masks
 from lenna.report.scatter import plot_predicted_vs_measured
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _models import parse_model
 from _record import publish
 
 FIGURES = Path(__file__).parent / "figures"
@@ -43,21 +44,6 @@ def throughput(model, X: np.ndarray, repeats: int = 3) -> float:
         model.predict_features(X)
         best = min(best, time.perf_counter() - t0)
     return len(X) / best
-
-
-def parse_model(spec: str) -> tuple[str, dict]:
-    """``kind[:name=value,...]`` → kind and hyperparameters (ints, floats or strings)."""
-    kind, _, params = spec.partition(":")
-    hp: dict = {}
-    for item in filter(None, params.split(",")):
-        k, v = item.split("=")
-        for cast in (int, float, str):
-            try:
-                hp[k] = cast(v)
-                break
-            except ValueError:
-                continue
-    return kind, hp
 
 
 def main() -> None:
