@@ -6,8 +6,8 @@ distribution; a search, though, returns a derived cell (for ``darts``: two input
 (:func:`lenna.space.random_cell`, a seed of its own), disjoint from the dataset's rows, at
 fixed (C, H) shapes per block type inside the dataset's ranges, and measures them on this
 machine at the dataset's calibration into a check file beside it (``*-derived-check.db``;
-measured once, reused by later runs). Every model kind is trained on the dataset (the same
-seeded split as ``predictor_accuracy.py``) and scored on the check cells: within ±5 %, within
+measured once on the dataset's machine, then reused by later runs on any machine). Every
+model kind is trained on the dataset (the same seeded split as ``predictor_accuracy.py``) and scored on the check cells: within ±5 %, within
 ±10 %, MAPE, Kendall τ, per block type too, beside its random-α held-out figures.
 
 The check set is for judging only: nothing is tuned on it.
@@ -57,7 +57,7 @@ def check_blocks(space_name: str, block_types: list[str], per_shape: int) -> lis
 
 def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
     """Measure the check cells into ``check_path`` at ``data_path``'s calibration."""
-    with Dataset.open(data_path) as ds:
+    with Dataset.open(data_path, readonly=True) as ds:
         meta, df = ds.meta, ds.samples()
     cfg = RunConfig.from_dict(meta["config"])
     cfg.drift_every = 0
@@ -71,6 +71,19 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
         for b in blocks
         if block_index(b.block_type, b.channels, b.resolution, b.alphas) not in trained
     ]
+    if check_path.exists():  # cells measured before (on the dataset's machine) are kept
+        with Dataset.open(check_path, readonly=True) as ds:
+            done = {
+                block_index(r.block_type, r.channels, r.resolution, np.asarray(r.alphas))
+                for r in ds.samples().itertuples()
+            }
+        blocks = [
+            b
+            for b in blocks
+            if block_index(b.block_type, b.channels, b.resolution, b.alphas) not in done
+        ]
+        if not blocks:  # nothing to measure: any machine may score on them
+            return check_path
     m = cfg.measure
     fp = config_fingerprint(m)
     if not same_machine(meta["fingerprint"], fp):

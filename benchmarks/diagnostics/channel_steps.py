@@ -1,14 +1,17 @@
 """Is a cell's latency smooth in its channel count, in eager mode and in ONNX Runtime?
 
 The predictors learn each op's cost as a smooth curve of (log C, log H) plus channel-padding
-inputs (``additive``'s ``align``). This script times a fixed ``lenna`` normal cell whose 15
-edges all run one op, at every channel count of a range, in both runtimes side by side
+inputs (``additive``'s ``align``) and divisibility inputs (its ``divisible``). This script
+times a fixed normal cell of ``--space`` whose edges all run one op, at every channel count of
+a range, in both runtimes side by side
 (fresh session per cell, outputs bound once as labels are timed, warm-up discarded, median
 of repeats), and prints each time as a
 ratio to the next multiple of ``--block``: a flat run up to the multiple followed by a jump is
 a blocked kernel padding the channels, which a smooth curve cannot follow.
 
     python benchmarks/diagnostics/channel_steps.py --ops 3x3_Conv 3x3_ConvDW 3x3_maxpool
+    python benchmarks/diagnostics/channel_steps.py --space darts --ops sep_conv_3x3 \
+        max_pool_3x3 --channels 56:72:1 --block 8      # every width, odd ones too
 """
 
 from __future__ import annotations
@@ -46,20 +49,26 @@ def median_s(call: Callable[[], object], warmup: int, repeats: int, inner: int) 
     return float(np.median(times))
 
 
-def cell_times(op: str, channels: int, res: int, threads: int) -> tuple[float, float]:
-    """(eager ms, ORT ms) of the all-``op`` normal cell at (channels, res)."""
-    block = Block(get_space("lenna"), "normal", channels, mode="fixed", choices=[op] * 15).eval()
-    x = torch.randn(1, channels, res, res)
+def cell_times(
+    space_name: str, op: str, channels: int, res: int, threads: int
+) -> tuple[float, float]:
+    """(eager ms, ORT ms) of the all-``op`` normal cell of the space at (channels, res)."""
+    space = get_space(space_name)
+    choices = [op] * space.num_edges
+    block = Block(space, "normal", channels, mode="fixed", choices=choices).eval()
+    xs = tuple(torch.randn(1, channels, res, res) for _ in range(space.num_inputs))
     with torch.inference_mode():
-        eager = median_s(lambda: block(x), 10, 15, 5)
-    sess = session(export_module(block, (x,)).SerializeToString(), threads)
+        eager = median_s(lambda: block(*xs), 10, 15, 5)
+    sess = session(export_module(block, xs).SerializeToString(), threads)
     # outputs bound once, as labels are timed (ort_path's docstring says why)
-    ort = median_s(bound_call(sess, {"in0": x.numpy()}), 20, 15, 5)
+    feed = {f"in{i}": x.numpy() for i, x in enumerate(xs)}
+    ort = median_s(bound_call(sess, feed), 20, 15, 5)
     return eager * 1e3, ort * 1e3
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--space", default="lenna")
     ap.add_argument("--ops", nargs="+", default=["3x3_Conv", "3x3_ConvDW", "3x3_maxpool"])
     ap.add_argument("--channels", default="8:68:4", help="START:STOP:STEP (STOP included)")
     ap.add_argument("--resolution", type=int, default=16)
@@ -70,8 +79,9 @@ def main() -> None:
     start, stop, step = (int(v) for v in args.channels.split(":"))
     chans = list(range(start, stop + 1, step))
     lines = [
-        f"`lenna` normal cell, every edge one op, {args.resolution}×{args.resolution}, batch 1, "
-        f"{args.threads} thread(s). Each cell: ms, and in brackets its time over the time at "
+        f"`{args.space}` normal cell, every edge one op, "
+        f"{args.resolution}×{args.resolution}, batch 1, {args.threads} thread(s). "
+        "Each cell: ms, and in brackets its time over the time at "
         f"the next multiple of {args.block} channels (1.00: as slow as the padded width).",
         "",
         "| op | runtime | " + " | ".join(f"C={c}" for c in chans) + " |",
@@ -79,7 +89,7 @@ def main() -> None:
     ]
     with torch_threads(args.threads):
         for op in args.ops:
-            times = {c: cell_times(op, c, args.resolution, args.threads) for c in chans}
+            times = {c: cell_times(args.space, op, c, args.resolution, args.threads) for c in chans}
             for k, name in enumerate(("eager", "onnxruntime")):
                 cells = []
                 for c in chans:
