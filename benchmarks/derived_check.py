@@ -7,8 +7,9 @@ distribution; a search, though, returns a derived cell (for ``darts``: two input
 fixed (C, H) shapes per block type inside the dataset's ranges, and measures them on this
 machine at the dataset's calibration into a check file beside it (``*-derived-check.db``;
 measured once on the dataset's machine, then reused by later runs on any machine). Every
-model kind is trained on the dataset (the same seeded split as ``predictor_accuracy.py``) and scored on the check cells: within ±5 %, within
-±10 %, MAPE, Kendall τ, per block type too, beside its random-α held-out figures.
+model kind is trained on the dataset (the same seeded split as ``predictor_accuracy.py``)
+and scored on the check cells: within ±5 %, within ±10 %, MAPE, Kendall τ, per block type
+too, beside its random-α held-out figures.
 
 The check set is for judging only: nothing is tuned on it.
 
