@@ -3,6 +3,8 @@ and what they buy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -71,12 +73,18 @@ def test_alignment_fits_labels_of_padded_kernels(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "align, message", [([8], "do not match its weights"), (float("inf"), "whole channel")]
+    "change, message",
+    [
+        ({"align": [8]}, "do not match its weights"),
+        ({"align": float("inf")}, "whole channel"),
+        ({"divisible": [8]}, "do not match its weights"),
+        ({"divisible": "auto"}, "divisible must be whole channel"),
+    ],
 )
-def test_a_tampered_alignment_is_refused_in_one_line(tmp_path, align, message):
+def test_a_tampered_alignment_is_refused_in_one_line(tmp_path, change, message):
     model = train_predictor(synthetic_data(), "additive", seed=0, **SMALL_HP["additive"])
     folder = save_predictor(model, tmp_path / "m")
-    edit_json(folder / "model.json", lambda meta: meta["params"].update(align=align))
+    edit_json(folder / "model.json", lambda meta: meta["params"].update(change))
     with pytest.raises(InputError, match=message) as caught:
         load_predictor(folder)
     assert "\n" not in str(caught.value)
@@ -138,6 +146,6 @@ def test_divisible_auto_follows_the_runtime_that_timed_the_labels():
     data = synthetic_data()
     eager = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
     assert eager.net.divisible == []
-    data.fingerprint = {**data.fingerprint, "backend": "onnxruntime"}
-    ort = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
+    ort_data = dataclasses.replace(data, fingerprint={**data.fingerprint, "backend": "onnxruntime"})
+    ort = train_predictor(ort_data, "additive", seed=0, **SMALL_HP["additive"])
     assert ort.net.divisible == [4, 8, 16] and ort.net.curves.in_features == 8

@@ -111,6 +111,7 @@ def test_a_model_folder_written_before_members_loads_unchanged():
         model = load_predictor(here / "model")
     assert model.net.members == 1 and model.hparams["hidden"] == [8]
     assert model.hparams["members"] == 1  # what the network is, not today's default
+    assert model.net.divisible == [] and model.hparams["divisible"] == []
     got = model.predict_features(np.asarray(expected["X"]))
     np.testing.assert_allclose(got, expected["ms"], rtol=1e-12)
 

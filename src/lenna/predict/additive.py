@@ -23,10 +23,10 @@ model without it, as saved before the option.
 ``divisible`` (default ``"auto"``): for each multiple ``m``, an input that is 1 where the
 edges' width is a multiple of ``m`` and 0 elsewhere. A runtime may pick a different kernel by
 divisibility, a step no padding overhead describes: under ONNX Runtime on an AVX2 CPU a
-``sep_conv_3x3`` at C = 57 or 63 took 2.4–3× its time at 56 or 64 (its blocked kernels
+``sep_conv_3x3`` at C = 57 or 63 took 2.9–3× its time at 56 or 64 (its blocked kernels
 need a multiple of 8 channels), while the padding overhead of 63 is nearly that of 64.
 ``"auto"`` is ``[4, 8, 16]`` for a dataset timed in ONNX Runtime and ``[]`` for one timed in
-PyTorch, where the steps bought nothing (docs/predictors.md has both).
+PyTorch, where their effect was mixed and small (docs/predictors.md has both).
 
 ``members`` (default 5): the model is an ensemble of that many such networks, started from
 different random weights, trained side by side on the same batches (one loss and one early
@@ -153,8 +153,9 @@ class AdditivePredictor(Predictor):
                 f"edge_scale must be one of {', '.join(EDGE_SCALES)}, got {hp['edge_scale']!r}"
             )
         divisible = hp["divisible"]
-        if divisible == "auto":  # the steps of the runtime that timed the labels
-            divisible = AUTO_DIVISIBLE.get(train.fingerprint.get("backend", "torch"), [])
+        if isinstance(divisible, str) and divisible == "auto":  # the labels' runtime's steps
+            backend = (train.fingerprint or {}).get("backend", "torch")
+            divisible = AUTO_DIVISIBLE.get(backend, [])
         self.net = AdditiveNet(
             self.space, hp["hidden"], hp["edge_scale"], hp["align"], hp["members"], divisible
         )

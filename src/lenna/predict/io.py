@@ -23,7 +23,7 @@ from lenna.measure.fingerprint import differences, fingerprint, same_machine
 from lenna.predict.base import Predictor, predictor_class
 from lenna.space import get_space
 
-FORMAT_VERSION = 3  # 2: additive's alignment inputs; 3: its stacked members (older files load)
+FORMAT_VERSION = 4  # 2: additive's alignment inputs; 3: its members; 4: divisible (older load)
 META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
 EXTRA_FILES = ("model.lgb.txt",)  # written by kinds with a format of their own (gbdt)
 
