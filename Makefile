@@ -6,7 +6,7 @@ PIP_EXTRA ?=
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-quick test test-slow lint setup clean
+.PHONY: demo demo-quick test test-slow setup clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

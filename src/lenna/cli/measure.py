@@ -397,7 +397,7 @@ def measure_ops_cmd(
         help="torch or onnxruntime (default: the file's; a new file: torch).",
     ),
 ) -> None:
-    """Time every candidate op alone at each grid shape: the additive baseline's table."""
+    """Time every candidate op alone at each grid shape: the op table `lut` and `lut+mlp` use."""
     if passes < 1:
         raise InputError(f"--passes must be >= 1, got {passes}")
     cfg = _build_config(out, space=space, backend=backend)
