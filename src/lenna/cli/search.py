@@ -89,7 +89,9 @@ ARCH_LR = typer.Option(
     3e-3, "--arch-lr", help="Adam lr of α (10× DARTS's: searches here are short)."
 )
 THREADS = typer.Option(
-    None, "--threads", help="CPU threads for training (default: torch's default)."
+    None,
+    "--threads",
+    help="CPU threads for training (default: torch's default; 1 per task with --ray).",
 )
 PRESET = typer.Option(
     None,

@@ -245,10 +245,13 @@ def _run_on_ray(
     eval_limit: int | None,
     address: str,
 ) -> list[dict]:
-    """One task per point; each declares its CPUs (the search's threads, default 1)."""
+    """One task per point; each declares its CPUs (the search's threads, default 1) and
+    torch in it uses that many, so tasks packed onto one node do not oversubscribe its cores."""
     from lenna.measure.fleet import connect
 
     ray = connect(address)
+    if not base.threads:
+        base = replace(base, threads=1)
     if base.predictor:  # workers may start elsewhere: the model folder by absolute path
         base = replace(base, predictor=str(Path(base.predictor).resolve()))
     # a search on a GPU takes one GPU per task, so a node with 8 GPUs runs 8 searches at once;
@@ -257,7 +260,7 @@ def _run_on_ray(
     gpus = 1 if str(base.device).startswith("cuda") else 0
     if gpus:
         base = replace(base, device="cuda")
-    task = ray.remote(num_cpus=base.threads or 1, num_gpus=gpus)(run_one)
+    task = ray.remote(num_cpus=base.threads, num_gpus=gpus)(run_one)
     refs = [
         task.remote(base, lam, out.resolve(), eval_epochs, measure, None, eval_limit, budget)
         for lam, budget in points
