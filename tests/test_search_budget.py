@@ -199,8 +199,9 @@ def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path):
     assert stored["fixed_ms"] > 0 and stored["fingerprint"]["threads"] == 1
     res = run(cfg, out, resume=True)
     assert res.genotype.predicted_fixed_ms == stored["fixed_ms"]
+    assert stored["gap_ms"] == 0.0 and res.genotype.predicted_gap_ms == 0.0  # eager: none
     assert res.genotype.predicted_network_ms == pytest.approx(
-        res.genotype.predicted_ms + stored["fixed_ms"]
+        res.genotype.predicted_ms + stored["fixed_ms"] + stored["gap_ms"]
     )
     saved = json.loads((out / "genotype.json").read_text())
     assert saved["predicted_network_ms"] == pytest.approx(res.genotype.predicted_network_ms)

@@ -360,9 +360,11 @@ def derived_line(g: Genotype, path: Path) -> str:
     how = f"λ = {g.lam:g}" if g.budget_ms is None else f"budget {g.budget_ms:g} ms"
     pred = ""
     if g.predicted_network_ms is not None:
+        gap = g.predicted_gap_ms or 0.0
         pred = (
             f", predicted {g.predicted_network_ms:.3f} ms for the whole network "
-            f"({g.predicted_ms:.3f} ms cells + {g.predicted_fixed_ms:.3f} ms fixed part)"
+            f"({g.predicted_ms:.3f} ms cells + {g.predicted_fixed_ms:.3f} ms fixed part"
+            + (f" {'+' if gap >= 0 else '−'} {abs(gap):.3f} ms whole-network gap)" if gap else ")")
         )
     elif g.predicted_ms is not None:
         pred = f", predicted {g.predicted_ms:.3f} ms for the cells"
@@ -476,9 +478,10 @@ def evaluate_arch_cmd(
     """Build the derived network, measure its latency for real, train it, compare.
 
     Reports measured_ms (whole network) beside its prediction (predicted_network_ms: the
-    cells and the fixed part) and, for a budget search, within_budget; measured_cells_ms
-    (each cell timed alone; what the cells' prediction is of) beside predicted_ms; accuracy on the
-    held-out test split; params. A network resized (--preset, --channels, --cells) is measured
+    cells, the fixed part and, under ONNX Runtime, the whole-network gap measured before the
+    search) and, for a budget search, within_budget; measured_cells_ms (each cell timed alone;
+    what the cells' prediction is of) beside predicted_ms; accuracy on the held-out test split;
+    params. A network resized (--preset, --channels, --cells) is measured
     as trained, and the searched shape's predictions are left out.
     """
     if epochs < 0:

@@ -71,8 +71,8 @@ def type_ms(term: LatencyTerm, block_type: str, cells: list[list[str | None]]) -
 
 
 def network_ms(term: LatencyTerm, cells: Cells) -> float:
-    """Predicted whole-network latency (ms): the cells and the fixed part."""
-    return term.fixed_ms + float(sum(type_ms(term, bt, [c])[0] for bt, c in cells.items()))
+    """Predicted whole-network latency (ms): the cells, the fixed part and the gap."""
+    return term.outside_ms + float(sum(type_ms(term, bt, [c])[0] for bt, c in cells.items()))
 
 
 def _score(term: LatencyTerm, block_type: str, cell: list[str | None], logp: np.ndarray) -> float:
@@ -160,7 +160,7 @@ def check_budget(term: LatencyTerm, budget_ms: float) -> str | None:
     if budget_ms < fastest:
         raise InputError(
             f"no derivable network meets a {budget_ms:g} ms budget: the fastest found is "
-            f"predicted at {fastest:.4g} ms ({term.fixed_ms:.3g} ms of it outside the cells)"
+            f"predicted at {fastest:.4g} ms ({term.outside_ms:.3g} ms of it outside the cells)"
         )
     _, slowest = extreme_network(term, fastest=False)
     if budget_ms >= slowest:

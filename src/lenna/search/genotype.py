@@ -34,13 +34,16 @@ class Genotype:
     info: dict = field(default_factory=dict)
     predicted_fixed_ms: float | None = None  # the network outside its cells (measured once)
     budget_ms: float | None = None
+    # the whole network minus its parts timed alone (measured once; None: a file from before)
+    predicted_gap_ms: float | None = None
 
     @property
     def predicted_network_ms(self) -> float | None:
-        """The whole network: the cells (``predicted_ms``) and the fixed part."""
+        """The whole network: the cells (``predicted_ms``), the fixed part and the gap between
+        the network and its parts timed alone."""
         if self.predicted_ms is None or self.predicted_fixed_ms is None:
             return None
-        return self.predicted_ms + self.predicted_fixed_ms
+        return self.predicted_ms + self.predicted_fixed_ms + (self.predicted_gap_ms or 0.0)
 
     @classmethod
     def from_alphas(
@@ -75,6 +78,7 @@ class Genotype:
             "predicted_ms": self.predicted_ms,
             "predicted_cells_ms": self.predicted_cells_ms,
             "predicted_fixed_ms": self.predicted_fixed_ms,
+            "predicted_gap_ms": self.predicted_gap_ms,
             "predicted_network_ms": self.predicted_network_ms,
             "budget_ms": self.budget_ms,
             "info": self.info,
@@ -103,7 +107,7 @@ class Genotype:
             raise InputError(f"{path} was derived from another definition of space {name!r}")
         g = cls(name, {}, net, lam, d.get("predicted_ms"), d.get("predicted_cells_ms") or [])
         g.info = d.get("info") or {}
-        for name in ("predicted_fixed_ms", "budget_ms"):
+        for name in ("predicted_fixed_ms", "budget_ms", "predicted_gap_ms"):
             v = d.get(name)
             if v is not None and not isinstance(v, int | float):
                 raise InputError(f"{path}: {name} must be a number of ms, got {v!r}")

@@ -89,6 +89,8 @@ class LatencyTerm:
         # per cell: its preprocessing as the network runs it minus as its label timed it
         # (:mod:`lenna.search.preprocessing`); zero until :meth:`set_offsets`
         self.cell_offsets_ms = [0.0] * len(self.cells)
+        # the whole network minus its parts timed alone (:mod:`lenna.search.network_gap`)
+        self.gap_ms = 0.0
         self.outside = self._check_ranges(allow_extrapolation)
         self._ref_given = ref_ms is not None
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
@@ -97,6 +99,13 @@ class LatencyTerm:
                 f"the predictor gives {self.ref_ms} ms at uniform α; a latency term needs a "
                 "positive reference (pass --ref-ms, or use a better predictor)"
             )
+
+    @property
+    def outside_ms(self) -> float:
+        """What the whole network adds to its cells' predictions: the fixed part and the gap
+        between the network and its parts timed alone (negative where each part timed alone
+        pays a per-call cost the network pays once, as under ONNX Runtime)."""
+        return self.fixed_ms + self.gap_ms
 
     def set_offsets(self, offsets_ms: Sequence[float]) -> None:
         """Add to each cell's prediction what its place in the network adds to its label (the
@@ -179,7 +188,7 @@ class LatencyTerm:
         """The α loss from the cross-entropy and E[latency] (ms) of the cells."""
         e = expected_ms.to(ce.device, ce.dtype)
         if self.budget_ms is not None:  # the Lagrangian; μ is a constant within a step
-            return ce + self.multiplier * (e + self.fixed_ms - self.budget_ms) / self.budget_ms
+            return ce + self.multiplier * (e + self.outside_ms - self.budget_ms) / self.budget_ms
         if self.lam == 0:
             return ce
         if self.form == "linear":

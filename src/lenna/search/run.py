@@ -43,8 +43,9 @@ from lenna.search.folder import (
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
+from lenna.search.network_gap import gap_applies, measure_network_gap
 from lenna.search.preprocessing import preprocessing_offsets
-from lenna.search.timing import measure_config_from, measured_as
+from lenna.search.timing import calibration_from, measure_config_from, measured_as
 from lenna.search.train import check_channels_last
 from lenna.space import get_space
 
@@ -241,7 +242,7 @@ class Search:
             else math.nan,
             "latency_share": tot["lat_s"] / tot["step_s"] if tot["step_s"] else math.nan,
             "epoch_s": tot["step_s"],
-            "expected_network_ms": self.predicted_ms() + self.term.fixed_ms
+            "expected_network_ms": self.predicted_ms() + self.term.outside_ms
             if self.term is not None
             else math.nan,
             "derived_ms": self.derived_ms(),
@@ -279,6 +280,7 @@ class Search:
             g.predicted_cells_ms = self.term.per_cell_ms(onehot)
             g.predicted_ms = float(sum(g.predicted_cells_ms))
             g.predicted_fixed_ms = self.term.fixed_ms
+            g.predicted_gap_ms = self.term.gap_ms
         g.info = {
             "predictor": self.cfg.predictor,
             "form": self.cfg.form,
@@ -299,9 +301,10 @@ class Search:
 def _fixed_part(
     out: Path, search: Search, resume: bool, on_note: Callable[[str], None] | None
 ) -> dict | None:
-    """The network's fixed part (ms) and each cell's preprocessing offset: given in the config
-    (the offsets then stay 0), kept in the run folder (a resumed search uses the numbers it
-    started with; a folder from before the offsets existed has none), or measured now as the
+    """The network's fixed part (ms), each cell's preprocessing offset and the gap between the
+    whole network and its parts timed alone: given in the config (the offsets and the gap then
+    stay 0), kept in the run folder (a resumed search uses the numbers it started with; a
+    folder from before the offsets or the gap existed has none), or measured now as the
     predictor's labels were."""
     term, cfg = search.term, search.cfg
     if term is None:
@@ -322,6 +325,9 @@ def _fixed_part(
             term.fixed_ms = float(stored["fixed_ms"])
             if stored.get("cell_offsets_ms") is not None:
                 term.set_offsets(stored["cell_offsets_ms"])
+            term.gap_ms = float(stored.get("gap_ms") or 0.0)  # a folder from before: none
+            if not math.isfinite(term.gap_ms):
+                raise ValueError("gap_ms is not finite")
         except InputError as e:  # an InputError is a ValueError: before the tuple
             raise InputError(f"{path} is malformed: {e}") from None
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
@@ -336,9 +342,19 @@ def _fixed_part(
     if search.space.preprocess and on_note:
         on_note("measuring each cell's input preprocessing as the network runs it")
     term.set_offsets(preprocessing_offsets(search.space, cfg.net, mcfg, z0))
+    gap = None
+    if gap_applies(mcfg):
+        if on_note:
+            on_note("measuring the whole network against its parts timed alone")
+        gap = measure_network_gap(
+            search.space, cfg.net, term.fixed_ms, mcfg, calibration_from(rec, mcfg)
+        )
+        term.gap_ms = gap["gap_ms"]
     return {
         "fixed_ms": term.fixed_ms,
         "cell_offsets_ms": term.cell_offsets_ms,
+        "gap_ms": term.gap_ms,  # 0 where not measured (eager PyTorch)
+        "gap_measured_on": gap and {k: gap[k] for k in ("network_ms", "cells_ms", "cells")},
         "measured_as": rec,
         "fingerprint": config_fingerprint(mcfg),
     }

@@ -187,6 +187,7 @@ def evaluate_arch(
         if pred is not None
         else None,
         "predicted_fixed_ms": genotype.predicted_fixed_ms if searched else None,
+        "predicted_gap_ms": genotype.predicted_gap_ms if searched else None,
         "predicted_network_ms": whole,
         "network_prediction_error": (whole - lat["measured_ms"]) / lat["measured_ms"]
         if whole is not None

@@ -1,0 +1,172 @@
+"""The gap between the whole network and its parts timed alone: measured once before a search,
+kept by the run folder, added to every whole-network prediction (the budget's included)."""
+
+import json
+import math
+
+import pytest
+import torch
+from search_helpers import Stop, run, stop_after, term_for, tiny_config, tiny_net
+
+import lenna.search.network_gap as gap_mod
+import lenna.search.run as run_mod
+from lenna.cli.search import derived_line
+from lenna.errors import InputError
+from lenna.measure.config import MeasureConfig
+from lenna.search.budget import derived_cells, network_ms
+from lenna.search.genotype import Genotype
+from lenna.search.network import NetConfig
+from lenna.space import derive, get_space
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+GAP = -0.0375
+
+
+def fake_gap(calls: list):
+    def fake(space, net, fixed_ms, config=None, calibration=None):
+        calls.append((space.name, net, fixed_ms))
+        return {"gap_ms": GAP, "network_ms": 1.0, "cells_ms": 1.0 - fixed_ms - GAP, "cells": {}}
+
+    return fake
+
+
+# ---- the measurement -----------------------------------------------------------------------
+def test_the_gap_is_the_whole_network_less_its_cells_and_fixed_part(monkeypatch):
+    seen = []
+
+    def fake_measure(net, config, calibration):
+        seen.append(net)
+        return {"measured_ms": 2.0, "measured_cells_ms": 1.75}
+
+    monkeypatch.setattr(gap_mod, "measure_network", fake_measure)
+    space, shape = get_space("darts"), NetConfig(channels=4, cells=3, stem_multiplier=3)
+    got = gap_mod.measure_network_gap(space, shape, 0.5)
+    assert got["gap_ms"] == pytest.approx(2.0 - 1.75 - 0.5)
+    assert (got["network_ms"], got["cells_ms"]) == (2.0, 1.75)
+    # timed on the network the fixed part is timed on: the cells derived from uniform α
+    zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
+    (net,) = seen
+    assert net.net == shape and not net.training
+    for bt in ("normal", "reduction"):
+        assert got["cells"][bt] == derive(space, bt, zeros)
+    assert len(net.cells) == 3
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_the_gap_measured_for_real_closes_the_sum(backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    quick = {"min_resets": 3, "max_resets": 5, "rel": 0.5}
+    cfg = MeasureConfig(threads=1, backend=backend, rule_params=quick)
+    got = gap_mod.measure_network_gap(get_space("lenna"), NetConfig(channels=8, cells=2), 0.01, cfg)
+    assert got["network_ms"] > 0 and got["cells_ms"] > 0 and math.isfinite(got["gap_ms"])
+    assert got["cells_ms"] + 0.01 + got["gap_ms"] == pytest.approx(got["network_ms"])
+
+
+# ---- the prediction ------------------------------------------------------------------------
+def test_the_gap_moves_the_network_prediction_and_the_budget_loss_not_the_cells():
+    net = tiny_net("darts")
+    term = term_for(net, "darts", budget_ms=1.0, fixed_ms=0.25)
+    alphas = dict(net.alphas.items())
+    cells = derived_cells(term, alphas)
+    before, cells_ms = network_ms(term, cells), term.per_cell_ms(alphas)
+    term.multiplier = 2.0
+    e, ce = torch.tensor(0.5), torch.tensor(1.0)
+    loss_before = float(term.loss(ce, e))
+    term.gap_ms = GAP
+    assert term.outside_ms == pytest.approx(0.25 + GAP)
+    assert network_ms(term, cells) == pytest.approx(before + GAP)
+    assert term.per_cell_ms(alphas) == cells_ms
+    assert float(term.loss(ce, e)) == pytest.approx(loss_before + 2.0 * GAP / 1.0)
+
+
+def test_a_genotype_keeps_its_gap_and_one_from_before_has_none(tmp_path):
+    net = NetConfig(channels=8, cells=2)
+    sp = get_space("lenna")
+    cells = {bt: derive(sp, bt, torch.zeros(sp.alpha_shape)) for bt in ("normal", "reduction")}
+    g = Genotype("lenna", cells, net, 0.5, 1.0, [0.5, 0.5], predicted_fixed_ms=0.25)
+    g.predicted_gap_ms = GAP
+    assert g.predicted_network_ms == pytest.approx(1.25 + GAP)
+    back = Genotype.load(g.save(tmp_path / "g.json"))
+    assert back.predicted_gap_ms == GAP and back.predicted_network_ms == g.predicted_network_ms
+    line = derived_line(back, tmp_path / "g.json")
+    assert f"{1.25 + GAP:.3f} ms for the whole network" in line and "− 0.037 ms" in line
+    old = json.loads((tmp_path / "g.json").read_text())
+    del old["predicted_gap_ms"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    before = Genotype.load(tmp_path / "old.json")
+    assert before.predicted_gap_ms is None and before.predicted_network_ms == pytest.approx(1.25)
+    assert "whole-network gap" not in derived_line(before, tmp_path / "old.json")
+    (tmp_path / "bad.json").write_text(json.dumps({**old, "predicted_gap_ms": "small"}))
+    with pytest.raises(InputError, match="predicted_gap_ms must be a number of ms"):
+        Genotype.load(tmp_path / "bad.json")
+
+
+# ---- a search ------------------------------------------------------------------------------
+def test_a_search_measures_the_gap_once_and_a_resume_keeps_it(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(run_mod, "gap_applies", lambda config: True)  # as under ORT
+    monkeypatch.setattr(run_mod, "measure_network_gap", fake_gap(calls))
+    cfg = tiny_config("lenna", epochs=2, fixed_ms=None)
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        run(cfg, out, on_epoch=stop_after(1))
+    stored = json.loads((out / "fixed_part.json").read_text())
+    assert stored["gap_ms"] == GAP and len(calls) == 1
+    assert calls[0][2] == stored["fixed_ms"]  # the gap is of the fixed part just measured
+    assert stored["gap_measured_on"]["network_ms"] == 1.0
+    res = run(cfg, out, resume=True)
+    assert len(calls) == 1  # read back, not measured again
+    g = res.genotype
+    assert g.predicted_gap_ms == GAP
+    assert g.predicted_network_ms == pytest.approx(g.predicted_ms + stored["fixed_ms"] + GAP)
+    for row in res.metrics:
+        assert row["expected_network_ms"] == pytest.approx(
+            row["predicted_ms"] + stored["fixed_ms"] + GAP
+        )
+    saved = json.loads((out / "genotype.json").read_text())
+    assert saved["predicted_gap_ms"] == GAP
+
+
+def test_a_folder_from_before_the_gap_resumes_with_none_and_a_bad_one_is_refused(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(run_mod, "gap_applies", lambda config: True)
+    monkeypatch.setattr(run_mod, "measure_network_gap", fake_gap([]))
+    cfg = tiny_config("lenna", epochs=2, fixed_ms=None)
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        run(cfg, out, on_epoch=stop_after(1))
+    path = out / "fixed_part.json"
+    stored = json.loads(path.read_text())
+    old = {k: v for k, v in stored.items() if k not in ("gap_ms", "gap_measured_on")}
+    path.write_text(json.dumps(old))
+    res = run(cfg, out, resume=True)
+    assert res.genotype.predicted_gap_ms == 0.0
+    assert res.genotype.predicted_network_ms == pytest.approx(
+        res.genotype.predicted_ms + stored["fixed_ms"]
+    )
+    path.write_text(json.dumps({**old, "gap_ms": "NaN"}))
+    with pytest.raises(InputError, match=r"fixed_part\.json is malformed"):
+        run(cfg, out, resume=True)
+
+
+def test_a_given_fixed_part_or_an_eager_predictor_measures_no_gap(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(run_mod, "measure_network_gap", refuse)
+    res = run(tiny_config("lenna", fixed_ms=0.05), tmp_path / "run")
+    assert res.genotype.predicted_gap_ms == 0.0
+    assert res.genotype.predicted_network_ms == pytest.approx(res.genotype.predicted_ms + 0.05)
+    monkeypatch.setattr(run_mod, "preprocessing_offsets", lambda *a, **k: [0.0, 0.0])
+    res = run(tiny_config("lenna", fixed_ms=None), tmp_path / "eager")  # the fixed part timed
+    stored = json.loads((tmp_path / "eager" / "fixed_part.json").read_text())
+    assert stored["gap_ms"] == 0.0 and stored["gap_measured_on"] is None
+    assert res.genotype.predicted_gap_ms == 0.0
+
+
+def test_only_runtimes_with_a_per_call_cost_measure_the_gap():
+    assert not gap_mod.gap_applies(MeasureConfig(backend="torch"))
+    assert gap_mod.gap_applies(MeasureConfig(backend="onnxruntime"))
