@@ -6,11 +6,15 @@ budget (``budget_ms``: the multiplier on the derived network) and, for compariso
 fixed-λ hinge at the same budget (``lam`` with ``target_ms`` = the budget less the network's
 fixed part, since the hinge covers the cells only). Every derived network is measured and
 trained as in ``search_tradeoff.py``. Reported per run: measured / budget and accuracy.
+Every latency is timed as the predictor's labels were (its backend, threads, calibration): an
+ONNX Runtime predictor gives a budget met in ONNX Runtime.
 
 Searches and training run two at a time (one thread each); every latency is measured alone,
 with nothing else running, so the figure that matters is not disturbed by the parallelism.
 
     python benchmarks/latency_budget.py --out /tmp/lenna-budget
+    python benchmarks/latency_budget.py --space darts --kind additive --no-hinge \
+        --predictor-data benchmarks/data/darts-ort-v2.db --workers 1 --out /tmp/budget-ort
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 
 from lenna.measure.config import MeasureConfig
-from lenna.measure.fingerprint import fingerprint
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import load_predictor, save_predictor
@@ -35,6 +39,7 @@ from lenna.search.datasets import load_data
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.run import run_search
+from lenna.search.timing import measure_config_from, measured_as
 from lenna.search.train import train_network
 from lenna.search.verify import build, evaluate_arch
 
@@ -42,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
 
 SHARES = (0.40, 0.55, 0.70, 0.85)
-DEFAULT_DATA = Path(__file__).parent / "data" / "lenna-v2.db"
+DATA = Path(__file__).parent / "data"
+DEFAULT_DATA = {"lenna": DATA / "lenna-v2.db", "darts": DATA / "darts-v2.db"}
 
 
 def _search(cfg: SearchConfig, run: Path) -> str:
@@ -79,10 +85,11 @@ def _measure(run: Path, measure: MeasureConfig) -> dict:
 def predictor_for(args: argparse.Namespace) -> Path:
     if args.predictor:
         return Path(args.predictor)
-    folder = args.out / f"predictor-lenna-{args.kind}"
+    folder = args.out / f"predictor-{args.space}-{args.kind}"
     if not (folder / "model.json").is_file():
-        data = load_latency_data(args.predictor_data, include_flagged=True)
-        print(f"training {args.kind} on {len(data)} rows of {args.predictor_data}", flush=True)
+        path = args.predictor_data or DEFAULT_DATA[args.space]
+        data = load_latency_data(path, include_flagged=True)
+        print(f"training {args.kind} on {len(data)} rows of {path}", flush=True)
         save_predictor(train_predictor(data, args.kind, seed=0), folder)
     return folder
 
@@ -97,7 +104,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     ap.add_argument("--predictor", help="model folder; else trained from --predictor-data")
-    ap.add_argument("--predictor-data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--space", default="lenna", choices=sorted(DEFAULT_DATA))
+    ap.add_argument(
+        "--predictor-data",
+        type=Path,
+        help="latency dataset to train the predictor on (default: "
+        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_DATA.items())
+        + "); its backend is the one every network is measured in",
+    )
     ap.add_argument("--kind", default="lut+mlp")
     ap.add_argument("--hinge-lam", type=float, default=1.0, help="λ of the fixed-λ hinge")
     ap.add_argument("--no-hinge", action="store_true", help="skip the hinge comparison")
@@ -112,9 +126,9 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     pred = predictor_for(args)
-    model = load_predictor(pred, space="lenna")
+    model = load_predictor(pred, space=args.space)
     base = SearchConfig(
-        space="lenna",
+        space=args.space,
         data="mnist5k",
         limit=args.limit,
         predictor=str(pred),
@@ -124,13 +138,17 @@ def main() -> None:
         net=NetConfig(),
         a_lr=3e-3,
     )
-    measure = MeasureConfig(threads=1)
+    # timed as the labels were: their backend, 1 thread, their Z0, anchors and reference mode
+    measure = measure_config_from(measured_as(model), threads=1)
 
     # 1. λ = 0 per seed: searched, then measured alone: the budgets are shares of it
     zero = {s: args.out / f"seed{s}-lam0" for s in args.seeds}
     parallel(_search, [(replace(base, seed=s), zero[s]) for s in args.seeds], args.workers)
     m0 = {s: _measure(zero[s], measure) for s in args.seeds}
-    fixed = {s: m0[s]["predicted_fixed_ms"] for s in args.seeds}
+    # what the hinge (cells only) leaves outside: the fixed part and the whole-network gap
+    fixed = {
+        s: m0[s]["predicted_fixed_ms"] + (m0[s]["predicted_gap_ms"] or 0.0) for s in args.seeds
+    }
 
     # 2. one search per budget, and the hinge at the same budget
     runs: dict[tuple[int, str, float], Path] = {}
@@ -156,14 +174,20 @@ def main() -> None:
     accs = dict(zip([str(j[0]) for j in every], parallel(_train, every, args.workers), strict=True))
 
     lines = [
-        f"`lenna` space, `mnist5k` (search on {args.limit} images, {args.epochs} epochs "
+        f"`{args.space}` space, `mnist5k` (search on {args.limit} images, {args.epochs} epochs "
         f"({args.warmup} weight warm-up), batch {args.batch}; verification: whole network "
-        f"measured alone at batch 1, 1 thread, normalised as the labels; trained "
+        f"measured alone in {measure.backend} at batch 1, 1 thread, normalised as the labels; "
+        "trained "
         f"{args.eval_epochs} epochs on the full train split, tested on the held-out split); "
         f"predictor `{args.kind}` (held-out MAPE "
         f"{model.info['metrics']['held_out']['mape']:.1f} % on {pred.name}'s dataset). Budget "
-        "= share × the λ = 0 network's measured latency; hinge = "
-        f"λ {args.hinge_lam:g} with target = budget − fixed part (cells only).",
+        "= share × the λ = 0 network's measured latency"
+        + (
+            "."
+            if args.no_hinge
+            else f"; hinge = λ {args.hinge_lam:g} with target = budget − fixed part − gap "
+            "(cells only)."
+        ),
         "",
         "| seed | method | share | budget ms | measured ms | measured / budget | predicted ms "
         "| accuracy | Δ acc vs λ = 0 (points) |",
@@ -210,7 +234,7 @@ def main() -> None:
         )
     publish(
         "Latency budget (benchmarks/latency_budget.py)",
-        fingerprint(threads=1),
+        config_fingerprint(measure),
         lines,
         not args.no_record,
     )

@@ -13,7 +13,7 @@ import lenna.search.run as run_mod
 from lenna.cli.search import derived_line
 from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
-from lenna.search.budget import derived_cells, network_ms
+from lenna.search.budget import check_budget, derived_cells, extreme_network, network_ms
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.space import derive, get_space
@@ -26,7 +26,8 @@ GAP = -0.0375
 def fake_gap(calls: list):
     def fake(space, net, fixed_ms, config=None, calibration=None):
         calls.append((space.name, net, fixed_ms))
-        return {"gap_ms": GAP, "network_ms": 1.0, "cells_ms": 1.0 - fixed_ms - GAP, "cells": {}}
+        cells = 1.0 - fixed_ms - GAP
+        return {"gap_ms": GAP, "gaps_ms": [GAP], "network_ms": 1.0, "cells_ms": cells, "cells": {}}
 
     return fake
 
@@ -35,18 +36,22 @@ def fake_gap(calls: list):
 def test_the_gap_is_the_whole_network_less_its_cells_and_fixed_part(monkeypatch):
     seen = []
 
+    wholes = iter([2.0, 2.5, 1.9])  # the cells always 1.75 ms: gaps −0.25, +0.25, −0.35
+
     def fake_measure(net, config, calibration):
         seen.append(net)
-        return {"measured_ms": 2.0, "measured_cells_ms": 1.75}
+        return {"measured_ms": next(wholes), "measured_cells_ms": 1.75}
 
     monkeypatch.setattr(gap_mod, "measure_network", fake_measure)
     space, shape = get_space("darts"), NetConfig(channels=4, cells=3, stem_multiplier=3)
     got = gap_mod.measure_network_gap(space, shape, 0.5)
-    assert got["gap_ms"] == pytest.approx(2.0 - 1.75 - 0.5)
+    assert got["gaps_ms"] == pytest.approx([-0.25, 0.25, -0.35])
+    assert got["gap_ms"] == pytest.approx(2.0 - 1.75 - 0.5)  # the median repeat, with its times
     assert (got["network_ms"], got["cells_ms"]) == (2.0, 1.75)
     # timed on the network the fixed part is timed on: the cells derived from uniform α
     zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
-    (net,) = seen
+    assert len(seen) == 3 and seen[0] is seen[1] is seen[2]
+    net = seen[0]
     assert net.net == shape and not net.training
     for bt in ("normal", "reduction"):
         assert got["cells"][bt] == derive(space, bt, zeros)
@@ -59,7 +64,8 @@ def test_the_gap_measured_for_real_closes_the_sum(backend):
         pytest.importorskip("onnxruntime")
     quick = {"min_resets": 3, "max_resets": 5, "rel": 0.5}
     cfg = MeasureConfig(threads=1, backend=backend, rule_params=quick)
-    got = gap_mod.measure_network_gap(get_space("lenna"), NetConfig(channels=8, cells=2), 0.01, cfg)
+    net = NetConfig(channels=8, cells=2)
+    got = gap_mod.measure_network_gap(get_space("lenna"), net, 0.01, cfg, repeats=1)
     assert got["network_ms"] > 0 and got["cells_ms"] > 0 and math.isfinite(got["gap_ms"])
     assert got["cells_ms"] + 0.01 + got["gap_ms"] == pytest.approx(got["network_ms"])
 
@@ -170,3 +176,17 @@ def test_a_given_fixed_part_or_an_eager_predictor_measures_no_gap(tmp_path, monk
 def test_only_runtimes_with_a_per_call_cost_measure_the_gap():
     assert not gap_mod.gap_applies(MeasureConfig(backend="torch"))
     assert gap_mod.gap_applies(MeasureConfig(backend="onnxruntime"))
+
+
+def test_a_budget_is_checked_with_the_gap_and_its_refusal_names_it():
+    net = tiny_net("lenna")
+    term = term_for(net, "lenna", budget_ms=1.0, fixed_ms=0.25)
+    _, fastest = extreme_network(term)
+    term.gap_ms = -0.125
+    _, with_gap = extreme_network(term)
+    assert with_gap == pytest.approx(fastest - 0.125)
+    check_budget(term, fastest - 0.1)  # meetable only thanks to the gap
+    with pytest.raises(
+        InputError, match=r"0\.25 ms of it outside the cells, the whole-network gap -0\.125 ms"
+    ):
+        check_budget(term, with_gap - 0.01)

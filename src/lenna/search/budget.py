@@ -160,7 +160,9 @@ def check_budget(term: LatencyTerm, budget_ms: float) -> str | None:
     if budget_ms < fastest:
         raise InputError(
             f"no derivable network meets a {budget_ms:g} ms budget: the fastest found is "
-            f"predicted at {fastest:.4g} ms ({term.outside_ms:.3g} ms of it outside the cells)"
+            f"predicted at {fastest:.4g} ms ({term.fixed_ms:.3g} ms of it outside the cells"
+            + (f", the whole-network gap {term.gap_ms:+.3g} ms" if term.gap_ms else "")
+            + ")"
         )
     _, slowest = extreme_network(term, fastest=False)
     if budget_ms >= slowest:

@@ -10,7 +10,7 @@ is measured on, and added to every whole-network prediction (budget included): �
 uniform-α `darts` network, −0.037 ms implied at a derived one.
 
 Eager PyTorch has no per-part cost; there the gap measured at the uniform-α network (+0.17 ms
-`lenna`, +0.25 ms `darts`, 5–15 %) did not carry to derived networks (+0.03 to +0.23 ms
+`lenna`, +0.25 ms `darts`, 5–15 %) did not carry to derived networks (+0.00 to +0.23 ms
 implied by benchmarks/search_tradeoff.py), and whole-network predictions without it were
 within 4 %, so eager searches do not measure it (see docs/search.md).
 """
@@ -38,20 +38,31 @@ def measure_network_gap(
     fixed_ms: float,
     config: MeasureConfig | None = None,
     calibration: Calibration | None = None,
+    repeats: int = 3,
 ) -> dict:
     """The network of shape ``net`` (the cells derived from uniform α, as the fixed part's)
     timed whole and cell by cell, as ``lenna evaluate-arch`` times a derived network.
 
-    Returns ``gap_ms`` = whole − Σ cells − ``fixed_ms`` (the fixed part measured alone), with
-    the measurements behind it."""
+    Returns ``gap_ms`` = whole − Σ cells − ``fixed_ms`` (the fixed part measured alone), the
+    median of ``repeats`` measurements: a difference of two times of about the same size
+    carries both their noise (single ORT gaps of one network spread 33–43 µs), with the
+    measurements behind it."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     torch.manual_seed(0)
     zeros = torch.zeros(space.alpha_shape, dtype=torch.float64)
     choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
     model = Network(space, net, "fixed", choices).eval()
-    lat = measure_network(model, config or MeasureConfig(), calibration)
+    runs = []
+    for _ in range(repeats):
+        lat = measure_network(model, config or MeasureConfig(), calibration)
+        gap = lat["measured_ms"] - lat["measured_cells_ms"] - float(fixed_ms)
+        runs.append((gap, lat["measured_ms"], lat["measured_cells_ms"]))
+    gap, whole, cells = sorted(runs)[(len(runs) - 1) // 2]
     return {
-        "gap_ms": lat["measured_ms"] - lat["measured_cells_ms"] - float(fixed_ms),
-        "network_ms": lat["measured_ms"],
-        "cells_ms": lat["measured_cells_ms"],
+        "gap_ms": gap,
+        "gaps_ms": [r[0] for r in runs],
+        "network_ms": whole,
+        "cells_ms": cells,
         "cells": choices,
     }

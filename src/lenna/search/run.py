@@ -354,7 +354,8 @@ def _fixed_part(
         "fixed_ms": term.fixed_ms,
         "cell_offsets_ms": term.cell_offsets_ms,
         "gap_ms": term.gap_ms,  # 0 where not measured (eager PyTorch)
-        "gap_measured_on": gap and {k: gap[k] for k in ("network_ms", "cells_ms", "cells")},
+        "gap_measured_on": gap
+        and {k: gap[k] for k in ("gaps_ms", "network_ms", "cells_ms", "cells")},
         "measured_as": rec,
         "fingerprint": config_fingerprint(mcfg),
     }
