@@ -481,8 +481,8 @@ def evaluate_arch_cmd(
     cells, the fixed part and, under ONNX Runtime, the whole-network gap measured before the
     search) and, for a budget search, within_budget; measured_cells_ms (each cell timed alone;
     what the cells' prediction is of) beside predicted_ms; accuracy on the held-out test split;
-    params. A network resized (--preset, --channels, --cells) is measured
-    as trained, and the searched shape's predictions are left out.
+    params. A network resized (--preset, --channels, --cells) is measured as trained, and the
+    searched shape's predictions are left out.
     """
     if epochs < 0:
         raise InputError(f"--epochs must be >= 0, got {epochs}")

@@ -6,8 +6,8 @@ of its own and pays the runtime's per-call cost (about 7 µs here), which the de
 pays once; in benchmarks/search_tradeoff.py the parts of a 0.1 ms `darts` network summed to
 1.37× the network. That does not depend on which ops the cells hold, only on how many parts
 there are and how the runtime joins them, so it is measured once, on the network the fixed part
-is measured on, and added to every whole-network prediction (budget included): −0.031 ms at the
-uniform-α `darts` network, −0.037 ms implied at a derived one.
+is measured on, and added to every whole-network prediction (budget included): −34 µs at the
+uniform-α `darts` network before a search, where the derived network's own was −31 µs.
 
 Eager PyTorch has no per-part cost; there the gap measured at the uniform-α network (+0.17 ms
 `lenna`, +0.25 ms `darts`, 5–15 %) did not carry to derived networks (+0.00 to +0.23 ms
