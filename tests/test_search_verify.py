@@ -43,6 +43,7 @@ RESULT_KEYS = {
     "predicted_per_cell_ms",
     "prediction_error",
     "predicted_fixed_ms",
+    "predicted_gap_ms",
     "predicted_network_ms",
     "network_prediction_error",
     "budget_ms",
@@ -237,6 +238,10 @@ def test_evaluate_arch_compares_the_whole_network_with_its_budget():
         assert res["predicted_network_ms"] == pytest.approx(0.6)
         assert res["network_prediction_error"] == pytest.approx((0.6 - whole) / whole)
         assert res["budget_ms"] == budget and res["within_budget"] is within
+    g.predicted_gap_ms = -0.05  # a search under ONNX Runtime: its parts less the whole
+    res = evaluate_arch(g, tiny_data(), epochs=0, measure=fast())
+    assert res["predicted_gap_ms"] == -0.05
+    assert res["predicted_network_ms"] == pytest.approx(0.55)
 
 
 def test_evaluate_arch_is_reproducible_and_skips_training_at_zero_epochs():
