@@ -18,6 +18,7 @@ from search_helpers import (
     tiny_net,
 )
 
+import lenna.search.run as run_mod
 from lenna.errors import InputError
 from lenna.search.budget import (
     Multiplier,
@@ -190,7 +191,11 @@ def test_the_skeleton_runs_in_onnx_runtime_as_in_torch(space):
     module_call(model, inputs)()  # the timed pass: outputs into buffers bound once
 
 
-def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path):
+def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("an eager search measured the whole-network gap")
+
+    monkeypatch.setattr(run_mod, "measure_network_gap", refuse)
     cfg = tiny_config(epochs=2, fixed_ms=None)
     out = tmp_path / "run"
     with pytest.raises(Stop):
@@ -199,7 +204,8 @@ def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path):
     assert stored["fixed_ms"] > 0 and stored["fingerprint"]["threads"] == 1
     res = run(cfg, out, resume=True)
     assert res.genotype.predicted_fixed_ms == stored["fixed_ms"]
-    assert stored["gap_ms"] == 0.0 and res.genotype.predicted_gap_ms == 0.0  # eager: none
+    assert stored["gap_ms"] == 0.0 and stored["gap_measured_on"] is None  # eager: none
+    assert res.genotype.predicted_gap_ms == 0.0
     assert res.genotype.predicted_network_ms == pytest.approx(
         res.genotype.predicted_ms + stored["fixed_ms"] + stored["gap_ms"]
     )

@@ -110,7 +110,9 @@ def test_a_genotype_keeps_its_gap_and_one_from_before_has_none(tmp_path):
 
 
 # ---- a search ------------------------------------------------------------------------------
-def test_a_search_measures_the_gap_once_and_a_resume_keeps_it(tmp_path, monkeypatch):
+def test_a_search_measures_the_gap_once_a_resume_keeps_it_an_old_folder_has_none(
+    tmp_path, monkeypatch
+):
     calls = []
     monkeypatch.setattr(run_mod, "gap_applies", lambda config: True)  # as under ORT
     monkeypatch.setattr(run_mod, "measure_network_gap", fake_gap(calls))
@@ -133,44 +135,16 @@ def test_a_search_measures_the_gap_once_and_a_resume_keeps_it(tmp_path, monkeypa
         )
     saved = json.loads((out / "genotype.json").read_text())
     assert saved["predicted_gap_ms"] == GAP
-
-
-def test_a_folder_from_before_the_gap_resumes_with_none_and_a_bad_one_is_refused(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setattr(run_mod, "gap_applies", lambda config: True)
-    monkeypatch.setattr(run_mod, "measure_network_gap", fake_gap([]))
-    cfg = tiny_config("lenna", epochs=2, fixed_ms=None)
-    out = tmp_path / "run"
-    with pytest.raises(Stop):
-        run(cfg, out, on_epoch=stop_after(1))
+    # a folder from before the gap resumes with none; a bad one is refused in one line
     path = out / "fixed_part.json"
-    stored = json.loads(path.read_text())
     old = {k: v for k, v in stored.items() if k not in ("gap_ms", "gap_measured_on")}
     path.write_text(json.dumps(old))
-    res = run(cfg, out, resume=True)
-    assert res.genotype.predicted_gap_ms == 0.0
-    assert res.genotype.predicted_network_ms == pytest.approx(
-        res.genotype.predicted_ms + stored["fixed_ms"]
-    )
+    before = run(cfg, out, resume=True).genotype
+    assert before.predicted_gap_ms == 0.0 and len(calls) == 1
+    assert before.predicted_network_ms == pytest.approx(before.predicted_ms + stored["fixed_ms"])
     path.write_text(json.dumps({**old, "gap_ms": "NaN"}))
     with pytest.raises(InputError, match=r"fixed_part\.json is malformed"):
         run(cfg, out, resume=True)
-
-
-def test_a_given_fixed_part_or_an_eager_predictor_measures_no_gap(tmp_path, monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("measured")
-
-    monkeypatch.setattr(run_mod, "measure_network_gap", refuse)
-    res = run(tiny_config("lenna", fixed_ms=0.05), tmp_path / "run")
-    assert res.genotype.predicted_gap_ms == 0.0
-    assert res.genotype.predicted_network_ms == pytest.approx(res.genotype.predicted_ms + 0.05)
-    monkeypatch.setattr(run_mod, "preprocessing_offsets", lambda *a, **k: [0.0, 0.0])
-    res = run(tiny_config("lenna", fixed_ms=None), tmp_path / "eager")  # the fixed part timed
-    stored = json.loads((tmp_path / "eager" / "fixed_part.json").read_text())
-    assert stored["gap_ms"] == 0.0 and stored["gap_measured_on"] is None
-    assert res.genotype.predicted_gap_ms == 0.0
 
 
 def test_only_runtimes_with_a_per_call_cost_measure_the_gap():

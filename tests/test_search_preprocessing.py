@@ -224,6 +224,9 @@ def test_a_given_fixed_part_measures_no_offsets_and_says_so(tmp_path, monkeypatc
         raise AssertionError("measured")
 
     monkeypatch.setattr(run_mod, "preprocessing_offsets", refuse)
+    monkeypatch.setattr(run_mod, "measure_network_gap", refuse)  # nor the whole-network gap
     with pytest.warns(UserWarning, match="not added to its prediction"):
         res = run(tiny_config("darts", fixed_ms=0.05), tmp_path / "run")
     assert "cell_offsets_ms" not in res.genotype.info
+    assert res.genotype.predicted_gap_ms == 0.0
+    assert res.genotype.predicted_network_ms == pytest.approx(res.genotype.predicted_ms + 0.05)
