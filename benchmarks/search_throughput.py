@@ -3,14 +3,18 @@ a derived network, at the `darts-cifar10` preset, on CIFAR-shaped synthetic imag
 
 The search step is DARTS's first order (an α step on the α half, then a weight step on the w
 half) with the latency term of a predictor trained on this repository's `darts` dataset; its
-share of a step is timed inside the step. Training a derived network is plain SGD on a network
-of the evaluation shape. On a GPU the full preset runs (8 cells of 16 channels, batch 64;
-derived network 20 cells of 36 channels, batch 96) and the 50-epoch search cost it implies is
-printed (25,000 + 25,000 images per epoch). On a CPU the sizes are reduced (the options say
-which) and the figures are CPU figures, nothing more.
+share of a step is timed inside the step. Each step runs as ``lenna search`` runs it: batches
+cropped and flipped on the device, in the run's memory format, under its mixed precision.
+Training a derived network is ``evaluate-arch``'s training loop with the `darts-cifar10-eval`
+recipe (crop, flip, cutout, drop-path, the auxiliary head). On a GPU the full preset runs (8
+cells of 16 channels, batch 64; derived network 20 cells of 36 channels, batch 96) and the
+50-epoch search (25,000 + 25,000 images per epoch) and 600-epoch training they imply are
+printed. On a CPU the sizes are reduced (the options say which) and the figures are CPU
+figures, nothing more.
 
     python benchmarks/search_throughput.py                       # reduced, on the CPU
     python benchmarks/search_throughput.py --device cuda --full  # the preset, on a GPU
+    python benchmarks/search_throughput.py --device cuda --full --amp off --channels-last
 """
 
 from __future__ import annotations
@@ -24,19 +28,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lenna.measure.fingerprint import fingerprint
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import save_predictor
+from lenna.search.augment import crop_flip
 from lenna.search.bilevel import search_step
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData
 from lenna.search.device import compute_device
 from lenna.search.network import NetConfig, Network
 from lenna.search.presets import with_preset
+from lenna.search.recipe import TrainRecipe
 from lenna.search.run import Search
+from lenna.search.train import train_network
 from lenna.space import derive, get_space
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,6 +50,7 @@ from _record import publish
 
 DATA = Path(__file__).parent / "data" / "darts-v2.db"
 IMAGES_PER_HALF = 25_000  # CIFAR-10's 50,000 training images, half for w and half for α
+TRAIN_IMAGES = 50_000  # evaluate-arch trains on all of them
 
 
 def cifar_like(n: int, device: torch.device, seed: int = 0) -> ImageData:
@@ -61,8 +68,9 @@ def sync(device: torch.device) -> None:
 
 def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device) -> dict:
     net = {"channels": args.channels, "cells": args.cells}
-    d = with_preset("darts-cifar10", {"predictor": str(predictor), "lam": 1.0, "batch": args.batch,
-                                      "device": str(device), "net": net})  # fmt: skip
+    given = {"predictor": str(predictor), "lam": 1.0, "batch": args.batch, "device": str(device),
+             "net": net, "amp": args.amp, "channels_last": args.channels_last}  # fmt: skip
+    d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
     steps = args.warmup_steps + args.steps
     data = cifar_like(2 * args.batch * steps, device)
@@ -72,9 +80,13 @@ def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device)
     for i in range(steps):
         sync(device)
         t0 = time.perf_counter()
-        bw = (data.x_train[w[i]], data.y_train[w[i]])
-        ba = (data.x_train[a[i]], data.y_train[a[i]])
-        st = search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g)
+        xw, xa = data.x_train[w[i]], data.x_train[a[i]]  # as Search.run_epoch prepares them
+        if cfg.augment:
+            xw, xa = crop_flip(xw, g), crop_flip(xa, g)
+        bw = (xw.contiguous(memory_format=s.memory_format), data.y_train[w[i]])
+        ba = (xa.contiguous(memory_format=s.memory_format), data.y_train[a[i]])
+        st = search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g,
+                         amp=s.amp)  # fmt: skip
         sync(device)
         if i >= args.warmup_steps:
             times.append(time.perf_counter() - t0)
@@ -88,36 +100,29 @@ def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device)
         "cells": args.cells,
         "channels": args.channels,
         "batch": args.batch,
+        "amp": "bf16" if s.amp == torch.bfloat16 else "off",
     }
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
+    """Images per second of evaluate-arch's training loop (one epoch over ``steps`` batches,
+    after a warm-up epoch over ``warmup_steps`` batches; the loop syncs once per batch)."""
     space = get_space("darts")
     zeros = np.zeros(space.alpha_shape)
     choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
     shape = NetConfig(channels=args.eval_channels, cells=args.eval_cells, in_channels=3,
                       stem_stride=1, stem_multiplier=3)  # fmt: skip
     net = Network(space, shape, "fixed", choices).to(device)
-    opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
-    steps = args.warmup_steps + args.steps
-    data = cifar_like(args.eval_batch * steps, device, seed=1)
-    times = []
-    for i in range(steps):
-        x = data.x_train[i * args.eval_batch : (i + 1) * args.eval_batch]
-        y = data.y_train[i * args.eval_batch : (i + 1) * args.eval_batch]
-        sync(device)
-        t0 = time.perf_counter()
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        sync(device)
-        if i >= args.warmup_steps:
-            times.append(time.perf_counter() - t0)
-    step_s = float(np.median(times))
-    return {"images_s": args.eval_batch / step_s, "cells": args.eval_cells,
-            "channels": args.eval_channels, "batch": args.eval_batch}  # fmt: skip
+    recipe = TrainRecipe.of("darts-cifar10-eval", {
+        "epochs": 1, "batch": args.eval_batch, "amp": args.amp,
+        "channels_last": args.channels_last})  # fmt: skip
+    train_network(net, cifar_like(args.eval_batch * args.warmup_steps, device, 2), recipe=recipe)
+    sync(device)
+    out = train_network(net, cifar_like(args.eval_batch * args.steps, device, 1), recipe=recipe)
+    images_s = args.eval_batch * args.steps / out["train_s"]
+    return {"images_s": images_s, "cells": args.eval_cells, "channels": args.eval_channels,
+            "batch": args.eval_batch, "amp": out["amp"],
+            "epochs_h": 600 * TRAIN_IMAGES / images_s / 3600}  # fmt: skip
 
 
 def peak_gb(device: torch.device) -> str:
@@ -140,6 +145,13 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kind", default="lut", help="predictor kind of the latency term")
+    ap.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "off", "bf16"],
+        help="mixed precision, as `lenna search --amp` (auto: bf16 on a GPU)",
+    )
+    ap.add_argument("--channels-last", action="store_true", help="as `lenna search` takes it")
     ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-throughput"))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -158,7 +170,8 @@ def main() -> None:
     lines = [
         f"`darts-cifar10` preset on {device} at {size}, CIFAR-shaped synthetic images, "
         f"{args.threads} CPU thread(s), median of {args.steps} steps after {args.warmup_steps}; "
-        f"latency term: `{args.kind}` trained on {DATA.name}.",
+        f"latency term: `{args.kind}` trained on {DATA.name}; precision {s['amp']}, "
+        f"{'channels-last' if args.channels_last else 'default'} memory format.",
         "",
         "| what | network | batch | images / s | other |",
         "|---|---|---|---|---|",
@@ -167,7 +180,8 @@ def main() -> None:
         f"{100 * s['latency_share']:.2f} % of a step; {s['epoch_s']:.0f} s per epoch of 25k + "
         f"25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs |",
         f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
-        f"{t['batch']} | {t['images_s']:.1f} | |",
+        f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe; "
+        f"{t['epochs_h']:.2f} h for 600 epochs of 50k images |",
         "",
         f"Peak memory: {peak_gb(device)}.",
     ]

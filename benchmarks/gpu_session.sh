@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, in one call (about 5 minutes on an H200):
+#   1. tests/test_cuda.py and the compute-device tests, where `--device auto` is the GPU;
+#   2. search_throughput.py at the full darts-cifar10 preset: bf16, float32, bf16 channels-last;
+#   3. `lenna search` on the GPU in bf16 and in float32 (same seed, same fixed part): do they
+#      derive the same cells?
+#   4. the darts-cifar10 preset end to end on a small CIFAR-10-format folder, then
+#      `lenna evaluate-arch` training on the GPU with DARTS's evaluation recipe.
+# Each step writes its log to OUT; a failing step does not stop the next.
+#
+#   bash benchmarks/gpu_session.sh OUT     # lenna importable (pip install -e . or PYTHONPATH=src)
+set -u
+OUT=${1:?usage: gpu_session.sh OUT}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+W=$(mktemp -d)
+lenna() { python3 -c 'from lenna.cli import main; main()' "$@"; }
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to OUT/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name ($(date -u +%T))"
+    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    echo "   exit $? ($(date -u +%T))"
+    tail -n 4 "$OUT/$name.txt"
+}
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
+    python3 -c 'import torch, sys; print(sys.version.split()[0], torch.__version__,
+torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0))'
+    nproc
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    tests/test_search_device.py tests/test_measure_timer.py
+
+step throughput-bf16 90 python3 benchmarks/search_throughput.py --device cuda --full \
+    --out "$W/tp"
+step throughput-fp32 90 python3 benchmarks/search_throughput.py --device cuda --full \
+    --out "$W/tp" --amp off
+step throughput-bf16-cl 90 python3 benchmarks/search_throughput.py --device cuda --full \
+    --out "$W/tp" --channels-last
+
+step train 60 lenna train benchmarks/data/darts-v2.db --model additive --out "$W/p"
+for amp in bf16 off; do
+    step "search-$amp" 90 lenna search --space darts --predictor "$W/p" --lam 1 --device cuda \
+        --amp "$amp" --fixed-ms 0.16 --out "$W/s-$amp"
+    cp "$W/s-$amp/genotype.json" "$OUT/genotype-$amp.json" 2>/dev/null
+done
+
+python3 - "$W/c10" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+
+root, rng = Path(sys.argv[1]), np.random.default_rng(0)
+root.mkdir(parents=True)
+for name, n in [("data_batch_1.bin", 1280), ("data_batch_2.bin", 1280), ("test_batch.bin", 512)]:
+    rec = np.empty((n, 3073), np.uint8)
+    rec[:, 0] = np.arange(n) % 10
+    rec[:, 1:] = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    (root / name).write_bytes(rec.tobytes())
+EOF
+step search-c10 150 lenna search --preset darts-cifar10 --data "cifar10:$W/c10" --epochs 2 \
+    --predictor "$W/p" --lam 1 --device cuda --out "$W/c10-run"
+cp "$W/c10-run/metrics.csv" "$OUT/c10-metrics.csv" 2>/dev/null
+step evaluate-c10 150 lenna evaluate-arch "$W/c10-run/genotype.json" --preset darts-cifar10-eval \
+    --epochs 2 --cells 8 --channels 16 --device cuda --json
+cp benchmarks/RESULTS.md "$OUT/RESULTS.md"
+echo "done $(date -u +%T)"
