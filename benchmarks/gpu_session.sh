@@ -14,7 +14,12 @@ OUT=${1:?usage: gpu_session.sh OUT}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 W=$(mktemp -d)
-lenna() { python3 -c 'from lenna.cli import main; main()' "$@"; }
+if ! command -v lenna >/dev/null; then  # lenna on PYTHONPATH only: a command timeout can run
+    mkdir -p "$W/bin"
+    printf '#!/bin/sh\nexec python3 -c "from lenna.cli import main; main()" "$@"\n' >"$W/bin/lenna"
+    chmod +x "$W/bin/lenna"
+    export PATH="$W/bin:$PATH"
+fi
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to OUT/NAME.txt
     local name=$1 limit=$2
     shift 2
@@ -33,6 +38,7 @@ torch.version.cuda, torch.cuda.is_available(), torch.cuda.get_device_name(0))'
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+if [ -z "${SEARCH_ONLY:-}" ]; then  # SEARCH_ONLY=1: steps 3 and 4 alone
 step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     tests/test_search_device.py tests/test_measure_timer.py
 
@@ -42,6 +48,8 @@ step throughput-fp32 90 python3 benchmarks/search_throughput.py --device cuda --
     --out "$W/tp" --amp off
 step throughput-bf16-cl 90 python3 benchmarks/search_throughput.py --device cuda --full \
     --out "$W/tp" --channels-last
+
+fi
 
 step train 60 lenna train benchmarks/data/darts-v2.db --model additive --out "$W/p"
 for amp in bf16 off; do

@@ -34,7 +34,7 @@ from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import save_predictor
 from lenna.search.augment import crop_flip
-from lenna.search.bilevel import search_step
+from lenna.search.bilevel import _latency_grad, search_step
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData
 from lenna.search.device import compute_device
@@ -66,17 +66,33 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device) -> dict:
+def latency_term_s(s: Search, device: torch.device, n: int = 20) -> float:
+    """Median seconds of the latency term's value and α gradient, synchronised (inside a step
+    its kernels overlap with the network's, so the step cannot time it on a GPU)."""
+    alphas = dict(s.net.alphas.items())
+    times = []
+    for _ in range(n):
+        sync(device)
+        t0 = time.perf_counter()
+        _latency_grad(s.term, alphas)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.device) -> dict:
+    """The first-order step's rate; ``predictor`` None: λ = 0, no latency term."""
     net = {"channels": args.channels, "cells": args.cells}
-    given = {"predictor": str(predictor), "lam": 1.0, "batch": args.batch, "device": str(device),
-             "net": net, "amp": args.amp, "channels_last": args.channels_last}  # fmt: skip
+    given = {"predictor": str(predictor) if predictor else None, "lam": 1.0 if predictor else 0.0,
+             "batch": args.batch, "device": str(device), "net": net, "amp": args.amp,
+             "channels_last": args.channels_last}  # fmt: skip
     d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
     steps = args.warmup_steps + args.steps
     data = cifar_like(2 * args.batch * steps, device)
     s = Search(replace(cfg, limit=None), data)
     w, a, g = s.batches(0)
-    times, shares = [], []
+    times = []
     for i in range(steps):
         sync(device)
         t0 = time.perf_counter()
@@ -85,17 +101,16 @@ def search_rate(args: argparse.Namespace, predictor: Path, device: torch.device)
             xw, xa = crop_flip(xw, g), crop_flip(xa, g)
         bw = (xw.contiguous(memory_format=s.memory_format), data.y_train[w[i]])
         ba = (xa.contiguous(memory_format=s.memory_format), data.y_train[a[i]])
-        st = search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g,
-                         amp=s.amp)  # fmt: skip
+        search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g, amp=s.amp)
         sync(device)
         if i >= args.warmup_steps:
             times.append(time.perf_counter() - t0)
-            shares.append(st.latency_s / st.step_s)
     step_s = float(np.median(times))
+    lat_s = latency_term_s(s, device) if s.term is not None else 0.0
     return {
         "step_s": step_s,
         "images_s": 2 * args.batch / step_s,
-        "latency_share": float(np.median(shares)),
+        "latency_share": lat_s / step_s,
         "epoch_s": IMAGES_PER_HALF / args.batch * step_s,
         "cells": args.cells,
         "channels": args.channels,
