@@ -249,7 +249,7 @@ def test_training_without_a_preset_is_the_training_before_recipes():
         TrainRecipe(epochs=2, batch=8),
     )  # fmt: skip
     assert losses == ref_losses and got["accuracy"] == ref_acc
-    res = verify.evaluate_arch(g, data, epochs=1, seed=3, measure=_fast())
+    res = verify.evaluate_arch(g, data, epochs=1, seed=3, measure=_fast(), device="cpu")
     assert res["train"] == TrainRecipe(epochs=1).to_dict() and res["net"] == g.net.to_dict()
     assert res["amp_used"] == "off"  # float32 on a CPU
 

@@ -188,7 +188,12 @@ def test_a_channels_last_search_epoch_gives_the_contiguous_ones_loss(tmp_path):
     rows = {}
     for last in (False, True):
         cfg = tiny_config(
-            space="darts", predictor=None, lam=0.0, channels_last=last, net=SMALL_LAST
+            space="darts",
+            predictor=None,
+            lam=0.0,
+            channels_last=last,
+            net=SMALL_LAST,
+            device="cpu",  # on CUDA, cuDNN's TF32 kernels differ by layout (test_cuda.py)
         )
         s = Search(cfg, tiny_data())
         rows[last] = s.run_epoch()
