@@ -158,6 +158,28 @@ def test_weighted_edge_is_the_softmax_weighted_sum(name, stride):
         assert not torch.allclose(edge(x, probs), edge.ops[0](x))
 
 
+@pytest.mark.parametrize(
+    "op_names",
+    [("none", "max_pool_3x3", "sep_conv_3x3"), ("sep_conv_3x3", "none", "skip_connect"), ("none",)],
+    ids=["none-first", "none-between", "only-none"],
+)
+def test_the_weighted_product_has_the_explicit_sums_value_and_gradients(op_names):
+    """The stacked product leaves `none` out wherever it sits; value, the probabilities'
+    gradients (zero for `none`'s own) and the input's gradient are the explicit sum's."""
+    edge = MixedEdge(op_names, C, C, 1, mode="weighted")
+    logits = torch.randn(len(op_names), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, C, 7, 7, generator=torch.Generator().manual_seed(2))
+    got, want = [], []
+    for fn, sink in ((lambda xx, pp: edge(xx, pp), got), (None, want)):
+        xx, lg = x.clone().requires_grad_(), logits.clone().requires_grad_()
+        pp = torch.softmax(lg, 0)
+        out = fn(xx, pp) if fn else sum(p * op(xx) for p, op in zip(pp, edge.ops, strict=True))
+        out.pow(2).sum().backward()
+        sink.extend([out.detach(), xx.grad, lg.grad])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
 # ---- α gradients -------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["weighted", "gated"])
 @pytest.mark.parametrize("block_type", BLOCK_TYPES)

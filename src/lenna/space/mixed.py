@@ -1,6 +1,9 @@
 """A mixed edge: the candidate ops of one edge, run in one of three modes.
 
-- ``weighted`` (DARTS): every op runs; output = Σ softmax(α)_i · op_i(x).
+- ``weighted`` (DARTS): every op runs; output = Σ softmax(α)_i · op_i(x). The ops' outputs
+  are stacked and weighted in one product, and ``none`` (whose output is zero) is left out of
+  it: the same sum with a few kernels per edge instead of three per op, which is what a GPU
+  step at DARTS's size waits on (docs/gpu.md).
 - ``gated`` (ProxylessNAS binary gates): :meth:`MixedEdge.reset_gates` samples ONE op from
   softmax(α) and only that op runs, which is what makes the latency of a sampled path real.
   When gradients are on, the output is scaled by ``1 + p - p.detach()`` (value 1) so α still
@@ -63,6 +66,12 @@ class MixedEdge(nn.Module):
         else:
             self.active = None
             self.ops = nn.ModuleList(build_op(n, c_in, c_out, stride) for n in self.op_names)
+        # the weighted sum's terms: every op but `none` (a zero term), and their probabilities'
+        # positions (a slice when they are contiguous, as in DARTS's list: no index per step)
+        self._terms = [i for i, n in enumerate(self.op_names) if n != NONE_OP]
+        t = self._terms
+        contiguous = bool(t) and t == list(range(t[0], t[-1] + 1))
+        self._term_probs: slice | list[int] = slice(t[0], t[-1] + 1) if contiguous else t
 
     def reset_gates(self, probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """Sample the one op to run from ``probs`` (this edge's softmax(α)); returns its index."""
@@ -87,7 +96,7 @@ class MixedEdge(nn.Module):
         if self.mode == "weighted":
             if probs is None:
                 raise ValueError("weighted mode needs the edge's probabilities")
-            return sum(p * op(x) for p, op in zip(probs, self.ops, strict=False))
+            return self._weighted(x, probs)
         if self.active is None:
             raise InputError("gated edge has no sampled op: call reset_gates() first")
         out = self.ops[self.active](x)
@@ -95,3 +104,11 @@ class MixedEdge(nn.Module):
             p = probs[self.active]
             out = out * (1 + p - p.detach())
         return out
+
+    def _weighted(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Σ_i probs_i · op_i(x) over the ops that are not ``none``, as one product."""
+        if not self._terms:  # only `none`: the zero it stands for
+            return self.ops[0](x) * probs[0]
+        outs = torch.stack([self.ops[i](x) for i in self._terms])
+        w = probs[self._term_probs].to(outs.dtype)
+        return torch.tensordot(w, outs, dims=1)
