@@ -6,7 +6,8 @@
 #      derive the same cells?
 #   4. the darts-cifar10 preset end to end on a small CIFAR-10-format folder, then
 #      `lenna evaluate-arch` training on the GPU with DARTS's evaluation recipe.
-# Each step writes its log to OUT; a failing step does not stop the next.
+# Each step writes its log to OUT; a failing step does not stop the next. The steps' own time
+# limits add up to 16 minutes, the worst case; give a caller's limit room for that or less.
 #
 #   bash benchmarks/gpu_session.sh OUT     # lenna importable (pip install -e . or PYTHONPATH=src)
 set -u
@@ -14,6 +15,7 @@ OUT=${1:?usage: gpu_session.sh OUT}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
 if ! command -v lenna >/dev/null; then  # lenna on PYTHONPATH only: a command timeout can run
     mkdir -p "$W/bin"
     printf '#!/bin/sh\nexec python3 -c "from lenna.cli import main; main()" "$@"\n' >"$W/bin/lenna"

@@ -120,8 +120,9 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
-    """Images per second of evaluate-arch's training loop (one epoch over ``steps`` batches,
-    after a warm-up epoch over ``warmup_steps`` batches; the loop syncs once per batch)."""
+    """Images per second of evaluate-arch's training loop: the second of two epochs over
+    ``steps`` batches (the first warms up; drop-path is 0 in a first epoch and on in the
+    second), from the end of one epoch to the end of the next."""
     space = get_space("darts")
     zeros = np.zeros(space.alpha_shape)
     choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
@@ -129,12 +130,17 @@ def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
                       stem_stride=1, stem_multiplier=3)  # fmt: skip
     net = Network(space, shape, "fixed", choices).to(device)
     recipe = TrainRecipe.of("darts-cifar10-eval", {
-        "epochs": 1, "batch": args.eval_batch, "amp": args.amp,
+        "epochs": 2, "batch": args.eval_batch, "amp": args.amp,
         "channels_last": args.channels_last})  # fmt: skip
-    train_network(net, cifar_like(args.eval_batch * args.warmup_steps, device, 2), recipe=recipe)
-    sync(device)
-    out = train_network(net, cifar_like(args.eval_batch * args.steps, device, 1), recipe=recipe)
-    images_s = args.eval_batch * args.steps / out["train_s"]
+    ends: list[float] = []
+
+    def epoch_end(*_: float) -> None:
+        sync(device)
+        ends.append(time.perf_counter())
+
+    data = cifar_like(args.eval_batch * args.steps, device, 1)
+    out = train_network(net, data, on_epoch=epoch_end, recipe=recipe)
+    images_s = args.eval_batch * args.steps / (ends[1] - ends[0])
     return {"images_s": images_s, "cells": args.eval_cells, "channels": args.eval_channels,
             "batch": args.eval_batch, "amp": out["amp"],
             "epochs_h": 600 * TRAIN_IMAGES / images_s / 3600}  # fmt: skip
@@ -200,7 +206,8 @@ def main() -> None:
         "",
         f"Peak memory: {peak_gb(device)}.",
     ]
-    fp = fingerprint(str(device), threads=args.threads, batch=args.batch)
+    dtype = "bfloat16" if s["amp"] == "bf16" else "float32"
+    fp = fingerprint(str(device), threads=args.threads, dtype=dtype, batch=args.batch)
     publish("Search throughput (benchmarks/search_throughput.py)", fp, lines, not args.no_record)
 
 
