@@ -180,6 +180,19 @@ def test_the_weighted_product_has_the_explicit_sums_value_and_gradients(op_names
         torch.testing.assert_close(g, w)
 
 
+def test_the_weighted_product_keeps_a_channels_last_input_channels_last():
+    space = get_space("darts")
+    edge = MixedEdge(space.ops, C, C, 1, mode="weighted").to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(len(space.ops), generator=g), 0)
+    x = torch.randn(2, C, 7, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = edge(x, probs)
+        expected = sum(p * op(x) for p, op in zip(probs, edge.ops, strict=True))
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, expected)
+
+
 # ---- α gradients -------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["weighted", "gated"])
 @pytest.mark.parametrize("block_type", BLOCK_TYPES)

@@ -31,6 +31,7 @@ from lenna.space.registry import build_op
 
 MODES = ("weighted", "gated", "fixed")
 NONE_OP = "none"  # the op that stands for an absent edge
+LAST = torch.channels_last
 
 
 def check_mode(mode: str) -> str:
@@ -109,6 +110,11 @@ class MixedEdge(nn.Module):
         """Σ_i probs_i · op_i(x) over the ops that are not ``none``, as one product."""
         if not self._terms:  # only `none`: the zero it stands for
             return self.ops[0](x) * probs[0]
-        outs = torch.stack([self.ops[i](x) for i in self._terms])
-        w = probs[self._term_probs].to(outs.dtype)
-        return torch.tensordot(w, outs, dims=1)
+        outs = [self.ops[i](x) for i in self._terms]
+        w = probs[self._term_probs]
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=LAST):
+            # channels-last: stack NHWC views so the product keeps the layout (no copies)
+            nhwc = torch.stack([o.permute(0, 2, 3, 1) for o in outs])
+            return torch.tensordot(w.to(nhwc.dtype), nhwc, dims=1).permute(0, 3, 1, 2)
+        stacked = torch.stack(outs)
+        return torch.tensordot(w.to(stacked.dtype), stacked, dims=1)
