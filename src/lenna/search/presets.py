@@ -16,6 +16,10 @@ Differentiable Architecture Search", ICLR 2019, appendix A.1.1, and the authors'
 - both halves augmented as ``train_search.py`` does: a random crop of the image padded by 4,
   and a random horizontal flip (done on the device here).
 
+Where LENNA's search differs from that code: ``model_search.py``'s batch norms have no
+learnable affine (``affine=False``) and follow every pooling candidate; LENNA's supernet uses
+the op modules of the derived cells it measures (learnable batch norms, none after a pool).
+
 ``darts-cifar10-eval`` is DARTS's training of the derived network on CIFAR-10, for
 ``lenna evaluate-arch`` (paper appendix A.2.1, "Other hyperparameters remain the same as the
 ones used for architecture search"; code ``cnn/train.py``, ``cnn/model.py``, ``cnn/utils.py``):
