@@ -74,3 +74,13 @@ def test_every_benchmark_script_answers_help():
         assert "usage:" in text, f"{path}: no usage text"
         if "_record" in Path(path).read_text():  # it appends to RESULTS.md: a way not to
             assert "--no-record" in text, f"{path}: records, but has no --no-record"
+
+
+def test_every_benchmark_shell_script_parses():
+    """The shell scripts (the GPU session) run where a GPU is lent, rarely: `bash -n` at least
+    catches a syntax error before that call is spent."""
+    scripts = sorted(BENCHMARKS.glob("*.sh"))
+    assert scripts, "no shell scripts in benchmarks/"
+    for path in scripts:
+        done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{path.name}: {done.stderr}"
