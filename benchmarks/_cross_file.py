@@ -62,9 +62,15 @@ def read(path: Path) -> tuple[np.ndarray, float]:
     return y, float(z0)
 
 
-def cross_file(files: int, samples: int, seed: int, threads: int) -> list[str]:
-    """Run both arms, ``files`` files each; the Markdown lines of the result."""
-    arms = {"shared": CLI, "per-file": PER_FILE}
+ARMS = {"shared": CLI, "per-file": PER_FILE}
+
+
+def cross_file(
+    files: int, samples: int, seed: int, threads: int, arms: tuple[str, ...] = tuple(ARMS)
+) -> list[str]:
+    """Run the ``arms`` (both by default), ``files`` files each; the Markdown lines of the
+    result."""
+    arms = {a: ARMS[a] for a in arms}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         walls: dict[str, list[float]] = {a: [] for a in arms}
@@ -77,7 +83,8 @@ def cross_file(files: int, samples: int, seed: int, threads: int) -> list[str]:
         lines = [
             f"Cross-file: {files} files per arm of the same {samples} blocks (lenna, sampler "
             f"seed {seed}, every default but `--drift-every 0`, {threads} thread(s)), each "
-            "written by a fresh `lenna measure` process, the arms interleaved file by file.",
+            "written by a fresh `lenna measure` process"
+            + (", the arms interleaved file by file." if len(arms) > 1 else "."),
             "",
             "| arm | pairs: median \\|Δ\\|/mean | worst pair | Z0 of the files (ms) "
             "| wall per file, calibration included (s) |",

@@ -133,12 +133,20 @@ def main() -> None:
         "--cross-file", action="store_true", help="the cross-file case (see above); --seed 4242"
     )
     ap.add_argument("--files", type=int, default=3, help="files per arm (--cross-file)")
+    ap.add_argument(
+        "--arms",
+        default="shared,per-file",
+        help="comma-separated arms of --cross-file: shared (the default calibration), per-file",
+    )
     args = ap.parse_args()
     if args.cross_file:
-        from _cross_file import cross_file
+        from _cross_file import ARMS, cross_file
 
+        arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+        if not arms or any(a not in ARMS for a in arms):
+            ap.error(f"--arms takes {', '.join(ARMS)}; got {args.arms!r}")
         seed = 4242 if args.seed == 2026 else args.seed
-        lines = cross_file(args.files, args.samples, seed, args.threads)
+        lines = cross_file(args.files, args.samples, seed, args.threads, arms)
         publish_cpu("measure_repeatability --cross-file", args, lines)
         return
     space = lenna.get_space("lenna")

@@ -15,6 +15,10 @@ figures, nothing more.
     python benchmarks/search_throughput.py                       # reduced, on the CPU
     python benchmarks/search_throughput.py --device cuda --full  # the preset, on a GPU
     python benchmarks/search_throughput.py --device cuda --full --amp off --channels-last
+    python benchmarks/search_throughput.py --device cuda --full --no-cuda-graph  # eager steps
+
+On a GPU the step is replayed as a CUDA graph, as ``lenna search`` runs it (its first steps run
+eagerly and capture; the timed steps come after them).
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import save_predictor
 from lenna.search.augment import crop_flip
-from lenna.search.bilevel import _latency_grad, search_step
+from lenna.search.bilevel import _latency_grad
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData
 from lenna.search.device import compute_device
+from lenna.search.graphed import FIRST_EAGER, graph_applies
 from lenna.search.network import NetConfig, Network
 from lenna.search.presets import with_preset
 from lenna.search.recipe import TrainRecipe
@@ -85,13 +90,16 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
     net = {"channels": args.channels, "cells": args.cells}
     given = {"predictor": str(predictor) if predictor else None, "lam": 1.0 if predictor else 0.0,
              "batch": args.batch, "device": str(device), "net": net, "amp": args.amp,
-             "channels_last": args.channels_last}  # fmt: skip
+             "channels_last": args.channels_last, "cuda_graph": args.cuda_graph}  # fmt: skip
     d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
-    steps = args.warmup_steps + args.steps
+    graphs = cfg.cuda_graph and graph_applies(device, cfg.mode, cfg.unrolled, False)
+    warmup = max(args.warmup_steps, FIRST_EAGER + 1) if graphs else args.warmup_steps
+    steps = warmup + args.steps
     data = cifar_like(2 * args.batch * steps, device)
     s = Search(replace(cfg, limit=None), data)
     w, a, g = s.batches(0)
+    step = s.stepper(True, g)  # as Search.run_epoch steps: a graph's replay, or eager
     times = []
     for i in range(steps):
         sync(device)
@@ -101,9 +109,9 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
             xw, xa = crop_flip(xw, g), crop_flip(xa, g)
         bw = (xw.contiguous(memory_format=s.memory_format), data.y_train[w[i]])
         ba = (xa.contiguous(memory_format=s.memory_format), data.y_train[a[i]])
-        search_step(s.net, s.term, s.w_opt, s.a_opt, bw, ba, cfg.grad_clip, False, g, amp=s.amp)
+        step(bw, ba)
         sync(device)
-        if i >= args.warmup_steps:
+        if i >= warmup:
             times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
     lat_s = latency_term_s(s, device) if s.term is not None else 0.0
@@ -116,6 +124,8 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
         "channels": args.channels,
         "batch": args.batch,
         "amp": "bf16" if s.amp == torch.bfloat16 else "off",
+        "graph": s.graphs,
+        "warmup": warmup,
     }
 
 
@@ -173,6 +183,12 @@ def main() -> None:
         help="mixed precision, as `lenna search --amp` (auto: bf16 on a GPU)",
     )
     ap.add_argument("--channels-last", action="store_true", help="as `lenna search` takes it")
+    ap.add_argument(
+        "--cuda-graph",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="replay the step as a CUDA graph on a GPU, as `lenna search` does (default: on)",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-throughput"))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -190,9 +206,10 @@ def main() -> None:
     size = "the full preset" if args.full else "reduced sizes"
     lines = [
         f"`darts-cifar10` preset on {device} at {size}, CIFAR-shaped synthetic images, "
-        f"{args.threads} CPU thread(s), median of {args.steps} steps after {args.warmup_steps}; "
+        f"{args.threads} CPU thread(s), median of {args.steps} steps after {s['warmup']}; "
         f"latency term: `{args.kind}` trained on {DATA.name}; precision {s['amp']}, "
-        f"{'channels-last' if args.channels_last else 'default'} memory format.",
+        f"{'channels-last' if args.channels_last else 'default'} memory format; search step "
+        f"{'replayed as a CUDA graph' if s['graph'] else 'eager'}.",
         "",
         "| what | network | batch | images / s | other |",
         "|---|---|---|---|---|",

@@ -198,3 +198,79 @@ def test_channels_last_bf16_training_runs_on_cuda_and_matches_contiguous():
         curves[last] = [loss for _, loss, _ in rows]
     assert all(np.isfinite(curves[True]))
     assert curves[True] == pytest.approx(curves[False], rel=0.05)  # bf16: loose
+
+
+# ---- the search step as a CUDA graph (lenna.search.graphed) -------------------------------------
+def _graph_config(**kw):
+    from search_helpers import tiny_config
+
+    # 64 images, batch 8: 4 steps per epoch; the first epoch captures after 3 eager steps
+    return tiny_config(device="cuda", amp="off", limit=64, epochs=2, **kw)
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_a_graphed_search_takes_the_eager_searchs_steps(amp):
+    """Same seed, graphs on and off: the same losses and α, within float rounding (cuDNN's
+    kernels, capturable Adam's bias correction on the device); a graph was captured and
+    replayed, and the latency term (a ``lut`` table indexed on the CPU) stayed outside it."""
+    from search_helpers import tiny_data
+
+    from lenna.search.run import Search
+
+    runs = {}
+    for on in (True, False):
+        s = Search(_graph_config(cuda_graph=on, amp=amp), tiny_data())
+        rows = [s.run_epoch(), s.run_epoch()]
+        assert s.graphs is on and s._captured is on
+        runs[on] = (rows, {k: a.detach().cpu() for k, a in s.net.alphas.items()})
+    tol = 1e-3 if amp == "off" else 5e-2
+    for key in ("w_loss", "a_loss", "total_loss", "predicted_ms"):
+        got = [r[key] for r in runs[True][0]]
+        assert got == pytest.approx([r[key] for r in runs[False][0]], rel=tol), key
+    for k, a in runs[True][1].items():
+        assert torch.allclose(a, runs[False][1][k], rtol=tol, atol=tol * 1e-2), k
+
+
+def test_a_graphed_search_resumes_from_its_checkpoint(tmp_path):
+    """Stopped after epoch 1 and resumed (Adam's step counts come back from the CPU onto the
+    GPU, where a capturable Adam keeps them): the run an unstopped one reaches."""
+    from search_helpers import Stop, read_alphas, run, stop_after
+
+    cfg = _graph_config(epochs=3)
+    full = run(cfg, tmp_path / "full")
+    with pytest.raises(Stop):
+        run(cfg, tmp_path / "cut", on_epoch=stop_after(1))
+    resumed = run(cfg, tmp_path / "cut", resume=True)
+    assert len(resumed.metrics) == len(full.metrics) == 3
+    a, b = read_alphas(tmp_path / "full")[-1], read_alphas(tmp_path / "cut")[-1]
+    for k in ("normal", "reduction"):
+        assert np.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
+    """Anything in the step that reads a value back to the host (``.item()``, a check of α, a
+    copy from pageable memory) would stop its capture and, eagerly, stall every step; CUDA's
+    sync debug mode raises at the first one."""
+    from search_helpers import tiny_data
+
+    from lenna.search.bilevel import _latency_grad
+    from lenna.search.graphed import GraphedStep
+    from lenna.search.run import Search
+
+    s = Search(_graph_config(amp=amp), tiny_data())
+    step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=False)
+    w, a, _ = s.batches(0)
+    d = s.data
+    batch_w, batch_a = (d.x_train[w[0]], d.y_train[w[0]]), (d.x_train[a[0]], d.y_train[a[0]])
+    step(batch_w, batch_a)  # a first step makes the optimisers' states
+    e, e_grads, _ = _latency_grad(s.term, dict(s.net.alphas.items()))
+    inp = {"xw": batch_w[0], "yw": batch_w[1], "xa": batch_a[0], "ya": batch_a[1], "e": e}
+    inp.update({f"de.{k}": v for k, v in e_grads.items()})
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats = step._body(inp)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert stats.shape == (6,) and torch.isfinite(stats).all()

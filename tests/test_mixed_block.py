@@ -274,3 +274,22 @@ def test_fixed_with_a_node_cut_off_is_refused():
     choices = [None if e.dst == 2 else "skip_connect" for e in space.edges]
     with pytest.raises(InputError, match="node 2"):
         Block(space, "normal", C, mode="fixed", choices=choices)
+
+
+def test_the_op_mask_tensor_is_made_once_per_space_type_and_device():
+    """``probabilities`` reuses one mask tensor (a copy from the host per forward pass would
+    stall a GPU), one per block type."""
+    from lenna.space.encode import torch_mask
+
+    sp = get_space("darts")
+    m = torch_mask(sp, "normal", torch.device("cpu"))
+    assert torch_mask(sp, "normal", torch.device("cpu")) is m
+    assert torch.equal(m, torch.as_tensor(sp.op_mask("normal")))
+    r = torch_mask(sp, "reduction", torch.device("cpu"))
+    assert r is not m and torch.equal(r, torch.as_tensor(sp.op_mask("reduction")))
+
+
+def test_a_non_contiguous_term_index_is_a_buffer_outside_the_state_dict():
+    edge = MixedEdge(["skip_connect", "none", "max_pool_3x3"], 4, 4, 1)
+    assert edge._term_probs is None and edge._term_index.tolist() == [0, 2]
+    assert "_term_index" not in edge.state_dict()  # checkpoints and weights stay as they were

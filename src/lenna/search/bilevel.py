@@ -111,29 +111,69 @@ def search_step(
         )
     # ---- α step ----------------------------------------------------------------------
     e, e_grads, lat_s = _latency_grad(term, alphas)
-    a_opt.zero_grad(set_to_none=True)
     if unrolled:
+        a_opt.zero_grad(set_to_none=True)
         loss, ce, e_leaf, logits = _unrolled_alpha_grads(
             net, term, w_opt, batch_w, batch_a, e, weights, amp
         )
-    else:
-        loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp)
-        grads = torch.autograd.grad(
-            loss, list(alphas.values()) + ([e_leaf] if e_leaf is not None else [])
-        )
-        for a, g in zip(alphas.values(), grads, strict=False):
-            a.grad = g
         if e_leaf is not None:
-            e_leaf.grad = grads[-1]
-    if e_leaf is not None:
-        t1 = time.perf_counter()
-        for k, a in alphas.items():
-            a.grad = a.grad + e_leaf.grad * e_grads[k]
-        lat_s += time.perf_counter() - t1
-    a_opt.step()
+            for k, a in alphas.items():
+                a.grad = a.grad + e_leaf.grad * e_grads[k]
+        a_opt.step()
+    else:
+        loss, ce, logits = alpha_update(net, term, a_opt, batch_a, e, e_grads, amp)
     return _w_step(
         net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, lat_s, amp
     )
+
+
+def alpha_update(
+    net: Network,
+    term: LatencyTerm | None,
+    a_opt: torch.optim.Optimizer,
+    batch_a: tuple[torch.Tensor, torch.Tensor],
+    e: torch.Tensor | None,
+    e_grads: dict[str, torch.Tensor],
+    amp: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First-order α step at the current w, given E and dE/dα: (α loss, CE, logits). Nothing
+    here reads a value back to the host, so a CUDA graph can hold it
+    (:mod:`lenna.search.graphed`)."""
+    alphas = dict(net.alphas.items())
+    a_opt.zero_grad(set_to_none=True)
+    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp)
+    grads = torch.autograd.grad(
+        loss, list(alphas.values()) + ([e_leaf] if e_leaf is not None else [])
+    )
+    for (k, a), g in zip(alphas.items(), grads, strict=False):
+        # the latency term by the chain rule: dLoss/dE · dE/dα
+        a.grad = g if e_leaf is None else g + grads[-1] * e_grads[k]
+    a_opt.step()
+    return loss, ce, logits
+
+
+def w_update(
+    net: Network,
+    w_opt: torch.optim.Optimizer,
+    batch_w: tuple[torch.Tensor, torch.Tensor],
+    grad_clip: float,
+    amp: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight step on the w half: (loss, logits). No read-back either."""
+    alphas = list(net.alphas.values())
+    for a in alphas:
+        a.requires_grad_(False)  # the w step needs no α gradient
+    try:
+        w_opt.zero_grad(set_to_none=True)
+        w_logits = _forward(net, batch_w[0], amp)
+        w_loss = F.cross_entropy(w_logits, batch_w[1])
+        w_loss.backward()
+        nn.utils.clip_grad_norm_(net.weights(), grad_clip)
+        w_opt.step()
+    finally:
+        for a in alphas:
+            a.requires_grad_(True)
+    return w_loss, w_logits
 
 
 def _w_step(
@@ -152,23 +192,10 @@ def _w_step(
     amp: torch.dtype | None = None,
 ) -> StepStats:
     """The weight step on the w half, and the step's statistics."""
-    alphas = dict(net.alphas.items())
-    weights = net.weights()
     a_correct = int((logits.argmax(1) == batch_a[1]).sum())
     if net.mode == "gated":
         net.reset_gates(generator)
-    for a in alphas.values():
-        a.requires_grad_(False)  # the w step needs no α gradient
-    try:
-        w_opt.zero_grad(set_to_none=True)
-        w_logits = _forward(net, batch_w[0], amp)
-        w_loss = F.cross_entropy(w_logits, batch_w[1])
-        w_loss.backward()
-        nn.utils.clip_grad_norm_(weights, grad_clip)
-        w_opt.step()
-    finally:
-        for a in alphas.values():
-            a.requires_grad_(True)
+    w_loss, w_logits = w_update(net, w_opt, batch_w, grad_clip, amp)
     return StepStats(
         w_loss=float(w_loss.detach()),
         w_correct=int((w_logits.argmax(1) == batch_w[1]).sum()),

@@ -22,7 +22,7 @@ from lenna.space.mixed import check_mode
 
 AMP_CHOICES = ("auto", "off", "bf16")
 # settings that decide a run's speed, not its result: a run may continue with others
-SPEED_ONLY = ("device", "channels_last")
+SPEED_ONLY = ("device", "channels_last", "cuda_graph")
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -66,6 +66,7 @@ class SearchConfig:
     augment: bool = False  # random crop (padding 4) and flip of every batch, on the device
     amp: str = "auto"  # "off", "bf16", or "auto": bf16 on a GPU that has it, else off
     channels_last: bool = False  # supernet and batches in torch.channels_last (speed only)
+    cuda_graph: bool = True  # on a GPU, each epoch's step replayed as a CUDA graph (search.graphed)
     net: NetConfig = field(default_factory=NetConfig)
     w_lr: float = 0.025
     w_lr_min: float = 0.001

@@ -41,6 +41,13 @@ from lenna.search.folder import (
     write_metrics,
 )
 from lenna.search.genotype import Genotype
+from lenna.search.graphed import (
+    FIRST_EAGER,
+    LATER_EAGER,
+    GraphedStep,
+    graph_applies,
+    set_capturable,
+)
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, Network, network_bytes
 from lenna.search.network_gap import gap_applies, measure_network_gap
@@ -120,8 +127,17 @@ class Search:
         self.w_opt = torch.optim.SGD(
             self.net.weights(), cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_wd
         )
+        # each epoch's step replayed as a CUDA graph where one can hold it (search.graphed)
+        self.graphs = cfg.cuda_graph and graph_applies(
+            self.device, cfg.mode, cfg.unrolled, cfg.budget_ms is not None
+        )
+        self._captured = False  # a graph was captured in this process (later ones warm up less)
         self.a_opt = torch.optim.Adam(
-            list(self.net.alphas.values()), cfg.a_lr, betas=(0.5, 0.999), weight_decay=cfg.a_wd
+            list(self.net.alphas.values()),
+            cfg.a_lr,
+            betas=(0.5, 0.999),
+            weight_decay=cfg.a_wd,
+            capturable=self.graphs,
         )
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.w_opt, cfg.epochs, eta_min=cfg.w_lr_min
@@ -151,6 +167,7 @@ class Search:
                 raise KeyError(f"missing {missing[:3]}, unexpected {res.unexpected_keys[:3]}")
             for name, opt in (("w_opt", self.w_opt), ("a_opt", self.a_opt)):
                 opt.load_state_dict(unflatten_state(name, tensors, meta[name]))
+            set_capturable(self.a_opt, self.graphs)  # the checkpoint's flag may be the other
             self.sched.load_state_dict(meta["sched"])
             epoch = int(meta["epoch"])
             if not 1 <= epoch <= self.cfg.epochs:  # a checkpoint is written after an epoch
@@ -178,11 +195,36 @@ class Search:
             g,
         )
 
+    def stepper(
+        self, arch: bool, generator: torch.Generator
+    ) -> Callable[[tuple, tuple], StepStats]:
+        """This epoch's step, ``step(batch_w, batch_a)``: a CUDA graph's replay or eager."""
+        cfg = self.cfg
+        if self.graphs:
+            eager = LATER_EAGER if self._captured else FIRST_EAGER
+            return GraphedStep(self.net, self.term, self.w_opt, self.a_opt, cfg.grad_clip, arch,
+                               self.amp, eager_steps=eager)  # fmt: skip
+
+        def step(batch_w: tuple, batch_a: tuple) -> StepStats:
+            net, term = self.net, self.term
+            return search_step(
+                net, term, self.w_opt, self.a_opt, batch_w, batch_a, cfg.grad_clip,
+                cfg.unrolled, generator, arch=arch, amp=self.amp,
+            )  # fmt: skip
+
+        return step
+
+    def _after_epoch(self, step: Callable) -> None:
+        if isinstance(step, GraphedStep):
+            self._captured |= step.captured
+            self.graphs = step.capture  # a failed capture is not tried again
+
     def run_epoch(self, on_step: Callable[[StepStats, int, int], None] | None = None) -> dict:
         cfg, d = self.cfg, self.data
         epoch = self.epoch
         torch.manual_seed(_epoch_seed(cfg.seed, epoch))
         w_batches, a_batches, g = self.batches(epoch)
+        step = self.stepper(epoch >= cfg.warmup, g)
         self.net.train()
         lr = self.w_opt.param_groups[0]["lr"]
         tot: dict[str, float] = dict.fromkeys(
@@ -194,19 +236,7 @@ class Search:
                 xw, xa = crop_flip(xw, g), crop_flip(xa, g)
             xw = xw.contiguous(memory_format=self.memory_format)
             xa = xa.contiguous(memory_format=self.memory_format)
-            st = search_step(
-                self.net,
-                self.term,
-                self.w_opt,
-                self.a_opt,
-                (xw, d.y_train[wi]),
-                (xa, d.y_train[ai]),
-                cfg.grad_clip,
-                cfg.unrolled,
-                g,
-                arch=epoch >= cfg.warmup,
-                amp=self.amp,
-            )
+            st = step((xw, d.y_train[wi]), (xa, d.y_train[ai]))
             n = len(wi)
             tot["w_loss"] += st.w_loss * n
             tot["a_loss"] += st.a_loss * n
@@ -221,6 +251,7 @@ class Search:
                 self.term.multiplier = self.multiplier.update(self.derived_ms())
             if on_step:
                 on_step(st, i + 1, len(w_batches))
+        self._after_epoch(step)
         self.sched.step()
         self.epoch += 1
         n = tot["n"]

@@ -16,17 +16,30 @@ from lenna.errors import InputError
 from lenna.space.spec import SearchSpace
 
 Alphas = np.ndarray | torch.Tensor
+# (id(space), block type, device) -> (space, its op mask there); the space is kept so its id
+# stays its own
+_MASKS: dict[tuple[int, str, torch.device], tuple[SearchSpace, torch.Tensor]] = {}
+
+
+def torch_mask(space: SearchSpace, block_type: str, device: torch.device) -> torch.Tensor:
+    """The op mask of ``block_type`` as a tensor on ``device``, made once: copying it from the
+    host at every forward pass would make the CPU wait for the GPU each time, and no CUDA graph
+    can hold such a copy (:mod:`lenna.search.graphed`)."""
+    key = (id(space), block_type, torch.device(device))
+    hit = _MASKS.get(key)
+    if hit is None or hit[0] is not space:
+        hit = _MASKS[key] = (space, torch.as_tensor(space.op_mask(block_type), device=device))
+    return hit[1]
 
 
 def probabilities(space: SearchSpace, block_type: str, alphas: Alphas) -> Alphas:
     """softmax(α) per edge over that edge's ops; padded slots are exactly 0."""
-    mask = space.op_mask(block_type)
     if isinstance(alphas, torch.Tensor):
         _check_torch(space, alphas)
-        m = torch.as_tensor(mask, device=alphas.device)
+        m = torch_mask(space, block_type, alphas.device)
         return torch.softmax(alphas.masked_fill(~m, float("-inf")), dim=-1)
     a = space.check_alphas(alphas)
-    z = np.where(mask, a, -np.inf)
+    z = np.where(space.op_mask(block_type), a, -np.inf)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
 
@@ -64,5 +77,7 @@ def _check_torch(space: SearchSpace, alphas: torch.Tensor) -> None:
             f"alphas for space {space.name!r} must end in shape {space.alpha_shape} "
             f"(edges × ops), got {tuple(alphas.shape)}"
         )
-    if not torch.isfinite(alphas.detach()).all():
+    # the check reads α back to the host: on a GPU that would make the CPU wait at every
+    # forward pass (and no CUDA graph can hold it), so there a diverged search shows in its loss
+    if alphas.device.type == "cpu" and not torch.isfinite(alphas.detach()).all():
         raise InputError("alphas contain NaN or inf; expected finite logits")

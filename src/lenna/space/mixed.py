@@ -72,7 +72,10 @@ class MixedEdge(nn.Module):
         self._terms = [i for i, n in enumerate(self.op_names) if n != NONE_OP]
         t = self._terms
         contiguous = bool(t) and t == list(range(t[0], t[-1] + 1))
-        self._term_probs: slice | list[int] = slice(t[0], t[-1] + 1) if contiguous else t
+        self._term_probs: slice | None = slice(t[0], t[-1] + 1) if contiguous else None
+        # otherwise an index that moves with the module: a list would be copied to the GPU
+        # at every step
+        self.register_buffer("_term_index", torch.tensor(t, dtype=torch.long), persistent=False)
 
     def reset_gates(self, probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """Sample the one op to run from ``probs`` (this edge's softmax(α)); returns its index."""
@@ -111,7 +114,11 @@ class MixedEdge(nn.Module):
         if not self._terms:  # only `none`: the zero it stands for
             return self.ops[0](x) * probs[0]
         outs = [self.ops[i](x) for i in self._terms]
-        w = probs[self._term_probs]
+        w = (
+            probs[self._term_probs]
+            if self._term_probs is not None
+            else probs.index_select(0, self._term_index)
+        )
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=LAST):
             # channels-last: stack NHWC views so the product keeps the layout (no copies)
             nhwc = torch.stack([o.permute(0, 2, 3, 1) for o in outs])

@@ -1,0 +1,158 @@
+"""The search step a CUDA graph holds (``lenna.search.graphed``), checked on the CPU: its body,
+run eagerly, takes exactly the eager step; where a graph does not apply the search is eager;
+a failed capture falls back with a warning; the option round-trips. Capture and replay on a
+GPU are checked in ``test_cuda.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+import torch
+from search_helpers import batches, optimisers, run, term_for, tiny_config, tiny_net
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.search import graphed
+from lenna.search.bilevel import search_step
+from lenna.search.config import SearchConfig
+from lenna.search.graphed import GraphedStep, graph_applies, set_capturable
+from lenna.search.run import Search
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+runner = CliRunner()
+
+
+def _pair(lam: float):
+    """Two identical (network, term, optimisers) set-ups."""
+    out = []
+    for _ in range(2):
+        net = tiny_net(seed=3)
+        term = term_for(net, lam=lam) if lam is not None else None
+        out.append((net, term, *optimisers(net)))
+    return out
+
+
+def _state(net, w_opt, a_opt) -> list[torch.Tensor]:
+    s = [p.detach().clone() for p in net.state_dict().values()]
+    for opt in (w_opt, a_opt):
+        for st in opt.state.values():
+            s += [v.detach().clone() for v in st.values() if isinstance(v, torch.Tensor)]
+    return s
+
+
+@pytest.mark.parametrize(("lam", "arch"), [(1.0, True), (0.0, True), (None, True), (1.0, False)])
+def test_the_graph_body_takes_exactly_the_eager_step(lam, arch):
+    """Three steps of the body (latency term outside, chain rule inside) against
+    ``search_step``: the same weights, α, BN statistics, optimiser states and statistics."""
+    (n1, t1, w1, a1), (n2, t2, w2, a2) = _pair(lam)
+    step = GraphedStep(n2, t2, w2, a2, 5.0, arch=arch, capture=False)
+    bw, ba = batches(8)
+    for _ in range(3):
+        want = search_step(n1, t1, w1, a1, bw, ba, 5.0, arch=arch)
+        got = step(bw, ba)
+        for f in ("w_loss", "w_correct", "a_loss", "a_correct", "total_loss"):
+            assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-12), f
+        if t1 is None:
+            assert got.expected_ms != got.expected_ms  # nan: no term, nothing predicted
+        else:
+            assert got.expected_ms == pytest.approx(want.expected_ms, rel=1e-12)
+        assert isinstance(got.w_correct, int) and got.batch == want.batch == 8
+    s1, s2 = _state(n1, w1, a1), _state(n2, w2, a2)
+    assert len(s1) == len(s2)
+    assert all(torch.equal(x, y) for x, y in zip(s1, s2, strict=True))
+    moved = not torch.equal(n1.alphas["normal"], tiny_net(seed=3).alphas["normal"])
+    assert moved == arch  # the α step ran only where asked
+
+
+def test_a_failed_capture_warns_once_and_steps_eagerly(monkeypatch):
+    """Capture fails (as it would on an op that reads back to the host): the step is still
+    taken, eagerly, exactly, and later steps do not try again."""
+
+    class Broken:
+        def __init__(self, *a, **k):
+            pass
+
+    @contextlib.contextmanager
+    def failing(_graph):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        yield
+
+    monkeypatch.setattr(graphed.torch.cuda, "CUDAGraph", Broken)
+    monkeypatch.setattr(graphed.torch.cuda, "graph", failing)
+    monkeypatch.setattr(graphed.torch.cuda, "synchronize", lambda *a: None)
+    (n1, t1, w1, a1), (n2, t2, w2, a2) = _pair(1.0)
+    step = GraphedStep(n2, t2, w2, a2, 5.0, capture=True, eager_steps=0)
+    bw, ba = batches(8)
+    with pytest.warns(UserWarning, match="could not be captured.*not permitted") as rec:
+        got = [step(bw, ba) for _ in range(3)]
+    assert len(rec) == 1 and not step.capture and not step.captured
+    want = [search_step(n1, t1, w1, a1, bw, ba, 5.0) for _ in range(3)]
+    assert [g.w_loss for g in got] == pytest.approx([w.w_loss for w in want], rel=1e-12)
+    assert torch.equal(n1.alphas["normal"], n2.alphas["normal"])
+
+
+@pytest.mark.parametrize(
+    ("device", "mode", "unrolled", "budget", "applies"),
+    [
+        ("cuda", "weighted", False, False, True),
+        ("cpu", "weighted", False, False, False),
+        ("cuda", "gated", False, False, False),  # a new path each step
+        ("cuda", "weighted", True, False, False),  # second order
+        ("cuda", "weighted", False, True, False),  # μ changes each step
+    ],
+)
+def test_where_a_graph_applies(device, mode, unrolled, budget, applies):
+    assert graph_applies(torch.device(device), mode, unrolled, budget) is applies
+
+
+def test_a_search_on_the_cpu_is_eager_and_its_adam_is_not_capturable():
+    s = Search(tiny_config())
+    assert s.cfg.cuda_graph and not s.graphs
+    assert not s.a_opt.param_groups[0]["capturable"]
+    assert not isinstance(s.stepper(True, torch.Generator()), GraphedStep)
+
+
+def test_set_capturable_moves_adam_step_counts_and_sets_the_flag():
+    net = tiny_net()
+    _, a_opt = optimisers(net)
+    for a in net.alphas.values():
+        a.grad = torch.ones_like(a)
+    a_opt.step()
+    set_capturable(a_opt, True)
+    assert a_opt.param_groups[0]["capturable"]
+    steps = [a_opt.state[p]["step"] for p in net.alphas.values()]
+    assert all(s.dtype == torch.float32 and float(s) == 1.0 for s in steps)
+    set_capturable(a_opt, False)
+    assert not a_opt.param_groups[0]["capturable"]
+    assert all(a_opt.state[p]["step"].device.type == "cpu" for p in net.alphas.values())
+    w_opt, _ = optimisers(net)
+    set_capturable(w_opt, True)  # SGD has no such flag: left as it is
+    assert "capturable" not in w_opt.param_groups[0]
+
+
+def test_the_option_round_trips_and_a_run_may_resume_with_the_other(tmp_path):
+    cfg = tiny_config(cuda_graph=False, epochs=2)
+    assert SearchConfig.from_dict(cfg.to_dict()).cuda_graph is False
+    older = {k: v for k, v in cfg.to_dict().items() if k != "cuda_graph"}
+    assert SearchConfig.from_dict(older).cuda_graph is True  # a folder from before: on
+    run(cfg, tmp_path / "r")
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert stored["cuda_graph"] is False
+
+
+def test_the_cli_records_no_cuda_graph_and_resumes_with_either(tmp_path):
+    from search_helpers import predictor_folder
+
+    out = tmp_path / "run"
+    args = ["search", "--out", str(out), "--data", "synthetic", "--limit", "32", "--batch", "8",
+            "--channels", "8", "--cells", "2", "--epochs", "1", "--predictor",
+            str(predictor_folder()), "--lam", "0.5", "--fixed-ms", "0.05"]  # fmt: skip
+    r = runner.invoke(app, [*args, "--no-cuda-graph"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["cuda_graph"] is False
+    r = runner.invoke(app, ["search", "--out", str(out), "--resume", "--cuda-graph"])
+    assert r.exit_code == 0, r.output  # a speed setting: not a different search
+    r = runner.invoke(app, ["search", "--help"])
+    assert "--cuda-graph" in r.output
