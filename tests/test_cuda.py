@@ -201,50 +201,66 @@ def test_channels_last_bf16_training_runs_on_cuda_and_matches_contiguous():
 
 
 # ---- the search step as a CUDA graph (lenna.search.graphed) -------------------------------------
+# One replay against the eager step from the same state: tests/test_search_graphed.py.
 def _graph_config(**kw):
     from search_helpers import tiny_config
 
-    # 64 images, batch 8: 4 steps per epoch; the first epoch captures after 3 eager steps
-    return tiny_config(device="cuda", amp="off", limit=64, epochs=2, **kw)
+    # with _graph_data(), batch 8: 4 steps per epoch; the first captures after 3 eager steps
+    return tiny_config(**{"device": "cuda", "amp": "off", "limit": 64, "epochs": 2, **kw})
+
+
+def _graph_data():
+    from lenna.search.datasets import load_data
+
+    return load_data("synthetic", seed=0, limit=64)
+
+
+def _alphas_close(a: dict, b: dict) -> bool:
+    """α of two runs agree within 5 % of their scale: the runs' kernels differ in rounding
+    (cuDNN's atomics), and Adam turns a rounding difference in a gradient near 0 into a
+    difference up to its learning rate; a step that went wrong differs by far more."""
+    return all(
+        np.abs(np.asarray(a[k]) - np.asarray(b[k])).max() <= 0.05 * np.abs(np.asarray(b[k])).max()
+        for k in ("normal", "reduction")
+    )
 
 
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 def test_a_graphed_search_takes_the_eager_searchs_steps(amp):
-    """Same seed, graphs on and off: the same losses and α, within float rounding (cuDNN's
-    kernels, capturable Adam's bias correction on the device); a graph was captured and
+    """Same seed, graphs on and off, two epochs (the second captured again, at the new
+    learning rate): the same losses and α within the runs' rounding; a graph was captured and
     replayed, and the latency term (a ``lut`` table indexed on the CPU) stayed outside it."""
-    from search_helpers import tiny_data
-
     from lenna.search.run import Search
 
     runs = {}
     for on in (True, False):
-        s = Search(_graph_config(cuda_graph=on, amp=amp), tiny_data())
+        s = Search(_graph_config(cuda_graph=on, amp=amp), _graph_data())
         rows = [s.run_epoch(), s.run_epoch()]
         assert s.graphs is on and s._captured is on
-        runs[on] = (rows, {k: a.detach().cpu() for k, a in s.net.alphas.items()})
-    tol = 1e-3 if amp == "off" else 5e-2
+        runs[on] = (rows, {k: a.detach().cpu().numpy() for k, a in s.net.alphas.items()})
     for key in ("w_loss", "a_loss", "total_loss", "predicted_ms"):
         got = [r[key] for r in runs[True][0]]
-        assert got == pytest.approx([r[key] for r in runs[False][0]], rel=tol), key
-    for k, a in runs[True][1].items():
-        assert torch.allclose(a, runs[False][1][k], rtol=tol, atol=tol * 1e-2), k
+        assert got == pytest.approx([r[key] for r in runs[False][0]], rel=2e-2), key
+    assert _alphas_close(runs[True][1], runs[False][1])
 
 
 def test_a_graphed_search_resumes_from_its_checkpoint(tmp_path):
     """Stopped after epoch 1 and resumed (Adam's step counts come back from the CPU onto the
     GPU, where a capturable Adam keeps them): the run an unstopped one reaches."""
-    from search_helpers import Stop, read_alphas, run, stop_after
+    from search_helpers import Stop, read_alphas, stop_after
 
-    cfg = _graph_config(epochs=3)
-    full = run(cfg, tmp_path / "full")
+    from lenna.search.run import run_search
+
+    cfg, data = _graph_config(epochs=3), _graph_data()
+    full = run_search(cfg, tmp_path / "full", data=data, figures=False)
     with pytest.raises(Stop):
-        run(cfg, tmp_path / "cut", on_epoch=stop_after(1))
-    resumed = run(cfg, tmp_path / "cut", resume=True)
+        run_search(cfg, tmp_path / "cut", data=data, figures=False, on_epoch=stop_after(1))
+    resumed = run_search(cfg, tmp_path / "cut", resume=True, data=data, figures=False)
     assert len(resumed.metrics) == len(full.metrics) == 3
-    a, b = read_alphas(tmp_path / "full")[-1], read_alphas(tmp_path / "cut")[-1]
-    for k in ("normal", "reduction"):
-        assert np.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
+    assert [r["w_loss"] for r in resumed.metrics] == pytest.approx(
+        [r["w_loss"] for r in full.metrics], rel=2e-2
+    )
+    assert _alphas_close(read_alphas(tmp_path / "cut")[-1], read_alphas(tmp_path / "full")[-1])
 
 
 @pytest.mark.parametrize("amp", ["off", "bf16"])
@@ -252,13 +268,11 @@ def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
     """Anything in the step that reads a value back to the host (``.item()``, a check of α, a
     copy from pageable memory) would stop its capture and, eagerly, stall every step; CUDA's
     sync debug mode raises at the first one."""
-    from search_helpers import tiny_data
-
     from lenna.search.bilevel import _latency_grad
     from lenna.search.graphed import GraphedStep
     from lenna.search.run import Search
 
-    s = Search(_graph_config(amp=amp), tiny_data())
+    s = Search(_graph_config(amp=amp), _graph_data())
     step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=False)
     w, a, _ = s.batches(0)
     d = s.data

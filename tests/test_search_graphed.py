@@ -108,7 +108,7 @@ def test_where_a_graph_applies(device, mode, unrolled, budget, applies):
 
 
 def test_a_search_on_the_cpu_is_eager_and_its_adam_is_not_capturable():
-    s = Search(tiny_config())
+    s = Search(tiny_config(device="cpu"))  # on a GPU machine auto is CUDA
     assert s.cfg.cuda_graph and not s.graphs
     assert not s.a_opt.param_groups[0]["capturable"]
     assert not isinstance(s.stepper(True, torch.Generator()), GraphedStep)
@@ -156,3 +156,67 @@ def test_the_cli_records_no_cuda_graph_and_resumes_with_either(tmp_path):
     assert r.exit_code == 0, r.output  # a speed setting: not a different search
     r = runner.invoke(app, ["search", "--help"])
     assert "--cuda-graph" in r.output
+
+
+def _tensors(s: Search) -> list[torch.Tensor]:
+    """Every tensor a step changes: weights, α, BN statistics, both optimisers' states."""
+    out = list(s.net.state_dict().values())
+    for opt in (s.w_opt, s.a_opt):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                out += [st[k] for k in sorted(st) if isinstance(st[k], torch.Tensor)]
+    return out
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_a_replayed_step_is_the_eager_step_from_the_same_state(device):
+    """Four steps (three eager, then capture on a GPU), then a fifth on new batches: replayed
+    (on the CPU: the body run eagerly) against the eager step taken from the same state, put
+    back in place. On a GPU this shows the replay reads the new batches and the state as it is
+    now, not as it was at capture; the CPU run checks the comparison itself."""
+    from search_helpers import tiny_config
+
+    from lenna.search.datasets import load_data
+
+    d = load_data("synthetic", seed=0, limit=96)
+    s = Search(tiny_config(device=device, amp="off", limit=96), d)
+    w, a, _ = s.batches(0)
+
+    def batch(i):
+        return (s.data.x_train[w[i]], s.data.y_train[w[i]]), (
+            s.data.x_train[a[i]],
+            s.data.y_train[a[i]],
+        )
+
+    cuda = device == "cuda"
+    step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=cuda)
+    for i in range(4):
+        step(*batch(i))
+    assert step.captured is cuda
+    before = [t.detach().clone() for t in _tensors(s)]
+    got = step(*batch(4))
+    replayed = [t.detach().clone() for t in _tensors(s)]
+    with torch.no_grad():
+        for t, b in zip(_tensors(s), before, strict=True):
+            t.copy_(b)  # in place: the graph's tensors are these
+    eager = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=False)
+    want = eager(*batch(4))
+    rel, atol = (1e-4, 1e-6) if cuda else (0.0, 0.0)  # cuDNN's atomics round differently
+    for f in ("w_loss", "a_loss", "total_loss", "expected_ms", "w_correct", "a_correct"):
+        assert getattr(got, f) == pytest.approx(getattr(want, f), rel=rel, abs=atol), f
+    now = _tensors(s)
+    assert len(now) == len(replayed) > 2 * len(list(s.net.parameters()))
+    for x, y in zip(replayed, now, strict=True):
+        assert torch.allclose(x.double(), y.double(), rtol=rel, atol=atol)
+    moved = [not torch.equal(x, b) for x, b in zip(replayed, before, strict=True)]
+    assert sum(moved) > len(moved) // 2  # the step changed the state it was compared on
