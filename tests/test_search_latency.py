@@ -65,6 +65,31 @@ def test_expected_ms_is_the_sum_of_the_predictor_over_the_cells():
     assert len(term.per_cell_ms(alphas)) == 3
 
 
+@pytest.mark.parametrize("kind", [k for k in list_kinds() if predictor_class(k).differentiable])
+def test_one_pass_per_cell_type_is_the_cells_asked_one_by_one(kind):
+    """The term asks the predictor once per cell type, at all that type's cells' shapes: the
+    value and the α-gradient of asking cell by cell (two reductions at two shapes here)."""
+    net = tiny_net(cells=3)
+    pred = predictor("lenna", kind)
+    term = LatencyTerm(pred, SPACE, net.specs)
+    offsets = [0.01, 0.02, -0.005]
+    term.set_offsets(offsets)
+    g = torch.Generator().manual_seed(1)
+    base = {k: torch.randn(SPACE.alpha_shape, dtype=torch.float64, generator=g) for k in net.alphas}
+    a = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+    b = {k: v.clone().requires_grad_(True) for k, v in base.items()}
+    e = term.expected_ms(a)
+    by_hand = sum(
+        pred.predict(b[c.block_type], c.block_type, c.channels, c.resolution) + off
+        for c, off in zip(net.specs, offsets, strict=True)
+    )
+    assert e.shape == () and float(e.detach()) == pytest.approx(float(by_hand.detach()), rel=1e-12)
+    ga = torch.autograd.grad(e, list(a.values()))
+    gb = torch.autograd.grad(by_hand, list(b.values()))
+    for x, y in zip(ga, gb, strict=True):
+        assert torch.allclose(x, y, rtol=1e-10, atol=1e-14)
+
+
 def test_uniform_ms_is_e_at_zero_alphas_and_the_default_reference():
     net = tiny_net()
     term = term_for(net)

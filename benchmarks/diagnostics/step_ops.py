@@ -1,5 +1,7 @@
 """How many PyTorch ops a first-order DARTS search step dispatches, at the `darts-cifar10`
-preset's depth (8 cells of the `darts` space, weighted mode, λ = 0).
+preset's depth (8 cells of the `darts` space, weighted mode, λ = 0), and how many the latency
+term's value and α-gradient dispatch with a `lut` and an `additive` predictor trained on
+`benchmarks/data/darts-v2.db` (the term runs eagerly, outside a CUDA graph).
 
 On a GPU a step at DARTS's size waits on launching its many small kernels rather than on
 the GPU's arithmetic (docs/gpu.md), so the count of dispatched ops is a figure that holds
@@ -9,6 +11,7 @@ uses by default on CUDA. Channels and batch do not change the counts. Prints; re
 nothing.
 
     python benchmarks/diagnostics/step_ops.py
+    python benchmarks/diagnostics/step_ops.py --kinds   # the step alone
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from search_throughput import cifar_like
+from search_throughput import DATA, cifar_like
 
-from lenna.search.bilevel import search_step
+from lenna.predict import load_data as load_latency_data
+from lenna.predict import train_predictor
+from lenna.predict.io import load_predictor, save_predictor
+from lenna.search.bilevel import _latency_grad, search_step
 from lenna.search.config import SearchConfig
 from lenna.search.network import NetConfig
 from lenna.search.presets import with_preset
@@ -49,6 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cells", type=int, default=8)
     ap.add_argument("--top", type=int, default=12, help="ops to list by count")
+    ap.add_argument(
+        "--kinds", nargs="*", default=["lut", "additive"], help="latency terms to count"
+    )
+    ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-throughput"))
     args = ap.parse_args()
     torch.manual_seed(0)
     net = {"channels": 8, "cells": args.cells}
@@ -82,10 +92,31 @@ def main() -> None:
     print("|---|---|")
     for name, c in (("forward", forward), ("backward", backward), ("search step", whole)):
         print(f"| {name} | {sum(c.ops.values()):,} |")
+    for kind in args.kinds:
+        c = term_ops(s, kind, args.out)
+        print(f"| latency term, `{kind}` (value and α-gradient) | {sum(c.ops.values()):,} |")
     print(
         "most frequent in a step: "
         + ", ".join(f"{k} {v}" for k, v in whole.ops.most_common(args.top))
     )
+
+
+def term_ops(s: Search, kind: str, out: Path) -> OpCount:
+    """The ops of one latency-term pass at the search's cells (a predictor of ``kind`` trained
+    on DATA, cached in ``out`` as search_throughput.py caches it)."""
+    from lenna.search.latency import LatencyTerm
+
+    folder = out / f"darts-{kind}"
+    if not (folder / "model.json").is_file():
+        save_predictor(train_predictor(load_latency_data(DATA), kind, seed=0), folder)
+    pred = load_predictor(folder, space="darts")
+    term = LatencyTerm(pred, s.space, s.net.specs, 1.0, allow_extrapolation=True)
+    alphas = dict(s.net.alphas.items())
+    _latency_grad(term, alphas)  # a first pass: anything made once is made
+    count = OpCount()
+    with count:
+        _latency_grad(term, alphas)
+    return count
 
 
 if __name__ == "__main__":

@@ -143,6 +143,21 @@ class Predictor:
         # one value per block, whatever the model kind's own output shape
         return self.forward_features(X).reshape(alphas.shape[:-2])
 
+    def predict_shapes(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: torch.Tensor,
+        resolution: torch.Tensor,
+    ) -> torch.Tensor:
+        """Expected latency (ms) of blocks of one type at several shapes in one pass: row ``i``
+        of ``alphas`` ``(n, E, K)`` at ``channels[i]``, ``resolution[i]`` (float tensors on
+        ``alphas``'s device). A search's cells share their type's α but not their shape; one
+        pass per type, not per cell, is what keeps the latency term cheap on a GPU. The caller
+        checks the ranges (:meth:`check_range`)."""
+        X = encode(self.space, block_type, channels, resolution, alphas)
+        return self.forward_features(X).reshape(alphas.shape[:-2])
+
     def check_range(
         self, block_type: str, channels: int, resolution: int, strict: bool = False
     ) -> str | None:

@@ -92,6 +92,16 @@ class LatencyTerm:
         # the whole network minus its parts timed alone (:mod:`lenna.search.network_gap`)
         self.gap_ms = 0.0
         self.outside = self._check_ranges(allow_extrapolation)
+        # per block type: its cells' shapes as tensors where α live (one predictor pass per type)
+        self._shapes: dict[str, list[torch.Tensor]] = {}
+        for bt in dict.fromkeys(c.block_type for c in self.cells):
+            of_type = [c for c in self.cells if c.block_type == bt]
+            self._shapes[bt] = [
+                torch.tensor(
+                    [getattr(c, f) for c in of_type], dtype=torch.float64, device=self.device
+                )
+                for f in ("channels", "resolution")
+            ]
         self._ref_given = ref_ms is not None
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
         if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
@@ -146,16 +156,16 @@ class LatencyTerm:
         return msgs
 
     def expected_ms(self, alphas: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Σ over cells of the predicted expected latency (ms), differentiable in ``alphas``."""
+        """Σ over cells of the predicted expected latency (ms), differentiable in ``alphas``:
+        one predictor pass per cell type, at all its cells' shapes (ranges checked in
+        ``__init__``)."""
         total = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OutOfRange)  # refused or allowed in __init__
-            for c, offset in zip(self.cells, self.cell_offsets_ms, strict=True):
-                a = alphas[c.block_type].to(self.device, torch.float64)
-                ms = self.predictor.predict(a, c.block_type, c.channels, c.resolution).reshape(())
-                ms = ms + offset
-                total = ms if total is None else total + ms
-        return total
+        for bt, (channels, resolution) in self._shapes.items():
+            a = alphas[bt].to(self.device, torch.float64)
+            a = a.expand(len(channels), *a.shape)  # the cells of a type share its α
+            ms = self.predictor.predict_shapes(a, bt, channels, resolution).sum()
+            total = ms if total is None else total + ms
+        return total + sum(self.cell_offsets_ms)
 
     def per_cell_ms(self, alphas: Mapping[str, torch.Tensor]) -> list[float]:
         with torch.no_grad(), warnings.catch_warnings():

@@ -62,7 +62,9 @@ def encode(
     kw = {"dtype": p.dtype, "device": p.device}
 
     def column(v: object) -> torch.Tensor:
-        return torch.as_tensor(v, **kw).expand(batch).unsqueeze(-1)
+        if not isinstance(v, torch.Tensor):  # a fill, not a copy from the host (no GPU wait)
+            return torch.full((*batch, 1), float(v), **kw)
+        return v.to(**kw).expand(batch).unsqueeze(-1)
 
     if not isinstance(channels, torch.Tensor) and not isinstance(resolution, torch.Tensor):
         space.check(block_type, channels, resolution)
