@@ -38,7 +38,7 @@ from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import save_predictor
 from lenna.search.augment import crop_flip
-from lenna.search.bilevel import _latency_grad
+from lenna.search.bilevel import latency_grad
 from lenna.search.config import SearchConfig
 from lenna.search.datasets import ImageData
 from lenna.search.device import compute_device
@@ -79,7 +79,7 @@ def latency_term_s(s: Search, device: torch.device, n: int = 20) -> float:
     for _ in range(n):
         sync(device)
         t0 = time.perf_counter()
-        _latency_grad(s.term, alphas)
+        latency_grad(s.term, alphas)
         sync(device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -93,7 +93,7 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
              "channels_last": args.channels_last, "cuda_graph": args.cuda_graph}  # fmt: skip
     d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
-    graphs = cfg.cuda_graph and graph_applies(device, cfg.mode, cfg.unrolled, False)
+    graphs = cfg.cuda_graph and graph_applies(device, cfg.mode, cfg.unrolled)
     warmup = max(args.warmup_steps, FIRST_EAGER + 1) if graphs else args.warmup_steps
     steps = warmup + args.steps
     data = cifar_like(2 * args.batch * steps, device)

@@ -236,7 +236,7 @@ def test_a_graphed_search_takes_the_eager_searchs_steps(amp):
     for on in (True, False):
         s = Search(_graph_config(cuda_graph=on, amp=amp), _graph_data())
         rows = [s.run_epoch(), s.run_epoch()]
-        assert s.graphs is on and s._captured is on
+        assert s.graphs is on and (True in s._warmed) is on
         runs[on] = (rows, {k: a.detach().cpu().numpy() for k, a in s.net.alphas.items()})
     for key in ("w_loss", "a_loss", "total_loss", "predicted_ms"):
         got = [r[key] for r in runs[True][0]]
@@ -263,12 +263,48 @@ def test_a_graphed_search_resumes_from_its_checkpoint(tmp_path):
     assert _alphas_close(read_alphas(tmp_path / "cut")[-1], read_alphas(tmp_path / "full")[-1])
 
 
+def test_a_graphed_budget_search_captures_and_moves_its_multiplier():
+    """A budget's μ changes every step (dual ascent on the derived network's prediction); it
+    is a buffer of the graph, so the search is graphed and μ still moves."""
+    from lenna.search.run import Search
+
+    s = Search(_graph_config(lam=0.0, budget_ms=1e-3), _graph_data())  # far under: μ rises
+    rows = [s.run_epoch(), s.run_epoch()]
+    assert s.graphs and True in s._warmed
+    assert 0 < rows[0]["multiplier"] < rows[1]["multiplier"]
+
+
+def test_a_diverged_graphed_search_stops_in_one_line_at_the_epochs_end():
+    """On a GPU α are not checked at every pass (that would stall it): once an epoch."""
+    from lenna.errors import InputError
+    from lenna.search.run import Search
+
+    s = Search(_graph_config(), _graph_data())
+    with torch.no_grad():
+        s.net.alphas["normal"][0, 0] = float("nan")
+    with pytest.raises(InputError, match="diverged"):
+        s.run_epoch()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_a_graphed_search_on_a_second_gpu_captures_there():
+    """Streams and capture follow the search's device, not the current one (cuda:0): a graph
+    captured on the wrong device would be empty and its replays would do nothing."""
+    from lenna.search.run import Search
+
+    s = Search(_graph_config(device="cuda:1"), _graph_data())
+    start = {k: a.detach().clone() for k, a in s.net.alphas.items()}
+    rows = [s.run_epoch(), s.run_epoch()]
+    assert s.graphs and True in s._warmed and np.isfinite(rows[-1]["w_loss"])
+    assert all(not torch.equal(start[k], a) for k, a in s.net.alphas.items())
+
+
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
     """Anything in the step that reads a value back to the host (``.item()``, a check of α, a
     copy from pageable memory) would stop its capture and, eagerly, stall every step; CUDA's
     sync debug mode raises at the first one."""
-    from lenna.search.bilevel import _latency_grad
+    from lenna.search.bilevel import latency_grad
     from lenna.search.graphed import GraphedStep
     from lenna.search.run import Search
 
@@ -278,7 +314,7 @@ def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
     d = s.data
     batch_w, batch_a = (d.x_train[w[0]], d.y_train[w[0]]), (d.x_train[a[0]], d.y_train[a[0]])
     step(batch_w, batch_a)  # a first step makes the optimisers' states
-    e, e_grads, _ = _latency_grad(s.term, dict(s.net.alphas.items()))
+    e, e_grads, _ = latency_grad(s.term, dict(s.net.alphas.items()))
     inp = {"xw": batch_w[0], "yw": batch_w[1], "xa": batch_a[0], "ya": batch_a[1], "e": e}
     inp.update({f"de.{k}": v for k, v in e_grads.items()})
     torch.cuda.synchronize()

@@ -24,12 +24,15 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 runner = CliRunner()
 
 
-def _pair(lam: float):
-    """Two identical (network, term, optimisers) set-ups."""
+def _pair(lam: float | None, mu: float | None = None):
+    """Two identical (network, term, optimisers) set-ups; ``mu``: a budget's term at that μ."""
     out = []
     for _ in range(2):
         net = tiny_net(seed=3)
         term = term_for(net, lam=lam) if lam is not None else None
+        if mu is not None:
+            term = term_for(net, budget_ms=0.5, fixed_ms=0.05)
+            term.multiplier = mu
         out.append((net, term, *optimisers(net)))
     return out
 
@@ -66,26 +69,50 @@ def test_the_graph_body_takes_exactly_the_eager_step(lam, arch):
     assert moved == arch  # the α step ran only where asked
 
 
-def test_a_failed_capture_warns_once_and_steps_eagerly(monkeypatch):
-    """Capture fails (as it would on an op that reads back to the host): the step is still
-    taken, eagerly, exactly, and later steps do not try again."""
+@pytest.mark.parametrize("mu", [0.0, 0.7])
+def test_with_a_budget_the_body_takes_exactly_the_eager_step(mu):
+    """A budget's μ is a buffer of the graph and its term is always in the graph's loss: at
+    μ = 0 it adds exactly nothing (the eager step leaves the term out), above 0 it is the
+    eager Lagrangian. μ changes between steps, as the search's dual ascent changes it."""
+    (n1, t1, w1, a1), (n2, t2, w2, a2) = _pair(None, mu)
+    step = GraphedStep(n2, t2, w2, a2, 5.0, capture=False)
+    assert step.budget
+    bw, ba = batches(8)
+    for k in range(3):
+        t1.multiplier = t2.multiplier = mu * k  # 0 first: the term off, then on
+        want = search_step(n1, t1, w1, a1, bw, ba, 5.0)
+        got = step(bw, ba)
+        for f in ("w_loss", "a_loss", "total_loss", "expected_ms"):
+            assert getattr(got, f) == getattr(want, f), (k, f)
+    s1, s2 = _state(n1, w1, a1), _state(n2, w2, a2)
+    assert all(torch.equal(x, y) for x, y in zip(s1, s2, strict=True))
 
-    class Broken:
+
+def test_a_failed_capture_warns_once_with_its_cause_and_steps_eagerly(monkeypatch):
+    """Capture fails (as on an op that reads back to the host; CUDA then reports the end of
+    capture failing "due to a previous error"): the warning names the first error, the step is
+    still taken, eagerly and exactly, and later steps do not try again."""
+
+    class Fake:
         def __init__(self, *a, **k):
             pass
 
     @contextlib.contextmanager
-    def failing(_graph):
-        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+    def failing(_graph, stream=None):
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        except RuntimeError:
+            raise RuntimeError("operation failed due to a previous error during capture")  # noqa: B904
         yield
 
-    monkeypatch.setattr(graphed.torch.cuda, "CUDAGraph", Broken)
+    monkeypatch.setattr(graphed.torch.cuda, "CUDAGraph", Fake)
+    monkeypatch.setattr(graphed.torch.cuda, "Stream", Fake)
     monkeypatch.setattr(graphed.torch.cuda, "graph", failing)
     monkeypatch.setattr(graphed.torch.cuda, "synchronize", lambda *a: None)
     (n1, t1, w1, a1), (n2, t2, w2, a2) = _pair(1.0)
     step = GraphedStep(n2, t2, w2, a2, 5.0, capture=True, eager_steps=0)
     bw, ba = batches(8)
-    with pytest.warns(UserWarning, match="could not be captured.*not permitted") as rec:
+    with pytest.warns(UserWarning, match="could not be captured.*not permitted when") as rec:
         got = [step(bw, ba) for _ in range(3)]
     assert len(rec) == 1 and not step.capture and not step.captured
     want = [search_step(n1, t1, w1, a1, bw, ba, 5.0) for _ in range(3)]
@@ -94,17 +121,17 @@ def test_a_failed_capture_warns_once_and_steps_eagerly(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("device", "mode", "unrolled", "budget", "applies"),
+    ("device", "mode", "unrolled", "applies"),
     [
-        ("cuda", "weighted", False, False, True),
-        ("cpu", "weighted", False, False, False),
-        ("cuda", "gated", False, False, False),  # a new path each step
-        ("cuda", "weighted", True, False, False),  # second order
-        ("cuda", "weighted", False, True, False),  # μ changes each step
+        ("cuda", "weighted", False, True),
+        ("cuda:1", "weighted", False, True),
+        ("cpu", "weighted", False, False),
+        ("cuda", "gated", False, False),  # a new path each step
+        ("cuda", "weighted", True, False),  # second order
     ],
 )
-def test_where_a_graph_applies(device, mode, unrolled, budget, applies):
-    assert graph_applies(torch.device(device), mode, unrolled, budget) is applies
+def test_where_a_graph_applies(device, mode, unrolled, applies):
+    assert graph_applies(torch.device(device), mode, unrolled) is applies
 
 
 def test_a_search_on_the_cpu_is_eager_and_its_adam_is_not_capturable():
@@ -112,6 +139,46 @@ def test_a_search_on_the_cpu_is_eager_and_its_adam_is_not_capturable():
     assert s.cfg.cuda_graph and not s.graphs
     assert not s.a_opt.param_groups[0]["capturable"]
     assert not isinstance(s.stepper(True, torch.Generator()), GraphedStep)
+
+
+@pytest.mark.parametrize("saved_capturable", [False, True])
+def test_a_checkpoint_loads_into_the_adam_the_search_wants(saved_capturable):
+    """A run folder written with or without graphs continues with or without them: after
+    loading, Adam's flag is this search's and its step counts (the bias correction) are kept,
+    as float32 where that flag wants them."""
+    src = Search(tiny_config(device="cpu", epochs=2))
+    src.run_epoch()
+    set_capturable(src.a_opt, saved_capturable)  # as a GPU run would have saved it
+    tensors, meta = src.state()
+    want = [float(src.a_opt.state[p]["step"]) for p in src.net.alphas.values()]
+    assert want[0] >= 1
+    for graphs in (False, True):
+        dst = Search(tiny_config(device="cpu", epochs=2))
+        dst.graphs = graphs  # as on a GPU (a CPU search never captures)
+        dst.load_state(tensors, meta)
+        assert dst.a_opt.param_groups[0]["capturable"] is graphs
+        steps = [dst.a_opt.state[p]["step"] for p in dst.net.alphas.values()]
+        assert [float(t) for t in steps] == want
+        assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in steps)
+
+
+def test_each_kind_of_step_warms_up_fully_before_its_first_capture():
+    """Weight warm-up epochs (no α step) and search epochs capture different graphs: each
+    kind gets the full eager warm-up before its first capture, later ones one step."""
+    s = Search(tiny_config(device="cpu"))
+    s.graphs = True  # the bookkeeping of a GPU search
+    g = torch.Generator()
+    assert s.stepper(False, g).eager_left == graphed.FIRST_EAGER
+    done = s.stepper(False, g)
+    done.captured = True
+    s._after_epoch(done)
+    assert s.stepper(False, g).eager_left == graphed.LATER_EAGER
+    assert s.stepper(True, g).eager_left == graphed.FIRST_EAGER  # the α step: not yet
+    failed = s.stepper(True, g)
+    failed.capture = False
+    s._after_epoch(failed)
+    assert not s.graphs and not s.a_opt.param_groups[0]["capturable"]
+    assert not isinstance(s.stepper(True, g), GraphedStep)
 
 
 def test_set_capturable_moves_adam_step_counts_and_sets_the_flag():
@@ -132,7 +199,7 @@ def test_set_capturable_moves_adam_step_counts_and_sets_the_flag():
     assert "capturable" not in w_opt.param_groups[0]
 
 
-def test_the_option_round_trips_and_a_run_may_resume_with_the_other(tmp_path):
+def test_the_option_round_trips_through_the_config_and_the_run_folder(tmp_path):
     cfg = tiny_config(cuda_graph=False, epochs=2)
     assert SearchConfig.from_dict(cfg.to_dict()).cuda_graph is False
     older = {k: v for k, v in cfg.to_dict().items() if k != "cuda_graph"}
@@ -180,10 +247,12 @@ def _tensors(s: Search) -> list[torch.Tensor]:
     ],
 )
 def test_a_replayed_step_is_the_eager_step_from_the_same_state(device):
-    """Four steps (three eager, then capture on a GPU), then a fifth on new batches: replayed
-    (on the CPU: the body run eagerly) against the eager step taken from the same state, put
-    back in place. On a GPU this shows the replay reads the new batches and the state as it is
-    now, not as it was at capture; the CPU run checks the comparison itself."""
+    """An epoch's graph (three eager steps, then capture), then the next epoch's at a new
+    learning rate (one eager step, then capture), and in it a step on new batches after α
+    were moved in place: replayed (on the CPU: the body run eagerly) against the eager step
+    taken from the same state, put back in place. On a GPU this shows a replay reads the new
+    batches, the new α (through the latency term's buffers) and the new rate, not what it was
+    captured with; the CPU run checks the comparison itself."""
     from search_helpers import tiny_config
 
     from lenna.search.datasets import load_data
@@ -199,18 +268,26 @@ def test_a_replayed_step_is_the_eager_step_from_the_same_state(device):
         )
 
     cuda = device == "cuda"
-    step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=cuda)
+    first = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=cuda)
     for i in range(4):
-        step(*batch(i))
-    assert step.captured is cuda
+        first(*batch(i))
+    assert first.captured is cuda
+    for group in s.w_opt.param_groups:
+        group["lr"] *= 0.3  # as the scheduler does between epochs
+    step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=cuda, eager_steps=1)
+    step(*batch(4))
+    step(*batch(5))  # the capture
+    with torch.no_grad():
+        for alpha in s.net.alphas.values():
+            alpha.add_(torch.linspace(-0.5, 0.5, alpha.numel(), device=device).view_as(alpha))
     before = [t.detach().clone() for t in _tensors(s)]
-    got = step(*batch(4))
+    got = step(*batch(0))
     replayed = [t.detach().clone() for t in _tensors(s)]
     with torch.no_grad():
         for t, b in zip(_tensors(s), before, strict=True):
             t.copy_(b)  # in place: the graph's tensors are these
     eager = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=False)
-    want = eager(*batch(4))
+    want = eager(*batch(0))
     rel, atol = (1e-4, 1e-6) if cuda else (0.0, 0.0)  # cuDNN's atomics round differently
     for f in ("w_loss", "a_loss", "total_loss", "expected_ms", "w_correct", "a_correct"):
         assert getattr(got, f) == pytest.approx(getattr(want, f), rel=rel, abs=atol), f

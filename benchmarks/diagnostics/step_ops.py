@@ -32,7 +32,7 @@ from search_throughput import DATA, cifar_like
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
 from lenna.predict.io import load_predictor, save_predictor
-from lenna.search.bilevel import _latency_grad, search_step
+from lenna.search.bilevel import latency_grad, search_step
 from lenna.search.config import SearchConfig
 from lenna.search.network import NetConfig
 from lenna.search.presets import with_preset
@@ -112,10 +112,10 @@ def term_ops(s: Search, kind: str, out: Path) -> OpCount:
     pred = load_predictor(folder, space="darts")
     term = LatencyTerm(pred, s.space, s.net.specs, 1.0, allow_extrapolation=True)
     alphas = dict(s.net.alphas.items())
-    _latency_grad(term, alphas)  # a first pass: anything made once is made
+    latency_grad(term, alphas)  # a first pass: anything made once is made
     count = OpCount()
     with count:
-        _latency_grad(term, alphas)
+        latency_grad(term, alphas)
     return count
 
 

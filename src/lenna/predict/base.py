@@ -154,8 +154,9 @@ class Predictor:
         of ``alphas`` ``(n, E, K)`` at ``channels[i]``, ``resolution[i]`` (float tensors on
         ``alphas``'s device). A search's cells share their type's α but not their shape; one
         pass per type, not per cell, is what keeps the latency term cheap on a GPU. The caller
-        checks the ranges (:meth:`check_range`)."""
-        X = encode(self.space, block_type, channels, resolution, alphas)
+        checks the ranges (:meth:`check_range`) and that α are finite (here that would make
+        the CPU wait for the GPU at every step)."""
+        X = encode(self.space, block_type, channels, resolution, alphas, check_values=False)
         return self.forward_features(X).reshape(alphas.shape[:-2])
 
     def check_range(

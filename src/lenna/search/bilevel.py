@@ -39,7 +39,7 @@ class StepStats:
     epoch: int = 0  # 1-based, set by the run loop
 
 
-def _forward(net: Network, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+def forward_logits(net: Network, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
     """Logits in float32; with ``amp``, the network runs under autocast in that dtype (α's
     softmax, the latency term and the loss stay in float32/float64)."""
     if amp is None:
@@ -48,14 +48,16 @@ def _forward(net: Network, x: torch.Tensor, amp: torch.dtype | None) -> torch.Te
         return net(x).float()
 
 
-def _latency_grad(
-    term: LatencyTerm | None, alphas: dict[str, nn.Parameter]
+def latency_grad(
+    term: LatencyTerm | None, alphas: dict[str, nn.Parameter], always: bool = False
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], float]:
-    """E[latency] and dE/dα (one predictor pass), and the seconds it took."""
+    """E[latency] and dE/dα (one predictor pass), and the seconds it took. ``always``: the
+    gradient even while the term does not move α (a budget's μ = 0), for a CUDA graph whose
+    shape cannot change from step to step."""
     if term is None:
         return None, {}, 0.0
     t0 = time.perf_counter()
-    if not term.active:  # reported, not optimised: no gradient needed
+    if not (term.active or always):  # reported, not optimised: no gradient needed
         with torch.no_grad():
             return term.expected_ms(dict(alphas)), {}, time.perf_counter() - t0
     leaves = {k: a.detach().clone().requires_grad_(True) for k, a in alphas.items()}
@@ -71,14 +73,17 @@ def _alpha_loss(
     y: torch.Tensor,
     e: torch.Tensor | None,
     amp: torch.dtype | None = None,
+    mu: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits)."""
-    logits = _forward(net, x, amp)
+    """(α loss, CE, E as a leaf whose .grad becomes dLoss/dE, logits). ``mu``: a budget's
+    multiplier as a tensor, read when the loss runs (a CUDA graph's replay), not when it was
+    built; with it the term is in the loss even at μ = 0, where it adds exactly 0."""
+    logits = forward_logits(net, x, amp)
     ce = F.cross_entropy(logits, y)
-    if term is None or e is None or not term.active:
+    if term is None or e is None or (mu is None and not term.active):
         return ce, ce, None, logits
     e_leaf = e.clone().requires_grad_(True)
-    return term.loss(ce, e_leaf), ce, e_leaf, logits
+    return term.loss(ce, e_leaf, mu), ce, e_leaf, logits
 
 
 def search_step(
@@ -104,13 +109,13 @@ def search_step(
     if not arch:
         with torch.no_grad():
             e = term.expected_ms(alphas) if term is not None else None
-            logits = _forward(net, batch_a[0], amp)
+            logits = forward_logits(net, batch_a[0], amp)
             loss = ce = F.cross_entropy(logits, batch_a[1])
         return _w_step(
             net, w_opt, batch_w, batch_a, grad_clip, generator, t0, loss, ce, logits, e, 0.0, amp
         )
     # ---- α step ----------------------------------------------------------------------
-    e, e_grads, lat_s = _latency_grad(term, alphas)
+    e, e_grads, lat_s = latency_grad(term, alphas)
     if unrolled:
         a_opt.zero_grad(set_to_none=True)
         loss, ce, e_leaf, logits = _unrolled_alpha_grads(
@@ -135,17 +140,17 @@ def alpha_update(
     e: torch.Tensor | None,
     e_grads: dict[str, torch.Tensor],
     amp: torch.dtype | None = None,
+    mu: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """First-order α step at the current w, given E and dE/dα: (α loss, CE, logits). Nothing
     here reads a value back to the host, so a CUDA graph can hold it
     (:mod:`lenna.search.graphed`)."""
     alphas = dict(net.alphas.items())
     a_opt.zero_grad(set_to_none=True)
-    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp)
-    grads = torch.autograd.grad(
-        loss, list(alphas.values()) + ([e_leaf] if e_leaf is not None else [])
-    )
-    for (k, a), g in zip(alphas.items(), grads, strict=False):
+    loss, ce, e_leaf, logits = _alpha_loss(net, term, *batch_a, e, amp, mu)
+    extra = [e_leaf] if e_leaf is not None else []
+    grads = torch.autograd.grad(loss, list(alphas.values()) + extra)
+    for (k, a), g in zip(alphas.items(), grads[: len(alphas)], strict=True):
         # the latency term by the chain rule: dLoss/dE · dE/dα
         a.grad = g if e_leaf is None else g + grads[-1] * e_grads[k]
     a_opt.step()
@@ -165,7 +170,7 @@ def w_update(
         a.requires_grad_(False)  # the w step needs no α gradient
     try:
         w_opt.zero_grad(set_to_none=True)
-        w_logits = _forward(net, batch_w[0], amp)
+        w_logits = forward_logits(net, batch_w[0], amp)
         w_loss = F.cross_entropy(w_logits, batch_w[1])
         w_loss.backward()
         nn.utils.clip_grad_norm_(net.weights(), grad_clip)
@@ -224,7 +229,7 @@ def _unrolled_alpha_grads(
     xi = w_opt.param_groups[0]["lr"]
     backup = [w.detach().clone() for w in weights]
     # virtual step w' = w − ξ ∇w L_w(w, α)
-    g_w = _grad(F.cross_entropy(_forward(net, batch_w[0], amp), batch_w[1]), weights)
+    g_w = _grad(F.cross_entropy(forward_logits(net, batch_w[0], amp), batch_w[1]), weights)
     with torch.no_grad():
         for w, g in zip(weights, g_w, strict=True):
             w.sub_(xi * g)
@@ -242,7 +247,7 @@ def _unrolled_alpha_grads(
         with torch.no_grad():
             for w, b, g in zip(weights, backup, d_w, strict=True):
                 w.copy_(b + sign * eps * g)
-        loss_w = F.cross_entropy(_forward(net, batch_w[0], amp), batch_w[1])
+        loss_w = F.cross_entropy(forward_logits(net, batch_w[0], amp), batch_w[1])
         hv.append(_grad(loss_w, alphas))
     with torch.no_grad():
         for w, b in zip(weights, backup, strict=True):

@@ -10,16 +10,20 @@ What stays outside the graph, eager:
 - the batch's crop and flip (its result is copied into the graph's fixed input buffers);
 - the latency term: a predictor may index its table on the CPU (``lut``), which no graph can
   hold; its value and α-gradient are copied into fixed buffers and the graph applies the
-  chain rule, as :func:`lenna.search.bilevel.alpha_update` does eagerly;
-- reading the step's statistics back: one synchronisation per step, not six.
+  chain rule, as :func:`lenna.search.bilevel.alpha_update` does eagerly. A budget's
+  multiplier μ, which changes every step, is a fixed buffer too;
+- reading the step's statistics back: one read for the step's six numbers (a ``lut`` term
+  also reads its table's indices back, once per cell type).
 
 A graph bakes in the SGD learning rate, so it is captured again each epoch (the scheduler
-changes the rate between epochs). The first steps of an epoch run eagerly, the first of the
-search warming up what capture must not allocate, and are real steps: a graphed search takes
-the same steps as an eager one. Adam must be ``capturable`` (its step count lives on the
-device). Where a graph cannot hold the step — the CPU, gated mode (a new path each step),
-second order, a latency budget (its multiplier changes each step) — the search runs eagerly.
-If capture fails, the search warns once and goes on eagerly.
+changes the rate between epochs). The first steps of an epoch run eagerly — three before the
+first capture of each kind of step (with and without the α step) in this process, one before
+each later capture — and are real steps: a graphed search takes the same steps as an eager
+one. Adam must be ``capturable`` (its step count lives on the device). Where a graph cannot
+hold the step — the CPU, gated mode (a new path each step), second order — the search runs
+eagerly. If capture fails, the search warns once and goes on eagerly; that is exact because
+nothing a failed capture recorded ran, and both updates begin by setting the gradients they
+use to None.
 """
 
 from __future__ import annotations
@@ -30,18 +34,18 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from lenna.search.bilevel import StepStats, _forward, _latency_grad, alpha_update, w_update
+from lenna.search.bilevel import StepStats, alpha_update, forward_logits, latency_grad, w_update
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import Network
 
-FIRST_EAGER = 3  # eager steps before the search's first capture (cuBLAS/cuDNN set-up, Adam state)
-LATER_EAGER = 1  # before each later epoch's capture
-STATS = ("w_loss", "w_correct", "a_loss", "a_correct", "total_loss", "expected_ms")
+FIRST_EAGER = 3  # eager steps before a kind of step is first captured (cuBLAS/cuDNN, Adam state)
+LATER_EAGER = 1  # before each later capture
+Inputs = dict[str, torch.Tensor | None]
 
 
-def graph_applies(device: torch.device, mode: str, unrolled: bool, budget: bool) -> bool:
+def graph_applies(device: torch.device, mode: str, unrolled: bool) -> bool:
     """Whether a CUDA graph can hold this search's step (see the module's docstring)."""
-    return device.type == "cuda" and mode == "weighted" and not unrolled and not budget
+    return device.type == "cuda" and mode == "weighted" and not unrolled
 
 
 def set_capturable(opt: torch.optim.Optimizer, on: bool) -> None:
@@ -79,8 +83,10 @@ class GraphedStep:
         self.net, self.term, self.w_opt, self.a_opt = net, term, w_opt, a_opt
         self.grad_clip, self.arch, self.amp = grad_clip, arch, amp
         self.capture, self.eager_left = capture, eager_steps
+        self.device = next(net.parameters()).device
+        self.budget = term is not None and term.budget_ms is not None
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: dict | None = None
+        self.static: Inputs = {}
         self.stats: torch.Tensor | None = None
         self.captured = False  # whether this epoch's steps replay a graph
 
@@ -88,79 +94,111 @@ class GraphedStep:
         self, batch_w: tuple[torch.Tensor, torch.Tensor], batch_a: tuple[torch.Tensor, torch.Tensor]
     ) -> StepStats:
         t0 = time.perf_counter()
+        inputs, lat_s = self._inputs(batch_w, batch_a)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):  # streams and capture on the search's GPU
+                stats = self._step(inputs)
+        else:
+            stats = self._step(inputs)
+        v = stats.tolist()  # the step's one read-back
+        return StepStats(
+            w_loss=v[0],
+            w_correct=int(v[1]),
+            a_loss=v[2],
+            a_correct=int(v[3]),
+            total_loss=v[4],
+            expected_ms=v[5],
+            latency_s=lat_s,
+            step_s=time.perf_counter() - t0,
+            batch=len(batch_w[1]),
+        )
+
+    def _inputs(
+        self, batch_w: tuple[torch.Tensor, torch.Tensor], batch_a: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[Inputs, float]:
+        """The step's tensors: the batches, E and dE/dα (the latency term, eager), μ."""
         alphas = dict(self.net.alphas.items())
         if self.arch:
-            e, e_grads, lat_s = _latency_grad(self.term, alphas)
+            e, e_grads, lat_s = latency_grad(self.term, alphas, always=self.budget)
         else:
             with torch.no_grad():
                 e = self.term.expected_ms(alphas) if self.term is not None else None
             e_grads, lat_s = {}, 0.0
-        inputs = {"xw": batch_w[0], "yw": batch_w[1], "xa": batch_a[0], "ya": batch_a[1],
-                  "e": e, **{f"de.{k}": v for k, v in e_grads.items()}}  # fmt: skip
+        inputs: Inputs = {"xw": batch_w[0], "yw": batch_w[1], "xa": batch_a[0], "ya": batch_a[1]}
+        inputs["e"] = e
+        inputs.update({f"de.{k}": v for k, v in e_grads.items()})
+        if self.budget and self.arch:  # a fill, not a copy from the host
+            inputs["mu"] = torch.full((), self.term.multiplier, device=self.device)
+        return inputs, lat_s
+
+    def _step(self, inputs: Inputs) -> torch.Tensor:
         if self.graph is not None:
             for k, v in inputs.items():
                 if v is not None:
                     self.static[k].copy_(v)
             self.graph.replay()
-            stats = self.stats
-        elif self.capture and self.eager_left <= 0:
-            stats = self._capture(inputs)
-        else:
-            self.eager_left -= 1
-            stats = self._eager(inputs)
-        values = stats.tolist()  # the step's one read-back
-        st = StepStats(**dict(zip(STATS, values, strict=True)), latency_s=lat_s, step_s=0.0,
-                       batch=len(batch_w[1]))  # fmt: skip
-        st.w_correct, st.a_correct = int(st.w_correct), int(st.a_correct)
-        st.step_s = time.perf_counter() - t0
-        return st
+            return self.stats
+        if self.capture and self.eager_left <= 0:
+            return self._capture(inputs)
+        self.eager_left -= 1
+        return self._eager(inputs)
 
-    def _body(self, inp: dict) -> torch.Tensor:
+    def _body(self, inp: Inputs) -> torch.Tensor:
         """The step from the tensors of ``inp``; its statistics as one float64 vector."""
         net, e = self.net, inp["e"]
         batch_a = (inp["xa"], inp["ya"])
         if self.arch:
             e_grads = {k[3:]: v for k, v in inp.items() if k.startswith("de.")}
+            mu = inp.get("mu")
             loss, ce, logits = alpha_update(
-                net, self.term, self.a_opt, batch_a, e, e_grads, self.amp
+                net, self.term, self.a_opt, batch_a, e, e_grads, self.amp, mu
             )
         else:
             with torch.no_grad():
-                logits = _forward(net, batch_a[0], self.amp)
+                logits = forward_logits(net, batch_a[0], self.amp)
                 loss = ce = F.cross_entropy(logits, batch_a[1])
         a_correct = (logits.argmax(1) == batch_a[1]).sum()
-        w_loss, w_logits = w_update(net, self.w_opt, (inp["xw"], inp["yw"]), self.grad_clip,
-                                    self.amp)  # fmt: skip
+        batch_w = (inp["xw"], inp["yw"])
+        w_loss, w_logits = w_update(net, self.w_opt, batch_w, self.grad_clip, self.amp)
         w_correct = (w_logits.argmax(1) == inp["yw"]).sum()
         nan = torch.full((), float("nan"), device=w_loss.device)
         parts = (w_loss, w_correct, ce, a_correct, loss, nan if e is None else e)
         return torch.stack([p.detach().to(w_loss.device, torch.float64) for p in parts])
 
-    def _eager(self, inp: dict) -> torch.Tensor:
+    def _eager(self, inp: Inputs) -> torch.Tensor:
+        """A step without a graph; before a capture, on a side stream as capture wants it."""
         if not self.capture:
             return self._body(inp)
-        side = torch.cuda.Stream()  # warm-up as capture wants it: off the default stream
-        side.wait_stream(torch.cuda.current_stream())
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             stats = self._body(inp)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(side)
         return stats
 
-    def _capture(self, inp: dict) -> torch.Tensor:
+    def _capture(self, inp: Inputs) -> torch.Tensor:
         """Capture the step on this batch's tensors (copied into fixed buffers), then replay
-        it once: that replay is this step."""
+        it once: that replay is this step. A failed or empty capture: this step and the rest
+        of the search run eagerly."""
         static = {k: (v.clone() if v is not None else None) for k, v in inp.items()}
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
-                stats = self._body(static)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                with torch.cuda.graph(graph, stream=torch.cuda.Stream(device=self.device)):
+                    stats = self._body(static)
+            for w in seen:
+                if "graph is empty" in str(w.message).lower():  # recorded on another device
+                    raise RuntimeError(str(w.message))
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except RuntimeError as exc:
-            self.capture = False  # nothing ran: the step is taken eagerly below
-            torch.cuda.synchronize()
+            self.capture = False  # nothing the capture recorded ran: the step runs below
+            torch.cuda.synchronize(self.device)
+            cause = exc.__context__ or exc
             warnings.warn(
                 f"the search step could not be captured as a CUDA graph "
-                f"({str(exc).splitlines()[0]}); it runs eagerly (slower, same result)",
-                stacklevel=3,
+                f"({str(cause).splitlines()[0]}); it runs eagerly (slower, same result)",
+                stacklevel=4,
             )
             return self._body(inp)
         self.graph, self.static, self.stats, self.captured = graph, static, stats, True

@@ -194,11 +194,15 @@ class LatencyTerm:
         with torch.no_grad():
             return float(self.expected_ms({c.block_type: zeros for c in self.cells}))
 
-    def loss(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
-        """The α loss from the cross-entropy and E[latency] (ms) of the cells."""
+    def loss(
+        self, ce: torch.Tensor, expected_ms: torch.Tensor, multiplier: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The α loss from the cross-entropy and E[latency] (ms) of the cells. ``multiplier``:
+        a budget's μ as a tensor (of ``ce``'s dtype) in place of :attr:`multiplier`."""
         e = expected_ms.to(ce.device, ce.dtype)
         if self.budget_ms is not None:  # the Lagrangian; μ is a constant within a step
-            return ce + self.multiplier * (e + self.outside_ms - self.budget_ms) / self.budget_ms
+            mu = self.multiplier if multiplier is None else multiplier
+            return ce + mu * (e + self.outside_ms - self.budget_ms) / self.budget_ms
         if self.lam == 0:
             return ce
         if self.form == "linear":

@@ -128,10 +128,8 @@ class Search:
             self.net.weights(), cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_wd
         )
         # each epoch's step replayed as a CUDA graph where one can hold it (search.graphed)
-        self.graphs = cfg.cuda_graph and graph_applies(
-            self.device, cfg.mode, cfg.unrolled, cfg.budget_ms is not None
-        )
-        self._captured = False  # a graph was captured in this process (later ones warm up less)
+        self.graphs = cfg.cuda_graph and graph_applies(self.device, cfg.mode, cfg.unrolled)
+        self._warmed: set[bool] = set()  # kinds of step (α step or not) captured in this process
         self.a_opt = torch.optim.Adam(
             list(self.net.alphas.values()),
             cfg.a_lr,
@@ -201,23 +199,45 @@ class Search:
         """This epoch's step, ``step(batch_w, batch_a)``: a CUDA graph's replay or eager."""
         cfg = self.cfg
         if self.graphs:
-            eager = LATER_EAGER if self._captured else FIRST_EAGER
-            return GraphedStep(self.net, self.term, self.w_opt, self.a_opt, cfg.grad_clip, arch,
-                               self.amp, eager_steps=eager)  # fmt: skip
+            eager = LATER_EAGER if arch in self._warmed else FIRST_EAGER
+            return GraphedStep(
+                self.net,
+                self.term,
+                self.w_opt,
+                self.a_opt,
+                cfg.grad_clip,
+                arch,
+                self.amp,
+                eager_steps=eager,
+            )
 
         def step(batch_w: tuple, batch_a: tuple) -> StepStats:
-            net, term = self.net, self.term
             return search_step(
-                net, term, self.w_opt, self.a_opt, batch_w, batch_a, cfg.grad_clip,
-                cfg.unrolled, generator, arch=arch, amp=self.amp,
-            )  # fmt: skip
+                self.net,
+                self.term,
+                self.w_opt,
+                self.a_opt,
+                batch_w,
+                batch_a,
+                cfg.grad_clip,
+                cfg.unrolled,
+                generator,
+                arch=arch,
+                amp=self.amp,
+            )
 
         return step
 
     def _after_epoch(self, step: Callable) -> None:
-        if isinstance(step, GraphedStep):
-            self._captured |= step.captured
-            self.graphs = step.capture  # a failed capture is not tried again
+        """Remember what a graphed epoch learnt: a kind of step captured (later captures of it
+        warm up less), or a capture that failed (the rest of the search runs eagerly)."""
+        if not isinstance(step, GraphedStep):
+            return
+        if step.captured:
+            self._warmed.add(step.arch)
+        if not step.capture:
+            self.graphs = False
+            set_capturable(self.a_opt, False)  # eager Adam runs faster uncapturable
 
     def run_epoch(self, on_step: Callable[[StepStats, int, int], None] | None = None) -> dict:
         cfg, d = self.cfg, self.data
@@ -252,6 +272,12 @@ class Search:
             if on_step:
                 on_step(st, i + 1, len(w_batches))
         self._after_epoch(step)
+        if not all(bool(torch.isfinite(a).all()) for a in self.net.alphas.values()):
+            # checked once an epoch: a check at every pass would stall a GPU
+            raise InputError(
+                f"α became NaN or inf in epoch {epoch + 1}: the search diverged (lower --arch-lr "
+                "or λ); the epochs before it are saved"
+            )
         self.sched.step()
         self.epoch += 1
         n = tot["n"]

@@ -118,8 +118,11 @@ class Block(nn.Module):
 
     # ---- α and gates -----------------------------------------------------------------
     def probabilities(self) -> torch.Tensor:
-        """softmax(α) per edge, ``(num_edges, max_ops)``, padded slots 0."""
-        return probabilities(self.space, self.block_type, self._require_alphas())
+        """softmax(α) per edge, ``(num_edges, max_ops)``, padded slots 0. On a GPU finite α
+        are not checked here (the check would stall every pass; a search checks α once an
+        epoch)."""
+        a = self._require_alphas()
+        return probabilities(self.space, self.block_type, a, a.device.type == "cpu")
 
     def _require_alphas(self) -> nn.Parameter:
         if self.alphas is None:

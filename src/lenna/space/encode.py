@@ -16,8 +16,8 @@ from lenna.errors import InputError
 from lenna.space.spec import SearchSpace
 
 Alphas = np.ndarray | torch.Tensor
-# (id(space), block type, device) -> (space, its op mask there); the space is kept so its id
-# stays its own
+# (id(space), block type, device) -> (space, its op mask there): the space is held, so its id
+# is never another's; spaces are few (the registry's), so is this
 _MASKS: dict[tuple[int, str, torch.device], tuple[SearchSpace, torch.Tensor]] = {}
 
 
@@ -26,16 +26,20 @@ def torch_mask(space: SearchSpace, block_type: str, device: torch.device) -> tor
     host at every forward pass would make the CPU wait for the GPU each time, and no CUDA graph
     can hold such a copy (:mod:`lenna.search.graphed`)."""
     key = (id(space), block_type, torch.device(device))
-    hit = _MASKS.get(key)
-    if hit is None or hit[0] is not space:
-        hit = _MASKS[key] = (space, torch.as_tensor(space.op_mask(block_type), device=device))
-    return hit[1]
+    if key not in _MASKS:
+        with torch.inference_mode(False):  # a normal tensor, whatever mode its first caller is in
+            _MASKS[key] = (space, torch.as_tensor(space.op_mask(block_type), device=device))
+    return _MASKS[key][1]
 
 
-def probabilities(space: SearchSpace, block_type: str, alphas: Alphas) -> Alphas:
-    """softmax(α) per edge over that edge's ops; padded slots are exactly 0."""
+def probabilities(
+    space: SearchSpace, block_type: str, alphas: Alphas, check_values: bool = True
+) -> Alphas:
+    """softmax(α) per edge over that edge's ops; padded slots are exactly 0. ``check_values``
+    False: finite α are not checked (a search's hot path on a GPU, where the check would make
+    the CPU wait for the GPU at every pass; the search checks α once an epoch instead)."""
     if isinstance(alphas, torch.Tensor):
-        _check_torch(space, alphas)
+        _check_torch(space, alphas, check_values)
         m = torch_mask(space, block_type, alphas.device)
         return torch.softmax(alphas.masked_fill(~m, float("-inf")), dim=-1)
     a = space.check_alphas(alphas)
@@ -50,14 +54,16 @@ def encode(
     channels: int | float | torch.Tensor,
     resolution: int | float | torch.Tensor,
     alphas: Alphas,
+    check_values: bool = True,
 ) -> Alphas:
-    """Feature vector of one block (numpy) or a batch ``(..., E, K) -> (..., F)`` (torch)."""
+    """Feature vector of one block (numpy) or a batch ``(..., E, K) -> (..., F)`` (torch);
+    ``check_values`` as for :func:`probabilities`."""
     is_normal = 1.0 if space.check_block_type(block_type) == "normal" else 0.0
     if not isinstance(alphas, torch.Tensor):
         space.check(block_type, channels, resolution)
         p = probabilities(space, block_type, alphas)
         return np.concatenate([[is_normal, float(channels)], p.ravel(), [float(resolution)]])
-    p = probabilities(space, block_type, alphas)
+    p = probabilities(space, block_type, alphas, check_values)
     batch = p.shape[:-2]
     kw = {"dtype": p.dtype, "device": p.device}
 
@@ -73,13 +79,11 @@ def encode(
     )
 
 
-def _check_torch(space: SearchSpace, alphas: torch.Tensor) -> None:
+def _check_torch(space: SearchSpace, alphas: torch.Tensor, values: bool = True) -> None:
     if tuple(alphas.shape[-2:]) != space.alpha_shape:
         raise InputError(
             f"alphas for space {space.name!r} must end in shape {space.alpha_shape} "
             f"(edges × ops), got {tuple(alphas.shape)}"
         )
-    # the check reads α back to the host: on a GPU that would make the CPU wait at every
-    # forward pass (and no CUDA graph can hold it), so there a diverged search shows in its loss
-    if alphas.device.type == "cpu" and not torch.isfinite(alphas.detach()).all():
+    if values and not torch.isfinite(alphas.detach()).all():  # reads α back to the host
         raise InputError("alphas contain NaN or inf; expected finite logits")
