@@ -9,6 +9,7 @@ so the search can be told when it asks about blocks the model never saw.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -147,16 +148,24 @@ class Predictor:
         self,
         alphas: torch.Tensor,
         block_type: str,
-        channels: torch.Tensor,
-        resolution: torch.Tensor,
+        channels: Sequence[int],
+        resolutions: Sequence[int],
     ) -> torch.Tensor:
         """Expected latency (ms) of blocks of one type at several shapes in one pass: row ``i``
-        of ``alphas`` ``(n, E, K)`` at ``channels[i]``, ``resolution[i]`` (float tensors on
-        ``alphas``'s device). A search's cells share their type's α but not their shape; one
-        pass per type, not per cell, is what keeps the latency term cheap on a GPU. The caller
-        checks the ranges (:meth:`check_range`) and that α are finite (here that would make
-        the CPU wait for the GPU at every step)."""
-        X = encode(self.space, block_type, channels, resolution, alphas, check_values=False)
+        of ``alphas`` ``(n, E, K)`` at ``channels[i]``, ``resolutions[i]``. A search's cells
+        share their type's α but not their shape; one pass per type, not per cell, and
+        feature columns made once on α's device, are what keep the latency term cheap on a
+        GPU. The caller checks the ranges (:meth:`check_range`) and that α are finite (here
+        that would make the CPU wait for the GPU at every step)."""
+        if not alphas.is_floating_point():  # integer logits are logits too
+            alphas = alphas.double()
+        key = (tuple(channels), tuple(resolutions), alphas.device, alphas.dtype)
+        cache = vars(self).setdefault("_shape_columns", {})
+        if key not in cache:
+            kw = {"dtype": alphas.dtype, "device": alphas.device}
+            cache[key] = (torch.tensor(key[0], **kw), torch.tensor(key[1], **kw))
+        c, r = cache[key]
+        X = encode(self.space, block_type, c, r, alphas, check_values=False)
         return self.forward_features(X).reshape(alphas.shape[:-2])
 
     def check_range(

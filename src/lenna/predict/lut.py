@@ -9,6 +9,7 @@ the learned models add.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 from lenna.errors import InputError
 from lenna.predict.base import Predictor, register_predictor
 from lenna.predict.data import LatencyData
-from lenna.space import BLOCK_TYPES
+from lenna.space import BLOCK_TYPES, encode
+from lenna.space.encode import probabilities
 
 KINDS = ("same", "down")
 
@@ -84,8 +86,41 @@ class LUTPredictor(Predictor):
     def forward_features(self, X: torch.Tensor) -> torch.Tensor:
         return self.edge_latencies(X).sum(dim=-1)
 
+    def predict_shapes(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: Sequence[int],
+        resolutions: Sequence[int],
+    ) -> torch.Tensor:
+        """As :meth:`Predictor.predict_shapes`, with each shape's op latencies looked up once
+        and kept on α's device: a step is then a softmax and a product there, with nothing
+        read back to the host (the lookup indexes the table on the CPU)."""
+        if not alphas.is_floating_point():
+            alphas = alphas.double()
+        key = (block_type, tuple(channels), tuple(resolutions), alphas.device, alphas.dtype)
+        cache = vars(self).setdefault("_op_latency_cache", {})
+        if key not in cache:
+            zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64)
+            X = torch.stack(
+                [
+                    encode(self.space, block_type, c, r, zeros)
+                    for c, r in zip(*key[1:3], strict=True)
+                ]
+            )
+            cache[key] = self.op_latencies(X).to(alphas.device, alphas.dtype)
+        probs = probabilities(self.space, block_type, alphas, check_values=False)
+        return (probs * cache[key]).sum(dim=(-2, -1))
+
     def edge_latencies(self, X: torch.Tensor) -> torch.Tensor:
         """Each edge's expected op-table latency ``Σ_i p_i·L(op_i)`` in ms: ``(..., E)``."""
+        sp = self.space
+        probs = X[..., 2:-1].reshape(*X.shape[:-1], sp.num_edges, sp.max_ops)
+        return (probs * self.op_latencies(X)).sum(dim=-1)
+
+    def op_latencies(self, X: torch.Tensor) -> torch.Tensor:
+        """Each op's table latency ``L(op_i)`` (ms) at each row's block type, channels and
+        resolution: ``(..., E, K)``, on ``X``'s device (padded slots finite, weighted 0)."""
         sp = self.space
         batch = X.shape[:-1]
         X = X.reshape(-1, X.shape[-1])
@@ -120,8 +155,7 @@ class LUTPredictor(Predictor):
         t_hi = t[idx_b, kinds, idx_r, hi[:, None]]
         w = w[:, None, None]
         L = torch.exp((1 - w) * t_lo + w * t_hi).to(dev, X.dtype)
-        probs = X[:, 2:-1].reshape(-1, sp.num_edges, sp.max_ops)
-        return (probs * L).sum(dim=2).reshape(*batch, sp.num_edges)
+        return L.reshape(*batch, sp.num_edges, sp.max_ops)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return (

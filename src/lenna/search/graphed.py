@@ -8,12 +8,12 @@ step, 3–5 h for a 50-epoch search). A graph replays all of a step's kernels in
 What stays outside the graph, eager:
 
 - the batch's crop and flip (its result is copied into the graph's fixed input buffers);
-- the latency term: a predictor may index its table on the CPU (``lut``), which no graph can
-  hold; its value and α-gradient are copied into fixed buffers and the graph applies the
-  chain rule, as :func:`lenna.search.bilevel.alpha_update` does eagerly. A budget's
-  multiplier μ, which changes every step, is a fixed buffer too;
-- reading the step's statistics back: one read for the step's six numbers (a ``lut`` term
-  also reads its table's indices back, once per cell type).
+- the latency term (a few hundred ops at most, against the step's ~28,000; a predictor of
+  another kind could hold ops no graph can): its value and α-gradient are copied into fixed
+  buffers and the graph applies the chain rule, as
+  :func:`lenna.search.bilevel.alpha_update` does eagerly. A budget's multiplier μ, which
+  changes every step, is a fixed buffer too;
+- reading the step's statistics back: one read for the step's six numbers.
 
 A graph bakes in the SGD learning rate, so it is captured again each epoch (the scheduler
 changes the rate between epochs). The first steps of an epoch run eagerly — three before the

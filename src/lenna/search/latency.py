@@ -92,16 +92,11 @@ class LatencyTerm:
         # the whole network minus its parts timed alone (:mod:`lenna.search.network_gap`)
         self.gap_ms = 0.0
         self.outside = self._check_ranges(allow_extrapolation)
-        # per block type: its cells' shapes as tensors where α live (one predictor pass per type)
-        self._shapes: dict[str, list[torch.Tensor]] = {}
+        # per block type: its cells' (channels, resolution), asked in one predictor pass
+        self._shapes: dict[str, tuple[list[int], list[int]]] = {}
         for bt in dict.fromkeys(c.block_type for c in self.cells):
             of_type = [c for c in self.cells if c.block_type == bt]
-            self._shapes[bt] = [
-                torch.tensor(
-                    [getattr(c, f) for c in of_type], dtype=torch.float64, device=self.device
-                )
-                for f in ("channels", "resolution")
-            ]
+            self._shapes[bt] = ([c.channels for c in of_type], [c.resolution for c in of_type])
         self._ref_given = ref_ms is not None
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
         if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
