@@ -417,3 +417,21 @@ def test_gated_unrolled_step_runs():
     assert math.isfinite(st.total_loss)
     for a in net.alphas.values():
         assert torch.isfinite(a.grad).all()
+
+
+def test_a_lut_term_looks_its_op_latencies_up_once(monkeypatch):
+    """After its first pass a `lut` term is a softmax and a product on α's device: the table
+    lookup (which reads the shapes back to the host) does not run again."""
+    net = tiny_net(cells=3)
+    term = LatencyTerm(predictor("lenna", "lut"), SPACE, net.specs)
+    a = {k: torch.randn(SPACE.alpha_shape, dtype=torch.float64) for k in net.alphas}
+    first = term.expected_ms(a)
+
+    def no_lookup(*args):
+        raise AssertionError("looked up again")
+
+    monkeypatch.setattr(term.predictor, "op_latencies", no_lookup)
+    assert float(term.expected_ms(a)) == float(first)
+    b = {k: v + 0.3 for k, v in a.items()}
+    b["normal"][0, 0] += 1.0
+    assert float(term.expected_ms(b)) != float(first)  # new α: a new value, same table
