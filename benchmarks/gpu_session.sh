@@ -12,7 +12,8 @@
 #      on the GPU machine's CPU: is a quieter machine than this project's VMs more repeatable?
 # STEPS picks steps by name: "tests throughput search c10" (the default; crossfile with
 # CROSS_FILE=1). Each step writes its log to OUT; a failing step does not stop the next. The
-# steps' own time limits add up to 17 minutes, the worst case; give a caller's limit room.
+# steps' own time limits add up to 25 minutes, the worst case (a normal run: about 5, and 4 more
+# for the cross-file step); give a caller's limit room, or pick fewer steps.
 #
 #   bash benchmarks/gpu_session.sh OUT     # lenna importable (pip install -e . or PYTHONPATH=src)
 #   STEPS="tests throughput c10" CROSS_FILE=1 bash benchmarks/gpu_session.sh OUT
@@ -54,8 +55,9 @@ cat "$OUT/env.txt"
 
 tests_ok=1
 if wanted tests; then
-    step tests 180 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    step tests 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
         tests/test_search_graphed.py tests/test_search_device.py tests/test_measure_timer.py \
+        tests/test_search_latency.py tests/test_search_budget.py \
         tests/test_train_extras.py tests/test_eval_recipe.py tests/test_measure_store.py \
         tests/test_search_resume.py || tests_ok=0
 fi
@@ -104,7 +106,8 @@ fi
 
 if wanted crossfile; then
     if [ "$tests_ok" = 1 ]; then  # a failed test leaves the device time for a rerun instead
-        step crossfile 300 python3 benchmarks/measure_repeatability.py --cross-file \
+        # three files: the first calibrates the machine (132 s on an H200 host), the others ~55 s
+        step crossfile 420 python3 benchmarks/measure_repeatability.py --cross-file \
             --samples 20 --threads 1 --arms shared
     else
         echo "== crossfile skipped: the tests failed"
