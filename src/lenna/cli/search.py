@@ -120,8 +120,8 @@ CHANNELS_LAST = typer.Option(
 CUDA_GRAPH = typer.Option(
     True,
     "--cuda-graph/--no-cuda-graph",
-    help="On a GPU, capture each epoch's search step as a CUDA graph and replay it (several "
-    "times faster at DARTS's size; weighted mode, first order, no budget; else eager).",
+    help="On a GPU, capture each epoch's search step as a CUDA graph and replay it (about 3× "
+    "faster at DARTS's size; weighted mode and first order only, else the step runs eagerly).",
 )
 DEVICE = typer.Option(
     "auto",
