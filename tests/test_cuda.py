@@ -308,15 +308,16 @@ def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
     from lenna.search.graphed import GraphedStep
     from lenna.search.run import Search
 
-    s = Search(_graph_config(amp=amp), _graph_data())
+    s = Search(_graph_config(amp=amp, lam=0.0, budget_ms=0.5), _graph_data())  # μ in the loss
     step = GraphedStep(s.net, s.term, s.w_opt, s.a_opt, 5.0, amp=s.amp, capture=False)
     w, a, _ = s.batches(0)
     d = s.data
     batch_w, batch_a = (d.x_train[w[0]], d.y_train[w[0]]), (d.x_train[a[0]], d.y_train[a[0]])
     step(batch_w, batch_a)  # a first step makes the optimisers' states
-    e, e_grads, _ = latency_grad(s.term, dict(s.net.alphas.items()))
+    e, e_grads, _ = latency_grad(s.term, dict(s.net.alphas.items()), always=True)
     inp = {"xw": batch_w[0], "yw": batch_w[1], "xa": batch_a[0], "ya": batch_a[1], "e": e}
     inp.update({f"de.{k}": v for k, v in e_grads.items()})
+    inp["mu"] = torch.full((), 0.5, device="cuda")
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -324,3 +325,26 @@ def test_the_graphed_steps_body_never_waits_for_the_gpu(amp):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert stats.shape == (6,) and torch.isfinite(stats).all()
+
+
+@pytest.mark.parametrize("kind", ["lut", "lut+mlp", "additive"])
+def test_after_its_first_pass_the_latency_term_never_waits_for_the_gpu(kind):
+    """The term runs eagerly, outside the graph, every step: after its first pass (which looks
+    a ``lut`` table up on the CPU) its value and α-gradient read nothing back to the host."""
+    from search_helpers import predictor
+
+    from lenna.search.bilevel import latency_grad
+    from lenna.search.latency import LatencyTerm
+    from lenna.search.run import Search
+
+    s = Search(_graph_config(), _graph_data())
+    term = LatencyTerm(predictor("lenna", kind), s.space, s.net.specs, 1.0, device="cuda")
+    alphas = dict(s.net.alphas.items())
+    latency_grad(term, alphas)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        e, grads, _ = latency_grad(term, alphas, always=True)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(e) and set(grads) == set(alphas)

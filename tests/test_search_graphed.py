@@ -246,19 +246,22 @@ def _tensors(s: Search) -> list[torch.Tensor]:
         ),
     ],
 )
-def test_a_replayed_step_is_the_eager_step_from_the_same_state(device):
+@pytest.mark.parametrize("budget", [False, True])
+def test_a_replayed_step_is_the_eager_step_from_the_same_state(device, budget):
     """An epoch's graph (three eager steps, then capture), then the next epoch's at a new
     learning rate (one eager step, then capture), and in it a step on new batches after α
     were moved in place: replayed (on the CPU: the body run eagerly) against the eager step
     taken from the same state, put back in place. On a GPU this shows a replay reads the new
-    batches, the new α (through the latency term's buffers) and the new rate, not what it was
-    captured with; the CPU run checks the comparison itself."""
+    batches, the new α (through the latency term's buffers), the new rate and a budget's new μ
+    (0 at capture, as at a search's start), not what it was captured with; the CPU run checks
+    the comparison itself."""
     from search_helpers import tiny_config
 
     from lenna.search.datasets import load_data
 
     d = load_data("synthetic", seed=0, limit=96)
-    s = Search(tiny_config(device=device, amp="off", limit=96), d)
+    kw = {"lam": 0.0, "budget_ms": 0.5} if budget else {}
+    s = Search(tiny_config(device=device, amp="off", limit=96, **kw), d)
     w, a, _ = s.batches(0)
 
     def batch(i):
@@ -280,6 +283,9 @@ def test_a_replayed_step_is_the_eager_step_from_the_same_state(device):
     with torch.no_grad():
         for alpha in s.net.alphas.values():
             alpha.add_(torch.linspace(-0.5, 0.5, alpha.numel(), device=device).view_as(alpha))
+    if budget:
+        assert step.budget and s.term.multiplier == 0.0
+        s.term.multiplier = 0.7  # as the dual ascent moves it after a step
     before = [t.detach().clone() for t in _tensors(s)]
     got = step(*batch(0))
     replayed = [t.detach().clone() for t in _tensors(s)]

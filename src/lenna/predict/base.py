@@ -59,6 +59,8 @@ class Predictor:
             )
         self.space, self.seed, self.hparams = space, seed, hparams
         self.info: dict[str, Any] = {}
+        # (shapes, device, dtype) -> shape columns of predict_shapes; shapes do not change
+        self._shape_columns: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _hp(self) -> dict[str, Any]:
         """The declared defaults, overridden by what was given."""
@@ -157,16 +159,28 @@ class Predictor:
         feature columns made once on α's device, are what keep the latency term cheap on a
         GPU. The caller checks the ranges (:meth:`check_range`) and that α are finite (here
         that would make the CPU wait for the GPU at every step)."""
+        X = self.shape_features(alphas, block_type, channels, resolutions)
+        return self.forward_features(X).reshape(X.shape[:-1])
+
+    def shape_features(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: Sequence[int],
+        resolutions: Sequence[int],
+    ) -> torch.Tensor:
+        """The features of :meth:`predict_shapes`, ``(n, F)``, with the shape columns made once
+        per (shapes, device, dtype)."""
         if not alphas.is_floating_point():  # integer logits are logits too
             alphas = alphas.double()
         key = (tuple(channels), tuple(resolutions), alphas.device, alphas.dtype)
-        cache = vars(self).setdefault("_shape_columns", {})
+        cache = self._shape_columns
         if key not in cache:
             kw = {"dtype": alphas.dtype, "device": alphas.device}
-            cache[key] = (torch.tensor(key[0], **kw), torch.tensor(key[1], **kw))
+            with torch.inference_mode(False):  # usable with autograd, whoever asks first
+                cache[key] = (torch.tensor(key[0], **kw), torch.tensor(key[1], **kw))
         c, r = cache[key]
-        X = encode(self.space, block_type, c, r, alphas, check_values=False)
-        return self.forward_features(X).reshape(alphas.shape[:-2])
+        return encode(self.space, block_type, c, r, alphas, check_values=False)
 
     def check_range(
         self, block_type: str, channels: int, resolution: int, strict: bool = False

@@ -69,8 +69,10 @@ class LUTPredictor(Predictor):
         self._prepare()
 
     def _prepare(self) -> None:
-        """Derived tensors, built once: log table, channel grid, resolutions, edge kinds."""
+        """Derived tensors, built once: log table, channel grid, resolutions, edge kinds; and
+        an empty cache of op latencies per shape (the table may be new)."""
         sp = self.space
+        self._op_latency_cache: dict[tuple, torch.Tensor] = {}
         self._log_table = torch.log(self.table.clamp(min=1e-9))
         self._grid = torch.log(torch.tensor(self.channels, dtype=torch.float64))
         self._res = torch.tensor(self.resolutions, dtype=torch.float64)
@@ -93,24 +95,33 @@ class LUTPredictor(Predictor):
         channels: Sequence[int],
         resolutions: Sequence[int],
     ) -> torch.Tensor:
-        """As :meth:`Predictor.predict_shapes`, with each shape's op latencies looked up once
-        and kept on α's device: a step is then a softmax and a product there, with nothing
-        read back to the host (the lookup indexes the table on the CPU)."""
+        """As :meth:`Predictor.predict_shapes`, from :meth:`edge_latencies_at`: a softmax and
+        a product on α's device, nothing read back to the host."""
+        return self.edge_latencies_at(alphas, block_type, channels, resolutions).sum(dim=-1)
+
+    def edge_latencies_at(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: Sequence[int],
+        resolutions: Sequence[int],
+    ) -> torch.Tensor:
+        """:meth:`edge_latencies` of :meth:`predict_shapes`'s rows, ``(n, E)``, each shape's op
+        latencies looked up once (the lookup indexes the table on the CPU) and kept on α's
+        device."""
         if not alphas.is_floating_point():
             alphas = alphas.double()
         key = (block_type, tuple(channels), tuple(resolutions), alphas.device, alphas.dtype)
-        cache = vars(self).setdefault("_op_latency_cache", {})
-        if key not in cache:
+        if key not in self._op_latency_cache:
             zeros = torch.zeros(self.space.alpha_shape, dtype=torch.float64)
-            X = torch.stack(
-                [
-                    encode(self.space, block_type, c, r, zeros)
-                    for c, r in zip(*key[1:3], strict=True)
-                ]
-            )
-            cache[key] = self.op_latencies(X).to(alphas.device, alphas.dtype)
+            rows = [
+                encode(self.space, block_type, c, r, zeros) for c, r in zip(*key[1:3], strict=True)
+            ]
+            with torch.inference_mode(False):
+                L = self.op_latencies(torch.stack(rows)).to(alphas.device, alphas.dtype)
+            self._op_latency_cache[key] = L
         probs = probabilities(self.space, block_type, alphas, check_values=False)
-        return (probs * cache[key]).sum(dim=(-2, -1))
+        return (probs * self._op_latency_cache[key]).sum(dim=-1)
 
     def edge_latencies(self, X: torch.Tensor) -> torch.Tensor:
         """Each edge's expected op-table latency ``Σ_i p_i·L(op_i)`` in ms: ``(..., E)``."""

@@ -9,6 +9,7 @@ op-table latency ``Σ_i p_i·L(op_i)`` (log ms), and predicts ``log(y) − log(L
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,11 +50,27 @@ class ResidualPredictor(Predictor):
             self.net, self._features, self._offset, train, val, hp, self.seed
         )
 
-    def forward_features(self, X: torch.Tensor) -> torch.Tensor:
+    def forward_features(
+        self, X: torch.Tensor, edge_ms: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``edge_ms``: the table's edge latencies of ``X`` where the caller has them."""
         X64 = X.to(torch.float64)
-        e = self.lut.edge_latencies(X64)  # once: both the offset and the features need it
+        e = self.lut.edge_latencies(X64) if edge_ms is None else edge_ms.to(torch.float64)
         out = self._offset(X64, e) + self.net(self._features(X64, e)).squeeze(-1)
         return torch.exp(out).to(X.dtype)
+
+    def predict_shapes(
+        self,
+        alphas: torch.Tensor,
+        block_type: str,
+        channels: Sequence[int],
+        resolutions: Sequence[int],
+    ) -> torch.Tensor:
+        """As :meth:`Predictor.predict_shapes`, with the table's part from its per-shape cache
+        (:meth:`LUTPredictor.edge_latencies_at`): nothing read back to the host."""
+        X = self.shape_features(alphas, block_type, channels, resolutions)
+        e = self.lut.edge_latencies_at(alphas, block_type, channels, resolutions)
+        return self.forward_features(X, e).reshape(X.shape[:-1])
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         lut_t, lut_p = self.lut.state()

@@ -23,7 +23,8 @@ one. Adam must be ``capturable`` (its step count lives on the device). Where a g
 hold the step — the CPU, gated mode (a new path each step), second order — the search runs
 eagerly. If capture fails, the search warns once and goes on eagerly; that is exact because
 nothing a failed capture recorded ran, and both updates begin by setting the gradients they
-use to None.
+use to None. (A capture that records nothing, its work having gone to another stream, did
+run that work once: its result is the step.)
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ class GraphedStep:
         inputs["e"] = e
         inputs.update({f"de.{k}": v for k, v in e_grads.items()})
         if self.budget and self.arch:  # a fill, not a copy from the host
-            inputs["mu"] = torch.full((), self.term.multiplier, device=self.device)
+            inputs["mu"] = torch.full(
+                (), self.term.multiplier, dtype=torch.float32, device=self.device
+            )  # the loss's dtype: μ·(…) as eager's Python float gives it
         return inputs, lat_s
 
     def _step(self, inputs: Inputs) -> torch.Tensor:
@@ -178,8 +181,8 @@ class GraphedStep:
 
     def _capture(self, inp: Inputs) -> torch.Tensor:
         """Capture the step on this batch's tensors (copied into fixed buffers), then replay
-        it once: that replay is this step. A failed or empty capture: this step and the rest
-        of the search run eagerly."""
+        it once: that replay is this step. A failed capture: this step and the rest of the
+        search run eagerly."""
         static = {k: (v.clone() if v is not None else None) for k, v in inp.items()}
         graph = torch.cuda.CUDAGraph()
         try:
@@ -187,20 +190,26 @@ class GraphedStep:
                 warnings.simplefilter("always")
                 with torch.cuda.graph(graph, stream=torch.cuda.Stream(device=self.device)):
                     stats = self._body(static)
-            for w in seen:
-                if "graph is empty" in str(w.message).lower():  # recorded on another device
-                    raise RuntimeError(str(w.message))
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         except RuntimeError as exc:
-            self.capture = False  # nothing the capture recorded ran: the step runs below
-            torch.cuda.synchronize(self.device)
             cause = exc.__context__ or exc
-            warnings.warn(
-                f"the search step could not be captured as a CUDA graph "
-                f"({str(cause).splitlines()[0]}); it runs eagerly (slower, same result)",
-                stacklevel=4,
-            )
-            return self._body(inp)
+            self._give_up(str(cause).splitlines()[0])
+            torch.cuda.synchronize(self.device)
+            return self._body(inp)  # nothing the capture recorded ran
+        empty = [w for w in seen if "graph is empty" in str(w.message).lower()]
+        for w in seen:
+            if w not in empty:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if empty:  # the work went to another stream: it ran, once, on this batch's copies
+            self._give_up(str(empty[0].message).splitlines()[0])
+            return stats
         self.graph, self.static, self.stats, self.captured = graph, static, stats, True
         graph.replay()
         return stats
+
+    def _give_up(self, why: str) -> None:
+        self.capture = False
+        warnings.warn(
+            f"the search step could not be captured as a CUDA graph ({why}); it runs eagerly "
+            "(slower, same result)",
+            stacklevel=5,
+        )

@@ -130,6 +130,7 @@ class Search:
         # each epoch's step replayed as a CUDA graph where one can hold it (search.graphed)
         self.graphs = cfg.cuda_graph and graph_applies(self.device, cfg.mode, cfg.unrolled)
         self._warmed: set[bool] = set()  # kinds of step (α step or not) captured in this process
+        self._derived: dict[tuple, float] = {}  # derived cells -> their predicted network (ms)
         self.a_opt = torch.optim.Adam(
             list(self.net.alphas.values()),
             cfg.a_lr,
@@ -268,16 +269,12 @@ class Search:
             tot["step_s"] += st.step_s
             st.epoch = epoch + 1
             if self.multiplier is not None and epoch >= cfg.warmup:
+                self._check_finite(epoch)  # derive() below would refuse NaN α less clearly
                 self.term.multiplier = self.multiplier.update(self.derived_ms())
             if on_step:
                 on_step(st, i + 1, len(w_batches))
         self._after_epoch(step)
-        if not all(bool(torch.isfinite(a).all()) for a in self.net.alphas.values()):
-            # checked once an epoch: a check at every pass would stall a GPU
-            raise InputError(
-                f"α became NaN or inf in epoch {epoch + 1}: the search diverged (lower --arch-lr "
-                "or λ); the epochs before it are saved"
-            )
+        self._check_finite(epoch)  # once an epoch: a check at every pass would stall a GPU
         self.sched.step()
         self.epoch += 1
         n = tot["n"]
@@ -307,6 +304,16 @@ class Search:
         }
         return row
 
+    def _check_finite(self, epoch: int) -> None:
+        """One line, not a traceback, when α have become NaN or inf."""
+        if all(bool(torch.isfinite(a).all()) for a in self.net.alphas.values()):
+            return
+        knob = "--budget-lr" if self.multiplier is not None else "λ"
+        raise InputError(
+            f"α became NaN or inf in epoch {epoch + 1}: the search diverged (lower --arch-lr "
+            f"or {knob}); the epochs before it are saved"
+        )
+
     def predicted_ms(self) -> float:
         if self.term is None:
             return math.nan
@@ -317,7 +324,16 @@ class Search:
         """Predicted whole-network latency (ms) of the network derived from the current α."""
         if self.term is None:
             return math.nan
-        return network_ms(self.term, derived_cells(self.term, dict(self.net.alphas.items())))
+        cells = derived_cells(self.term, dict(self.net.alphas.items()))
+        term = self.term
+        key = (
+            tuple((bt, tuple(c)) for bt, c in sorted(cells.items())),
+            term.outside_ms,  # set after construction (measured, or from the run folder)
+            tuple(term.cell_offsets_ms),
+        )
+        if key not in self._derived:  # a budget asks every step; the cells rarely change
+            self._derived[key] = network_ms(self.term, cells)
+        return self._derived[key]
 
     def genotype(self) -> Genotype:
         alphas = dict(self.net.alphas.items())

@@ -122,7 +122,7 @@ class Block(nn.Module):
         are not checked here (the check would stall every pass; a search checks α once an
         epoch)."""
         a = self._require_alphas()
-        return probabilities(self.space, self.block_type, a, a.device.type == "cpu")
+        return probabilities(self.space, self.block_type, a, check_values=a.device.type == "cpu")
 
     def _require_alphas(self) -> nn.Parameter:
         if self.alphas is None:
@@ -135,8 +135,10 @@ class Block(nn.Module):
         return encode(self.space, self.block_type, self.channels, resolution, alphas)
 
     def reset_gates(self, generator: torch.Generator | None = None) -> list[int]:
-        """Sample one op per edge from softmax(α); returns the sampled slot per edge."""
-        probs = self.probabilities().detach()
+        """Sample one op per edge from softmax(α); returns the sampled slot per edge. α are
+        checked here on any device: the draw reads them back to the host anyway."""
+        a = self._require_alphas()
+        probs = probabilities(self.space, self.block_type, a, check_values=True).detach()
         return [edge.reset_gates(probs[int(k)], generator) for k, edge in self.edges.items()]
 
     def active_ops(self) -> list[str | None]:
