@@ -303,3 +303,25 @@ def test_a_replayed_step_is_the_eager_step_from_the_same_state(device, budget):
         assert torch.allclose(x.double(), y.double(), rtol=rel, atol=atol)
     moved = [not torch.equal(x, b) for x, b in zip(replayed, before, strict=True)]
     assert sum(moved) > len(moved) // 2  # the step changed the state it was compared on
+
+
+def test_the_derived_networks_latency_is_predicted_once_per_network(monkeypatch):
+    """A budget asks for the derived network's predicted latency after every step; the
+    derived cells rarely change, so each network is predicted once — again when its cells,
+    or what the network adds outside them, change."""
+    from lenna.search import run as run_module
+    from lenna.search.budget import derived_cells, network_ms
+
+    s = Search(tiny_config(device="cpu", lam=0.0, budget_ms=1.0))
+    calls = []
+    monkeypatch.setattr(
+        run_module, "network_ms", lambda term, cells: calls.append(1) or network_ms(term, cells)
+    )
+    first = s.derived_ms()
+    want = network_ms(s.term, derived_cells(s.term, dict(s.net.alphas.items())))
+    assert first == s.derived_ms() == want and len(calls) == 1
+    s.term.fixed_ms += 1.0
+    assert s.derived_ms() == pytest.approx(first + 1.0) and len(calls) == 2
+    with torch.no_grad():
+        s.net.alphas["normal"].copy_(-s.net.alphas["normal"] * 1e3)  # another argmax
+    assert s.derived_ms() != first + 1.0 and len(calls) == 3
