@@ -1,9 +1,11 @@
 """Where a search step's time goes at the `darts-cifar10` preset: the first-order step with no
 latency term (λ = 0) and with a `lut` and an `additive` term, in bf16 and float32, the term
 alone (synchronised), and `Search.run_epoch` (what `lenna search` runs) against the
-benchmark's hand loop. Prints one table; records nothing.
+benchmark's hand loop. The step is replayed as a CUDA graph, as `lenna search` runs it on a
+GPU; `--no-cuda-graph` breaks the eager step down. Prints one table; records nothing.
 
     python benchmarks/diagnostics/gpu_step_breakdown.py --device cuda
+    python benchmarks/diagnostics/gpu_step_breakdown.py --device cuda --no-cuda-graph
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from lenna.search.run import Search
 def epoch_step_s(args: argparse.Namespace, predictor: Path, device: torch.device) -> float:
     """Seconds per step of run_epoch's second epoch (wall, synchronised at its end)."""
     given = {"predictor": str(predictor), "lam": 1.0, "batch": args.batch, "device": str(device),
-             "net": {"channels": args.channels, "cells": args.cells}, "amp": args.amp}  # fmt: skip
+             "net": {"channels": args.channels, "cells": args.cells}, "amp": args.amp,
+             "cuda_graph": args.cuda_graph}  # fmt: skip
     d = with_preset("darts-cifar10", given)
     cfg = SearchConfig(**{**d, "net": NetConfig(**d["net"])})
     s = Search(replace(cfg, limit=None), cifar_like(2 * args.batch * args.steps, device))
@@ -53,6 +56,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup-steps", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-breakdown"))
+    ap.add_argument(
+        "--cuda-graph",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="as `lenna search`",
+    )
     args = ap.parse_args()
     args.channels_last = False
     warnings.filterwarnings("ignore", message=".*another machine")  # the shipped file's CPU
