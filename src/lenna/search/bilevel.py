@@ -196,17 +196,21 @@ def _w_step(
     lat_s: float,
     amp: torch.dtype | None = None,
 ) -> StepStats:
-    """The weight step on the w half, and the step's statistics."""
-    a_correct = int((logits.argmax(1) == batch_a[1]).sum())
+    """The weight step on the w half, and the step's statistics, read back at once (one wait
+    for the GPU per step, at its end)."""
+    a_correct = (logits.argmax(1) == batch_a[1]).sum()
     if net.mode == "gated":
         net.reset_gates(generator)
     w_loss, w_logits = w_update(net, w_opt, batch_w, grad_clip, amp)
+    w_correct = (w_logits.argmax(1) == batch_w[1]).sum()
+    parts = (w_loss, w_correct, ce, a_correct, loss)
+    v = torch.stack([p.detach().to(w_loss.device, torch.float64) for p in parts]).tolist()
     return StepStats(
-        w_loss=float(w_loss.detach()),
-        w_correct=int((w_logits.argmax(1) == batch_w[1]).sum()),
-        a_loss=float(ce.detach()),
-        a_correct=a_correct,
-        total_loss=float(loss.detach()),
+        w_loss=v[0],
+        w_correct=int(v[1]),
+        a_loss=v[2],
+        a_correct=int(v[3]),
+        total_loss=v[4],
         expected_ms=float(e) if e is not None else float("nan"),
         latency_s=lat_s,
         step_s=time.perf_counter() - t0,
