@@ -115,7 +115,11 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
             times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
     lat_s = latency_term_s(s, device) if s.term is not None else 0.0
+    # callers without --epoch-steps (diagnostics/gpu_step_breakdown.py) time epochs their way
+    n = getattr(args, "epoch_steps", None)
+    overhead = epoch_overhead_s(args, cfg, device, step_s) if n else float("nan")
     return {
+        "overhead_s": overhead,
         "step_s": step_s,
         "images_s": 2 * args.batch / step_s,
         "latency_share": lat_s / step_s,
@@ -127,6 +131,22 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
         "graph": s.graphs,
         "warmup": warmup,
     }
+
+
+def epoch_overhead_s(
+    args: argparse.Namespace, cfg: SearchConfig, device: torch.device, step_s: float
+) -> float:
+    """What an epoch of ``Search.run_epoch`` costs beyond its steps at the median rate: its
+    eager steps and its graph's capture (a graph is captured again each epoch), the metrics
+    and α written after it. Timed on the second of two epochs of ``--epoch-steps`` steps."""
+    n = args.epoch_steps
+    s = Search(replace(cfg, limit=None), cifar_like(2 * args.batch * n, device, 2))
+    s.run_epoch()
+    sync(device)
+    t0 = time.perf_counter()
+    s.run_epoch()
+    sync(device)
+    return time.perf_counter() - t0 - n * step_s
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
@@ -174,6 +194,9 @@ def main() -> None:
     ap.add_argument("--eval-batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup-steps", type=int, default=2)
+    ap.add_argument(
+        "--epoch-steps", type=int, default=None, help="steps of the epochs timed whole (30 full, 6)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kind", default="lut", help="predictor kind of the latency term")
     ap.add_argument(
@@ -195,6 +218,8 @@ def main() -> None:
     if args.full:
         args.channels, args.cells, args.batch = 16, 8, 64
         args.eval_channels, args.eval_cells, args.eval_batch = 36, 20, 96
+    if args.epoch_steps is None:
+        args.epoch_steps = 30 if args.full else 6
     torch.set_num_threads(args.threads)
     device = compute_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +241,9 @@ def main() -> None:
         f"| search step (first order, w + α) | {s['cells']} cells, C = {s['channels']} | "
         f"{s['batch']} + {s['batch']} | {s['images_s']:.1f} | latency term "
         f"{100 * s['latency_share']:.2f} % of a step; {s['epoch_s']:.0f} s per epoch of 25k + "
-        f"25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs |",
+        f"25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs; with each epoch's "
+        f"overhead ({s['overhead_s']:.1f} s: eager steps, capture, metrics; from a "
+        f"{args.epoch_steps}-step epoch) {50 * (s['epoch_s'] + s['overhead_s']) / 3600:.2f} h |",
         f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
         f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe; "
         f"{t['epochs_h']:.2f} h for 600 epochs of 50k images |",
