@@ -348,3 +348,19 @@ def test_after_its_first_pass_the_latency_term_never_waits_for_the_gpu(kind):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(e) and set(grads) == set(alphas)
+
+
+def test_a_graphed_channels_last_bf16_search_matches_the_eager_contiguous_one():
+    """The graph holds the channels-last layout (NHWC views in each weighted edge) and bf16
+    autocast: two epochs against the eager, default-layout search of the same seed."""
+    from lenna.search.run import Search
+
+    rows = {}
+    for graphed in (True, False):
+        cfg = _graph_config(amp="bf16", channels_last=graphed, cuda_graph=graphed)
+        s = Search(cfg, _graph_data())
+        rows[graphed] = [s.run_epoch(), s.run_epoch()]
+        assert (True in s._warmed) is graphed
+    for key in ("w_loss", "a_loss", "predicted_ms"):
+        got = [r[key] for r in rows[True]]
+        assert got == pytest.approx([r[key] for r in rows[False]], rel=5e-2), key
