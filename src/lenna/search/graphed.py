@@ -30,7 +30,6 @@ run that work once: its result is the step.)
 from __future__ import annotations
 
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +37,10 @@ import torch.nn.functional as F
 from lenna.search.bilevel import StepStats, alpha_update, forward_logits, latency_grad, w_update
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import Network
+from lenna.search.replay import Inputs, Replayed
 
 FIRST_EAGER = 3  # eager steps before a kind of step is first captured (cuBLAS/cuDNN, Adam state)
 LATER_EAGER = 1  # before each later capture
-Inputs = dict[str, torch.Tensor | None]
 
 
 def graph_applies(device: torch.device, mode: str, unrolled: bool) -> bool:
@@ -62,12 +61,14 @@ def set_capturable(opt: torch.optim.Optimizer, on: bool) -> None:
                 st["step"] = st["step"].to(p.device if on else "cpu", torch.float32)
 
 
-class GraphedStep:
+class GraphedStep(Replayed):
     """One epoch's search step: ``step(batch_w, batch_a)`` → :class:`StepStats`.
 
     ``capture`` False runs the same body eagerly, step by step (what the CPU tests check
     against :func:`lenna.search.bilevel.search_step`).
     """
+
+    what = "the search step"
 
     def __init__(
         self,
@@ -81,27 +82,17 @@ class GraphedStep:
         capture: bool = True,
         eager_steps: int = FIRST_EAGER,
     ) -> None:
+        super().__init__(next(net.parameters()).device, capture, eager_steps)
         self.net, self.term, self.w_opt, self.a_opt = net, term, w_opt, a_opt
         self.grad_clip, self.arch, self.amp = grad_clip, arch, amp
-        self.capture, self.eager_left = capture, eager_steps
-        self.device = next(net.parameters()).device
         self.budget = term is not None and term.budget_ms is not None
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: Inputs = {}
-        self.stats: torch.Tensor | None = None
-        self.captured = False  # whether this epoch's steps replay a graph
 
     def __call__(
         self, batch_w: tuple[torch.Tensor, torch.Tensor], batch_a: tuple[torch.Tensor, torch.Tensor]
     ) -> StepStats:
         t0 = time.perf_counter()
         inputs, lat_s = self._inputs(batch_w, batch_a)
-        if self.device.type == "cuda":
-            with torch.cuda.device(self.device):  # streams and capture on the search's GPU
-                stats = self._step(inputs)
-        else:
-            stats = self._step(inputs)
-        v = stats.tolist()  # the step's one read-back
+        v = self.run(inputs).tolist()  # the step's one read-back
         return StepStats(
             w_loss=v[0],
             w_correct=int(v[1]),
@@ -134,18 +125,6 @@ class GraphedStep:
             )  # the loss's dtype: μ·(…) as eager's Python float gives it
         return inputs, lat_s
 
-    def _step(self, inputs: Inputs) -> torch.Tensor:
-        if self.graph is not None:
-            for k, v in inputs.items():
-                if v is not None:
-                    self.static[k].copy_(v)
-            self.graph.replay()
-            return self.stats
-        if self.capture and self.eager_left <= 0:
-            return self._capture(inputs)
-        self.eager_left -= 1
-        return self._eager(inputs)
-
     def _body(self, inp: Inputs) -> torch.Tensor:
         """The step from the tensors of ``inp``; its statistics as one float64 vector."""
         net, e = self.net, inp["e"]
@@ -167,49 +146,3 @@ class GraphedStep:
         nan = torch.full((), float("nan"), device=w_loss.device)
         parts = (w_loss, w_correct, ce, a_correct, loss, nan if e is None else e)
         return torch.stack([p.detach().to(w_loss.device, torch.float64) for p in parts])
-
-    def _eager(self, inp: Inputs) -> torch.Tensor:
-        """A step without a graph; before a capture, on a side stream as capture wants it."""
-        if not self.capture:
-            return self._body(inp)
-        side = torch.cuda.Stream(device=self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            stats = self._body(inp)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        return stats
-
-    def _capture(self, inp: Inputs) -> torch.Tensor:
-        """Capture the step on this batch's tensors (copied into fixed buffers), then replay
-        it once: that replay is this step. A failed capture: this step and the rest of the
-        search run eagerly."""
-        static = {k: (v.clone() if v is not None else None) for k, v in inp.items()}
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
-                with torch.cuda.graph(graph, stream=torch.cuda.Stream(device=self.device)):
-                    stats = self._body(static)
-        except RuntimeError as exc:
-            cause = exc.__context__ or exc
-            self._give_up(str(cause).splitlines()[0])
-            torch.cuda.synchronize(self.device)
-            return self._body(inp)  # nothing the capture recorded ran
-        empty = [w for w in seen if "graph is empty" in str(w.message).lower()]
-        for w in seen:
-            if w not in empty:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if empty:  # the work went to another stream: it ran, once, on this batch's copies
-            self._give_up(str(empty[0].message).splitlines()[0])
-            return stats
-        self.graph, self.static, self.stats, self.captured = graph, static, stats, True
-        graph.replay()
-        return stats
-
-    def _give_up(self, why: str) -> None:
-        self.capture = False
-        warnings.warn(
-            f"the search step could not be captured as a CUDA graph ({why}); it runs eagerly "
-            "(slower, same result)",
-            stacklevel=5,
-        )
