@@ -364,3 +364,84 @@ def test_a_graphed_channels_last_bf16_search_matches_the_eager_contiguous_one():
     for key in ("w_loss", "a_loss", "predicted_ms"):
         got = [r[key] for r in rows[True]]
         assert got == pytest.approx([r[key] for r in rows[False]], rel=5e-2), key
+
+
+# ---- training a derived network as a CUDA graph (lenna.search.train_step; opt-in) -------------
+def _train_data(n: int = 48):
+    from lenna.search.datasets import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n + 16, 3, 32, 32, generator=g), torch.randint(0, 10, (n + 16,), generator=g)
+    return ImageData("c", x[:n], y[:n], x[n:], y[n:], 10).to("cuda")
+
+
+def test_graphed_training_takes_the_eager_trainings_steps():
+    """Without drop-path (its masks are random), graphed and eager training of the same seed
+    reach the same per-epoch losses within the GPU's rounding; graphs were replayed."""
+    from train_helpers import mixed_genotype
+
+    from lenna.search.recipe import TrainRecipe
+    from lenna.search.train import train_network
+    from lenna.search.verify import build
+
+    curves, used = {}, {}
+    for graphed in (True, False):
+        torch.manual_seed(0)
+        net = build(mixed_genotype(channels=8, cells=3), 16).to("cuda")
+        recipe = TrainRecipe(epochs=3, batch=8, amp="off", augment=True, cutout=8,
+                             aux_weight=0.4, cuda_graph=graphed)  # fmt: skip
+        rows = []
+        res = train_network(
+            net, _train_data(), recipe=recipe, on_epoch=lambda *r, rows=rows: rows.append(r)
+        )
+        curves[graphed], used[graphed] = [loss for _, loss, _ in rows], res["cuda_graph"]
+    assert used == {True: True, False: False}
+    assert curves[True] == pytest.approx(curves[False], rel=2e-2)
+
+
+def test_graphed_training_with_drop_path_bf16_channels_last_runs():
+    """Drop-path off in the first epoch, on later (a second graph, its masks drawn in it)."""
+    from train_helpers import mixed_genotype
+
+    from lenna.search.recipe import TrainRecipe
+    from lenna.search.train import train_network
+    from lenna.search.verify import build
+
+    torch.manual_seed(0)
+    net = build(mixed_genotype(channels=8, cells=3), 16).to("cuda")
+    recipe = TrainRecipe(epochs=3, batch=8, amp="bf16", channels_last=True, augment=True,
+                         cutout=8, drop_path=0.3, aux_weight=0.4, cuda_graph=True)  # fmt: skip
+    rows = []
+    res = train_network(net, _train_data(), recipe=recipe, on_epoch=lambda *r: rows.append(r))
+    assert res["cuda_graph"] and all(np.isfinite(loss) for _, loss, _ in rows)
+    assert 0.0 <= res["accuracy"] <= 1.0
+
+
+def test_the_training_steps_body_never_waits_for_the_gpu():
+    from train_helpers import mixed_genotype
+
+    from lenna.search.drop_path import DropPath
+    from lenna.search.recipe import TrainRecipe
+    from lenna.search.train import optimiser, training_extras
+    from lenna.search.train_step import TrainStep
+    from lenna.search.verify import build
+
+    torch.manual_seed(0)
+    net = build(mixed_genotype(channels=8, cells=3), 16).to("cuda")
+    d = _train_data()
+    recipe = TrainRecipe(batch=8, aux_weight=0.4, drop_path=0.3)
+    with training_extras(net, recipe) as (drop, aux):
+        assert isinstance(drop, DropPath)
+        drop.prob = 0.2
+        params = [*net.parameters(), *aux.parameters()]
+        opt, _ = optimiser(params, recipe)
+        step = TrainStep(net, aux, opt, params, 0.4, 5.0, torch.bfloat16)
+        net.train(), aux.train()
+        step(d.x_train[:8], d.y_train[:8])  # a first step makes SGD's state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            stats = step._body({"x": d.x_train[8:16], "y": d.y_train[8:16]})
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert stats.shape == (2,) and torch.isfinite(stats).all()

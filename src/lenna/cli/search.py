@@ -123,6 +123,12 @@ CUDA_GRAPH = typer.Option(
     help="On a GPU, capture each epoch's search step as a CUDA graph and replay it (about 3× "
     "faster at DARTS's size; weighted mode and first order only, else the step runs eagerly).",
 )
+EVAL_CUDA_GRAPH = typer.Option(
+    False,
+    "--cuda-graph/--no-cuda-graph",
+    help="On a GPU, capture each epoch's training step as a CUDA graph and replay it "
+    "(opt-in: not yet run on a GPU; the search's own step is graphed by default).",
+)
 DEVICE = typer.Option(
     "auto",
     "--device",
@@ -399,6 +405,7 @@ RECIPE_OPTIONS = {  # option name -> TrainRecipe field
     "aux_weight": "aux_weight",
     "amp": "amp",
     "channels_last": "channels_last",
+    "cuda_graph": "cuda_graph",
 }
 
 
@@ -481,6 +488,7 @@ def evaluate_arch_cmd(
     ),
     amp: str = AMP,
     channels_last: bool = CHANNELS_LAST,
+    cuda_graph: bool = EVAL_CUDA_GRAPH,
 ) -> None:
     """Build the derived network, measure its latency for real, train it, compare.
 

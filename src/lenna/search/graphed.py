@@ -37,10 +37,8 @@ import torch.nn.functional as F
 from lenna.search.bilevel import StepStats, alpha_update, forward_logits, latency_grad, w_update
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import Network
-from lenna.search.replay import Inputs, Replayed
-
-FIRST_EAGER = 3  # eager steps before a kind of step is first captured (cuBLAS/cuDNN, Adam state)
-LATER_EAGER = 1  # before each later capture
+from lenna.search.replay import FIRST_EAGER, Inputs, Replayed
+from lenna.search.replay import LATER_EAGER as LATER_EAGER  # the search's, too
 
 
 def graph_applies(device: torch.device, mode: str, unrolled: bool) -> bool:

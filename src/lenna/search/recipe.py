@@ -36,6 +36,7 @@ class TrainRecipe:
     aux_weight: float = 0.0  # weight of the auxiliary head's loss; 0: no head
     amp: str = "auto"  # "off", "bf16", or "auto": bf16 on a GPU that has it, else off
     channels_last: bool = False  # network and batches in torch.channels_last
+    cuda_graph: bool = False  # on a GPU, each epoch's step replayed as a CUDA graph (opt-in)
     net: dict = field(default_factory=dict)  # e.g. {"cells": 20, "channels": 36}
     preset: str | None = None  # the evaluation preset the values started from
 

@@ -21,6 +21,10 @@ import warnings
 import torch
 
 Inputs = dict[str, torch.Tensor | None]
+FIRST_EAGER = (
+    3  # eager steps before a kind of step is first captured (cuBLAS/cuDNN, optimiser state)
+)
+LATER_EAGER = 1  # before each later capture
 
 
 class Replayed:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lenna.errors import InputError
@@ -26,6 +25,8 @@ from lenna.search.datasets import ImageData
 from lenna.search.drop_path import DropPath
 from lenna.search.network import Network
 from lenna.search.recipe import TrainRecipe
+from lenna.search.replay import FIRST_EAGER, LATER_EAGER
+from lenna.search.train_step import TrainStep
 
 
 def check_channels_last(net: nn.Module, device: torch.device) -> None:
@@ -111,7 +112,8 @@ def train_network(
     recipe: TrainRecipe | None = None,
 ) -> dict:
     """Train from scratch on ``data``'s device, test on the held-out split; returns
-    ``accuracy`` and ``train_s``. ``epochs`` (unless ``None``) overrides the recipe's."""
+    ``accuracy``, ``train_s``, the precision used and whether a CUDA graph was replayed.
+    ``epochs`` (unless ``None``) overrides the recipe's."""
     recipe = recipe or TrainRecipe()
     if epochs is not None:
         recipe = replace(recipe, epochs=epochs)
@@ -125,10 +127,23 @@ def train_network(
     with training_extras(net, recipe) as (drop, aux):
         params = [*net.parameters(), *(aux.parameters() if aux is not None else [])]
         opt, sched = optimiser(params, recipe)
+        graphs = recipe.cuda_graph and data.x_train.device.type == "cuda"
+        warmed: set[bool] = set()  # drop-path off (first epoch) or on: different graphs
+        replayed = False
         for ep in range(recipe.epochs):
             if drop is not None:  # DARTS's train.py: drop_path_prob * epoch / epochs
                 drop.prob = recipe.drop_path * ep / recipe.epochs
-            loss, acc = _epoch(net, aux, data, recipe, opt, params, g, amp)
+            kind = drop is not None and drop.prob > 0
+            # a new step each epoch: a graph bakes in the learning rate and drop-path's p
+            eager = LATER_EAGER if kind in warmed else FIRST_EAGER
+            step = TrainStep(
+                net, aux, opt, params, recipe.aux_weight, recipe.grad_clip, amp, graphs, eager
+            )
+            loss, acc = _epoch(net, aux, data, recipe, step, g)
+            if step.captured:
+                warmed.add(kind)
+                replayed = True
+            graphs = graphs and step.capture  # a failed capture is not tried again
             sched.step()
             if on_epoch:
                 on_epoch(ep + 1, loss, acc)
@@ -136,6 +151,7 @@ def train_network(
         "accuracy": test_accuracy(net, data),
         "train_s": time.perf_counter() - t0,
         "amp": "bf16" if amp == torch.bfloat16 else "off",  # what "auto" resolved to
+        "cuda_graph": replayed,  # whether any epoch's steps replayed a CUDA graph
     }
 
 
@@ -144,10 +160,8 @@ def _epoch(
     aux: Auxiliary | None,
     data: ImageData,
     recipe: TrainRecipe,
-    opt: torch.optim.Optimizer,
-    params: list[nn.Parameter],
+    step: TrainStep,
     g: torch.Generator,
-    amp: torch.dtype | None,
 ) -> tuple[float, float]:
     """One pass over the training images (the last partial batch left out); mean loss and
     accuracy of the main classifier."""
@@ -160,19 +174,11 @@ def _epoch(
     for i in range(0, n - batch + 1 if n >= batch else 1, batch):
         idx = order[i : i + batch]
         x, y = train_batch(data.x_train[idx], recipe, g), data.y_train[idx]
-        mixed = torch.autocast(x.device.type, dtype=amp) if amp else contextlib.nullcontext()
-        with mixed:
-            logits = net(x).float()
-            aux_logits = aux.logits().float() if aux is not None else None
-        loss = main = F.cross_entropy(logits, y)
-        if aux_logits is not None:
-            loss = loss + recipe.aux_weight * F.cross_entropy(aux_logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-        opt.step()
-        total += float(main.detach()) * len(idx)
-        correct += int((logits.argmax(1) == y).sum())
+        if len(idx) != batch:  # a set smaller than a batch: one step, not a graph's shape
+            step.capture = False
+        main, right = step(x, y)
+        total += main * len(idx)
+        correct += right
         seen += len(idx)
     return total / max(seen, 1), correct / max(seen, 1)
 

@@ -206,6 +206,7 @@ def evaluate_arch(
         "net": shape.to_dict(),  # the network measured and trained
         "train": recipe.to_dict(),  # how it was trained (every setting, and the preset)
         "amp_used": trained.get("amp", "off"),  # the precision "auto" resolved to
+        "cuda_graph_used": trained.get("cuda_graph", False),  # whether steps replayed a graph
         "weights": saved,  # where the trained weights were saved (None: not saved)
     }
 

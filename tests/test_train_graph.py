@@ -1,0 +1,142 @@
+"""The training step a CUDA graph can hold (``lenna.search.train_step``), checked on the CPU:
+it is the step written out (forward with the auxiliary head, loss, backward, clipping, SGD);
+a failed capture falls back with a warning to the same training; the option round-trips.
+Capture and replay on a GPU are checked in ``test_cuda.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from search_helpers import cheap_genotype
+from train_helpers import mixed_genotype
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.search.datasets import ImageData
+from lenna.search.recipe import TrainRecipe
+from lenna.search.train import optimiser, train_network, training_extras
+from lenna.search.train_step import TrainStep
+from lenna.search.verify import build
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+runner = CliRunner()
+
+
+def _data() -> ImageData:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 3, 32, 32, generator=g), torch.randint(0, 10, (48,), generator=g)
+    return ImageData("c", x[:32], y[:32], x[32:], y[32:], 10)
+
+
+def _net():
+    torch.manual_seed(0)
+    return build(mixed_genotype(channels=8, cells=3), 16)
+
+
+def test_the_training_step_is_the_step_written_out():
+    """Three steps of :class:`TrainStep` (with the auxiliary head) against the step written
+    out by hand: the same losses, correct counts and weights, exactly."""
+    recipe = TrainRecipe(batch=8, aux_weight=0.4)
+    d = _data()
+    nets = [_net(), _net()]
+    got, want = [], []
+    with contextlib.ExitStack() as stack:
+        auxes = []
+        for net in nets:
+            torch.manual_seed(1)  # the same auxiliary head for both
+            auxes.append(stack.enter_context(training_extras(net, recipe))[1])
+        aux0, aux1 = auxes
+        p0 = [*nets[0].parameters(), *aux0.parameters()]
+        p1 = [*nets[1].parameters(), *aux1.parameters()]
+        opt0, _ = optimiser(p0, recipe)
+        opt1, _ = optimiser(p1, recipe)
+        step = TrainStep(nets[0], aux0, opt0, p0, 0.4, recipe.grad_clip, None)
+        for m in (*nets, aux0, aux1):
+            m.train()
+        for i in range(3):
+            x, y = d.x_train[8 * i : 8 * i + 8], d.y_train[8 * i : 8 * i + 8]
+            got.append(step(x, y))
+            logits = nets[1](x)
+            main = F.cross_entropy(logits, y)
+            loss = main + 0.4 * F.cross_entropy(aux1.logits(), y)
+            opt1.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(p1, recipe.grad_clip)
+            opt1.step()
+            want.append((float(main.detach()), int((logits.argmax(1) == y).sum())))
+    assert got == want
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
+
+
+def test_a_failed_training_capture_warns_once_and_trains_as_eagerly(monkeypatch):
+    """Capture fails on its first try: one warning naming the error, and the network trains
+    to exactly the weights of a training that never tried."""
+    from lenna.search import replay
+
+    class Fake:
+        def __init__(self, *a, **k):
+            pass
+
+    @contextlib.contextmanager
+    def failing(_graph, stream=None):
+        raise RuntimeError("operation not permitted when stream is capturing")
+        yield
+
+    results = {}
+    for tries in (False, True):
+        net, d = _net(), _data()
+        recipe = TrainRecipe(batch=8, epochs=1, aux_weight=0.4)
+        opt_net = [*net.parameters()]
+        with training_extras(net, recipe) as (_, aux):
+            params = [*opt_net, *aux.parameters()]
+            opt, _ = optimiser(params, recipe)
+            step = TrainStep(net, aux, opt, params, 0.4, 5.0, None, capture=tries, eager_steps=1)
+            net.train(), aux.train()
+            with monkeypatch.context() as m:
+                m.setattr(replay.torch.cuda, "CUDAGraph", Fake)
+                m.setattr(replay.torch.cuda, "Stream", Fake)
+                m.setattr(replay.torch.cuda, "graph", failing)
+                m.setattr(replay.torch.cuda, "synchronize", lambda *a: None)
+                m.setattr(replay.torch.cuda, "current_stream", lambda *a: Fake())
+                m.setattr(replay.torch.cuda, "stream", lambda s: contextlib.nullcontext())
+                Fake.wait_stream = lambda self, other: None
+                ctx = (
+                    pytest.warns(UserWarning, match="training step could not be captured")
+                    if tries
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    stats = [
+                        step(d.x_train[8 * i : 8 * i + 8], d.y_train[8 * i : 8 * i + 8])
+                        for i in range(4)
+                    ]
+            assert not step.captured
+        results[tries] = (stats, [p.detach().clone() for p in opt_net])
+    assert results[True][0] == results[False][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[True][1], results[False][1], strict=True))
+
+
+def test_on_the_cpu_no_graph_is_tried_and_the_result_says_so():
+    res = train_network(_net(), _data(), recipe=TrainRecipe(batch=8, epochs=1, cuda_graph=True))
+    assert res["cuda_graph"] is False and 0.0 <= res["accuracy"] <= 1.0
+
+
+def test_the_option_round_trips_and_defaults_off():
+    assert TrainRecipe().cuda_graph is False  # opt-in until it has run on a GPU
+    r = TrainRecipe(cuda_graph=True)
+    assert TrainRecipe.from_dict(r.to_dict()) == r
+    older = {k: v for k, v in r.to_dict().items() if k != "cuda_graph"}
+    assert TrainRecipe.from_dict(older).cuda_graph is False
+
+
+def test_evaluate_arch_takes_cuda_graph_and_records_it(tmp_path):
+    g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
+    args = ["evaluate-arch", str(g), "--data", "synthetic", "--epochs", "1", "--json"]
+    r = runner.invoke(app, [*args, "--cuda-graph", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout[r.stdout.index("{") :])
+    assert res["train"]["cuda_graph"] is True and res["cuda_graph_used"] is False
