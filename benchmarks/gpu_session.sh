@@ -3,11 +3,12 @@
 #   1. tests/test_cuda.py, the CUDA-graph step and the compute-device tests, where
 #      `--device auto` is the GPU;
 #   2. search_throughput.py at the full darts-cifar10 preset: bf16 and float32 with the step
-#      replayed as a CUDA graph (as `lenna search` runs it), bf16 eager (--no-cuda-graph);
+#      replayed as a CUDA graph (as `lenna search` runs it), bf16 eager (--no-cuda-graph), and
+#      the derived network's training replayed as a graph too (--train-cuda-graph);
 #   3. `lenna search` on the GPU in bf16 and in float32 (same seed, same fixed part): do they
 #      derive the same cells?
 #   4. the darts-cifar10 preset end to end on a small CIFAR-10-format folder, then
-#      `lenna evaluate-arch` training on the GPU with DARTS's evaluation recipe;
+#      `lenna evaluate-arch --cuda-graph` training on the GPU with DARTS's evaluation recipe;
 #   5. (only with CROSS_FILE=1, and only when step 1 passed) the cross-file label test-retest
 #      on the GPU machine's CPU: is a quieter machine than this project's VMs more repeatable?
 # STEPS picks steps by name: "tests throughput search c10" (the default; crossfile with
@@ -57,7 +58,7 @@ tests_ok=1
 if wanted tests; then
     step tests 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
         tests/test_search_graphed.py tests/test_search_device.py tests/test_measure_timer.py \
-        tests/test_search_latency.py tests/test_search_budget.py \
+        tests/test_search_latency.py tests/test_search_budget.py tests/test_train_graph.py \
         tests/test_train_extras.py tests/test_eval_recipe.py tests/test_measure_store.py \
         tests/test_search_resume.py || tests_ok=0
 fi
@@ -69,6 +70,8 @@ if wanted throughput; then
         --out "$W/tp" --amp off
     step throughput-bf16-eager 90 python3 benchmarks/search_throughput.py --device cuda --full \
         --out "$W/tp" --no-cuda-graph
+    step throughput-train-graph 90 python3 benchmarks/search_throughput.py --device cuda --full \
+        --out "$W/tp" --train-cuda-graph
 fi
 
 if wanted search || wanted c10; then
@@ -101,7 +104,7 @@ step search-c10 150 lenna search --preset darts-cifar10 --data "cifar10:$W/c10" 
     --predictor "$W/p" --lam 1 --device cuda --out "$W/c10-run"
 cp "$W/c10-run/metrics.csv" "$OUT/c10-metrics.csv" 2>/dev/null
 step evaluate-c10 150 lenna evaluate-arch "$W/c10-run/genotype.json" --preset darts-cifar10-eval \
-    --epochs 2 --cells 8 --channels 16 --device cuda --json
+    --epochs 2 --cells 8 --channels 16 --device cuda --cuda-graph --json
 fi
 
 if wanted crossfile; then

@@ -161,7 +161,7 @@ def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
     net = Network(space, shape, "fixed", choices).to(device)
     recipe = TrainRecipe.of("darts-cifar10-eval", {
         "epochs": 2, "batch": args.eval_batch, "amp": args.amp,
-        "channels_last": args.channels_last})  # fmt: skip
+        "channels_last": args.channels_last, "cuda_graph": args.train_cuda_graph})  # fmt: skip
     ends: list[float] = []
 
     def epoch_end(*_: float) -> None:
@@ -172,7 +172,7 @@ def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
     out = train_network(net, data, on_epoch=epoch_end, recipe=recipe)
     images_s = args.eval_batch * args.steps / (ends[1] - ends[0])
     return {"images_s": images_s, "cells": args.eval_cells, "channels": args.eval_channels,
-            "batch": args.eval_batch, "amp": out["amp"],
+            "batch": args.eval_batch, "amp": out["amp"], "graph": out["cuda_graph"],
             "epochs_h": 600 * TRAIN_IMAGES / images_s / 3600}  # fmt: skip
 
 
@@ -212,6 +212,11 @@ def main() -> None:
         default=True,
         help="replay the step as a CUDA graph on a GPU, as `lenna search` does (default: on)",
     )
+    ap.add_argument(
+        "--train-cuda-graph",
+        action="store_true",
+        help="replay the training step as a CUDA graph (`evaluate-arch --cuda-graph`, opt-in)",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/lenna-throughput"))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -245,7 +250,8 @@ def main() -> None:
         f"overhead ({s['overhead_s']:.1f} s: eager steps, capture, metrics; from a "
         f"{args.epoch_steps}-step epoch) {50 * (s['epoch_s'] + s['overhead_s']) / 3600:.2f} h |",
         f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
-        f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe; "
+        f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe"
+        f"{', replayed as a CUDA graph' if t['graph'] else ''}; "
         f"{t['epochs_h']:.2f} h for 600 epochs of 50k images |",
         "",
         f"Peak memory: {peak_gb(device)}.",
