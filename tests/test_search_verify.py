@@ -51,6 +51,7 @@ RESULT_KEYS = {
     "accuracy",
     "train_s",
     "amp_used",
+    "cuda_graph_used",
     "weights",
     "epochs",
     "params",
