@@ -71,7 +71,7 @@ if wanted throughput; then
     step throughput-bf16-eager 90 python3 benchmarks/search_throughput.py --device cuda --full \
         --out "$W/tp" --no-cuda-graph
     step throughput-train-graph 90 python3 benchmarks/search_throughput.py --device cuda --full \
-        --out "$W/tp" --train-cuda-graph
+        --out "$W/tp" --only train --train-cuda-graph
 fi
 
 if wanted search || wanted c10; then

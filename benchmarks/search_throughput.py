@@ -39,7 +39,7 @@ from lenna.predict import train_predictor
 from lenna.predict.io import save_predictor
 from lenna.search.augment import crop_flip
 from lenna.search.bilevel import latency_grad
-from lenna.search.config import SearchConfig
+from lenna.search.config import SearchConfig, amp_dtype
 from lenna.search.datasets import ImageData
 from lenna.search.device import compute_device
 from lenna.search.graphed import FIRST_EAGER, graph_applies
@@ -47,7 +47,8 @@ from lenna.search.network import NetConfig, Network
 from lenna.search.presets import with_preset
 from lenna.search.recipe import TrainRecipe
 from lenna.search.run import Search
-from lenna.search.train import train_network
+from lenna.search.train import optimiser, train_batch, training_extras
+from lenna.search.train_step import TrainStep
 from lenna.space import derive, get_space
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -117,7 +118,7 @@ def search_rate(args: argparse.Namespace, predictor: Path | None, device: torch.
     lat_s = latency_term_s(s, device) if s.term is not None else 0.0
     # callers without --epoch-steps (diagnostics/gpu_step_breakdown.py) time epochs their way
     n = getattr(args, "epoch_steps", None)
-    overhead = epoch_overhead_s(args, cfg, device, step_s) if n else float("nan")
+    overhead = epoch_overhead_s(args, cfg, device, step_s) if n and graphs else float("nan")
     return {
         "overhead_s": overhead,
         "step_s": step_s,
@@ -150,30 +151,46 @@ def epoch_overhead_s(
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> dict:
-    """Images per second of evaluate-arch's training loop: the second of two epochs over
-    ``steps`` batches (the first warms up; drop-path is 0 in a first epoch and on in the
-    second), from the end of one epoch to the end of the next."""
+    """Images per second of evaluate-arch's training step with the eval recipe (crop, flip,
+    cutout, the auxiliary head, drop-path at half its final probability, as mid-training):
+    the median of ``steps`` steps, each with its batch's augmentation, after the eager steps
+    and, with ``--train-cuda-graph``, the capture (a graph's replays only; an epoch of 520
+    batches captures once)."""
     space = get_space("darts")
     zeros = np.zeros(space.alpha_shape)
     choices = {bt: derive(space, bt, zeros) for bt in ("normal", "reduction")}
     shape = NetConfig(channels=args.eval_channels, cells=args.eval_cells, in_channels=3,
                       stem_stride=1, stem_multiplier=3)  # fmt: skip
     net = Network(space, shape, "fixed", choices).to(device)
-    recipe = TrainRecipe.of("darts-cifar10-eval", {
-        "epochs": 2, "batch": args.eval_batch, "amp": args.amp,
-        "channels_last": args.channels_last, "cuda_graph": args.train_cuda_graph})  # fmt: skip
-    ends: list[float] = []
-
-    def epoch_end(*_: float) -> None:
-        sync(device)
-        ends.append(time.perf_counter())
-
-    data = cifar_like(args.eval_batch * args.steps, device, 1)
-    out = train_network(net, data, on_epoch=epoch_end, recipe=recipe)
-    images_s = args.eval_batch * args.steps / (ends[1] - ends[0])
+    given = {"batch": args.eval_batch, "amp": args.amp, "channels_last": args.channels_last}
+    recipe = TrainRecipe.of("darts-cifar10-eval", given)
+    amp = amp_dtype(recipe.amp, device)
+    graph = args.train_cuda_graph and device.type == "cuda"
+    warmup = FIRST_EAGER + 1 if graph else args.warmup_steps
+    data = cifar_like(args.eval_batch * (warmup + args.steps), device, 1)
+    g = torch.Generator().manual_seed(0)
+    times = []
+    with training_extras(net, recipe) as (drop, aux):
+        params = [*net.parameters(), *(aux.parameters() if aux is not None else [])]
+        opt, _ = optimiser(params, recipe)
+        if drop is not None:
+            drop.prob = recipe.drop_path / 2
+        for m in (net, aux):
+            if m is not None:
+                m.train()
+        step = TrainStep(net, aux, opt, params, recipe.aux_weight, recipe.grad_clip, amp, graph)
+        for i in range(warmup + args.steps):
+            sl = slice(i * args.eval_batch, (i + 1) * args.eval_batch)
+            sync(device)
+            t0 = time.perf_counter()
+            step(train_batch(data.x_train[sl], recipe, g), data.y_train[sl])
+            sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    images_s = args.eval_batch / float(np.median(times))
     return {"images_s": images_s, "cells": args.eval_cells, "channels": args.eval_channels,
-            "batch": args.eval_batch, "amp": out["amp"], "graph": out["cuda_graph"],
-            "epochs_h": 600 * TRAIN_IMAGES / images_s / 3600}  # fmt: skip
+            "batch": args.eval_batch, "amp": "bf16" if amp == torch.bfloat16 else "off",
+            "graph": step.captured, "epochs_h": 600 * TRAIN_IMAGES / images_s / 3600}  # fmt: skip
 
 
 def peak_gb(device: torch.device) -> str:
@@ -212,6 +229,7 @@ def main() -> None:
         default=True,
         help="replay the step as a CUDA graph on a GPU, as `lenna search` does (default: on)",
     )
+    ap.add_argument("--only", choices=["search", "train"], help="time one of the two")
     ap.add_argument(
         "--train-cuda-graph",
         action="store_true",
@@ -229,34 +247,51 @@ def main() -> None:
     device = compute_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     folder = args.out / f"darts-{args.kind}"
-    if not (folder / "model.json").is_file():
+    if args.only != "train" and not (folder / "model.json").is_file():
         save_predictor(train_predictor(load_latency_data(DATA), args.kind, seed=0), folder)
-    s = search_rate(args, folder, device)
-    t = train_rate(args, device)
+    s = search_rate(args, folder, device) if args.only != "train" else None
+    t = train_rate(args, device) if args.only != "search" else None
     size = "the full preset" if args.full else "reduced sizes"
-    lines = [
+    amp = (s or t)["amp"]
+    head = (
         f"`darts-cifar10` preset on {device} at {size}, CIFAR-shaped synthetic images, "
-        f"{args.threads} CPU thread(s), median of {args.steps} steps after {s['warmup']}; "
-        f"latency term: `{args.kind}` trained on {DATA.name}; precision {s['amp']}, "
-        f"{'channels-last' if args.channels_last else 'default'} memory format; search step "
-        f"{'replayed as a CUDA graph' if s['graph'] else 'eager'}.",
+        f"{args.threads} CPU thread(s), median of {args.steps} steps; precision {amp}, "
+        f"{'channels-last' if args.channels_last else 'default'} memory format"
+    )
+    if s is not None:
+        head += (
+            f"; search: after {s['warmup']} steps, latency term `{args.kind}` trained on "
+            f"{DATA.name}, step {'replayed as a CUDA graph' if s['graph'] else 'eager'}"
+        )
+    lines = [
+        head + ".",
         "",
         "| what | network | batch | images / s | other |",
         "|---|---|---|---|---|",
-        f"| search step (first order, w + α) | {s['cells']} cells, C = {s['channels']} | "
-        f"{s['batch']} + {s['batch']} | {s['images_s']:.1f} | latency term "
-        f"{100 * s['latency_share']:.2f} % of a step; {s['epoch_s']:.0f} s per epoch of 25k + "
-        f"25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs; with each epoch's "
-        f"overhead ({s['overhead_s']:.1f} s: eager steps, capture, metrics; from a "
-        f"{args.epoch_steps}-step epoch) {50 * (s['epoch_s'] + s['overhead_s']) / 3600:.2f} h |",
-        f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
-        f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe"
-        f"{', replayed as a CUDA graph' if t['graph'] else ''}; "
-        f"{t['epochs_h']:.2f} h for 600 epochs of 50k images |",
-        "",
-        f"Peak memory: {peak_gb(device)}.",
     ]
-    dtype = "bfloat16" if s["amp"] == "bf16" else "float32"
+    if s is not None:
+        overhead = (
+            f"; with each epoch's overhead ({s['overhead_s']:.1f} s: eager steps, capture, "
+            f"metrics; from a {args.epoch_steps}-step epoch) "
+            f"{50 * (s['epoch_s'] + s['overhead_s']) / 3600:.2f} h"
+            if s["overhead_s"] == s["overhead_s"]  # measured (a graph's): not NaN
+            else ""
+        )
+        lines.append(
+            f"| search step (first order, w + α) | {s['cells']} cells, C = {s['channels']} | "
+            f"{s['batch']} + {s['batch']} | {s['images_s']:.1f} | latency term "
+            f"{100 * s['latency_share']:.2f} % of a step; {s['epoch_s']:.0f} s per epoch of 25k "
+            f"+ 25k images, {50 * s['epoch_s'] / 3600:.2f} h for 50 epochs{overhead} |"
+        )
+    if t is not None:
+        lines.append(
+            f"| training a derived network | {t['cells']} cells, C = {t['channels']} | "
+            f"{t['batch']} | {t['images_s']:.1f} | `darts-cifar10-eval` recipe, drop-path at "
+            f"half{', replayed as a CUDA graph' if t['graph'] else ', eager'}; "
+            f"{t['epochs_h']:.2f} h for 600 epochs of 50k images |"
+        )
+    lines += ["", f"Peak memory: {peak_gb(device)}."]
+    dtype = "bfloat16" if amp == "bf16" else "float32"
     fp = fingerprint(str(device), threads=args.threads, dtype=dtype, batch=args.batch)
     publish("Search throughput (benchmarks/search_throughput.py)", fp, lines, not args.no_record)
 
