@@ -384,7 +384,7 @@ def test_graphed_training_takes_the_eager_trainings_steps():
     from lenna.search.train import train_network
     from lenna.search.verify import build
 
-    curves, used = {}, {}
+    curves, used, weights = {}, {}, {}
     for graphed in (True, False):
         torch.manual_seed(0)
         net = build(mixed_genotype(channels=8, cells=3), 16).to("cuda")
@@ -395,8 +395,11 @@ def test_graphed_training_takes_the_eager_trainings_steps():
             net, _train_data(), recipe=recipe, on_epoch=lambda *r, rows=rows: rows.append(r)
         )
         curves[graphed], used[graphed] = [loss for _, loss, _ in rows], res["cuda_graph"]
+        weights[graphed] = [p.detach().cpu() for p in net.parameters()]
     assert used == {True: True, False: False}
     assert curves[True] == pytest.approx(curves[False], rel=2e-2)
+    for a, b in zip(weights[True], weights[False], strict=True):  # 3 epochs: 3 captures
+        assert (a - b).abs().max() <= 0.05 * b.abs().max() + 1e-6
 
 
 def test_graphed_training_with_drop_path_bf16_channels_last_runs():

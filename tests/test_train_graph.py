@@ -109,12 +109,13 @@ def test_a_failed_training_capture_warns_once_and_trains_as_eagerly(monkeypatch)
                     if tries
                     else contextlib.nullcontext()
                 )
-                with ctx:
+                with ctx as rec:
                     stats = [
                         step(d.x_train[8 * i : 8 * i + 8], d.y_train[8 * i : 8 * i + 8])
                         for i in range(4)
                     ]
             assert not step.captured
+            assert not tries or len(rec) == 1  # once, not at every later step
         results[tries] = (stats, [p.detach().clone() for p in opt_net])
     assert results[True][0] == results[False][0]
     assert all(torch.equal(a, b) for a, b in zip(results[True][1], results[False][1], strict=True))
@@ -140,3 +141,72 @@ def test_evaluate_arch_takes_cuda_graph_and_records_it(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout[r.stdout.index("{") :])
     assert res["train"]["cuda_graph"] is True and res["cuda_graph_used"] is False
+
+
+def _tensors(net, aux, opt) -> list[torch.Tensor]:
+    """Every tensor a training step changes: the network's, the head's, SGD's momenta."""
+    out = [*net.state_dict().values(), *aux.state_dict().values()]
+    for st in opt.state.values():
+        out += [v for v in st.values() if isinstance(v, torch.Tensor)]
+    return out
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_a_replayed_training_step_is_the_eager_step_from_the_same_state(device):
+    """Four steps (three eager, then capture on a GPU), then a fifth on a new batch: replayed
+    (on the CPU: run eagerly) against the eager step from the same state, put back in place.
+    No drop-path (its masks are random); the auxiliary head on. On a GPU this shows a replay
+    reads the new batch and the weights as they are now; the CPU run checks the comparison."""
+    cuda = device == "cuda"
+    net, d = _net().to(device), _data().to(device)
+    recipe = TrainRecipe(batch=8, aux_weight=0.4)
+    with training_extras(net, recipe) as (_, aux):
+        params = [*net.parameters(), *aux.parameters()]
+        opt, _ = optimiser(params, recipe)
+        net.train(), aux.train()
+        step = TrainStep(net, aux, opt, params, 0.4, 5.0, None, capture=cuda)
+        batches = [(d.x_train[8 * i : 8 * i + 8], d.y_train[8 * i : 8 * i + 8]) for i in range(4)]
+        for x, y in batches:
+            step(x, y)
+        assert step.captured is cuda
+        x, y = d.x_train[:8].flip(0), d.y_train[:8].flip(0)  # a batch the capture never saw
+        before = [t.detach().clone() for t in _tensors(net, aux, opt)]
+        got = step(x, y)
+        replayed = [t.detach().clone() for t in _tensors(net, aux, opt)]
+        with torch.no_grad():
+            for t, b in zip(_tensors(net, aux, opt), before, strict=True):
+                t.copy_(b)
+        want = TrainStep(net, aux, opt, params, 0.4, 5.0, None, capture=False)(x, y)
+        rel, atol = (1e-4, 1e-6) if cuda else (0.0, 0.0)
+        assert got[0] == pytest.approx(want[0], rel=rel, abs=atol) and got[1] == want[1]
+        now = _tensors(net, aux, opt)
+        for a, b in zip(replayed, now, strict=True):
+            assert torch.allclose(a.double(), b.double(), rtol=rel, atol=atol)
+        assert sum(not torch.equal(a, b) for a, b in zip(replayed, before, strict=True)) > 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_each_replay_draws_new_drop_path_masks():
+    """With the weights held still (SGD at lr 0), the same batch replayed twice gives two
+    losses: the masks are drawn anew in each replay, not frozen at capture."""
+    net, d = _net().to("cuda"), _data().to("cuda")
+    recipe = TrainRecipe(batch=8, drop_path=0.5)
+    with training_extras(net, recipe) as (drop, _):
+        drop.prob = 0.5
+        params = list(net.parameters())
+        opt = torch.optim.SGD(params, lr=0.0)
+        net.train()
+        step = TrainStep(net, None, opt, params, 0.0, 5.0, None, capture=True, eager_steps=1)
+        x, y = d.x_train[:8], d.y_train[:8]
+        losses = [step(x, y)[0] for _ in range(5)]  # eager, capture, three replays
+    assert step.captured
+    assert len(set(losses[2:])) == 3

@@ -1,8 +1,9 @@
 """Training a derived network from scratch with a :class:`~lenna.search.recipe.TrainRecipe`,
 and its accuracy on the held-out split.
 
-The training images stay where the data is (the compute device); augmentation, cutout and
-drop-path draw on that device, so a step never waits for a loader. Drop-path and the
+The training images stay where the data is (the compute device) and are augmented there, so
+a step never waits for a loader (crop, flip and cutout draw from the epoch's generator on the
+CPU; drop-path draws on the device). Drop-path and the
 auxiliary head are attached only while training: the network returned is the plain one, in
 the default memory format.
 """
@@ -144,6 +145,7 @@ def train_network(
                 warmed.add(kind)
                 replayed = True
             graphs = graphs and step.capture  # a failed capture is not tried again
+            del step  # a graph's memory, before the next epoch's capture and the test pass
             sched.step()
             if on_epoch:
                 on_epoch(ep + 1, loss, acc)
@@ -174,7 +176,7 @@ def _epoch(
     for i in range(0, n - batch + 1 if n >= batch else 1, batch):
         idx = order[i : i + batch]
         x, y = train_batch(data.x_train[idx], recipe, g), data.y_train[idx]
-        if len(idx) != batch:  # a set smaller than a batch: one step, not a graph's shape
+        if n < batch:  # a set smaller than a batch: one short step an epoch, never a graph
             step.capture = False
         main, right = step(x, y)
         total += main * len(idx)

@@ -20,7 +20,7 @@ from torch import nn
 
 from lenna.search.auxiliary import Auxiliary
 from lenna.search.network import Network
-from lenna.search.replay import Inputs, Replayed
+from lenna.search.replay import FIRST_EAGER, Inputs, Replayed
 
 
 class TrainStep(Replayed):
@@ -38,7 +38,7 @@ class TrainStep(Replayed):
         grad_clip: float,
         amp: torch.dtype | None,
         capture: bool = False,
-        eager_steps: int = 3,
+        eager_steps: int = FIRST_EAGER,
     ) -> None:
         super().__init__(next(net.parameters()).device, capture, eager_steps)
         self.net, self.aux, self.opt, self.params = net, aux, opt, params
