@@ -210,3 +210,35 @@ def test_each_replay_draws_new_drop_path_masks():
         losses = [step(x, y)[0] for _ in range(5)]  # eager, capture, three replays
     assert step.captured
     assert len(set(losses[2:])) == 3
+
+
+def test_each_kind_of_training_step_warms_up_fully_before_its_first_capture(monkeypatch):
+    """Epochs without drop-path (the first) and with it capture different graphs: each kind
+    gets the full eager warm-up before its first capture, later epochs one step; each epoch
+    makes a new step (its learning rate and drop-path probability are baked in)."""
+    from lenna.search import train as train_module
+    from lenna.search.replay import FIRST_EAGER, LATER_EAGER
+
+    made = []
+
+    class Spy(TrainStep):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append((self.capture, self.eager_left))
+
+        def run(self, inputs):  # as a GPU would: captured once its warm-up is over
+            self.eager_left -= 1
+            self.captured |= self.capture and self.eager_left < 0
+            return self._body(inputs)
+
+    monkeypatch.setattr(train_module, "TrainStep", Spy)
+    monkeypatch.setattr(train_module, "graphs_apply", lambda recipe, device: True)
+    recipe = TrainRecipe(batch=8, epochs=4, drop_path=0.2, cuda_graph=True)
+    res = train_network(_net(), _data(), recipe=recipe)
+    assert made == [
+        (True, FIRST_EAGER),
+        (True, FIRST_EAGER),
+        (True, LATER_EAGER),
+        (True, LATER_EAGER),
+    ]
+    assert res["cuda_graph"] is True

@@ -104,6 +104,11 @@ def optimiser(
     return opt, sched
 
 
+def graphs_apply(recipe: TrainRecipe, device: torch.device) -> bool:
+    """Whether training replays its steps as CUDA graphs: asked for, and on a GPU."""
+    return recipe.cuda_graph and device.type == "cuda"
+
+
 def train_network(
     net: Network,
     data: ImageData,
@@ -128,7 +133,7 @@ def train_network(
     with training_extras(net, recipe) as (drop, aux):
         params = [*net.parameters(), *(aux.parameters() if aux is not None else [])]
         opt, sched = optimiser(params, recipe)
-        graphs = recipe.cuda_graph and data.x_train.device.type == "cuda"
+        graphs = graphs_apply(recipe, data.x_train.device)
         warmed: set[bool] = set()  # drop-path off (first epoch) or on: different graphs
         replayed = False
         for ep in range(recipe.epochs):
