@@ -298,7 +298,7 @@ def test_evaluate_arch_refuses_an_unknown_op(genotype_file):
         (["--data", "cifar10:/nonexistent"], "cifar10 folder not found"),
         (["--measure-device", "tpu"], "unknown device 'tpu'"),
         (["--device", "tpu"], "unknown compute device 'tpu'"),
-        (["--measure-threads", "0"], "threads must be >= 1"),
+        (["--measure-threads", "0"], "threads must be from 1 to 1024"),
     ],
     ids=["epochs", "data_mismatch", "data_folder", "measure_device", "device", "threads"],
 )
@@ -406,7 +406,7 @@ def test_search_refuses_an_impossible_budget_in_one_line(tmp_path):
     ("extra", "needle"),
     [
         (["--lam", "1"], "a latency budget replaces --lam"),
-        (["--budget-lr", "0"], "budget_lr must be > 0"),
+        (["--budget-lr", "0"], "--budget-lr (budget_lr) must be > 0"),
         (["--form", "log"], "a latency budget has its own loss"),
     ],
 )

@@ -359,7 +359,7 @@ def test_search_config_round_trip():
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"batch": 0}, "batch must be >= 1"),
         ({"limit": 1}, "limit must be >= 2 images"),
-        ({"threads": 0}, "threads must be >= 1"),
+        ({"threads": 0}, "threads must be from 1 to 1024"),
         ({"w_lr": 0.0}, "w_lr must be > 0"),
         ({"a_lr": -1.0}, "a_lr must be > 0"),
         ({"a_lr": math.nan}, "a_lr must be > 0"),

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, TextColumn
 
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
+from lenna.cli.options import check_out_file
 from lenna.cli.progress import CountColumn, make_progress
 from lenna.errors import InputError
 from lenna.measure.export import export
@@ -268,6 +269,7 @@ def export_cmd(
     dest: Path = typer.Argument(..., help="Output file: .parquet or .csv."),
 ) -> None:
     """Export samples with their encoded features (Parquet keeps the metadata too)."""
+    check_out_file(dest, "the output file")
     with Dataset.open(db, readonly=True) as ds:
         n = export(ds, dest)
     console(stderr=True).print(f"{n} rows written to {dest}")
@@ -285,8 +287,7 @@ def convergence_cmd(
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InputError(f"--out must end in .png, .svg or .pdf, got {out.name!r}")
-    if not out.parent.exists():
-        raise InputError(f"folder {out.parent} does not exist")
+    check_out_file(out)
     with Dataset.open(db, readonly=True) as ds:
         row = ds.sample(sample)
     console(stderr=True).print(f"wrote {plot_convergence(row, out)}")

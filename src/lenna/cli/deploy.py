@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lenna.cli.console import console
+from lenna.cli.options import check_out_file, check_seed
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
 
@@ -41,6 +42,8 @@ def export_cmd(
 
     if initial and weights is not None:
         raise InputError("--weights and --initial exclude each other")
+    check_out_file(out)
+    check_seed(seed)
     g = Genotype.load(genotype)
     if weights is None and not initial:
         weights = weights_beside(genotype)

@@ -18,9 +18,10 @@ from rich.progress import (
 
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
-from lenna.cli.options import parse_ints, parse_names, parse_range
+from lenna.cli.options import check_seed, parse_ints, parse_names, parse_range
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
+from lenna.limits import MAX_SAMPLES
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.run_config import stored_config
@@ -231,8 +232,9 @@ def measure_cmd(
     """
     if n is None and from_run is None:
         raise InputError("give -n N (sampled blocks) or --from-run RUN_DIR, or both")
-    if n is not None and n < 0:
-        raise InputError(f"-n must be >= 0, got {n}")
+    if n is not None and not 0 <= n <= MAX_SAMPLES:
+        raise InputError(f"-n must be from 0 to {MAX_SAMPLES:,}, got {n}")
+    check_seed(seed)
     run_blocks = None
     if from_run is not None:
         run_space, run_blocks = _run_blocks(from_run)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from lenna.errors import InputError
+from lenna.limits import MAX_SEED
 
 
 def parse_range(text: str, name: str = "--channels") -> tuple[int, int]:
@@ -33,3 +37,24 @@ def parse_names(text: str, name: str, choices: tuple[str, ...]) -> tuple[str, ..
     if not vals or bad:
         raise InputError(f"{name}: unknown {bad or text!r}; expected some of: {', '.join(choices)}")
     return vals
+
+
+def check_seed(seed: int | None, name: str = "--seed") -> int | None:
+    """A seed every consumer accepts: numpy refuses negative ones, torch and LightGBM large
+    ones, each with a traceback of its own."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError(f"{name} must be an integer from 0 to {MAX_SEED}, got {seed}")
+    return seed
+
+
+def check_out_file(path: Path, name: str = "--out") -> Path:
+    """An output file's path, checked before any work: not a folder, in a folder that exists
+    and can be written (else the work is done, then lost)."""
+    if path.is_dir():
+        raise InputError(f"{name} {path} is a folder; give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"{name} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{name} {path}: folder {parent} is not writable")
+    return path

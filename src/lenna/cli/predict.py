@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from lenna.cli.console import console
+from lenna.cli.options import check_seed
 from lenna.errors import InputError
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.splits import SPLITS
@@ -44,6 +45,7 @@ def train_cmd(
         raise InputError(f"unknown model {model!r}; expected one of: {', '.join(list_kinds())}")
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    check_seed(seed)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
+from lenna.cli.options import check_out_file, check_seed
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
@@ -503,18 +504,27 @@ def evaluate_arch_cmd(
         raise InputError(f"--epochs must be >= 0, got {epochs}")
     options = {k: v for k, v in locals().items() if k in RECIPE_OPTIONS or k in NET_OPTIONS}
     recipe = _recipe(ctx, preset, options)
-    if weights_out is not None and not weights_out.parent.is_dir():
-        raise InputError(f"--weights-out {weights_out}: folder {weights_out.parent} does not exist")
+    if weights_out is not None:
+        check_out_file(weights_out, "--weights-out")
+        check_weights_target(weights_out, genotype)
     kept = None  # weights saved before, beside the genotype: never replaced unasked
-    if weights_out is None and recipe.epochs > 0 and os.access(genotype.parent, os.W_OK):
-        default = genotype.parent / NETWORK_WEIGHTS  # what `lenna export` picks up
-        kept, weights_out = (default, None) if default.exists() else (None, default)
+    if weights_out is None and recipe.epochs > 0:
+        if os.access(genotype.parent, os.W_OK):
+            default = genotype.parent / NETWORK_WEIGHTS  # what `lenna export` picks up
+            kept, weights_out = (default, None) if default.exists() else (None, default)
+        else:
+            err.print(
+                f"note: {genotype.parent} is not writable, so the trained weights will not be "
+                "saved; --weights-out FILE saves them"
+            )
     g = Genotype.load(genotype)
     limit = None if limit == 0 else limit  # as in search: 0 means all
     compute_device(device)  # a bad device: one line before anything runs
     mcfg = measure_config_for(g, measure_device, measure_threads, backend)
     data = data or g.info.get("data") or "mnist5k"
-    seed = seed if seed is not None else int(g.info.get("seed", 0))
+    if seed is None:
+        seed = check_seed(_genotype_seed(g), f"{genotype}: info.seed")
+    check_seed(seed)
     total = recipe.epochs
     with err.status("measuring and training") as status:
         res = evaluate_arch(
@@ -645,3 +655,29 @@ def sweep_cmd(
             interrupted(e, f"progress is saved in {out}; run the same command to continue")
     console().print(sweep_table(rows, f"{cfg.space} space, {cfg.data}"))
     err.print(f"table and Pareto figure in {out}")
+
+
+def _genotype_seed(g: Genotype) -> int:
+    """The seed a search stored in its genotype (0 when it stored none)."""
+    v = g.info.get("seed", 0)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise InputError(f"the genotype's info.seed must be an integer, got {v!r}")
+    return v
+
+
+def check_weights_target(path: Path, genotype: Path) -> None:
+    """``--weights-out`` may replace an earlier weights file, never another kind of file:
+    a typo must not turn a dataset or the genotype itself into safetensors."""
+    if path.resolve() == genotype.resolve():
+        raise InputError(f"--weights-out {path} is the genotype itself; give another file")
+    if not path.exists():
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            return
+    except (SafetensorError, OSError, ValueError):
+        raise InputError(
+            f"--weights-out {path} exists and is not a weights file; refusing to replace it"
+        ) from None

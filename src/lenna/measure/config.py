@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from lenna.errors import InputError
+from lenna.limits import MAX_THREADS
 from lenna.measure.backend import check_backend
 from lenna.measure.rules import CIRule, SeedRule, make_rule
 from lenna.measure.timer import resolve_device
@@ -64,8 +65,8 @@ class MeasureConfig:
             raise InputError(f"unknown dtype {self.dtype!r}; expected one of: {', '.join(DTYPES)}")
         if self.threads is None:
             self.threads = 1
-        if self.threads < 1:
-            raise InputError(f"threads must be >= 1, got {self.threads}")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise InputError(f"threads must be from 1 to {MAX_THREADS}, got {self.threads}")
         resolve_device(self.device)
         check_backend(self.backend, self.device, self.dtype)
         self.make_rule()

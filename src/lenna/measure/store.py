@@ -293,7 +293,15 @@ class Dataset:
     def samples(self) -> pd.DataFrame:
         """All samples, ``alphas``/``trace`` decoded from JSON, ordered by index; ``device``
         None for a local run's rows (and in a file from before schema 4)."""
-        df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
+        try:
+            df = pd.read_sql_query("SELECT * FROM samples ORDER BY sample_index", self.con)
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
+            if "malformed" not in str(e):
+                raise
+            raise InputError(
+                f"{self.path} is damaged (SQLite: database disk image is malformed); "
+                "`sqlite3 FILE .recover` may save its rows"
+            ) from None
         # one column order for new and upgraded files; an older file's missing load is NaN
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
         for col in NUMERIC_COLUMNS:

@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -21,7 +22,8 @@ from lenna.atomic import replace_files
 from lenna.errors import InputError
 from lenna.measure.fingerprint import differences, fingerprint, same_machine
 from lenna.predict.base import Predictor, predictor_class
-from lenna.space import get_space
+from lenna.space import SearchSpace, get_space
+from lenna.space.encode import encode
 
 FORMAT_VERSION = 4  # 2: additive's alignment inputs; 3: its members; 4: divisible (older load)
 META_FILE, WEIGHTS_FILE = "model.json", "weights.safetensors"
@@ -109,6 +111,7 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         model = cls(sp, seed=int(meta.get("seed", 0)), **hparams)
         model.info = dict(meta.get("info", {}))
         model.load_state(tensors, params, folder)
+        _smoke(model, sp)
     except (
         KeyError,
         RuntimeError,
@@ -125,6 +128,13 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         ) from None
     _warn_if_foreign(model, folder)
     return model
+
+
+def _smoke(model: Predictor, space: SearchSpace) -> None:
+    """One prediction of a real block at load time: weights of the wrong shape (a tampered
+    or truncated file) fail here, in one line, not in the middle of a search."""
+    x = encode(space, "normal", 16, 16, np.zeros(space.alpha_shape))
+    model.predict_features(np.asarray(x)[None, :])
 
 
 def _check_info(info: object, meta_path: Path) -> None:

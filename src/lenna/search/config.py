@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from lenna.errors import InputError
+from lenna.limits import MAX_SEED, MAX_THREADS
 from lenna.search.device import check_spelling
 from lenna.search.latency import FORMS
 from lenna.search.network import NetConfig
@@ -92,33 +93,35 @@ class SearchConfig:
         self._check_budget()
         for name in ("epochs", "batch"):
             if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup < self.epochs:
-            raise InputError(f"warmup must be in [0, epochs), got {self.warmup}")
+            raise InputError(f"--warmup must be in [0, --epochs), got {self.warmup}")
         if self.limit is not None and self.limit < 2:
-            raise InputError(f"limit must be >= 2 images, got {self.limit}")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"threads must be >= 1, got {self.threads}")
+            raise InputError(f"--limit must be >= 2 images, got {self.limit}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise InputError(f"--threads must be from 1 to {MAX_THREADS}, got {self.threads}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"--seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
         check_spelling(self.device)  # availability: when the search starts
         if self.preset is not None:
             preset_values(self.preset)  # an unknown name: one line
         if self.amp not in AMP_CHOICES:
             raise InputError(f"unknown amp {self.amp!r}; expected one of: {', '.join(AMP_CHOICES)}")
-        for name in ("w_lr", "a_lr"):
+        for name, flag in (("w_lr", "w_lr"), ("a_lr", "--arch-lr (a_lr)")):
             if not getattr(self, name) > 0:
-                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"{flag} must be > 0, got {getattr(self, name)}")
 
     def _check_budget(self) -> None:
-        for name in ("budget_ms", "fixed_ms"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise InputError(f"{name} must be a number of ms >= 0, got {v}")
+        v = self.fixed_ms
+        if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+            raise InputError(f"--fixed-ms (fixed_ms) must be a number of ms >= 0, got {v}")
+        v = self.budget_ms
+        if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise InputError(f"--budget-ms (budget_ms) must be a number of ms > 0, got {v}")
         if not (math.isfinite(self.budget_lr) and self.budget_lr > 0):
-            raise InputError(f"budget_lr must be > 0, got {self.budget_lr}")
+            raise InputError(f"--budget-lr (budget_lr) must be > 0, got {self.budget_lr}")
         if self.budget_ms is None:
             return
-        if self.budget_ms <= 0:
-            raise InputError(f"a latency budget must be > 0 ms, got {self.budget_ms}")
         if not self.predictor:
             raise InputError("a latency budget needs a latency predictor (--predictor MODEL)")
         if self.lam > 0 or self.target_ms is not None:

@@ -220,18 +220,25 @@ def run_sweep(
         raise InputError(f"--out {out} is a file, not a folder")
     if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    created = not out.exists()
     out.mkdir(exist_ok=True)
-    if ray_address is not None:
-        rows = _run_on_ray(base, points, out, eval_epochs, measure, eval_limit, ray_address)
-        write_table(rows, out)
-        return rows
-    rows = []
-    for lam, budget in points:
-        if on_event:
-            on_event("point", {"label": point_label(lam, budget)})
-        rows.append(
-            run_one(base, lam, out, eval_epochs, measure, on_event, eval_limit, budget_ms=budget)
-        )
+    try:
+        if ray_address is not None:
+            rows = _run_on_ray(base, points, out, eval_epochs, measure, eval_limit, ray_address)
+        else:
+            rows = []
+            for lam, budget in points:
+                if on_event:
+                    on_event("point", {"label": point_label(lam, budget)})
+                rows.append(
+                    run_one(
+                        base, lam, out, eval_epochs, measure, on_event, eval_limit, budget_ms=budget
+                    )
+                )
+    except BaseException:
+        if created and not any(out.iterdir()):  # a bad input found before any point began
+            out.rmdir()
+        raise
     write_table(rows, out)
     return rows
 

@@ -1,0 +1,158 @@
+"""Inputs past what the libraries underneath take, and outputs that would destroy or lose
+work: each ends in one line (exit 2) before anything is written."""
+
+import shutil
+
+import pytest
+import torch
+from measure_helpers import one_line_error
+from predict_helpers import small_model, synthetic_db
+from safetensors.torch import load_file, save_file
+from search_helpers import cheap_genotype, predictor_folder
+from typer.testing import CliRunner
+
+from lenna.cli import app
+from lenna.errors import InputError
+from lenna.limits import MAX_SEED, MAX_THREADS
+from lenna.measure.store import Dataset
+from lenna.predict import load_predictor, save_predictor
+from lenna.search.config import SearchConfig
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+runner = CliRunner()
+MEASURE = ["measure", "--space", "lenna", "--channels", "8:8", "--no-normalise"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["-n", "1", "--seed", "-1"], "--seed must be an integer from 0 to"),
+        (["-n", "1", "--seed", str(MAX_SEED + 1)], "--seed must be an integer from 0 to"),
+        (["-n", "1", "--threads", "100000"], f"threads must be from 1 to {MAX_THREADS}"),
+        (["-n", "10000000000"], "-n must be from 0 to 10,000,000"),
+    ],
+    ids=["negative_seed", "huge_seed", "huge_threads", "huge_n"],
+)
+def test_measure_refuses_numbers_past_the_libraries_and_writes_no_file(tmp_path, extra, needle):
+    out = tmp_path / "d.db"
+    one_line_error(runner.invoke(app, [*MEASURE, "--out", str(out), *extra]), needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_train_refuses_a_seed_out_of_range(tmp_path, seed):
+    out = tmp_path / "m"
+    args = ["train", str(synthetic_db()), "--model", "elasticnet", "--out", str(out)]
+    one_line_error(runner.invoke(app, [*args, "--seed", seed]), "--seed must be an integer")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1])
+def test_search_config_refuses_a_seed_out_of_range(seed):
+    with pytest.raises(InputError, match="--seed must be an integer from 0 to"):
+        SearchConfig(seed=seed)
+
+
+def test_search_config_names_the_flags_in_its_messages():
+    with pytest.raises(InputError, match=r"--arch-lr \(a_lr\) must be > 0"):
+        SearchConfig(a_lr=0.0)
+    with pytest.raises(InputError, match=r"--budget-ms \(budget_ms\) must be a number of ms > 0"):
+        SearchConfig(budget_ms=0.0, predictor="x")
+    with pytest.raises(InputError, match=r"--fixed-ms \(fixed_ms\) must be"):
+        SearchConfig(fixed_ms=-1.0)
+
+
+def _truncate_first_vector(folder):
+    """Cut the model's first 1-D tensor of length > 2 to length 2 (a tampered file)."""
+    path = folder / "weights.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k, t in tensors.items() if t.ndim == 1 and t.numel() > 2)
+    tensors[key] = tensors[key][:2].clone()
+    save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize("kind", ["elasticnet", "mlp"])
+def test_weights_of_the_wrong_shape_are_refused_at_load(tmp_path, kind):
+    folder = save_predictor(small_model(kind), tmp_path / kind)
+    load_predictor(folder)  # whole: loads
+    _truncate_first_vector(folder)
+    with pytest.raises(InputError, match="has malformed weights or parameters"):
+        load_predictor(folder)
+    result = runner.invoke(app, ["evaluate", str(folder), "--data", str(synthetic_db())])
+    one_line_error(result, "has malformed weights or parameters")
+
+
+# ---- outputs ------------------------------------------------------------------------------
+@pytest.fixture
+def genotype_file(tmp_path):
+    (tmp_path / "run").mkdir()
+    return cheap_genotype("lenna").save(tmp_path / "run" / "genotype.json")
+
+
+def _eval_arch(genotype, *extra):
+    return ["evaluate-arch", str(genotype), "--data", "synthetic", "--epochs", "1", *extra]
+
+
+def test_weights_out_never_replaces_a_file_of_another_kind(tmp_path, genotype_file):
+    victim = shutil.copy(synthetic_db(), tmp_path / "victim.db")
+    before = victim.read_bytes()
+    result = runner.invoke(app, _eval_arch(genotype_file, "--weights-out", str(victim)))
+    one_line_error(result, "exists and is not a weights file; refusing to replace it")
+    assert victim.read_bytes() == before
+    with Dataset.open(victim, readonly=True) as ds:
+        assert len(ds.samples()) > 0
+
+
+def test_weights_out_is_not_the_genotype_nor_a_folder(tmp_path, genotype_file):
+    before = genotype_file.read_bytes()
+    args = _eval_arch(genotype_file, "--weights-out", str(genotype_file))
+    one_line_error(runner.invoke(app, args), "is the genotype itself")
+    assert genotype_file.read_bytes() == before
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    args = _eval_arch(genotype_file, "--weights-out", str(folder))
+    one_line_error(runner.invoke(app, args), "is a folder; give a file name")
+
+
+def test_weights_out_may_replace_earlier_weights(tmp_path, genotype_file):
+    """An existing safetensors file is what --weights-out writes: the check lets it through
+    (the run then fails later on purpose here, at the unknown data set)."""
+    earlier = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(2)}, str(earlier))
+    args = ["evaluate-arch", str(genotype_file), "--data", "imagenet", "--weights-out", str(earlier)]
+    one_line_error(runner.invoke(app, args), "unknown dataset 'imagenet'")
+
+
+def test_outputs_that_are_folders_are_refused_before_any_work(tmp_path, genotype_file):
+    folder = tmp_path / "out.onnx"
+    folder.mkdir()
+    args = ["export", str(genotype_file), "--out", str(folder)]
+    one_line_error(runner.invoke(app, args), "is a folder; give a file name")
+    folder = tmp_path / "out.csv"
+    folder.mkdir()
+    args = ["dataset", "export", str(synthetic_db()), str(folder)]
+    one_line_error(runner.invoke(app, args), "is a folder; give a file name")
+
+
+def test_a_refused_sweep_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "sweep"
+    bad = tmp_path / "notamodel"
+    bad.mkdir()
+    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", str(bad)]
+    one_line_error(runner.invoke(app, args), "is not a LENNA model")
+    assert not out.exists()
+    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", str(predictor_folder())]
+    one_line_error(runner.invoke(app, [*args, "--data", "imagenet"]), "unknown dataset")
+    assert not out.exists()
+
+
+def test_a_damaged_dataset_is_one_line_naming_it(tmp_path):
+    db = shutil.copy(synthetic_db(), tmp_path / "d.db")
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for i in range(2 * page, len(data) - page, page):  # every page after the schema's
+        data[i : i + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    result = runner.invoke(app, ["dataset", "info", str(db)])
+    one_line_error(result, f"{db} is damaged")
