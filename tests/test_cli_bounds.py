@@ -31,8 +31,10 @@ MEASURE = ["measure", "--space", "lenna", "--channels", "8:8", "--no-normalise"]
         (["-n", "1", "--seed", str(MAX_SEED + 1)], "--seed must be an integer from 0 to"),
         (["-n", "1", "--threads", "100000"], f"threads must be from 1 to {MAX_THREADS}"),
         (["-n", "10000000000"], "-n must be from 0 to 10,000,000"),
+        (["-n", "1", "--resolutions", ""], "--resolutions must be positive integers"),
+        (["-n", "1", "--block-types", ""], "--block-types: unknown"),
     ],
-    ids=["negative_seed", "huge_seed", "huge_threads", "huge_n"],
+    ids=["negative_seed", "huge_seed", "huge_threads", "huge_n", "no_resolutions", "no_types"],
 )
 def test_measure_refuses_numbers_past_the_libraries_and_writes_no_file(tmp_path, extra, needle):
     out = tmp_path / "d.db"
@@ -120,7 +122,14 @@ def test_weights_out_may_replace_earlier_weights(tmp_path, genotype_file):
     (the run then fails later on purpose here, at the unknown data set)."""
     earlier = tmp_path / "w.safetensors"
     save_file({"x": torch.zeros(2)}, str(earlier))
-    args = ["evaluate-arch", str(genotype_file), "--data", "imagenet", "--weights-out", str(earlier)]
+    args = [
+        "evaluate-arch",
+        str(genotype_file),
+        "--data",
+        "imagenet",
+        "--weights-out",
+        str(earlier),
+    ]
     one_line_error(runner.invoke(app, args), "unknown dataset 'imagenet'")
 
 
@@ -156,3 +165,10 @@ def test_a_damaged_dataset_is_one_line_naming_it(tmp_path):
     db.write_bytes(bytes(data))
     result = runner.invoke(app, ["dataset", "info", str(db)])
     one_line_error(result, f"{db} is damaged")
+
+
+def test_an_unknown_search_mode_lists_only_the_search_modes():
+    with pytest.raises(InputError) as e:
+        SearchConfig(mode="foo")
+    assert "expected one of: weighted, gated" in str(e.value)
+    assert "fixed" not in str(e.value)

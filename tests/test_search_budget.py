@@ -142,7 +142,7 @@ def test_an_impossible_budget_is_refused_and_a_loose_one_does_not_bind():
         ({"budget_ms": 3.0, "predictor": "m", "lam": 1.0}, "replaces --lam"),
         ({"budget_ms": 3.0, "predictor": "m", "target_ms": 2.0}, "replaces --lam"),
         ({"budget_ms": 3.0, "predictor": "m", "form": "log"}, "own loss"),
-        ({"budget_ms": 0.0, "predictor": "m"}, "must be > 0"),
+        ({"budget_ms": 0.0, "predictor": "m"}, "ms > 0"),
         ({"budget_ms": math.nan, "predictor": "m"}, "number of ms"),
         ({"budget_ms": 3.0, "predictor": "m", "budget_lr": 0.0}, "budget_lr"),
         ({"fixed_ms": -1.0}, "number of ms"),

@@ -16,6 +16,7 @@ from lenna.cli import app
 from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted
 from lenna.search.config import SearchConfig
+from lenna.search.folder import write_config
 from lenna.search.genotype import Genotype
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -216,7 +217,8 @@ def test_search_resume_with_a_corrupt_config_file_is_one_line(tmp_path):
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"]
 )
 def test_an_interrupted_search_says_how_to_continue(tmp_path, monkeypatch, signum, code):
-    def interrupted(*a, **kw):
+    def interrupted(cfg, out, **kw):
+        write_config(out, cfg)  # the run folder is written: it can be resumed
         raise Interrupted(signum)
 
     monkeypatch.setattr(cli_search, "run_search", interrupted)
@@ -225,6 +227,19 @@ def test_an_interrupted_search_says_how_to_continue(tmp_path, monkeypatch, signu
     assert result.exit_code == code, text
     assert "interrupted: finished epochs are saved in" in text and "--resume" in text
     assert "Traceback" not in text
+
+
+def test_a_search_interrupted_before_its_folder_does_not_offer_resume(tmp_path, monkeypatch):
+    def interrupted(*a, **kw):
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(cli_search, "run_search", interrupted)
+    out = tmp_path / "run"
+    result = runner.invoke(app, search_args(out))
+    text = all_text(result)
+    assert result.exit_code == 130, text
+    assert "nothing to resume" in text and "--resume" not in text
+    assert not out.exists()
 
 
 # ---- evaluate-arch ----------------------------------------------------------------------

@@ -361,8 +361,8 @@ def test_search_config_round_trip():
         ({"limit": 1}, "limit must be >= 2 images"),
         ({"threads": 0}, "threads must be from 1 to 1024"),
         ({"w_lr": 0.0}, "w_lr must be > 0"),
-        ({"a_lr": -1.0}, "a_lr must be > 0"),
-        ({"a_lr": math.nan}, "a_lr must be > 0"),
+        ({"a_lr": -1.0}, r"a_lr\) must be > 0"),
+        ({"a_lr": math.nan}, r"a_lr\) must be > 0"),
     ],
 )
 def test_search_config_refuses(kw, needle):

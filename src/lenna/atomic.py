@@ -24,6 +24,22 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: setting it to read it is not safe while threads run
+
+
+def settle_mode(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the mode ``path`` has (a replaced file keeps its permissions), else a new
+    file's usual one: some writers (safetensors) create files readable by their owner only."""
+    mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_UMASK
+    os.chmod(tmp, mode)
+
+
 def temporary_beside(path: Path) -> Path:
     """A name of its own in ``path``'s folder (hidden, and never another writer's)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
@@ -36,6 +52,7 @@ def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = temporary_beside(path)
     try:
         write(tmp)
+        settle_mode(tmp, path)
         fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -62,6 +79,7 @@ def replace_files(folder: Path, write: Callable[[Path], object], stale: tuple[st
         write(staging)
         names = sorted(p.name for p in staging.iterdir())
         for name in names:
+            settle_mode(staging / name, folder / name)
             fsync(staging / name)
         folder.mkdir(exist_ok=True)
         for name in names:

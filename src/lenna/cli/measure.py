@@ -125,10 +125,12 @@ def _build_config(
         raise InputError(f"--drift-every must be >= 0, got {drift_every}")
     changes = {
         "space": space,
-        "channels": parse_range(channels) if channels else None,
-        "resolutions": parse_ints(resolutions, "--resolutions") if resolutions else None,
+        "channels": parse_range(channels) if channels is not None else None,
+        "resolutions": parse_ints(resolutions, "--resolutions")
+        if resolutions is not None
+        else None,
         "block_types": parse_names(block_types, "--block-types", BLOCK_TYPES)
-        if block_types
+        if block_types is not None
         else None,
         "seed": seed,
         "drift_every": drift_every,
@@ -410,8 +412,8 @@ def measure_ops_cmd(
                 n_rows = run_op_table(
                     out,
                     cfg,
-                    parse_range(channels) if channels else None,
-                    parse_ints(resolutions, "--resolutions") if resolutions else None,
+                    parse_range(channels) if channels is not None else None,
+                    parse_ints(resolutions, "--resolutions") if resolutions is not None else None,
                     passes,
                     allow_mixed,
                     on_start=lambda total, done: bar.update(task, total=total, completed=done),

@@ -28,7 +28,7 @@ from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.device import compute_device
-from lenna.search.folder import NETWORK_WEIGHTS, stored_config
+from lenna.search.folder import CONFIG, NETWORK_WEIGHTS, stored_config
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.search.presets import with_preset
@@ -365,7 +365,9 @@ def search_cmd(
                 )
         except KeyboardInterrupt as e:
             bar.stop()
-            interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
+            if (out / CONFIG).is_file():
+                interrupted(e, f"finished epochs are saved in {out}; add --resume to continue")
+            interrupted(e, "before the run folder was written; nothing to resume")
     err.print(derived_line(res.genotype, out / "genotype.json"))
 
 

@@ -19,7 +19,8 @@ from lenna.search.latency import FORMS
 from lenna.search.network import NetConfig
 from lenna.search.presets import preset_values
 from lenna.space import get_space
-from lenna.space.mixed import check_mode
+
+SEARCH_MODES = ("weighted", "gated")
 
 AMP_CHOICES = ("auto", "off", "bf16")
 # settings that decide a run's speed, not its result: a run may continue with others
@@ -79,9 +80,12 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         get_space(self.space)
-        check_mode(self.mode)
-        if self.mode == "fixed":
-            raise InputError("a search needs mode weighted or gated")
+        if self.mode == "fixed":  # a block's mode, not a search's
+            raise InputError(f"a search needs mode {' or '.join(SEARCH_MODES)}")
+        if self.mode not in SEARCH_MODES:
+            raise InputError(
+                f"unknown mode {self.mode!r}; expected one of: {', '.join(SEARCH_MODES)}"
+            )
         if self.form not in FORMS:
             raise InputError(
                 f"unknown latency form {self.form!r}; expected one of: {', '.join(FORMS)}"

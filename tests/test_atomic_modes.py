@@ -1,0 +1,45 @@
+"""Files a user keeps get the usual permissions, whatever library wrote them."""
+
+import os
+import stat
+
+import torch
+from safetensors.torch import save_file
+
+from lenna.atomic import replace_files, write_text, write_with
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _usual():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def test_a_new_safetensors_file_gets_the_usual_mode(tmp_path):
+    """safetensors creates its files readable by their owner only."""
+    path = write_with(tmp_path / "w.safetensors", lambda t: save_file({"x": torch.ones(2)}, str(t)))
+    assert _mode(path) == _usual()
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("old")
+    os.chmod(path, 0o640)
+    write_text(path, "new")
+    assert path.read_text() == "new"
+    assert _mode(path) == 0o640
+
+
+def test_replace_files_gives_new_files_the_usual_mode(tmp_path):
+    folder = tmp_path / "model"
+
+    def write(staging):
+        save_file({"x": torch.ones(2)}, str(staging / "weights.safetensors"))
+        (staging / "model.json").write_text("{}")
+
+    replace_files(folder, write, ())
+    assert {_mode(p) for p in folder.iterdir()} == {_usual()}
