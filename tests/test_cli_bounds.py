@@ -172,3 +172,8 @@ def test_an_unknown_search_mode_lists_only_the_search_modes():
         SearchConfig(mode="foo")
     assert "expected one of: weighted, gated" in str(e.value)
     assert "fixed" not in str(e.value)
+
+
+def test_a_cutout_wider_than_the_images_is_refused_before_measuring(genotype_file):
+    args = _eval_arch(genotype_file, "--cutout", "1000")
+    one_line_error(runner.invoke(app, args), "--cutout 1000 is wider than the")

@@ -191,6 +191,8 @@ def test_cli_prints_rows_and_summary_and_info_lists_it(synthetic, monkeypatch):
         (["-n", "0"], "1..1000"),
         (["--rows", "4000"], "no rows"),
         (["--seed", "-1"], "seed"),
+        (["--rows", "1", "-n", "5"], "--rows and -n exclude each other"),
+        (["--rows", ""], "--rows"),
     ],
 )
 def test_cli_bad_input_is_one_line(synthetic, args, needle):

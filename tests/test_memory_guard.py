@@ -55,3 +55,10 @@ def test_a_genotype_too_large_is_refused_before_it_is_built(tmp_path):
     args = ["evaluate-arch", str(path), "--data", "synthetic", "--epochs", "0"]
     result = CliRunner().invoke(app, args)
     one_line_error(result, "the derived network")
+
+
+def test_measure_ops_names_the_resolution_it_was_given(tmp_path):
+    args = ["measure-ops", "--space", "lenna", "--channels", "8:99999999", "--resolutions", "8"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "h.db")])
+    line = one_line_error(result, "choose smaller sizes")
+    assert "at 8×8" in line and "32×32" not in line

@@ -181,7 +181,9 @@ def _recheck_line(s: dict) -> str:
 @dataset_app.command("recheck")
 def recheck_cmd(
     db: Path = typer.Argument(..., help="Dataset file, measured on this machine."),
-    n: int = typer.Option(20, "-n", help="How many seeded random rows to measure again."),
+    n: int = typer.Option(
+        None, "-n", help="How many seeded random rows to measure again (default: 20)."
+    ),
     rows: str | None = typer.Option(
         None, "--rows", help="Measure these sample indices instead, e.g. 12,40,977."
     ),
@@ -198,7 +200,10 @@ def recheck_cmd(
     """
     from lenna.measure.runner import Interrupted, stop_on_signals
 
-    wanted = _indices(rows) if rows else None
+    if rows is not None and n is not None:
+        raise InputError("--rows and -n exclude each other: give the rows, or how many")
+    n = 20 if n is None else n
+    wanted = _indices(rows) if rows is not None else None
     err = console(stderr=True)
     with ExitStack() as stack:
         bar: Any = None

@@ -34,7 +34,7 @@ def run_op_table(
         raise InputError(f"passes must be >= 1, got {passes}")
     m = cfg.measure
     fp = config_fingerprint(m)
-    check_sizes(cfg, (channels or cfg.channels)[1])
+    check_sizes(cfg, (channels or cfg.channels)[1], resolutions)
     grid = channel_grid(*(channels or cfg.channels))
     grid_shapes = op_grid(grid, list(resolutions or cfg.resolutions), list(cfg.block_types))
     with open_dataset(path, cfg, fp, allow_mixed) as ds:

@@ -71,13 +71,16 @@ def upgrade_config(d: dict) -> dict:
     return d
 
 
-def check_sizes(cfg: RunConfig, channels: int | None = None) -> None:
+def check_sizes(
+    cfg: RunConfig, channels: int | None = None, resolutions: tuple[int, ...] | None = None
+) -> None:
     """Refuse, before any file is made, blocks too large for this machine's memory: the
-    largest block of each type at the config's (or ``channels``) largest size."""
+    largest block of each type at the config's (or ``channels``, ``resolutions``) largest
+    size."""
     space = get_space(cfg.space)
     hi = channels or cfg.channels[1]
     for bt in cfg.block_types:
-        res = [r for r in cfg.resolutions if not (bt == "reduction" and r % 2)]
+        res = [r for r in resolutions or cfg.resolutions if not (bt == "reduction" and r % 2)]
         if res:
             need = block_bytes(space, bt, hi, max(res), cfg.measure.batch)
             check_fits(

@@ -156,6 +156,11 @@ def evaluate_arch(
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     _check_data(shape, data)
+    if recipe.epochs > 0 and recipe.cutout > data.resolution:
+        raise InputError(
+            f"--cutout {recipe.cutout} is wider than the {data.resolution}×{data.resolution} "
+            "images: it would blank every one"
+        )
     if on_stage:
         on_stage("measuring latency")
     measure = measure or measure_config_for(genotype)
