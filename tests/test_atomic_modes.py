@@ -3,9 +3,11 @@
 import os
 import stat
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
+import lenna.atomic as atomic
 from lenna.atomic import replace_files, write_text, write_with
 
 
@@ -14,9 +16,13 @@ def _mode(path):
 
 
 def _usual():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o644  # under the umask 022 set below
+
+
+@pytest.fixture(autouse=True)
+def umask_022(monkeypatch):
+    """A fixed umask, so a file left at safetensors' 0600 cannot pass for the usual mode."""
+    monkeypatch.setattr(atomic, "_UMASK", 0o022)
 
 
 def test_a_new_safetensors_file_gets_the_usual_mode(tmp_path):

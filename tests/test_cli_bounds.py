@@ -100,10 +100,33 @@ def test_weights_out_never_replaces_a_file_of_another_kind(tmp_path, genotype_fi
     victim = shutil.copy(synthetic_db(), tmp_path / "victim.db")
     before = victim.read_bytes()
     result = runner.invoke(app, _eval_arch(genotype_file, "--weights-out", str(victim)))
-    one_line_error(result, "exists and is not a weights file; refusing to replace it")
+    one_line_error(result, "exists and is not a network's weights file; refusing to replace it")
     assert victim.read_bytes() == before
     with Dataset.open(victim, readonly=True) as ds:
         assert len(ds.samples()) > 0
+
+
+def test_weights_out_never_replaces_a_predictors_weights(tmp_path, genotype_file):
+    """A predictor's weights are safetensors too, but not a network's."""
+    folder = save_predictor(small_model("elasticnet"), tmp_path / "model")
+    target = folder / "weights.safetensors"
+    before = target.read_bytes()
+    result = runner.invoke(app, _eval_arch(genotype_file, "--weights-out", str(target)))
+    one_line_error(result, "is not a network's weights file")
+    assert target.read_bytes() == before
+
+
+def test_a_shape_the_model_does_not_cover_is_not_damage(tmp_path, monkeypatch):
+    """The load-time prediction skips a range refusal (an op table measured at other
+    resolutions): the model loads, and a search checks its own shapes."""
+    folder = save_predictor(small_model("elasticnet"), tmp_path / "m")
+    cls = type(small_model("elasticnet"))
+
+    def refuse(self, X):
+        raise InputError("the op table has no resolution 16")
+
+    monkeypatch.setattr(cls, "predict_features", refuse)
+    assert load_predictor(folder).kind == "elasticnet"
 
 
 def test_weights_out_is_not_the_genotype_nor_a_folder(tmp_path, genotype_file):
@@ -121,7 +144,7 @@ def test_weights_out_may_replace_earlier_weights(tmp_path, genotype_file):
     """An existing safetensors file is what --weights-out writes: the check lets it through
     (the run then fails later on purpose here, at the unknown data set)."""
     earlier = tmp_path / "w.safetensors"
-    save_file({"x": torch.zeros(2)}, str(earlier))
+    save_file({"x": torch.zeros(2)}, str(earlier), metadata={"net": "{}"})  # as save_state
     args = [
         "evaluate-arch",
         str(genotype_file),
@@ -176,4 +199,4 @@ def test_an_unknown_search_mode_lists_only_the_search_modes():
 
 def test_a_cutout_wider_than_the_images_is_refused_before_measuring(genotype_file):
     args = _eval_arch(genotype_file, "--cutout", "1000")
-    one_line_error(runner.invoke(app, args), "--cutout 1000 is wider than the")
+    one_line_error(runner.invoke(app, args), "a cutout of 1000 pixels blanks every")

@@ -52,8 +52,8 @@ def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = temporary_beside(path)
     try:
         write(tmp)
-        settle_mode(tmp, path)
         fsync(tmp)
+        settle_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -79,8 +79,9 @@ def replace_files(folder: Path, write: Callable[[Path], object], stale: tuple[st
         write(staging)
         names = sorted(p.name for p in staging.iterdir())
         for name in names:
-            settle_mode(staging / name, folder / name)
             fsync(staging / name)
+            if (staging / name).is_file():
+                settle_mode(staging / name, folder / name)
         folder.mkdir(exist_ok=True)
         for name in names:
             os.replace(staging / name, folder / name)

@@ -253,7 +253,9 @@ def _indices(text: str) -> list[int]:
         vals = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise InputError(f"--rows must be comma-separated sample indices, got {text!r}") from None
-    if not vals or min(vals) < 0:
+    if not vals:
+        raise InputError("--rows is empty: give sample indices, e.g. 12,40,977")
+    if min(vals) < 0:
         raise InputError(f"--rows must be sample indices >= 0, got {text!r}")
     return vals
 

@@ -654,7 +654,9 @@ def sweep_cmd(
                 )
         except KeyboardInterrupt as e:
             bar.stop()
-            interrupted(e, f"progress is saved in {out}; run the same command to continue")
+            if out.is_dir():
+                interrupted(e, f"progress is saved in {out}; run the same command to continue")
+            interrupted(e, "before any point began; nothing was saved")
     console().print(sweep_table(rows, f"{cfg.space} space, {cfg.data}"))
     err.print(f"table and Pareto figure in {out}")
 
@@ -662,6 +664,8 @@ def sweep_cmd(
 def _genotype_seed(g: Genotype) -> int:
     """The seed a search stored in its genotype (0 when it stored none)."""
     v = g.info.get("seed", 0)
+    if isinstance(v, float) and v.is_integer():  # JSON written by another tool: 3.0
+        v = int(v)
     if not isinstance(v, int) or isinstance(v, bool):
         raise InputError(f"the genotype's info.seed must be an integer, got {v!r}")
     return v
@@ -676,10 +680,16 @@ def check_weights_target(path: Path, genotype: Path) -> None:
         return
     from safetensors import SafetensorError, safe_open
 
+    if path.is_file() and path.stat().st_size == 0:  # an empty file made for us (mktemp)
+        return
     try:
-        with safe_open(str(path), "pt"):
-            return
+        with safe_open(str(path), "pt") as f:
+            if "net" in (f.metadata() or {}):  # what save_state writes: a network's weights
+                return
+    except PermissionError:
+        raise InputError(f"--weights-out {path}: permission denied") from None
     except (SafetensorError, OSError, ValueError):
-        raise InputError(
-            f"--weights-out {path} exists and is not a weights file; refusing to replace it"
-        ) from None
+        pass
+    raise InputError(
+        f"--weights-out {path} exists and is not a network's weights file; refusing to replace it"
+    )

@@ -298,9 +298,10 @@ class Dataset:
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
             if "malformed" not in str(e):
                 raise
+            reason = str(e).rsplit(": ", 1)[-1]  # SQLite's words, without the query
             raise InputError(
-                f"{self.path} is damaged (SQLite: database disk image is malformed); "
-                "`sqlite3 FILE .recover` may save its rows"
+                f"{self.path} is damaged (SQLite: {reason}); `sqlite3 {self.path} .recover` "
+                "may save its rows"
             ) from None
         # one column order for new and upgraded files; an older file's missing load is NaN
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])

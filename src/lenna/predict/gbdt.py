@@ -42,7 +42,12 @@ class GBDTPredictor(Predictor):
 
     def _fit(self, train: LatencyData, val: LatencyData) -> None:
         hp = self._hp()
-        model = lgb.LGBMRegressor(random_state=self.seed, verbose=-1, n_jobs=1, **hp)
+        model = lgb.LGBMRegressor(
+            random_state=self.seed % 2**31,  # LightGBM takes a C int
+            verbose=-1,
+            n_jobs=1,
+            **hp,
+        )
         fit_kw: dict[str, Any] = {}
         if len(val):
             fit_kw = {

@@ -12,6 +12,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -237,7 +238,8 @@ def run_sweep(
                 )
     except BaseException:
         if created and not any(out.iterdir()):  # a bad input found before any point began
-            out.rmdir()
+            with suppress(OSError):  # never hide the error that got us here
+                out.rmdir()
         raise
     write_table(rows, out)
     return rows

@@ -156,10 +156,11 @@ def evaluate_arch(
     if isinstance(data, str):
         data = load_data(data, seed=seed, limit=limit)
     _check_data(shape, data)
-    if recipe.epochs > 0 and recipe.cutout > data.resolution:
+    if recipe.epochs > 0 and recipe.cutout >= 2 * data.resolution - 1:
         raise InputError(
-            f"--cutout {recipe.cutout} is wider than the {data.resolution}×{data.resolution} "
-            "images: it would blank every one"
+            f"a cutout of {recipe.cutout} pixels blanks every {data.resolution}×"
+            f"{data.resolution} image wherever it is centred; use --cutout below "
+            f"{2 * data.resolution - 1}"
         )
     if on_stage:
         on_stage("measuring latency")
