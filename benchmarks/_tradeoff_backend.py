@@ -34,6 +34,10 @@ ORT_DATA = {"lenna": DATA / "lenna-ort-v2.db", "darts": DATA / "darts-ort-v2.db"
 EAGER_DATA = {"lenna": DATA / "lenna-v2.db", "darts": DATA / "darts-v2.db"}
 
 
+def eager_data(args: argparse.Namespace) -> Path:
+    return args.eager_data or EAGER_DATA[args.space]
+
+
 def trained(path: Path, kind: str, folder: Path) -> Path:
     if not (folder / "model.json").is_file():
         data = load_latency_data(path, include_flagged=True)
@@ -48,7 +52,7 @@ def run_backend(args: argparse.Namespace, publish) -> None:
         "ort": trained(
             args.predictor_data or ORT_DATA[args.space], args.kind, out / f"ort-{args.kind}"
         ),
-        "eager": trained(EAGER_DATA[args.space], args.kind, out / f"eager-{args.kind}"),
+        "eager": trained(eager_data(args), args.kind, out / f"eager-{args.kind}"),
     }
     ort_model = load_predictor(preds["ort"], space=args.space)
     ort_as = measured_as(ort_model)  # every network is measured at the ORT labels' speed
@@ -91,7 +95,7 @@ def run_backend(args: argparse.Namespace, publish) -> None:
         f"epochs ({args.warmup} weight warm-up), batch {args.batch}, {args.mode}, λ = "
         f"{args.lam:g}; verification: {args.eval_epochs} epochs on the full train split). "
         f"Predictors `{args.kind}`: ORT from {args.predictor_data or ORT_DATA[args.space]}, "
-        f"eager from {EAGER_DATA[args.space]}. Every network measured in ONNX Runtime "
+        f"eager from {eager_data(args)}. Every network measured in ONNX Runtime "
         "(whole network, batch 1, 1 thread, at the ORT dataset's speed).",
         "",
         "| seed | search | ORT measured ms (net) | ORT measured ms (cells) | cells predicted ms "

@@ -105,6 +105,12 @@ def main() -> None:
         help="onnxruntime: an ORT-predictor search against an eager-predictor search, every "
         "network measured in ONNX Runtime (--predictor-data: the ORT dataset)",
     )
+    ap.add_argument(
+        "--eager-data",
+        type=Path,
+        help="with --backend onnxruntime: the eager dataset the eager predictor is trained on "
+        "(default: the space's v2 file)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.backend == "onnxruntime":

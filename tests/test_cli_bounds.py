@@ -1,6 +1,7 @@
 """Inputs past what the libraries underneath take, and outputs that would destroy or lose
 work: each ends in one line (exit 2) before anything is written."""
 
+import json
 import shutil
 
 import pytest
@@ -200,3 +201,24 @@ def test_an_unknown_search_mode_lists_only_the_search_modes():
 def test_a_cutout_wider_than_the_images_is_refused_before_measuring(genotype_file):
     args = _eval_arch(genotype_file, "--cutout", "1000")
     one_line_error(runner.invoke(app, args), "a cutout of 1000 pixels blanks every")
+
+
+def test_a_target_without_lambda_is_refused_not_ignored(tmp_path):
+    out = tmp_path / "run"
+    model = str(predictor_folder())
+    args = ["search", "--out", str(out), "--predictor", model, "--target-ms", "1"]
+    one_line_error(runner.invoke(app, args), "--target-ms acts only with --lam > 0")
+    assert not out.exists()
+    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", model, "--target-ms", "1"]
+    one_line_error(runner.invoke(app, args), "give --budget-ms T")
+    assert not out.exists()
+
+
+def test_edited_feature_names_are_refused_at_load(tmp_path):
+    folder = save_predictor(small_model("elasticnet"), tmp_path / "m")
+    meta_path = folder / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["feature_names"] = meta["feature_names"][:3]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="feature_names are not space"):
+        load_predictor(folder)

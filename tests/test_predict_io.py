@@ -6,6 +6,7 @@ labels came from another machine.
 """
 
 import json
+import os
 import pickle
 import pickletools
 import shutil
@@ -173,12 +174,17 @@ def test_load_refuses_weights_of_another_model(lut_copy, tmp_path):
 @pytest.mark.parametrize(
     "damage", [lambda p: p.unlink(), lambda p: p.write_text("garbage")], ids=["missing", "garbage"]
 )
-def test_load_refuses_missing_or_corrupt_gbdt_model_file(tmp_path, damage):
-    """BUG (src/lenna/predict/gbdt.py load_state): LightGBMError escapes as a traceback."""
+def test_load_refuses_missing_or_corrupt_gbdt_model_file(tmp_path, damage, capfd):
+    """One line: LightGBM's own ``[Fatal]`` print on the process's stderr is silenced, and
+    the descriptor works again afterwards."""
     folder = save_predictor(small_model("gbdt"), tmp_path / "m")
     damage(folder / "model.lgb.txt")
     with pytest.raises(InputError, match=r"model\.lgb\.txt"):
         load_predictor(folder)
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert "[Fatal]" not in err
+    assert "after" in err
 
 
 def test_load_refuses_another_space(lut_folder):

@@ -149,7 +149,7 @@ def measure_cmd(
         None,
         "-n",
         help="Measure until the file holds N sampled blocks (rows added by "
-        "--from-run do not count).",
+        "--from-run do not count; 0: only create the file with these settings).",
     ),
     space: str = typer.Option(None, "--space", help="Search space (lenna, darts). New files only."),
     channels: str = typer.Option(

@@ -181,6 +181,12 @@ def sweep_table(rows: list[dict], title: str) -> Table:
 NET_OPTIONS = ("channels", "cells")
 
 
+TARGET_ALONE = (
+    "--target-ms acts only with --lam > 0 (it penalises cell latency above the target); "
+    "for the best network under T ms, give --budget-ms T"
+)
+
+
 def _config(preset: str | None = None, given: set[str] | None = None, **kw: object) -> SearchConfig:
     """The search config of the options. With a ``preset``, only the options in ``given``
     (typed on the command line) override its values; the rest are the preset's, then the
@@ -351,6 +357,8 @@ def search_cmd(
     options = {k: v for k, v in locals().items() if k not in ("ctx", "out", "resume")}
     given = _given(ctx, options)
     cfg = _resumed(out, options, ctx) if resume else _config(given=given, **options)
+    if not resume and cfg.target_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
+        raise InputError(TARGET_ALONE)
     with _progress() as bar:
         bars = _Bars(bar, cfg.epochs)
         try:
@@ -634,6 +642,8 @@ def sweep_cmd(
     kw.pop("budget_values")
     if not predictor:
         raise InputError("a sweep needs --predictor MODEL")
+    if target_ms is not None and lam_values is not None and not any(v > 0 for v in lam_values):
+        raise InputError(TARGET_ALONE)
     if ray is not None:
         from lenna.measure.fleet import require_ray
 

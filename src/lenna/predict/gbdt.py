@@ -7,6 +7,10 @@ LightGBM's own text format (no pickle).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,22 @@ class GBDTPredictor(Predictor):
         if not path.is_file():
             raise InputError(f"{path} is missing")
         try:
-            self.booster = lgb.Booster(model_file=str(path))
+            with _native_stderr_silenced():
+                self.booster = lgb.Booster(model_file=str(path))
         except lgb.basic.LightGBMError as e:
             raise InputError(f"{path} is malformed ({e})") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """LightGBM's C++ prints ``[LightGBM] [Fatal] ...`` to the process's stderr before it
+    raises the same text: silenced at the descriptor, so a damaged file is one line (ours)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

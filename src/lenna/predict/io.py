@@ -96,6 +96,9 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
     sp = get_space(name)
     if sp.definition_hash() != space_hash:
         raise InputError(f"{folder} was trained on another definition of space {name!r}")
+    names = meta.get("feature_names")
+    if names is not None and names != sp.feature_names():  # written from the space: edited
+        raise InputError(f"{meta_path}: feature_names are not space {name!r}'s features")
     try:
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except (FileNotFoundError, SafetensorError, OSError) as e:
