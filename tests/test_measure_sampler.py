@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lenna.errors import InputError
-from lenna.measure.sampler import REGIMES, Sampler
+from lenna.measure.sampler import NETWORK_WIDTH_STEP, REGIMES, Sampler, network_width
 from lenna.space import Block, cell_alphas, derive, encode, get_space, probabilities
 
 N = 500
@@ -225,6 +225,77 @@ def test_version_1_draws_what_files_begun_with_it_hold():
             regime,
         )
         np.testing.assert_allclose(spec.alphas, np.asarray(json.loads(alphas)), rtol=1e-12)
+
+
+def test_version_2_draws_what_files_begun_with_it_hold():
+    """The shipped v2 files keep their blocks now that version 3 is the default."""
+    import sqlite3
+    from pathlib import Path
+
+    db = Path(__file__).parents[1] / "benchmarks" / "data" / "darts-v2.db"
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    rows = con.execute(
+        "SELECT sample_index, block_type, channels, resolution, regime, alphas FROM samples "
+        "ORDER BY sample_index LIMIT 40"
+    ).fetchall()
+    con.close()
+    sampler = Sampler(get_space("darts"), seed=0, version=2)
+    for i, bt, ch, res, regime, alphas in rows:
+        spec = sampler(i)
+        assert (spec.block_type, spec.channels, spec.resolution, spec.regime) == (
+            bt,
+            ch,
+            res,
+            regime,
+        )
+        np.testing.assert_allclose(spec.alphas, np.asarray(json.loads(alphas)), rtol=1e-12)
+
+
+def test_version_3_moves_about_half_the_widths_to_a_network_width_and_nothing_else(space):
+    v2 = Sampler(space, channels=(LO, HI), seed=0, version=2)
+    v3 = Sampler(space, channels=(LO, HI), seed=0, version=3)
+    moved = 0
+    for i in range(N):
+        a, b = v2(i), v3(i)
+        assert (a.block_type, a.resolution, a.regime) == (b.block_type, b.resolution, b.regime)
+        np.testing.assert_array_equal(a.alphas, b.alphas)
+        if a.channels != b.channels:
+            moved += 1
+            assert b.channels % NETWORK_WIDTH_STEP == 0 and LO <= b.channels <= HI
+    on_grid = sum(v3(i).channels % NETWORK_WIDTH_STEP == 0 for i in range(N))
+    assert 0.4 * N <= moved <= 0.6 * N  # half draw a network width; a few land on their own
+    assert 0.45 * N <= on_grid <= 0.65 * N  # v2 alone: about 1 in 10
+
+
+def test_network_width_is_a_multiple_of_the_step_in_range_or_none():
+    rng = np.random.default_rng(0)
+    seen = Counter(network_width(20, 70, rng) for _ in range(2000))
+    assert set(seen) == {24, 32, 40, 48, 56, 64}
+    assert seen[24] > seen[64]  # log-uniform: narrow widths more often
+    assert network_width(9, 15, rng) is None  # no multiple of 8: the sampler keeps its own
+    assert network_width(8, 12, rng) == 8
+
+
+def test_a_file_begun_with_sampler_2_resumes_with_it(tmp_path):
+    from measure_helpers import tiny_config
+    from typer.testing import CliRunner
+
+    from lenna.cli import app
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+
+    db = tmp_path / "v2.db"
+    cfg = tiny_config(channels=(8, 15), sampler_version=2)
+    run_measurement(db, cfg, 1)
+    result = CliRunner().invoke(app, ["measure", "--out", str(db), "-n", "8"])
+    assert result.exit_code == 0, result.output
+    with Dataset.open(db) as ds:
+        df = ds.samples()
+        assert ds.meta["config"]["sampler_version"] == 2
+    v2, v3 = cfg.sampler(), Sampler(get_space("lenna"), (8, 15), (8,), seed=0, version=3)
+    assert any(v2(i).channels != v3(i).channels for i in range(8))  # the two tell apart
+    for r in df.itertuples():
+        assert r.channels == v2(r.sample_index).channels
 
 
 def test_unknown_sampler_version_is_one_line(space):

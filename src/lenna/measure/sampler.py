@@ -3,7 +3,7 @@
 Sample ``i`` of a run with seed ``s`` depends only on ``(s, i)`` (its own random stream), so a
 resumed or distributed run measures exactly the samples an uninterrupted one would have.
 
-α regimes (one per sample, drawn with these weights; sampler version 2, the default):
+α regimes (one per sample, drawn with these weights; sampler versions 2 and 3, 3 the default):
 
 ================  ======  ==============================================================
 regime            weight  logits per edge
@@ -28,7 +28,14 @@ one-hot rows hardly ever looked like a derived cell (about 1.75 ``none`` edges o
 derived cell has 6). A file stores its sampler version and resumes with it.
 
 Channels are log-uniform integers in ``[min, max]``; resolution and block type are uniform
-over their lists (a reduction block is never paired with an odd resolution).
+over their lists (a reduction block is never paired with an odd resolution). Version 3 then
+moves half the samples (a seeded draw of their own) to a *network width*: a multiple of 8 in
+the range, log-uniform over those multiples. A network's cells run at such widths (its width
+doubled at each reduction), which the log-uniform draw over every integer gives rarely (C = 64:
+about 1 row in 150), and kernels there run faster than their neighbours suggest, so a model
+trained on version 2 rows read derived cells at those widths high
+(``benchmarks/diagnostics/network_widths.py``). Sample ``i``'s block type, resolution, regime
+and α are the same in versions 2 and 3.
 """
 
 from __future__ import annotations
@@ -54,7 +61,11 @@ SAMPLER_VERSIONS: dict[int, dict[str, float]] = {
         "near_derived": 0.15,
     },
 }
-SAMPLER_VERSION = 2  # what a new dataset uses
+SAMPLER_VERSIONS[3] = SAMPLER_VERSIONS[2]  # 3: the regimes of 2, half the widths a network's
+NETWORK_WIDTH_SHARE = {1: 0.0, 2: 0.0, 3: 0.5}
+NETWORK_WIDTH_STEP = 8
+_WIDTH_STREAM = 8  # the width draw's own random stream: (seed, index, _WIDTH_STREAM)
+SAMPLER_VERSION = 3  # what a new dataset uses
 REGIMES = SAMPLER_VERSIONS[SAMPLER_VERSION]
 
 
@@ -116,7 +127,13 @@ class Sampler:
         weights = SAMPLER_VERSIONS[self.version]
         names = list(weights)
         regime = names[rng.choice(len(names), p=list(weights.values()))]
-        return SampleSpec(index, bt, ch, res, regime, self.alphas(rng, bt, regime))
+        alphas = self.alphas(rng, bt, regime)
+        share = NETWORK_WIDTH_SHARE[self.version]
+        if share:  # its own stream: every other draw stays that of version 2
+            wrng = np.random.default_rng([self.seed, index, _WIDTH_STREAM])
+            if wrng.uniform() < share:
+                ch = network_width(lo, hi, wrng) or ch
+        return SampleSpec(index, bt, ch, res, regime, alphas)
 
     def alphas(self, rng: np.random.Generator, block_type: str, regime: str) -> np.ndarray:
         """Logits ``(num_edges, max_ops)`` for one block; padded slots are 0 (ignored)."""
@@ -160,3 +177,17 @@ def _near(rng: np.random.Generator, onehot: np.ndarray, mask: np.ndarray) -> np.
         z[int(np.argmax(onehot[e, :k]))] += rng.uniform(2.0, 8.0)
         out[e, :k] = z
     return out
+
+
+def network_width(lo: int, hi: int, rng: np.random.Generator) -> int | None:
+    """A multiple of :data:`NETWORK_WIDTH_STEP` in ``[lo, hi]``, log-uniform over those
+    multiples (each owns the stretch of log C nearest to it); None when there is none."""
+    step = NETWORK_WIDTH_STEP
+    widths = list(range(step * math.ceil(lo / step), hi + 1, step))
+    if len(widths) < 2:
+        return widths[0] if widths else None
+    logs = np.log(widths)
+    mids = (logs[1:] + logs[:-1]) / 2
+    first, last = logs[0] - (mids[0] - logs[0]), logs[-1] + (logs[-1] - mids[-1])
+    x = rng.uniform(first, last)
+    return widths[int(np.searchsorted(mids, x, side="right"))]
