@@ -85,14 +85,6 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
         ]
         if not blocks:  # nothing to measure: any machine may score on them
             return check_path
-    m = cfg.measure
-    fp = config_fingerprint(m)
-    if not same_machine(meta["fingerprint"], fp):
-        sys.exit(f"{data_path} was measured on another machine/setting: the check must not be")
-    with open_dataset(check_path, cfg, fp, False) as ds:  # the dataset's own speed
-        for key in ("reference_ms", "reference_ratios"):
-            if meta.get(key) is not None and ds.meta.get(key) is None:
-                ds.set_meta(key, meta[key])
 
     def progress(row: dict, n: int) -> None:
         print(
@@ -101,8 +93,21 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
             flush=True,
         )
 
-    add_blocks(check_path, cfg, blocks, on_sample=progress)
+    measure_beside(meta, cfg, check_path, blocks, progress)
     return check_path
+
+
+def measure_beside(meta: dict, cfg: RunConfig, out: Path, blocks: list[ExtraBlock], progress):
+    """Measure ``blocks`` into ``out`` at the calibration of the dataset whose ``meta`` and
+    config are given, on that dataset's machine only."""
+    fp = config_fingerprint(cfg.measure)
+    if not same_machine(meta["fingerprint"], fp):
+        sys.exit("the dataset was measured on another machine/setting: measure on its own")
+    with open_dataset(out, cfg, fp, False) as ds:  # the dataset's own speed
+        for key in ("reference_ms", "reference_ratios"):
+            if meta.get(key) is not None and ds.meta.get(key) is None:
+                ds.set_meta(key, meta[key])
+    add_blocks(out, cfg, blocks, on_sample=progress)
 
 
 def main() -> None:

@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lenna.measure.extra_rows import ExtraBlock, add_blocks
-from lenna.measure.fingerprint import config_fingerprint, same_machine
-from lenna.measure.runner import RunConfig, open_dataset
+from lenna.measure.extra_rows import ExtraBlock
+from lenna.measure.runner import RunConfig
 from lenna.measure.store import Dataset
 from lenna.predict import load_data, train_predictor
 from lenna.predict.metrics import metrics
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from derived_check import measure_beside
 
 
 def blocks(cfg: RunConfig, n: int) -> list[ExtraBlock]:
@@ -49,21 +51,13 @@ def blocks(cfg: RunConfig, n: int) -> list[ExtraBlock]:
 def measure(data_path: Path, out: Path, n: int) -> None:
     with Dataset.open(data_path, readonly=True) as ds:
         meta = ds.meta
-    cfg = RunConfig.from_dict(meta["config"])
-    cfg = replace(cfg, drift_every=0)
-    fp = config_fingerprint(cfg.measure)
-    if not same_machine(meta["fingerprint"], fp):
-        sys.exit(f"{data_path} was measured on another machine/setting; measure on its own")
-    with open_dataset(out, cfg, fp, False) as ds:  # the dataset's own speed
-        for key in ("reference_ms", "reference_ratios"):
-            if meta.get(key) is not None and ds.meta.get(key) is None:
-                ds.set_meta(key, meta[key])
+    cfg = replace(RunConfig.from_dict(meta["config"]), drift_every=0)
 
     def progress(row: dict, k: int) -> None:
         if k % 50 == 0:
             print(f"  {k} rows, last C={row['channels']} {row['latency_ms']:.3f} ms", flush=True)
 
-    add_blocks(out, cfg, blocks(cfg, n), on_sample=progress)
+    measure_beside(meta, cfg, out, blocks(cfg, n), progress)
 
 
 def main() -> None:
