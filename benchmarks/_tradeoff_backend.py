@@ -52,7 +52,9 @@ def run_backend(args: argparse.Namespace, publish) -> None:
         "ort": trained(
             args.predictor_data or ORT_DATA[args.space], args.kind, out / f"ort-{args.kind}"
         ),
-        "eager": trained(eager_data(args), args.kind, out / f"eager-{args.kind}"),
+        "eager": trained(
+            eager_data(args), args.kind, out / f"eager-{args.kind}-{eager_data(args).stem}"
+        ),
     }
     ort_model = load_predictor(preds["ort"], space=args.space)
     ort_as = measured_as(ort_model)  # every network is measured at the ORT labels' speed

@@ -93,16 +93,18 @@ def make_check(data_path: Path, check_path: Path, per_shape: int) -> Path:
             flush=True,
         )
 
-    measure_beside(meta, cfg, check_path, blocks, progress)
+    measure_beside(data_path, meta, cfg, check_path, blocks, progress)
     return check_path
 
 
-def measure_beside(meta: dict, cfg: RunConfig, out: Path, blocks: list[ExtraBlock], progress):
-    """Measure ``blocks`` into ``out`` at the calibration of the dataset whose ``meta`` and
-    config are given, on that dataset's machine only."""
+def measure_beside(
+    source: Path, meta: dict, cfg: RunConfig, out: Path, blocks: list[ExtraBlock], progress
+) -> None:
+    """Measure ``blocks`` into ``out`` at the calibration of the dataset ``source`` (its
+    ``meta``, its config ``cfg``), on that dataset's machine only."""
     fp = config_fingerprint(cfg.measure)
     if not same_machine(meta["fingerprint"], fp):
-        sys.exit("the dataset was measured on another machine/setting: measure on its own")
+        sys.exit(f"{source} was measured on another machine/setting: measure on its own")
     with open_dataset(out, cfg, fp, False) as ds:  # the dataset's own speed
         for key in ("reference_ms", "reference_ratios"):
             if meta.get(key) is not None and ds.meta.get(key) is None:

@@ -57,7 +57,8 @@ def measure(data_path: Path, out: Path, n: int) -> None:
         if k % 50 == 0:
             print(f"  {k} rows, last C={row['channels']} {row['latency_ms']:.3f} ms", flush=True)
 
-    measure_beside(meta, cfg, out, blocks(cfg, n), progress)
+    # the rows are version 3's draws (measured as extra rows: no sampler runs on this file)
+    measure_beside(data_path, meta, replace(cfg, sampler_version=3), out, blocks(cfg, n), progress)
 
 
 def main() -> None:
@@ -73,10 +74,8 @@ def main() -> None:
     check_path = args.data.with_name(args.data.stem + "-derived-check.db")
     check = load_data(check_path, include_flagged=True)
     widths = load_data(args.out, include_flagged=True)
-    order = np.argsort(full.ids)
-    first = np.zeros(len(full), bool)
-    first[order[: args.n]] = True
-    later = full.subset(~first)
+    first = (full.ids >= 0) & (full.ids < args.n)  # sampled rows only (--from-run's are < 0)
+    later = full.subset(full.ids >= args.n)
     train_sets = {"sampler widths": full.subset(first), "network widths": widths}
     on_8 = np.round(widths.channels) % 8 == 0
     print(

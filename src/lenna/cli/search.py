@@ -642,7 +642,8 @@ def sweep_cmd(
     kw.pop("budget_values")
     if not predictor:
         raise InputError("a sweep needs --predictor MODEL")
-    if target_ms is not None and lam_values is not None and not any(v > 0 for v in lam_values):
+    new_sweep = not out.exists()  # a sweep begun before this check still resumes
+    if new_sweep and target_ms is not None and lam_values and not any(v > 0 for v in lam_values):
         raise InputError(TARGET_ALONE)
     if ray is not None:
         from lenna.measure.fleet import require_ray

@@ -181,7 +181,8 @@ def _near(rng: np.random.Generator, onehot: np.ndarray, mask: np.ndarray) -> np.
 
 def network_width(lo: int, hi: int, rng: np.random.Generator) -> int | None:
     """A multiple of :data:`NETWORK_WIDTH_STEP` in ``[lo, hi]``, log-uniform over those
-    multiples (each owns the stretch of log C nearest to it); None when there is none."""
+    multiples: each owns the stretch of log C nearest to it, the two ends as far outwards as
+    inwards (so the narrowest takes about a fifth of 8–128's draws); None when there is none."""
     step = NETWORK_WIDTH_STEP
     widths = list(range(step * math.ceil(lo / step), hi + 1, step))
     if len(widths) < 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,24 @@ class GBDTPredictor(Predictor):
             raise InputError(f"{path} is malformed ({e})") from None
 
 
+_STDERR_LOCK = threading.Lock()  # fd 2 is the process's: one swap at a time
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """LightGBM's C++ prints ``[LightGBM] [Fatal] ...`` to the process's stderr before it
     raises the same text: silenced at the descriptor, so a damaged file is one line (ours)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to silence
+            yield
+            return
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
