@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _datasets import shipped  # benchmarks/ is on sys.path: search_tradeoff.py put it there
 
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
@@ -29,13 +30,13 @@ from lenna.search.run import run_search
 from lenna.search.timing import measure_config_from, measured_as
 from lenna.search.verify import evaluate_arch
 
-DATA = Path(__file__).parent / "data"
-ORT_DATA = {"lenna": DATA / "lenna-ort-v2.db", "darts": DATA / "darts-ort-v2.db"}
-EAGER_DATA = {"lenna": DATA / "lenna-v2.db", "darts": DATA / "darts-v2.db"}
+
+def ort_data(args: argparse.Namespace) -> Path:
+    return args.predictor_data or shipped(args.space, "onnxruntime")
 
 
 def eager_data(args: argparse.Namespace) -> Path:
-    return args.eager_data or EAGER_DATA[args.space]
+    return args.eager_data or shipped(args.space)
 
 
 def trained(path: Path, kind: str, folder: Path) -> Path:
@@ -49,9 +50,7 @@ def trained(path: Path, kind: str, folder: Path) -> Path:
 def run_backend(args: argparse.Namespace, publish) -> None:
     out = args.out
     preds = {
-        "ort": trained(
-            args.predictor_data or ORT_DATA[args.space], args.kind, out / f"ort-{args.kind}"
-        ),
+        "ort": trained(ort_data(args), args.kind, out / f"ort-{args.kind}"),
         "eager": trained(
             eager_data(args), args.kind, out / f"eager-{args.kind}-{eager_data(args).stem}"
         ),
@@ -96,7 +95,7 @@ def run_backend(args: argparse.Namespace, publish) -> None:
         f"`{args.space}` space, `{args.data}` (search on {args.limit} images, {args.epochs} "
         f"epochs ({args.warmup} weight warm-up), batch {args.batch}, {args.mode}, λ = "
         f"{args.lam:g}; verification: {args.eval_epochs} epochs on the full train split). "
-        f"Predictors `{args.kind}`: ORT from {args.predictor_data or ORT_DATA[args.space]}, "
+        f"Predictors `{args.kind}`: ORT from {ort_data(args)}, "
         f"eager from {eager_data(args)}. Every network measured in ONNX Runtime "
         "(whole network, batch 1, 1 thread, at the ORT dataset's speed).",
         "",

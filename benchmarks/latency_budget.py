@@ -44,11 +44,10 @@ from lenna.search.train import train_network
 from lenna.search.verify import build, evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _datasets import described, shipped
 from _record import publish
 
 SHARES = (0.40, 0.55, 0.70, 0.85)
-DATA = Path(__file__).parent / "data"
-DEFAULT_DATA = {"lenna": DATA / "lenna-v2.db", "darts": DATA / "darts-v2.db"}
 
 
 def _search(cfg: SearchConfig, run: Path) -> str:
@@ -87,7 +86,7 @@ def predictor_for(args: argparse.Namespace) -> Path:
         return Path(args.predictor)
     folder = args.out / f"predictor-{args.space}-{args.kind}"
     if not (folder / "model.json").is_file():
-        path = args.predictor_data or DEFAULT_DATA[args.space]
+        path = args.predictor_data or shipped(args.space)
         data = load_latency_data(path, include_flagged=True)
         print(f"training {args.kind} on {len(data)} rows of {path}", flush=True)
         save_predictor(train_predictor(data, args.kind, seed=0), folder)
@@ -104,13 +103,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     ap.add_argument("--predictor", help="model folder; else trained from --predictor-data")
-    ap.add_argument("--space", default="lenna", choices=sorted(DEFAULT_DATA))
+    ap.add_argument("--space", default="lenna", choices=["darts", "lenna"])
     ap.add_argument(
         "--predictor-data",
         type=Path,
-        help="latency dataset to train the predictor on (default: "
-        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_DATA.items())
-        + "); its backend is the one every network is measured in",
+        help=f"latency dataset to train the predictor on (default: {described()}, in "
+        "benchmarks/data); its backend is the one every network is measured in",
     )
     ap.add_argument("--kind", default="lut+mlp")
     ap.add_argument("--hinge-lam", type=float, default=1.0, help="λ of the fixed-λ hinge")

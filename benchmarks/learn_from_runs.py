@@ -43,15 +43,8 @@ from lenna.search.timing import measured_as
 from lenna.search.verify import evaluate_arch, measure_config_for
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _datasets import SHIPPED
 from _record import publish
-
-DATA = Path(__file__).parent / "data"
-SHIPPED = {
-    ("lenna", "torch"): DATA / "lenna-v2.db",
-    ("darts", "torch"): DATA / "darts-v2.db",
-    ("lenna", "onnxruntime"): DATA / "lenna-ort-v2.db",
-    ("darts", "onnxruntime"): DATA / "darts-ort-v2.db",
-}
 
 
 def copy_dataset(src: Path, dst: Path) -> None:

@@ -38,13 +38,8 @@ from lenna.search.run import run_search
 from lenna.search.verify import evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _datasets import described, shipped
 from _record import publish
-
-# the newest recorded dataset of each space (labels and sampler version 2)
-DEFAULT_DATA = {
-    "lenna": Path(__file__).parent / "data" / "lenna-v2.db",
-    "darts": Path(__file__).parent / "data" / "darts-v2.db",
-}
 
 
 def predictor_for(args: argparse.Namespace, out: Path) -> Path:
@@ -52,9 +47,7 @@ def predictor_for(args: argparse.Namespace, out: Path) -> Path:
         return Path(args.predictor)
     folder = out / f"predictor-{args.space}-{args.kind}"
     if not (folder / "model.json").is_file():
-        path = args.predictor_data or DEFAULT_DATA.get(args.space)
-        if path is None:
-            raise SystemExit(f"no recorded dataset for space {args.space!r}: pass --predictor-data")
+        path = args.predictor_data or shipped(args.space)
         data = load_latency_data(path, include_flagged=True)
         print(f"training {args.kind} on {len(data)} rows of {path}")
         save_predictor(train_predictor(data, args.kind, seed=0), folder)
@@ -80,13 +73,13 @@ def main() -> None:
     ap.add_argument(
         "--predictor-data",
         type=Path,
-        help="latency dataset to train the predictor on (default: the newest recorded one of "
-        "the space: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_DATA.items()) + ")",
+        help="latency dataset to train the predictor on (default: the newest shipped one of "
+        f"the space in benchmarks/data: {described()})",
     )
     ap.add_argument(
         "--kind",
         default="additive",
-        help="predictor kind (default: the best model on the v2 files)",
+        help="predictor kind (default: the best model on the shipped files)",
     )
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--limit", type=int, default=2000)
@@ -109,7 +102,7 @@ def main() -> None:
         "--eager-data",
         type=Path,
         help="with --backend onnxruntime: the eager dataset the eager predictor is trained on "
-        "(default: the space's v2 file)",
+        "(default: the space's newest shipped eager file)",
     )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 SCRIPTS = sorted(
     p
@@ -84,3 +86,32 @@ def test_every_benchmark_shell_script_parses():
     for path in scripts:
         done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
         assert done.returncode == 0, f"{path.name}: {done.stderr}"
+
+
+def test_default_datasets_are_shipped_files_of_their_space_and_runtime():
+    """Each benchmark's default predictor data exists, is of the space and runtime it is the
+    default for, and was drawn by the current sampler (a stale default would train the
+    benchmarks' predictors on labels the docs no longer describe)."""
+    from lenna.measure.run_config import upgrade_config
+    from lenna.measure.sampler import SAMPLER_VERSION
+    from lenna.measure.store import Dataset
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _datasets import SHIPPED, described, shipped
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert {space for space, _ in SHIPPED} == {"lenna", "darts"}
+    assert {backend for _, backend in SHIPPED} == {"torch", "onnxruntime"}
+    for (space, backend), path in SHIPPED.items():
+        assert shipped(space, backend) == path
+        with Dataset.open(path, readonly=True) as ds:
+            meta, rows = ds.meta, len(ds.samples())
+        cfg = upgrade_config(meta["config"])
+        assert meta["space"] == space, path.name
+        assert cfg["measure"]["backend"] == backend, path.name
+        assert cfg["sampler_version"] == SAMPLER_VERSION, path.name
+        assert rows >= (1500 if space == "lenna" else 800), path.name
+    assert "lenna-v3-zen5.db" in described("torch")
+    with pytest.raises(SystemExit, match="no shipped dataset"):
+        shipped("nosuchspace")

@@ -1,0 +1,32 @@
+"""The shipped dataset a benchmark trains its predictor on when none is given.
+
+One place, so every script moves to a newer file together: the newest complete file of each
+space and runtime, measured with every default and the current sampler (version 3) on one
+quiet host in one sitting. Its machine is not yours: pass ``--predictor-data`` with a file
+measured where the benchmark runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+SHIPPED = {
+    ("lenna", "torch"): DATA / "lenna-v3-zen5.db",
+    ("darts", "torch"): DATA / "darts-v3-zen5.db",
+    ("lenna", "onnxruntime"): DATA / "lenna-ort-v3-zen5.db",
+    ("darts", "onnxruntime"): DATA / "darts-ort-v3-zen5.db",
+}
+
+
+def shipped(space: str, backend: str = "torch") -> Path:
+    """The default dataset of ``space`` under ``backend``."""
+    try:
+        return SHIPPED[(space, backend)]
+    except KeyError:
+        raise SystemExit(f"no shipped dataset for space {space!r}: pass --predictor-data") from None
+
+
+def described(backend: str = "torch") -> str:
+    """``lenna: PATH, darts: PATH`` for a --help text."""
+    return ", ".join(f"{s}: {p.name}" for (s, b), p in SHIPPED.items() if b == backend)
