@@ -50,7 +50,7 @@ def trained(path: Path, kind: str, folder: Path) -> Path:
 def run_backend(args: argparse.Namespace, publish) -> None:
     out = args.out
     preds = {
-        "ort": trained(ort_data(args), args.kind, out / f"ort-{args.kind}"),
+        "ort": trained(ort_data(args), args.kind, out / f"ort-{args.kind}-{ort_data(args).stem}"),
         "eager": trained(
             eager_data(args), args.kind, out / f"eager-{args.kind}-{eager_data(args).stem}"
         ),

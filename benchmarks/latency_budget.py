@@ -84,9 +84,10 @@ def _measure(run: Path, measure: MeasureConfig) -> dict:
 def predictor_for(args: argparse.Namespace) -> Path:
     if args.predictor:
         return Path(args.predictor)
-    folder = args.out / f"predictor-{args.space}-{args.kind}"
+    path = args.predictor_data or shipped(args.space)
+    # named by its data file too: a rerun into the same --out with other data trains anew
+    folder = args.out / f"predictor-{args.space}-{args.kind}-{Path(path).stem}"
     if not (folder / "model.json").is_file():
-        path = args.predictor_data or shipped(args.space)
         data = load_latency_data(path, include_flagged=True)
         print(f"training {args.kind} on {len(data)} rows of {path}", flush=True)
         save_predictor(train_predictor(data, args.kind, seed=0), folder)

@@ -54,6 +54,8 @@ from lenna.space import derive, get_space
 sys.path.insert(0, str(Path(__file__).parent))
 from _record import publish
 
+# fixed, not _datasets.shipped(): only the predictor's shape matters to throughput, and the
+# recorded figures were all taken with a predictor trained on this file
 DATA = Path(__file__).parent / "data" / "darts-v2.db"
 IMAGES_PER_HALF = 25_000  # CIFAR-10's 50,000 training images, half for w and half for α
 TRAIN_IMAGES = 50_000  # evaluate-arch trains on all of them

@@ -45,9 +45,10 @@ from _record import publish
 def predictor_for(args: argparse.Namespace, out: Path) -> Path:
     if args.predictor:
         return Path(args.predictor)
-    folder = out / f"predictor-{args.space}-{args.kind}"
+    path = args.predictor_data or shipped(args.space)
+    # named by its data file too: a rerun into the same --out with other data trains anew
+    folder = out / f"predictor-{args.space}-{args.kind}-{Path(path).stem}"
     if not (folder / "model.json").is_file():
-        path = args.predictor_data or shipped(args.space)
         data = load_latency_data(path, include_flagged=True)
         print(f"training {args.kind} on {len(data)} rows of {path}")
         save_predictor(train_predictor(data, args.kind, seed=0), folder)
@@ -74,7 +75,8 @@ def main() -> None:
         "--predictor-data",
         type=Path,
         help="latency dataset to train the predictor on (default: the newest shipped one of "
-        f"the space in benchmarks/data: {described()})",
+        f"the space in benchmarks/data: {described()}; with --backend onnxruntime "
+        f"{described('onnxruntime')})",
     )
     ap.add_argument(
         "--kind",
@@ -158,12 +160,17 @@ def main() -> None:
     # peak RSS of the process that searched and verified each run (recorded with the run)
     peaks = [r["peak_rss_gb"] for r in results.values() if "peak_rss_gb" in r]
     peak_gb = max(peaks) if peaks else float("nan")
+    trained_on = (
+        "its dataset"
+        if args.predictor
+        else f"`{Path(args.predictor_data or shipped(args.space)).name}`"
+    )
     lines = [
         f"`{args.space}` space, `{args.data}` (search on {args.limit} images, {args.epochs} "
         f"epochs ({args.warmup} weight warm-up), batch {args.batch}, {args.mode}, λ = "
         f"{args.lam:g}; verification: {args.eval_epochs} epochs on "
         f"the full train split, test on the held-out split), predictor `{args.kind}` "
-        f"(held-out MAPE {model.info['metrics']['held_out']['mape']:.1f} % on its dataset), "
+        f"(held-out MAPE {model.info['metrics']['held_out']['mape']:.1f} % on {trained_on}), "
         "form linear.",
         "",
         "| seed | λ | measured ms (net) | cells measured ms | cells predicted ms | pred. error "
