@@ -3,7 +3,7 @@
 Sample ``i`` of a run with seed ``s`` depends only on ``(s, i)`` (its own random stream), so a
 resumed or distributed run measures exactly the samples an uninterrupted one would have.
 
-α regimes (one per sample, drawn with these weights; sampler versions 2 and 3, 3 the default):
+α regimes (one per sample, drawn with these weights; sampler versions 2 to 4, 4 the default):
 
 ================  ======  ==============================================================
 regime            weight  logits per edge
@@ -36,6 +36,15 @@ about 1 row in 150), and kernels there run faster than their neighbours suggest,
 trained on version 2 rows read derived cells at those widths high
 (``benchmarks/diagnostics/network_widths.py``). Sample ``i``'s block type, resolution, regime
 and α are the same in versions 2 and 3.
+
+Version 4 keeps version 3's draws except the ops of a ``derived`` or ``near_derived`` cell:
+each such cell first draws its share of parameter-free ops q ~ U(0, 1) (pools, identities;
+:mod:`lenna.space.op_kinds`), and each kept edge is parameter-free with probability q. A
+uniform op draw puts about a quarter (``lenna``) or three sevenths (``darts``) of a cell's
+edges on such ops and almost never most of them, yet a latency term steers a search exactly
+there (mostly pools and skips) and an accuracy term to the other corner (all convolutions):
+measured beside the version-3 files, 36 such cells added to training took the worst
+trade-off cell's error from +33 % to +13 % (``benchmarks/diagnostics/cheap_cells.py``).
 """
 
 from __future__ import annotations
@@ -62,10 +71,11 @@ SAMPLER_VERSIONS: dict[int, dict[str, float]] = {
     },
 }
 SAMPLER_VERSIONS[3] = SAMPLER_VERSIONS[2]  # 3: the regimes of 2, half the widths a network's
-NETWORK_WIDTH_SHARE = {1: 0.0, 2: 0.0, 3: 0.5}
+SAMPLER_VERSIONS[4] = SAMPLER_VERSIONS[3]  # 4: 3, derived cells with a drawn parameter-free share
+NETWORK_WIDTH_SHARE = {1: 0.0, 2: 0.0, 3: 0.5, 4: 0.5}
 NETWORK_WIDTH_STEP = 8
 _WIDTH_STREAM = 8  # the width draw's own random stream: (seed, index, _WIDTH_STREAM)
-SAMPLER_VERSION = 3  # what a new dataset uses
+SAMPLER_VERSION = 4  # what a new dataset uses
 REGIMES = SAMPLER_VERSIONS[SAMPLER_VERSION]
 
 
@@ -138,7 +148,9 @@ class Sampler:
     def alphas(self, rng: np.random.Generator, block_type: str, regime: str) -> np.ndarray:
         """Logits ``(num_edges, max_ops)`` for one block; padded slots are 0 (ignored)."""
         if regime in ("derived", "near_derived"):
-            onehot = cell_alphas(self.space, block_type, random_cell(self.space, block_type, rng))
+            share = rng.uniform() if self.version >= 4 else None
+            cell = random_cell(self.space, block_type, rng, free_share=share)
+            onehot = cell_alphas(self.space, block_type, cell)
             if regime == "derived":
                 return onehot
             return _near(rng, onehot, self.space.op_mask(block_type))

@@ -16,7 +16,8 @@ import numpy as np
 from lenna.errors import InputError
 from lenna.space.encode import probabilities
 from lenna.space.mixed import NONE_OP
-from lenna.space.spec import SearchSpace
+from lenna.space.op_kinds import parameter_free
+from lenna.space.spec import Edge, SearchSpace
 
 OFF = -1e4  # a logit whose exp is exactly 0 in float64: softmax is exactly one-hot
 
@@ -46,13 +47,32 @@ def _top2(space: SearchSpace, block_type: str, probs: np.ndarray) -> list[str | 
     return choices
 
 
-def random_cell(space: SearchSpace, block_type: str, rng: np.random.Generator) -> list[str | None]:
-    """A uniformly drawn cell of the kind :func:`derive` outputs for ``space``.
+def random_cell(
+    space: SearchSpace,
+    block_type: str,
+    rng: np.random.Generator,
+    free_share: float | None = None,
+) -> list[str | None]:
+    """A randomly drawn cell of the kind :func:`derive` outputs for ``space``.
 
-    ``edge_argmax``: any op on every edge. ``top2_non_none``: per node two distinct incoming
-    edges (fewer if the node has fewer), each with a non-``none`` op; the rest dropped."""
+    ``edge_argmax``: an op on every edge. ``top2_non_none``: per node two distinct incoming
+    edges (fewer if the node has fewer), each with a non-``none`` op; the rest dropped.
+    Each kept edge's op is uniform over its candidates; with ``free_share``, the edge first
+    takes a parameter-free op (:mod:`lenna.space.op_kinds`) with that probability, then one
+    uniformly of that kind (an edge with ops of one kind only takes one of those)."""
+    if free_share is not None and not 0.0 <= free_share <= 1.0:
+        raise InputError(f"free_share must be in [0, 1], got {free_share!r}")
+
+    def pick(e: Edge, drop_none: bool = True) -> str:
+        ops = [op for op in space.edge_ops(block_type, e) if not (drop_none and op == NONE_OP)]
+        if free_share is not None:
+            free = parameter_free(space, block_type, e)
+            want = rng.random() < free_share
+            ops = [op for op in ops if (op in free) == want] or ops
+        return str(rng.choice(ops))
+
     if space.derive_rule == "edge_argmax":
-        return [str(rng.choice(space.edge_ops(block_type, e))) for e in space.edges]
+        return [pick(e, drop_none=False) for e in space.edges]
     if space.derive_rule != "top2_non_none":
         raise InputError(f"space {space.name!r} has an unknown derive rule {space.derive_rule!r}")
     cell: list[str | None] = [None] * space.num_edges
@@ -60,8 +80,7 @@ def random_cell(space: SearchSpace, block_type: str, rng: np.random.Generator) -
         incoming = [e for e in space.edges if e.dst == node]
         for i in rng.choice(len(incoming), size=min(2, len(incoming)), replace=False):
             e = incoming[int(i)]
-            ops = [op for op in space.edge_ops(block_type, e) if op != NONE_OP]
-            cell[e.index] = str(rng.choice(ops))
+            cell[e.index] = pick(e)
     return cell
 
 

@@ -1,0 +1,96 @@
+"""Parameter-free ops per edge, and cells drawn with a given parameter-free share."""
+
+import numpy as np
+import pytest
+
+from lenna.errors import InputError
+from lenna.measure.sampler import Sampler
+from lenna.space import cell_alphas, derive, get_space, random_cell
+from lenna.space.op_kinds import parameter_free
+
+
+def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
+    darts = get_space("darts")
+    e = darts.edges[0]  # leaves a block input
+    assert parameter_free(darts, "normal", e) == {"max_pool_3x3", "avg_pool_3x3", "skip_connect"}
+    # at stride 2 a skip is a factorised reduce (two 1x1 convolutions): not parameter-free
+    assert parameter_free(darts, "reduction", e) == {"max_pool_3x3", "avg_pool_3x3"}
+    lenna = get_space("lenna")
+    assert parameter_free(lenna, "normal", e) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
+    assert parameter_free(lenna, "reduction", e) == set()  # 2x2 pools then a 1x1 conv
+    inner = next(x for x in lenna.edges if x.src >= lenna.num_inputs)
+    assert parameter_free(lenna, "reduction", inner) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
+
+
+def _free_edges(space, bt, cell):
+    """(parameter-free kept edges, kept edges that had a parameter-free choice)."""
+    free = chosen = 0
+    for e, op in zip(space.edges, cell, strict=True):
+        kinds = parameter_free(space, bt, e)
+        if op is None or not kinds:
+            continue
+        chosen += 1
+        free += op in kinds
+    return free, chosen
+
+
+@pytest.mark.parametrize("name", ["lenna", "darts"])
+@pytest.mark.parametrize("bt", ["normal", "reduction"])
+def test_a_share_of_one_or_zero_gives_only_that_kind_and_the_cell_stays_derivable(name, bt):
+    space = get_space(name)
+    rng = np.random.default_rng(0)
+    for share in (0.0, 1.0):
+        for _ in range(20):
+            cell = random_cell(space, bt, rng, free_share=share)
+            assert derive(space, bt, cell_alphas(space, bt, cell)) == cell
+            free, chosen = _free_edges(space, bt, cell)
+            assert chosen > 0
+            assert free == (chosen if share == 1.0 else 0)
+
+
+def test_a_bad_share_is_one_line():
+    with pytest.raises(InputError, match="free_share"):
+        random_cell(get_space("darts"), "normal", np.random.default_rng(0), free_share=1.5)
+
+
+def test_without_a_share_the_draw_is_the_uniform_one_of_before():
+    """``free_share=None`` must draw exactly what versions 2 and 3 drew (files resume)."""
+    space = get_space("lenna")
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(10):
+        cell = random_cell(space, "normal", a)
+        assert cell == [str(b.choice(space.edge_ops("normal", e))) for e in space.edges]
+
+
+@pytest.mark.parametrize("name", ["lenna", "darts"])
+def test_version_4_changes_only_derived_cells_and_spreads_their_parameter_free_share(name):
+    space = get_space(name)
+    v3 = Sampler(space, channels=(8, 128), seed=0, version=3)
+    v4 = Sampler(space, channels=(8, 128), seed=0, version=4)
+    shares = {3: [], 4: []}
+    for i in range(600):
+        a, b = v3(i), v4(i)
+        assert (a.block_type, a.channels, a.resolution, a.regime) == (
+            b.block_type,
+            b.channels,
+            b.resolution,
+            b.regime,
+        )
+        if b.regime not in ("derived", "near_derived"):
+            np.testing.assert_array_equal(a.alphas, b.alphas)
+            continue
+        for version, spec in ((3, a), (4, b)):
+            cell = derive(space, spec.block_type, spec.alphas)
+            if spec.regime == "derived":  # exactly one-hot on the drawn cell
+                np.testing.assert_array_equal(
+                    spec.alphas, cell_alphas(space, spec.block_type, cell)
+                )
+            free, chosen = _free_edges(space, spec.block_type, cell)
+            shares[version].append(free / chosen)
+    s3, s4 = np.array(shares[3]), np.array(shares[4])
+    assert len(s4) > 150
+    # version 3 almost never puts most edges on pools and skips; version 4 often does, and
+    # also draws the all-convolution corner
+    assert (s4 >= 0.8).mean() > 0.1 > (s3 >= 0.8).mean()
+    assert (s4 <= 0.1).mean() > 0.05
+    assert abs(s4.mean() - 0.5) < 0.08
