@@ -111,6 +111,6 @@ def test_default_datasets_are_shipped_files_of_their_space_and_runtime():
         assert cfg["measure"]["backend"] == backend, path.name
         assert cfg["sampler_version"] == SAMPLER_VERSION, path.name
         assert rows >= (1500 if space == "lenna" else 800), path.name
-    assert described("torch") == "lenna: lenna-v3-zen5.db, darts: darts-v3-zen5.db"
+    assert described("torch") == "lenna: lenna-v4-zen5.db, darts: darts-v4-zen5.db"
     with pytest.raises(SystemExit, match="no shipped dataset"):
         shipped("nosuchspace")

@@ -205,7 +205,7 @@ def test_near_derived_alpha_peaks_on_a_derivable_cell():
 
 @pytest.mark.parametrize(
     ("file", "version"),
-    [("lenna.db", 1), ("darts-v2.db", 2), ("darts-ort-v3-zen5.db", 3)],
+    [("lenna.db", 1), ("darts-v2.db", 2), ("darts-ort-v3-zen5.db", 3), ("darts-v4-zen5.db", 4)],
 )
 def test_each_version_draws_what_files_begun_with_it_hold(file, version):
     """Shipped files of each sampler version: their rows are that version's draws, so a

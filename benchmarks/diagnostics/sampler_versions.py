@@ -1,4 +1,4 @@
-"""Is a version-3 file a better training set than a version-2 file of the same blocks?
+"""Is a file of a newer sampler version a better training set than one of the same blocks?
 
 Sampler version 3 moves half the widths to a multiple of 8 (the widths networks run at). A
 model trained on such a file scored better on derived cells but, on one ORT file, worse on
@@ -15,8 +15,16 @@ widths) and on both files' derived-cell checks (the same cells, measured beside 
 Drift-flagged rows are included, so both files keep every id. One design, fixed before it
 was run; nothing is tuned on its figures.
 
+Version 4 changes the ops of version 3's derived and near-derived rows instead (their
+parameter-free share is drawn first), so the same design compares a version-3 and a version-4
+file: the "changed" test rows are then those whose α differ, and a third file of cells
+measured beside each (``--extra``, e.g. ``cheap_cells.py``'s) is scored as well.
+
     python benchmarks/diagnostics/sampler_versions.py \\
-        --v2 benchmarks/data/lenna-v2-zen5.db --v3 benchmarks/data/lenna-v3-zen5.db
+        --old benchmarks/data/lenna-v2-zen5.db --new benchmarks/data/lenna-v3-zen5.db
+    python benchmarks/diagnostics/sampler_versions.py \\
+        --old benchmarks/data/darts-v3-zen5.db --new benchmarks/data/darts-v4-zen5.db \\
+        --extra benchmarks/data/darts-v4-zen5-cheap.db
 """
 
 from __future__ import annotations
@@ -39,18 +47,19 @@ from _models import parse_model
 from _record import record
 
 
-def common(v2: LatencyData, v3: LatencyData) -> tuple[LatencyData, LatencyData]:
-    """Both files' sampled rows of the ids they share, in id order."""
+def common(v2: LatencyData, v3: LatencyData) -> tuple[LatencyData, LatencyData, np.ndarray]:
+    """Both files' sampled rows of the ids they share, in id order, and which ids the newer
+    version changed (their width or their α)."""
     ids = np.intersect1d(v2.ids[v2.ids >= 0], v3.ids[v3.ids >= 0])
     a = v2.subset(np.isin(v2.ids, ids))
     b = v3.subset(np.isin(v3.ids, ids))
     a, b = a.subset(np.argsort(a.ids)), b.subset(np.argsort(b.ids))
-    # block type, resolution and α must agree; only the width (column 1) may differ
-    same = (a.X[:, 0] == b.X[:, 0]) & (a.X[:, -1] == b.X[:, -1]) & (a.onehot == b.onehot)
-    same &= np.isclose(a.X[:, 2:-1], b.X[:, 2:-1], atol=1e-6).all(axis=1)
+    # block type and resolution must agree; a newer version changes a width or an α
+    same = (a.X[:, 0] == b.X[:, 0]) & (a.X[:, -1] == b.X[:, -1])
     if not same.all():
         sys.exit(f"the two files do not hold the same blocks ({(~same).sum()} ids differ)")
-    return a, b
+    alpha = ~np.isclose(a.X[:, 2:-1], b.X[:, 2:-1], atol=1e-6).all(axis=1)
+    return a, b, (np.round(a.channels) != np.round(b.channels)) | alpha
 
 
 def score(model, d: LatencyData, mask: np.ndarray | None = None) -> str:
@@ -62,8 +71,9 @@ def score(model, d: LatencyData, mask: np.ndarray | None = None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--v2", type=Path, required=True)
-    ap.add_argument("--v3", type=Path, required=True)
+    ap.add_argument("--old", "--v2", dest="v2", type=Path, required=True, help="older version")
+    ap.add_argument("--new", "--v3", dest="v3", type=Path, required=True, help="newer version")
+    ap.add_argument("--extra", type=Path, nargs="*", default=[], help="more cells to score on")
     ap.add_argument("--model", default="additive", help="kind or kind:name=value,...")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--no-record", action="store_true")
@@ -71,17 +81,18 @@ def main() -> None:
     torch.set_num_threads(2)
     kind, hp = parse_model(args.model)
     v2, v3 = (load_data(p, include_flagged=True) for p in (args.v2, args.v3))
-    v2, v3 = common(v2, v3)
+    v2, v3, moved = common(v2, v3)
     checks = {}
     for p in (args.v2, args.v3):
         c = p.with_name(p.stem + "-derived-check.db")
         if c.exists():
             checks[c.name] = load_data(c, include_flagged=True)
-    moved = np.round(v2.channels) != np.round(v3.channels)
-    cols = ["v2 test", "v3 test", "v3 test, moved", "v3 test, kept", *checks]
+    for p in args.extra:
+        checks[p.name] = load_data(p, include_flagged=True)
+    cols = ["old test", "new test", "new test, changed", "new test, kept", *checks]
     lines = [
-        f"v2 = {args.v2.name}, v3 = {args.v3.name}: {len(v2)} common blocks, {moved.sum()} "
-        f"widths moved; model `{args.model}`; within ±10 % (MAPE).",
+        f"old = {args.v2.name}, new = {args.v3.name}: {len(v2)} common blocks, {moved.sum()} "
+        f"changed (width or α); model `{args.model}`; within ±10 % (MAPE).",
         "",
         "| trained on | seed | " + " | ".join(cols) + " |",
         "|---|---|" + "---|" * len(cols),
@@ -90,7 +101,7 @@ def main() -> None:
     for seed in args.seeds:
         sp = make_split(v2, "random", seed)
         test = np.isin(v2.ids, sp.test)
-        for name, d in (("v2", v2), ("v3", v3)):
+        for name, d in (("old", v2), ("new", v3)):
             model = predictor_class(kind)(d.space, seed=seed, **hp)
             model.fit(d, sp)
             cells = [
