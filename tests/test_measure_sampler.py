@@ -205,7 +205,13 @@ def test_near_derived_alpha_peaks_on_a_derivable_cell():
 
 @pytest.mark.parametrize(
     ("file", "version"),
-    [("lenna.db", 1), ("darts-v2.db", 2), ("darts-ort-v3-zen5.db", 3), ("darts-v4-zen5.db", 4)],
+    [
+        ("lenna.db", 1),
+        ("darts-v2.db", 2),
+        ("darts-ort-v3-zen5.db", 3),
+        ("darts-v4-zen5.db", 4),
+        ("lenna-v4-zen5.db", 4),
+    ],
 )
 def test_each_version_draws_what_files_begun_with_it_hold(file, version):
     """Shipped files of each sampler version: their rows are that version's draws, so a
@@ -329,3 +335,26 @@ def test_a_darts_file_of_label_version_1_is_refused_in_one_line(tmp_path):
     one_line_error(result, "labels of version 1")
     with pytest.raises(InputError, match="measure into a new file"):
         run_measurement(tmp_path / "new.db", tiny_config(space="darts", label_version=1), 1)
+
+
+def test_sampler_version_option_starts_a_file_with_it_and_a_resume_cannot_change_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from lenna.cli import app
+    from lenna.measure.store import Dataset
+
+    db = tmp_path / "v4.db"
+    base = ["measure", "--out", str(db), "--channels", "8:12", "--resolutions", "8"]
+    new = [*base, "--space", "darts", "-n", "2", "--drift-every", "0"]
+    result = CliRunner().invoke(app, [*new, "--sampler-version", "4"])
+    assert result.exit_code == 0, result.output
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.meta["config"]["sampler_version"] == 4
+    other = CliRunner().invoke(app, [*base, "-n", "3", "--sampler-version", "3"])
+    assert other.exit_code == 2
+    assert "begun with sampler version 4" in other.output
+    same = CliRunner().invoke(app, [*base, "-n", "3", "--sampler-version", "4"])
+    assert same.exit_code == 0, same.output
+    bad = CliRunner().invoke(app, [*new, "--out", str(tmp_path / "x.db"), "--sampler-version", "9"])
+    assert bad.exit_code == 2
+    assert "--sampler-version must be one of 1, 2, 3, 4, got 9" in bad.output

@@ -16,8 +16,9 @@ def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
     # at stride 2 a skip is a factorised reduce (two 1x1 convolutions): not parameter-free
     assert parameter_free(darts, "reduction", e) == {"max_pool_3x3", "avg_pool_3x3"}
     lenna = get_space("lenna")
-    assert parameter_free(lenna, "normal", e) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
-    assert parameter_free(lenna, "reduction", e) == set()  # 2x2 pools then a 1x1 conv
+    first = lenna.edges[0]
+    assert parameter_free(lenna, "normal", first) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
+    assert parameter_free(lenna, "reduction", first) == set()  # 2x2 pools then a 1x1 conv
     inner = next(x for x in lenna.edges if x.src >= lenna.num_inputs)
     assert parameter_free(lenna, "reduction", inner) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
 
@@ -53,13 +54,38 @@ def test_a_bad_share_is_one_line():
         random_cell(get_space("darts"), "normal", np.random.default_rng(0), free_share=1.5)
 
 
-def test_without_a_share_the_draw_is_the_uniform_one_of_before():
+def _old_draw(space, bt, rng):
+    """``random_cell`` as sampler versions 2 and 3 drew it, written out."""
+    if space.derive_rule == "edge_argmax":
+        return [str(rng.choice(space.edge_ops(bt, e))) for e in space.edges]
+    cell = [None] * space.num_edges
+    for node in range(space.num_inputs, space.num_inputs + space.num_nodes):
+        incoming = [e for e in space.edges if e.dst == node]
+        for i in rng.choice(len(incoming), size=min(2, len(incoming)), replace=False):
+            e = incoming[int(i)]
+            cell[e.index] = str(rng.choice([o for o in space.edge_ops(bt, e) if o != "none"]))
+    return cell
+
+
+@pytest.mark.parametrize("name", ["lenna", "darts"])
+@pytest.mark.parametrize("bt", ["normal", "reduction"])
+def test_without_a_share_the_draw_is_the_uniform_one_of_before(name, bt):
     """``free_share=None`` must draw exactly what versions 2 and 3 drew (files resume)."""
-    space = get_space("lenna")
+    space = get_space(name)
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     for _ in range(10):
-        cell = random_cell(space, "normal", a)
-        assert cell == [str(b.choice(space.edge_ops("normal", e))) for e in space.edges]
+        assert random_cell(space, bt, a) == _old_draw(space, bt, b)
+
+
+def test_a_space_of_lists_and_a_redefined_space_are_probed_by_their_definition():
+    from dataclasses import replace
+
+    darts = get_space("darts")
+    listed = replace(darts, ops=list(darts.ops), down_ops=list(darts.down_ops))
+    e = darts.edges[0]
+    assert parameter_free(listed, "normal", e) == parameter_free(darts, "normal", e)
+    fewer = replace(darts, ops=("none", "max_pool_3x3", "sep_conv_3x3"))
+    assert parameter_free(fewer, "normal", darts.edges[2]) == {"max_pool_3x3"}
 
 
 @pytest.mark.parametrize("name", ["lenna", "darts"])

@@ -24,7 +24,7 @@ from lenna.errors import InputError
 from lenna.limits import MAX_SAMPLES
 from lenna.measure.extra_rows import ExtraBlock, add_blocks
 from lenna.measure.fingerprint import config_fingerprint
-from lenna.measure.run_config import stored_config
+from lenna.measure.run_config import stored_config, upgrade_config
 from lenna.measure.runner import (
     Interrupted,
     RunConfig,
@@ -33,6 +33,7 @@ from lenna.measure.runner import (
     run_op_table,
     stop_on_signals,
 )
+from lenna.measure.sampler import SAMPLER_VERSION, SAMPLER_VERSIONS
 from lenna.measure.store import Dataset
 from lenna.space import BLOCK_TYPES, get_space
 
@@ -96,11 +97,22 @@ def _build_config(
     normalise: bool | None = None,
     reference: str | None = None,
     backend: str | None = None,
+    sampler_version: int | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out)
     if stored is None and space is None:
         raise InputError("--space is required for a new dataset (e.g. --space lenna)")
+    if sampler_version is not None:
+        if sampler_version not in SAMPLER_VERSIONS:
+            known = ", ".join(map(str, SAMPLER_VERSIONS))
+            raise InputError(f"--sampler-version must be one of {known}, got {sampler_version}")
+        began = stored and upgrade_config(stored)["sampler_version"]
+        if began and began != sampler_version:
+            raise InputError(
+                f"{out} was begun with sampler version {began}; a file resumes with the "
+                f"sampler it began with (drop --sampler-version, or start a new file)"
+            )
     base = RunConfig.from_dict(stored) if stored else RunConfig(space=space)
     measure = {
         k: v
@@ -134,6 +146,7 @@ def _build_config(
         else None,
         "seed": seed,
         "drift_every": drift_every,
+        "sampler_version": sampler_version,
     }
     get_space(changes["space"] or base.space)
     return replace(
@@ -213,6 +226,14 @@ def measure_cmd(
         "machine and setting and shared by its files, so they mean the same milliseconds; "
         "an existing file keeps its own).",
     ),
+    sampler_version: int = typer.Option(
+        None,
+        "--sampler-version",
+        help="Which documented mixture draws the blocks (new files only; a file resumes with "
+        f"its own). Default {SAMPLER_VERSION}; 4 also draws each derivable cell's share of "
+        "pools and skips, which covers the cells a latency term steers to better under ONNX "
+        "Runtime (docs/measurement.md#the-sampler).",
+    ),
     from_run: Path = typer.Option(
         None,
         "--from-run",
@@ -257,6 +278,7 @@ def measure_cmd(
         normalise=normalise,
         reference=reference,
         backend=backend,
+        sampler_version=sampler_version,
     )
     if run_blocks is not None and run_space != cfg.space:
         raise InputError(f"{from_run} searched space {run_space!r}; {out} holds {cfg.space!r}")

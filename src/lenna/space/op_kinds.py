@@ -11,21 +11,24 @@ the edge's own stride and channels, so a stride-2 ``skip_connect`` (a factorised
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from lenna.space.mixed import NONE_OP
 from lenna.space.registry import build_op
 from lenna.space.spec import Edge, SearchSpace
 
-_PROBE_CHANNELS = 4  # any width gives the same answer; small keeps the build cheap
+_PROBE_CHANNELS = 4  # the registered ops have parameters at every width or at none
+_CACHE: dict[tuple[str, str, int], frozenset[str]] = {}
 
 
 def parameter_free(space: SearchSpace, block_type: str, edge: Edge) -> frozenset[str]:
-    """The non-``none`` candidate ops of ``edge`` whose module has no parameters."""
-    return _free(space, space.check_block_type(block_type), edge)
+    """The non-``none`` candidate ops of ``edge`` whose module has no parameters (``none``
+    is neither kind: a derived cell drops such an edge). Cached by the space's definition,
+    so a space of lists (unhashable) works and a redefined space is probed again."""
+    key = (space.definition_hash(), space.check_block_type(block_type), edge.index)
+    if key not in _CACHE:
+        _CACHE[key] = _free(space, block_type, edge)
+    return _CACHE[key]
 
 
-@lru_cache(maxsize=256)
 def _free(space: SearchSpace, block_type: str, edge: Edge) -> frozenset[str]:
     shapes = space.shapes(block_type, _PROBE_CHANNELS, 2)
     width = shapes["edge_channels"]
