@@ -211,7 +211,10 @@ def test_near_derived_alpha_peaks_on_a_derivable_cell():
         ("darts-ort-v3-zen5.db", 3),
         ("darts-v4-zen5.db", 4),
         ("lenna-v4-zen5.db", 4),
-        ("darts-ort-v4-zen5.db", 4),  # resumed in a later sitting: its last rows too
+        # resumed in a later sitting: their last rows too
+        ("darts-ort-v4-zen5.db", 4),
+        ("lenna-ort-v4-zen5.db", 4),
+        ("lenna-v3-zen5.db", 3),
     ],
 )
 def test_each_version_draws_what_files_begun_with_it_hold(file, version):

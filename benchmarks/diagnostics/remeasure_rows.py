@@ -80,17 +80,20 @@ def main() -> None:
     args = ap.parse_args()
     if args.repeats < 1 or args.controls < 0:
         ap.error("--repeats must be >= 1 and --controls >= 0")
+    if not (args.rows or args.misses or args.controls):
+        ap.error("no rows to measure: give --rows, --misses or --controls")
     with Dataset.open(args.data, readonly=True) as ds:
         cfg = RunConfig.from_dict(ds.meta["config"])
         cal = Calibration.of(ds.meta)
         stored = ds.samples().set_index("sample_index")["latency_ms"]
     data = load_data(args.data, include_flagged=True)
+    unknown = sorted(set(args.rows) - set(data.ids.tolist()))
+    if unknown:
+        ap.error(f"no sample {unknown[0]} in {args.data} ({len(unknown)} unknown)")
     model = train_predictor(data, args.model, seed=args.seed)
     pred = dict(zip(data.ids.tolist(), model.predict_features(data.X), strict=True))
     missed, controls = pick_rows(model, data, args.misses, args.controls, args.seed)
     rows = list(dict.fromkeys([*args.rows, *missed, *controls]))
-    if not rows:
-        ap.error("no rows to measure: give --rows, --misses or --controls")
     space, sampler = get_space(cfg.space), cfg.sampler()
     again: dict[int, list[float]] = {i: [] for i in rows}
     for r in range(args.repeats):
