@@ -27,6 +27,7 @@ from lenna.measure.timer import Timer
 from lenna.search.timing import measure_config_from
 from lenna.space import Block, cell_alphas, get_space, random_cell
 from lenna.space.mixed import NONE_OP
+from lenna.space.op_kinds import shared_leads
 
 pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'lenna[onnx]'")
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -185,6 +186,75 @@ def test_a_node_whose_sampled_inputs_are_all_none_is_zeros_as_in_torch():
         want = block(*xs).numpy()
     np.testing.assert_allclose(ort_output(paths), want, rtol=1e-4, atol=1e-5)
     assert np.all(want[:, :4] == 0)  # the empty node's slice of the concat
+
+
+@pytest.mark.parametrize("space_name", ["lenna", "darts"])
+def test_ort_runs_each_shared_lead_once_per_node_as_the_model_assumes(space_name, tmp_path):
+    """The premise of ``additive``'s shared-lead terms (:func:`shared_leads`): the optimised
+    graph of a path holds one ReLU / pool per node and lead, however many edges out of the
+    node start with it. If a runtime stops merging them, the terms describe nothing. (Two
+    rare paths are left out: a node that is only an identity of another is the same tensor,
+    so ORT merges across the two as well; a node with every input ``none`` is a constant,
+    and ORT folds what it feeds. The terms see neither. And where every edge out of a DARTS
+    input starts with a ReLU, ORT fuses that one ReLU into the input's preprocessing
+    convolution; the terms charge it, which moved held-out rows by under a point when tried.)"""
+    import onnx
+
+    from lenna.measure.backend import require_ort
+
+    ort = require_ort()
+    sp = get_space(space_name)
+    gen = torch.Generator().manual_seed(7)
+    for bt in ("normal", "reduction"):
+        torch.manual_seed(0)
+        block = Block(sp, bt, 16, "gated").eval()
+        xs = tuple(torch.randn(1, 16, 8, 8) for _ in range(sp.num_inputs))
+        paths = PathSessions(block, xs, pieces=Pieces())
+        checked = 0
+        while checked < 6:
+            with torch.inference_mode():
+                block.reset_gates(gen)
+            if _has_alias_or_constant(block):
+                continue
+            checked += 1
+            leads = {
+                (e.src, shared_leads(sp, bt, e)[edge.active])
+                for e, edge in zip(sp.edges, block.edges.values(), strict=True)
+                if shared_leads(sp, bt, e)[edge.active] is not None
+            }
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+            opts.log_severity_level = 3
+            ort.InferenceSession(paths.model().SerializeToString(), opts)
+            ran = [n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node]
+            # DARTS preprocesses each input with its own ReLU (on the block's inputs, not shared)
+            relus = sum(1 for _, k in leads if k.startswith("ReLU")) + len(block.preprocess)
+            relus -= sum(_relu_fused(sp, bt, block, i) for i in range(len(block.preprocess)))
+            pools = sum(1 for _, k in leads if "Pool" in k)
+            assert ran.count("Relu") == relus, (bt, block.active_ops(), ran)
+            assert ran.count("MaxPool") + ran.count("AveragePool") == pools, (bt, ran)
+
+
+def _relu_fused(sp, bt: str, block: Block, i: int) -> bool:
+    """Whether every sampled edge out of input ``i`` starts with a ReLU (then ORT runs it as
+    the preprocessing convolution's activation)."""
+    out = [(e, edge) for e, edge in zip(sp.edges, block.edges.values(), strict=True) if e.src == i]
+    present = [(e, edge) for e, edge in out if not edge.absent]
+    leads = [shared_leads(sp, bt, e)[edge.active] for e, edge in present]
+    return bool(present) and all(k is not None and k.startswith("ReLU") for k in leads)
+
+
+def _has_alias_or_constant(block: Block) -> bool:
+    """Whether some node's one sampled input is an identity (that node is another's tensor) or
+    it has none (a constant)."""
+    for incoming in block._wiring:
+        present = [edge for _, _, edge in incoming if not edge.absent]
+        if not present:
+            return True
+        if len(present) == 1 and isinstance(present[0].ops[present[0].active], torch.nn.Identity):
+            return True
+    return False
 
 
 def test_every_op_of_both_spaces_round_trips_as_a_piece():

@@ -6,7 +6,7 @@ import pytest
 from lenna.errors import InputError
 from lenna.measure.sampler import Sampler
 from lenna.space import cell_alphas, derive, get_space, random_cell
-from lenna.space.op_kinds import parameter_free
+from lenna.space.op_kinds import parameter_free, shared_leads
 
 
 def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
@@ -21,6 +21,28 @@ def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
     assert parameter_free(lenna, "reduction", first) == set()  # 2x2 pools then a 1x1 conv
     inner = next(x for x in lenna.edges if x.src >= lenna.num_inputs)
     assert parameter_free(lenna, "reduction", inner) == {"3x3_maxpool", "3x3_avgpool", "Identity"}
+
+
+def test_shared_leads_are_the_parameter_free_first_layers():
+    """What a runtime can merge across edges out of one node: DARTS's ReLU-led convolutions
+    (the stride-2 skip, a factorised reduce, starts with a ReLU too) and each pool; never a
+    layer with weights, an identity or ``none``. Keys differ by stride and by side."""
+    darts = get_space("darts")
+    e = darts.edges[0]
+    normal = dict(zip(darts.ops, shared_leads(darts, "normal", e), strict=True))
+    assert normal["none"] is None and normal["skip_connect"] is None
+    relu = {normal[op] for op in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")}
+    assert relu == {"ReLU()|keep"}
+    assert normal["max_pool_3x3"] != normal["avg_pool_3x3"]
+    assert normal["max_pool_3x3"].startswith("MaxPool2d(")
+    down = dict(zip(darts.ops, shared_leads(darts, "reduction", e), strict=True))
+    assert down["skip_connect"] == down["sep_conv_3x3"] == "ReLU()|down"
+    assert down["max_pool_3x3"] not in normal.values()  # stride 2: another layer
+    lenna = get_space("lenna")
+    leads = dict(zip(lenna.ops, shared_leads(lenna, "normal", lenna.edges[0]), strict=True))
+    assert {op for op, k in leads.items() if k is not None} == {"3x3_maxpool", "3x3_avgpool"}
+    down = shared_leads(lenna, "reduction", lenna.edges[0])
+    assert {k.split("(")[0] for k in down if k} == {"MaxPool2d", "AvgPool2d"}  # 2x2, then a conv
 
 
 def _free_edges(space, bt, cell):

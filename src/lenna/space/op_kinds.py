@@ -42,3 +42,67 @@ def _free(space: SearchSpace, block_type: str, edge: Edge) -> frozenset[str]:
         if not any(True for _ in build_op(op, c_in, width, stride).parameters()):
             out.add(op)
     return frozenset(out)
+
+
+def shared_leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str | None, ...]:
+    """Per candidate op of ``edge``, what a runtime that merges common subexpressions can share
+    with another edge leaving the same node: the op's first layer when that layer has no
+    parameters (DARTS's convolutions start with a ReLU, a pool is all pool), as a key that
+    is equal exactly where two such layers compute the same thing on the same input;
+    ``None`` for an op whose first layer has weights, an identity or ``none``.
+
+    Why: ONNX Runtime's graph optimiser runs one ReLU for every ReLU-led edge out of a node,
+    and one max-pool for two identical ones, so a path's latency is not the sum of its edges'.
+    """
+    key = (space.definition_hash(), space.check_block_type(block_type), edge.index, "lead")
+    if key not in _CACHE:
+        _CACHE[key] = _leads(space, block_type, edge)
+    return _CACHE[key]
+
+
+def _leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str | None, ...]:
+    import torch
+    from torch import nn
+
+    shapes = space.shapes(block_type, _PROBE_CHANNELS, 2)
+    width = shapes["edge_channels"]
+    from_input = edge.src < space.num_inputs
+    c_in = width if (space.preprocess or not from_input) else shapes["in_channels"]
+    down = space.is_down(block_type, edge)
+    out: list[str | None] = []
+    for op in space.edge_ops(block_type, edge):
+        if op == NONE_OP:
+            out.append(None)
+            continue
+        module = build_op(op, c_in, width, 2 if down else 1).eval()
+        called: list[nn.Module] = []
+        leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+        hooks = [m.register_forward_hook(lambda m, i, o, c=called: c.append(m)) for m in leaves]
+        try:
+            with torch.no_grad():
+                module(torch.zeros(1, c_in, 8, 8))
+        finally:
+            for h in hooks:
+                h.remove()
+        first = called[0] if called else None
+        shareable = (
+            first is not None
+            and not isinstance(first, nn.Identity)
+            and not any(True for _ in first.parameters())
+        )
+        # the input's side of the edge matters too: a reduction's inputs are at full resolution
+        out.append(f"{first!r}|{'down' if down else 'keep'}" if shareable else None)
+    return tuple(out)
+
+
+def has_common_lead(space: SearchSpace) -> bool:
+    """Whether two different ops of one edge start with the same shareable layer (DARTS: four
+    convolutions start with a ReLU). Then many paths run that layer once for several edges;
+    where each lead starts one op only (``lenna``'s pools), a path must draw that very op
+    twice out of one node, which it seldom does."""
+    for bt in ("normal", "reduction"):
+        for e in space.edges:
+            leads = [k for k in shared_leads(space, bt, e) if k is not None]
+            if len(leads) != len(set(leads)):
+                return True
+    return False
