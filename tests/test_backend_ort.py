@@ -228,12 +228,20 @@ def test_ort_runs_each_shared_lead_once_per_node_as_the_model_assumes(space_name
             opts.log_severity_level = 3
             ort.InferenceSession(paths.model().SerializeToString(), opts)
             ran = [n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node]
-            # DARTS preprocesses each input with its own ReLU (on the block's inputs, not shared)
-            relus = sum(1 for _, k in leads if k.startswith("ReLU")) + len(block.preprocess)
-            relus -= sum(_relu_fused(sp, bt, block, i) for i in range(len(block.preprocess)))
+            # each input read by some edge is preprocessed with its own ReLU (on the block's
+            # input, shared with nothing); an unread input's preprocessing is not assembled
+            read = [i for i in range(len(block.preprocess)) if _reads(sp, block, i)]
+            relus = sum(1 for _, k in leads if k.startswith("ReLU")) + len(read)
+            relus -= sum(_relu_fused(sp, bt, block, i) for i in read)
             pools = sum(1 for _, k in leads if "Pool" in k)
             assert ran.count("Relu") == relus, (bt, block.active_ops(), ran)
             assert ran.count("MaxPool") + ran.count("AveragePool") == pools, (bt, ran)
+
+
+def _reads(sp, block: Block, i: int) -> bool:
+    """Whether some sampled edge reads input ``i``."""
+    edges = zip(sp.edges, block.edges.values(), strict=True)
+    return any(e.src == i and not edge.absent for e, edge in edges)
 
 
 def _relu_fused(sp, bt: str, block: Block, i: int) -> bool:
@@ -247,7 +255,7 @@ def _relu_fused(sp, bt: str, block: Block, i: int) -> bool:
 
 def _has_alias_or_constant(block: Block) -> bool:
     """Whether some node's one sampled input is an identity (that node is another's tensor) or
-    it has none (a constant)."""
+    it has none (a constant). Reads the block's private wiring: per node, its incoming edges."""
     for incoming in block._wiring:
         present = [edge for _, _, edge in incoming if not edge.absent]
         if not present:

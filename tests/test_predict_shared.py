@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from predict_helpers import SMALL_HP, drop_param, random_alphas, synthetic_data
+from predict_helpers import SMALL_HP, drop_param, edit_json, random_alphas, synthetic_data
 from synthetic import make_synthetic
 
 from lenna.errors import InputError
@@ -45,6 +45,9 @@ def test_the_prediction_is_the_mean_over_each_edges_draws(space_name, bt):
     probs = torch.softmax(logits, -1)[0]
     with torch.no_grad():
         want = torch.exp(net(_rows(space, bt, probs[None])))[0, 0]
+        net.source_log_scale.add_(1.0)  # the lead terms are part of what is checked
+        assert not torch.isclose(torch.exp(net(_rows(space, bt, probs[None])))[0, 0], want)
+        net.source_log_scale.sub_(1.0)
         for e in range(space.num_edges):
             ops = torch.nonzero(mask[e]).flatten()
             each = probs.repeat(len(ops), 1, 1)
@@ -95,6 +98,16 @@ def test_shared_fits_a_runtime_that_merges_common_leads(tmp_path):
     a = merged.info["metrics"]["held_out"]["mape"]
     s = alone.info["metrics"]["held_out"]["mape"]
     assert a < 2.0 and a < 0.5 * s, (a, s)
+
+
+def test_a_model_file_whose_shared_flag_does_not_match_its_weights_is_one_line(tmp_path):
+    data = synthetic_data(space="darts")
+    model = train_predictor(data, "additive", seed=0, shared=True, **SMALL_HP["additive"])
+    folder = save_predictor(model, tmp_path / "m")
+    edit_json(folder / "model.json", lambda meta: meta["params"].update(shared=False))
+    with pytest.raises(InputError, match="shared") as caught:
+        load_predictor(folder)
+    assert "\n" not in str(caught.value)
 
 
 def test_shared_is_saved_and_a_model_from_before_it_loads_without(tmp_path):

@@ -17,6 +17,7 @@ from lenna.space.spec import Edge, SearchSpace
 
 _PROBE_CHANNELS = 4  # the registered ops have parameters at every width or at none
 _CACHE: dict[tuple[str, str, int], frozenset[str]] = {}
+_LEAD_CACHE: dict[tuple[str, str, int], tuple[str | None, ...]] = {}
 
 
 def parameter_free(space: SearchSpace, block_type: str, edge: Edge) -> frozenset[str]:
@@ -54,10 +55,10 @@ def shared_leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str |
     Why: ONNX Runtime's graph optimiser runs one ReLU for every ReLU-led edge out of a node,
     and one max-pool for two identical ones, so a path's latency is not the sum of its edges'.
     """
-    key = (space.definition_hash(), space.check_block_type(block_type), edge.index, "lead")
-    if key not in _CACHE:
-        _CACHE[key] = _leads(space, block_type, edge)
-    return _CACHE[key]
+    key = (space.definition_hash(), space.check_block_type(block_type), edge.index)
+    if key not in _LEAD_CACHE:
+        _LEAD_CACHE[key] = _leads(space, block_type, edge)
+    return _LEAD_CACHE[key]
 
 
 def _leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str | None, ...]:
