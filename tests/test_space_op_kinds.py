@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from lenna.errors import InputError
 from lenna.measure.sampler import Sampler
 from lenna.space import cell_alphas, derive, get_space, random_cell
-from lenna.space.op_kinds import parameter_free, shared_leads
+from lenna.space.op_kinds import has_common_lead, parameter_free, shared_leads
 
 
 def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
@@ -43,6 +44,25 @@ def test_shared_leads_are_the_parameter_free_first_layers():
     assert {op for op, k in leads.items() if k is not None} == {"3x3_maxpool", "3x3_avgpool"}
     down = shared_leads(lenna, "reduction", lenna.edges[0])
     assert {k.split("(")[0] for k in down if k} == {"MaxPool2d", "AvgPool2d"}  # 2x2, then a conv
+
+
+def test_probing_ops_leaves_torchs_random_state_alone():
+    """Probing builds op modules, which draws their weights; a model trained after a first
+    probe must start from the same weights as one trained after a cached probe."""
+    from lenna.space import op_kinds
+
+    op_kinds._CACHE.clear()
+    op_kinds._LEAD_CACHE.clear()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for name in ("darts", "lenna"):
+        sp = get_space(name)
+        for bt in ("normal", "reduction"):
+            for e in sp.edges:
+                parameter_free(sp, bt, e)
+                shared_leads(sp, bt, e)
+        has_common_lead(sp)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def _free_edges(space, bt, cell):

@@ -11,6 +11,9 @@ the edge's own stride and channels, so a stride-2 ``skip_connect`` (a factorised
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from lenna.space.mixed import NONE_OP
 from lenna.space.registry import build_op
 from lenna.space.spec import Edge, SearchSpace
@@ -26,7 +29,8 @@ def parameter_free(space: SearchSpace, block_type: str, edge: Edge) -> frozenset
     so a space of lists (unhashable) works and a redefined space is probed again."""
     key = (space.definition_hash(), space.check_block_type(block_type), edge.index)
     if key not in _CACHE:
-        _CACHE[key] = _free(space, block_type, edge)
+        with torch.random.fork_rng(devices=[]):  # building ops draws weights: not the caller's
+            _CACHE[key] = _free(space, block_type, edge)
     return _CACHE[key]
 
 
@@ -57,13 +61,12 @@ def shared_leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str |
     """
     key = (space.definition_hash(), space.check_block_type(block_type), edge.index)
     if key not in _LEAD_CACHE:
-        _LEAD_CACHE[key] = _leads(space, block_type, edge)
+        with torch.random.fork_rng(devices=[]):  # likewise
+            _LEAD_CACHE[key] = _leads(space, block_type, edge)
     return _LEAD_CACHE[key]
 
 
 def _leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str | None, ...]:
-    import torch
-    from torch import nn
 
     shapes = space.shapes(block_type, _PROBE_CHANNELS, 2)
     width = shapes["edge_channels"]
