@@ -36,10 +36,10 @@ node runs one ReLU, not three, so its latency is not the sum of its edges'. Edge
 independently, so the chance ``1 − Π_e (1 − q_e)`` is exact and the prediction stays an exact
 expectation over paths, linear in each edge's probabilities. ``"auto"`` turns it on for ONNX
 Runtime labels of a space where two ops of an edge share a first layer (``darts``: on
-``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from 89.1 to 94.1 % and from 88.4
-to 92.5 % on two split seeds); in
-``lenna`` each lead starts one op only (its pools), a path seldom draws it twice out of a
-node, and the terms there moved held-out rows by −0.3 to 0 points (docs/predictors.md).
+``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from 89.1 to 95.0 % and from 88.4
+to 93.8 % on two split seeds); in ``lenna`` each lead starts one op only (its pools), a path
+seldom draws it twice out of a node, and the terms there moved held-out rows by +0.1 to +1.7
+points, no more than a different random start does (docs/predictors.md).
 
 ``members`` (default 5): the model is an ensemble of that many such networks, started from
 different random weights, trained side by side on the same batches (one loss and one early
