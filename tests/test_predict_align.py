@@ -148,4 +148,4 @@ def test_divisible_auto_follows_the_runtime_that_timed_the_labels():
     assert eager.net.divisible == []
     ort_data = dataclasses.replace(data, fingerprint={**data.fingerprint, "backend": "onnxruntime"})
     ort = train_predictor(ort_data, "additive", seed=0, **SMALL_HP["additive"])
-    assert ort.net.divisible == [4, 8, 16, 32, 64] and ort.net.curves.in_features == 10
+    assert ort.net.divisible == [4, 8, 16] and ort.net.curves.in_features == 8

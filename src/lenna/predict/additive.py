@@ -25,11 +25,8 @@ edges' width is a multiple of ``m`` and 0 elsewhere. A runtime may pick a differ
 divisibility, a step no padding overhead describes: under ONNX Runtime on an AVX2 CPU a
 ``sep_conv_3x3`` at C = 57 or 63 took 2.9–3× its time at 56 or 64 (its blocked kernels
 need a multiple of 8 channels), while the padding overhead of 63 is nearly that of 64.
-``"auto"`` is ``[4, 8, 16, 32, 64]`` for a dataset timed in ONNX Runtime and ``[]`` for one
-timed in PyTorch, where their effect was mixed and small (docs/predictors.md has both). The
-multiples of 32 and 64 pay once a file holds rows at those widths (the sampler's version 3
-puts half its rows at multiples of 8): with ``[4, 8, 16]`` the model read its own training
-rows at widths 64 and 128 a median 4–7 % high and at 80 up to 8 % low.
+``"auto"`` is ``[4, 8, 16]`` for a dataset timed in ONNX Runtime and ``[]`` for one timed in
+PyTorch, where their effect was mixed and small (docs/predictors.md has both).
 
 ``shared`` (default ``"auto"``): per node with outgoing edges and per shareable first layer
 (:func:`lenna.space.op_kinds.shared_leads`: DARTS's convolutions all start with a ReLU, a pool
@@ -83,7 +80,7 @@ DEFAULTS = {
     "shared": "auto",
 }
 EDGE_SCALES = ("constant", "shaped")
-AUTO_DIVISIBLE = {"onnxruntime": [4, 8, 16, 32, 64]}  # per backend; any other: none
+AUTO_DIVISIBLE = {"onnxruntime": [4, 8, 16]}  # per backend; any other: none
 AUTO_SHARED = {"onnxruntime": True}  # per backend; any other: off
 MAX_ALIGN = 4096
 MAX_MEMBERS = 64
