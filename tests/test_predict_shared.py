@@ -151,3 +151,19 @@ def test_bad_shared_is_refused_by_name(bad):
     with pytest.raises(InputError, match="shared") as caught:
         train_predictor(synthetic_data(), "additive", seed=0, shared=bad, **SMALL_HP["additive"])
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("bt", ["normal", "reduction"])
+def test_gradients_reach_alpha_through_the_lead_terms_and_batches_agree(bt):
+    """The search differentiates the prediction in α: the lead terms must pass exact gradients,
+    and a batch of α must give what each α gives alone."""
+    data = synthetic_data(space="darts")
+    model = train_predictor(data, "additive", seed=0, shared=True, **SMALL_HP["additive"])
+    a = random_alphas(model.space, 3, seed=5)
+    out = model.predict(a, bt, 24, 8)
+    singles = torch.stack([model.predict(a[i], bt, 24, 8) for i in range(3)])
+    torch.testing.assert_close(out, singles.reshape(3), rtol=1e-10, atol=0)
+    b = a[:2].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x: model.predict(x, bt, 24, 8), (b,), eps=1e-6, atol=1e-6
+    )
