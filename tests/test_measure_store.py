@@ -522,3 +522,38 @@ def test_a_writer_that_cannot_write_says_what_happened(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "_connect", readonly)
     with pytest.raises(InputError, match=r"cannot open it for writing .*readonly database"):
         Dataset.open(db)
+
+
+# ---- one file at rest -----------------------------------------------------------------------
+def _journal_mode(p: Path) -> str:
+    con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return con.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_file_its_writer_closed_is_read_without_leaving_files_beside_it(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.db"]
+    assert _journal_mode(db) == "delete"
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.count() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.db"]
+
+
+def test_a_writer_runs_in_wal_mode_and_a_reader_open_meanwhile_keeps_it_there(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 2)
+    writer = Dataset.open(db)
+    assert writer.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reader = Dataset.open(db, readonly=True)
+    assert reader.count() == 2
+    writer.set_meta("note", "kept")
+    writer.close()  # the reader still has it open: the switch is refused at once, no error
+    assert reader.meta["note"] == "kept"
+    reader.close()
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.count() == 2 and ds.meta["note"] == "kept"
+    with Dataset.open(db):
+        pass  # the last writer to close puts it back
+    assert _journal_mode(db) == "delete"

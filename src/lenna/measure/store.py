@@ -105,6 +105,7 @@ class Dataset:
         self.path, self.con = path, con
         self._upgraded = False
         self._lock: int | None = None
+        self._readonly = False
 
     def lock_for_writing(self) -> None:
         """Be the file's only writer until :meth:`close`, or refuse in one line.
@@ -196,6 +197,7 @@ class Dataset:
         except sqlite3.OperationalError as e:
             raise InputError(f"{path}: cannot open it for writing ({e})") from None
         ds = cls(path, con)
+        ds._readonly = readonly
         try:
             _check_meta(path, ds.meta)
         except InputError:
@@ -204,6 +206,8 @@ class Dataset:
         return ds
 
     def close(self) -> None:
+        if not self._readonly:
+            _leave_one_file(self.con)
         self.con.close()
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
@@ -488,6 +492,20 @@ def _check_header(path: Path) -> None:
             f"{path} has dataset schema {version}, newer than this LENNA's "
             f"{SCHEMA_VERSION}; upgrade lenna to read it"
         )
+
+
+def _leave_one_file(con: sqlite3.Connection) -> None:
+    """Put a file its writer is done with back into SQLite's rollback-journal mode. Why: a
+    file left in WAL mode makes every later reader, even a read-only ``dataset info``, create
+    ``-wal`` and ``-shm`` files beside it that it cannot remove; in rollback mode a reader
+    leaves the folder as it was. Writers switch to WAL again when they open it. Where another
+    connection still has the file open the switch is refused at once and the file stays in
+    WAL mode; its content is the same either way."""
+    try:
+        con.execute("PRAGMA busy_timeout = 0")
+        con.execute("PRAGMA journal_mode = DELETE").fetchall()
+    except sqlite3.Error:
+        pass
 
 
 def _connect(path: Path) -> sqlite3.Connection:
