@@ -148,4 +148,19 @@ def test_divisible_auto_follows_the_runtime_that_timed_the_labels():
     assert eager.net.divisible == []
     ort_data = dataclasses.replace(data, fingerprint={**data.fingerprint, "backend": "onnxruntime"})
     ort = train_predictor(ort_data, "additive", seed=0, **SMALL_HP["additive"])
-    assert ort.net.divisible == [4, 8, 16] and ort.net.curves.in_features == 8
+    assert ort.net.divisible == [4, 8, 16]
+    assert ort.net.curves.in_features == 3 + 4 + 3  # and the padding inputs of 8 to 64
+
+
+def test_align_auto_follows_the_runtime_that_timed_the_labels():
+    """ONNX Runtime's convolutions work on filter sets of four channel blocks (32 or 64
+    channels); PyTorch eager keeps the 8- and 16-channel padding inputs only."""
+    data = synthetic_data()
+    eager = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
+    assert eager.net.align == [8, 16]
+    ort_data = dataclasses.replace(data, fingerprint={**data.fingerprint, "backend": "onnxruntime"})
+    ort = train_predictor(ort_data, "additive", seed=0, **SMALL_HP["additive"])
+    assert ort.net.align == [8, 16, 32, 64]
+    assert ort.net.curves.in_features == 3 + 4 + 3  # and the divisibility steps 4, 8, 16
+    explicit = train_predictor(ort_data, "additive", seed=0, align="8+16", **SMALL_HP["additive"])
+    assert explicit.net.align == [8, 16]

@@ -13,12 +13,15 @@ gets ``E`` more outputs): edges that see other channel counts or resolutions tha
 kind's curve assumes (node concatenations, the reduction's later nodes) can then differ by
 shape, at the price of more to fit. ``"constant"`` (default) keeps one scale per edge.
 
-``align`` (default ``[8, 16]``): the shape MLP also sees, for each multiple ``m``, how much
+``align`` (default ``"auto"``): the shape MLP also sees, for each multiple ``m``, how much
 work padding the edges' channel count (``C``, or ``2C`` in a reduction) up to a multiple of
 ``m`` adds, ``log(⌈w/m⌉·m / w)``. Blocked CPU kernels work on groups of 8 or 16 channels, so
 latency need not be smooth in ``C``; the smooth model missed some blocks by 10–15 % in both
-directions. docs/predictors.md has the measured effect. ``[]`` (or ``0``) is the
-model without it, as saved before the option.
+directions. ``"auto"`` is ``[8, 16]`` for PyTorch labels and ``[8, 16, 32, 64]`` for ONNX
+Runtime's: its NCHWc convolutions compute up to four channel blocks per pass (a filter set:
+32 channels on AVX2, 64 on AVX-512), so a width that leaves a ragged last set (80 = 64 + 16)
+pays for a nearly full one. docs/predictors.md has the measured effect. ``[]`` (or ``0``) is
+the model without it, as saved before the option.
 
 ``divisible`` (default ``"auto"``): for each multiple ``m``, an input that is 1 where the
 edges' width is a multiple of ``m`` and 0 elsewhere. A runtime may pick a different kernel by
@@ -74,13 +77,15 @@ DEFAULTS = {
     "patience": 200,
     "batch_size": 64,
     "edge_scale": "constant",
-    "align": [8, 16],
+    "align": "auto",
     "divisible": "auto",
     "members": 5,
     "shared": "auto",
 }
 EDGE_SCALES = ("constant", "shaped")
 AUTO_DIVISIBLE = {"onnxruntime": [4, 8, 16]}  # per backend; any other: none
+AUTO_ALIGN = {"onnxruntime": [8, 16, 32, 64]}  # per backend; any other: the eager default
+EAGER_ALIGN = [8, 16]
 AUTO_SHARED = {"onnxruntime": True}  # per backend; any other: off
 MAX_ALIGN = 4096
 MAX_MEMBERS = 64
@@ -207,12 +212,15 @@ class AdditivePredictor(Predictor):
         divisible = hp["divisible"]
         if isinstance(divisible, str) and divisible == "auto":  # the labels' runtime's steps
             divisible = AUTO_DIVISIBLE.get(backend_of(train), [])
+        align = hp["align"]
+        if isinstance(align, str) and align == "auto":  # the labels' runtime's kernel blocks
+            align = AUTO_ALIGN.get(backend_of(train), EAGER_ALIGN)
         shared = _shared(hp["shared"], backend_of(train), self.space)
         self.net = AdditiveNet(
             self.space,
             hp["hidden"],
             hp["edge_scale"],
-            hp["align"],
+            align,
             hp["members"],
             divisible,
             shared,
