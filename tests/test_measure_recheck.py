@@ -32,7 +32,8 @@ def slower_at_8(factor: float = 1.10):
     def measure(space, cfg, spec, index, cal):
         calls.append((index, spec, cfg, cal))
         stored = rows(measure.path)[index]
-        return SimpleNamespace(latency_ms=stored * (factor if spec.resolution == 8 else 1.0))
+        again = stored * (factor if spec.resolution == 8 else 1.0)
+        return SimpleNamespace(latency_ms=again, estimate=SimpleNamespace(load=None))
 
     measure.calls = calls
     return measure
@@ -215,3 +216,117 @@ def test_a_real_row_measured_again_is_the_same_block(tmp_path):
         # the same tiny block at the file's calibrated speed: the same magnitude (the fast
         # rule stops at ±50 %, so only a gross mismatch of block or scale fails this)
         assert 1 / 3 < r.again_ms / r.stored_ms < 3
+
+
+# ---- rows measured under load, measured again and replaced ---------------------------------
+LOADS = {3: 1.30, 10: 1.20, 20: 1.16, 21: 1.10}  # every other row: NULL (as a synthetic file)
+
+
+def _set_loads(path):
+    con = sqlite3.connect(path)
+    con.executemany(
+        "UPDATE samples SET load = ? WHERE sample_index = ?", [(v, i) for i, v in LOADS.items()]
+    )
+    con.commit()
+    con.close()
+
+
+def at_loads(new_loads: dict[int, float]):
+    """A fake measurement 12 % above the stored label, at the given load per row."""
+    from lenna.measure.block_measure import Measurement
+    from lenna.measure.rules import Estimate
+
+    calls = []
+
+    def measure(space, cfg, spec, index, cal):
+        calls.append((index, cfg))
+        load = new_loads[index]
+        est = Estimate(
+            rows(measure.path)[index] * 1.12,
+            "cv",
+            5,
+            20,
+            0.001,
+            True,
+            reference_ms=1.0,
+            references_ms=[load],
+        )
+        return Measurement(spec.block_type, spec.channels, spec.resolution, spec.alphas, est, 0.5)
+
+    measure.calls = calls
+    return measure
+
+
+def test_rows_above_a_load_are_measured_again_and_replaced_where_the_new_load_is_lower(synthetic):
+    _set_loads(synthetic)
+    before = rows(synthetic)
+    with Dataset.open(synthetic, readonly=True) as ds:
+        old = ds.samples().set_index("sample_index")
+    fake = at_loads({3: 1.02, 10: 1.25, 20: 1.05})
+    fake.path = synthetic
+    out = recheck(synthetic, measure=fake, above_load=1.15, replace_labels=True)
+    assert [i for i, _ in fake.calls] == [3, 10, 20]  # 21 is below the bound, NULL rows unknown
+    assert all(cfg.measure.max_load == pytest.approx(1.15) for _, cfg in fake.calls)
+    assert [r.replaced for r in out] == [True, False, True]  # row 10 ran at a higher load now
+    after = rows(synthetic)
+    assert after[3] == pytest.approx(before[3] * 1.12) and after[20] == pytest.approx(
+        before[20] * 1.12
+    )
+    assert {i: v for i, v in after.items() if i not in (3, 20)} == {
+        i: v for i, v in before.items() if i not in (3, 20)
+    }
+    with Dataset.open(synthetic, readonly=True) as ds:
+        new = ds.samples().set_index("sample_index")
+        entry = ds.meta[RECHECKS_KEY][-1]
+    assert new.loc[3, "load"] == pytest.approx(1.02) and new.loc[10, "load"] == pytest.approx(1.2)
+    assert new.loc[3, "resets"] == 5 and new.loc[3, "created_at"] != old.loc[3, "created_at"]
+    for col in ("block_type", "channels", "resolution", "regime", "fingerprint"):
+        assert new.loc[3, col] == old.loc[3, col]
+    assert new.loc[3, "alphas"] == old.loc[3, "alphas"]
+    assert entry["replaced"] == 2 and entry["above_load"] == pytest.approx(1.15)
+
+
+def test_without_replace_rows_above_a_load_are_only_compared(synthetic):
+    _set_loads(synthetic)
+    before = rows(synthetic)
+    fake = at_loads({3: 1.0, 10: 1.0, 20: 1.0})
+    fake.path = synthetic
+    out = recheck(synthetic, measure=fake, above_load=1.15)
+    assert len(out) == 3 and not any(r.replaced for r in out)
+    assert rows(synthetic) == before
+    assert all(cfg.measure.max_load == 0.0 for _, cfg in fake.calls)  # the file's own settings
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"replace_labels": True}, "needs --above-load"),
+        ({"above_load": 0.5}, "slowdown from 1 to 100"),
+        ({"above_load": 1.15, "rows": [3]}, "with --rows"),
+        ({"above_load": 1.5}, "no rows sampled here above load 1.5"),
+    ],
+)
+def test_bad_load_choices_are_refused(synthetic, kw, needle):
+    _set_loads(synthetic)
+    with pytest.raises(InputError, match=needle):
+        recheck(synthetic, measure=at_loads({}), **kw)
+
+
+def test_cli_replaces_loaded_rows_and_says_so(synthetic, monkeypatch):
+    _set_loads(synthetic)
+    fake = at_loads({3: 1.02, 10: 1.25, 20: 1.05})
+    fake.path = synthetic
+    monkeypatch.setattr(runner_mod, "measure_sample", fake)
+    res = runner.invoke(
+        app, ["dataset", "recheck", str(synthetic), "--above-load", "1.15", "--replace"]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count(", replaced") == 2
+    assert "load 1.30 → 1.02" in res.stdout
+    assert "rows above load 1.15: 2 labels replaced" in res.stdout.splitlines()[-1]
+    one_line_error(
+        runner.invoke(
+            app, ["dataset", "recheck", str(synthetic), "--above-load", "1.2", "-n", "3"]
+        ),
+        "--above-load picks the rows itself",
+    )

@@ -175,6 +175,11 @@ def _recheck_line(s: dict) -> str:
         f" moved a median {s['median_abs_change']:.1%} (signed {s['median_change']:+.1%}, at "
         f"most {s['max_abs_change']:.1%}){shares}"
         + (f"; median by resolution: {by_res}" if by_res else "")
+        + (
+            f"; rows above load {s['above_load']}: {s['replaced']} labels replaced"
+            if "replaced" in s
+            else ""
+        )
     )
 
 
@@ -188,6 +193,18 @@ def recheck_cmd(
         None, "--rows", help="Measure these sample indices instead, e.g. 12,40,977."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random choice of rows."),
+    above_load: float | None = typer.Option(
+        None,
+        "--above-load",
+        help="Measure again every row stored at a higher load than this (1.15: its reference "
+        "ran 15 % slower than at calibration) instead of random ones.",
+    ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="With --above-load: keep each new label in the file in place of the old one "
+        "where it was measured at a lower load (ONNX Runtime labels taken under load read low).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Measure some rows again now and compare with their stored labels.
@@ -202,6 +219,8 @@ def recheck_cmd(
 
     if rows is not None and n is not None:
         raise InputError("--rows and -n exclude each other: give the rows, or how many")
+    if above_load is not None and (rows is not None or n is not None):
+        raise InputError("--above-load picks the rows itself: drop --rows and -n")
     n = 20 if n is None else n
     wanted = _indices(rows) if rows is not None else None
     err = console(stderr=True)
@@ -228,12 +247,15 @@ def recheck_cmd(
 
         try:
             with stop_on_signals():
-                out = recheck(db, wanted, n, seed, on_row, on_start=on_start)
+                out = recheck(db, wanted, n, seed, on_row, None, on_start, above_load, replace)
         except Interrupted as e:
             if bar is not None:
                 bar.stop()
-            interrupted(e, f"nothing was written to {db}")
+            kept = "rows replaced so far keep their new labels, the others their old ones"
+            interrupted(e, kept if replace else f"nothing was written to {db}")
     s = summary(out)
+    if above_load is not None:
+        s |= {"above_load": above_load, "replaced": sum(r.replaced for r in out)}
     if as_json:
         typer.echo(json.dumps({"summary": s, "rows": as_dicts(out)}, indent=2))
         return
@@ -243,8 +265,14 @@ def recheck_cmd(
         c.print(
             f"row {r.sample_index} ({r.block_type}, C={r.channels}, {r.resolution}²{since}): "
             f"{r.stored_ms:.3f} → {r.again_ms:.3f} ms ({r.change:+.1%})"
+            + (f", load {r.stored_load:.2f} → {r.again_load:.2f}" if _loads(r) else "")
+            + (", replaced" if r.replaced else "")
         )
     c.print(_recheck_line(s))
+
+
+def _loads(r: RecheckedRow) -> bool:
+    return r.stored_load is not None and r.again_load is not None
 
 
 def _indices(text: str) -> list[int]:

@@ -98,6 +98,7 @@ def _build_config(
     reference: str | None = None,
     backend: str | None = None,
     sampler_version: int | None = None,
+    max_load: float | None = None,
 ) -> RunConfig:
     """Options the user gave win; the rest come from the file being resumed, then defaults."""
     stored = _stored_config(out)
@@ -124,11 +125,14 @@ def _build_config(
             "normalise": normalise,
             "reference": reference,
             "backend": backend,
+            "max_load": max_load,
         }.items()
         if v is not None
     }
     if backend is not None and backend != base.measure.backend and reference is None:
         measure["reference"] = None  # the new backend's own default (onnxruntime: narrow)
+    if backend is not None and backend != base.measure.backend and max_load is None:
+        measure["max_load"] = None  # likewise (onnxruntime: 1.15)
     if rule is not None and rule != base.measure.rule:
         measure["rule_params"] = {}
         if normalise is None:  # the new rule's own default
@@ -206,6 +210,13 @@ def measure_cmd(
         "(each sampled path as ONNX Runtime runs the fixed cell; needs lenna[onnx]). New "
         "files only: a file of one backend refuses rows of another.",
     ),
+    max_load: float = typer.Option(
+        None,
+        "--max-load",
+        help="Measure a row again (twice at most, keeping the try at the lowest load) when its "
+        "reference ran this much slower than at calibration: 1.15 = 15 % slower; 0: off "
+        "(default: 1.15 for onnxruntime, whose labels read low under load; 0 for torch).",
+    ),
     drift_every: int = typer.Option(
         None,
         "--drift-every",
@@ -279,6 +290,7 @@ def measure_cmd(
         reference=reference,
         backend=backend,
         sampler_version=sampler_version,
+        max_load=max_load,
     )
     if run_blocks is not None and run_space != cfg.space:
         raise InputError(f"{from_run} searched space {run_space!r}; {out} holds {cfg.space!r}")

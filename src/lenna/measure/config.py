@@ -17,6 +17,8 @@ from lenna.measure.rules import CIRule, SeedRule, make_rule
 from lenna.measure.timer import resolve_device
 
 REFERENCES = ("matched", "narrow", "single")
+AUTO_MAX_LOAD = {"onnxruntime": 1.15}  # per backend; any other: off
+LOAD_RETRIES = 2  # at most this many more tries of a label measured above max_load
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -44,6 +46,14 @@ class MeasureConfig:
 
     ``backend``: the runtime a label is the time of, ``"torch"`` (eager mode) or
     ``"onnxruntime"`` (:mod:`lenna.measure.backend`).
+
+    ``max_load``: a normalised label whose :attr:`~lenna.measure.rules.Estimate.load` is above
+    it is measured again (up to :data:`LOAD_RETRIES` times) and the try at the lowest load is
+    kept; ``0`` is off. Why: under ONNX Runtime a row measured while its reference ran 15 % or
+    more slower than at calibration read low (the reference had slowed, the path less):
+    27 such rows of ``darts-ort-v4-zen5.db`` measured again came back 4–30 % higher (median
+    13 %), rows at ordinary load 0.9 % apart. Eager labels showed no such bias. ``None``
+    (default): 1.15 for ``onnxruntime``, else 0.
     """
 
     rule: str = "cv"
@@ -57,6 +67,7 @@ class MeasureConfig:
     normalise: bool | None = None
     reference: str | None = None
     backend: str = "torch"
+    max_load: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -80,6 +91,15 @@ class MeasureConfig:
             )
         if self.normalise is None:
             self.normalise = self.rule != "seed"
+        if self.max_load is None:
+            self.max_load = AUTO_MAX_LOAD.get(self.backend, 0.0)
+        ok = isinstance(self.max_load, int | float) and not isinstance(self.max_load, bool)
+        if not ok or not (self.max_load == 0 or 1.0 <= self.max_load <= 100.0):
+            raise InputError(
+                f"max_load must be 0 (off) or a slowdown from 1 to 100 (1.15: 15 % slower than "
+                f"at calibration), got {self.max_load!r}"
+            )
+        self.max_load = float(self.max_load)
         if not self.normalise:
             self.reference = "single"  # no reference block is timed at all
 

@@ -18,7 +18,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,9 @@ class RecheckedRow:
     stored_ms: float
     again_ms: float
     hours_since: float | None  # since the row was stored (None: no time in the file)
+    stored_load: float | None = None  # the machine's load when each was measured
+    again_load: float | None = None
+    replaced: bool = False  # the new label now stands in the file in place of the old
 
     @property
     def change(self) -> float:
@@ -62,11 +65,21 @@ def recheck(
     on_row: Callable[[RecheckedRow, int, int], None] | None = None,
     measure: Callable[..., Measurement] | None = None,
     on_start: Callable[[int], None] | None = None,
+    above_load: float | None = None,
+    replace_labels: bool = False,
 ) -> list[RecheckedRow]:
-    """Measure ``rows`` of the dataset at ``path`` (default: ``n`` seeded random ones) again
-    on this machine and return them beside their stored labels; the summary is appended to
-    the file's ``label_rechecks``. The file is locked as its one writer meanwhile (not while
-    ``lenna measure`` adds to it: that would time both on shared cores). ``measure`` is
+    """Measure ``rows`` of the dataset at ``path`` (default: ``n`` seeded random ones; with
+    ``above_load``, every row stored at a higher load) again on this machine and return them
+    beside their stored labels; the summary is appended to the file's ``label_rechecks``.
+
+    ``replace_labels`` (with ``above_load`` only): where the new measurement ran at a lower
+    load than the stored one, it replaces the row's label, and the new one is measured with
+    the load guard at ``above_load`` (:attr:`MeasureConfig.max_load`). Why: labels measured
+    under load can read low (ONNX Runtime: 4–30 %), and only those rows are worth replacing;
+    a row measured at ordinary load hours ago is as good as one measured now.
+
+    The file is locked as its one writer meanwhile (not while ``lenna measure`` adds to it:
+    that would time both on shared cores). ``measure`` is
     :func:`lenna.measure.runner.measure_sample` unless given (tests pass a fake).
     ``on_start(rows)`` once every check has passed, ``on_row(row, done, rows)`` per row."""
     if measure is None:
@@ -75,13 +88,24 @@ def recheck(
         raise InputError(f"the number of rows must be in 1..{MAX_ROWS}, got {n}")
     if seed < 0:
         raise InputError(f"the seed must be >= 0, got {seed}")
+    if replace_labels and above_load is None:
+        raise InputError("replacing labels needs --above-load: only loaded rows are replaced")
+    if above_load is not None and (rows or not 1.0 <= above_load <= 100.0):
+        raise InputError(
+            "--above-load takes a slowdown from 1 to 100 (1.15: rows measured 15 % slower "
+            f"than at calibration) and picks the rows itself, got {above_load!r}"
+            + (" with --rows" if rows else "")
+        )
     path = Path(path)
     with Dataset.open(path) as ds:
         ds.lock_for_writing()
         meta, df = ds.meta, ds.samples()
         cfg, cal = _settings(path, meta)
+        if replace_labels:  # the guard is how a label is taken, not what it means
+            cfg = replace(cfg, measure=replace(cfg.measure, max_load=above_load))
         # this machine, as the file records it (_settings checked it is this one)
-        plan = _plan(path, cfg, df, rows, n, seed, meta["fingerprint"]["hash"])
+        here = meta["fingerprint"]["hash"]
+        plan = _plan(path, cfg, df, rows, n, seed, here, above_load)
         space, now, out = get_space(cfg.space), pd.Timestamp.now(tz="UTC"), []
         if on_start:
             on_start(len(plan))
@@ -89,6 +113,13 @@ def recheck(
             m = measure(space, cfg, spec, i, cal)
             made = pd.to_datetime(row["created_at"], utc=True, errors="coerce")
             hours = None if pd.isna(made) else float((now - made).total_seconds() / 3600)
+            old_load = None if pd.isna(row["load"]) else float(row["load"])
+            new_load = m.estimate.load  # a Measurement's
+            lower = new_load is not None and (old_load is None or new_load < old_load)
+            if replace_labels and lower:
+                from lenna.measure.runner import sample_row
+
+                ds.replace_label(i, sample_row(m, i, spec.regime, cfg.measure.batch, here, False))
             r = RecheckedRow(
                 i,
                 spec.block_type,
@@ -97,6 +128,9 @@ def recheck(
                 float(row["latency_ms"]),
                 float(m.latency_ms),
                 hours,
+                old_load,
+                new_load,
+                replace_labels and lower,
             )
             out.append(r)
             if on_row:
@@ -107,6 +141,8 @@ def recheck(
             "sample_indices": [r.sample_index for r in out],
             "fingerprint": meta["fingerprint"].get("hash"),
         }
+        if above_load is not None:
+            entry |= {"above_load": above_load, "replaced": sum(r.replaced for r in out)}
         try:
             ds.set_meta(RECHECKS_KEY, [*meta.get(RECHECKS_KEY, []), entry])
         except (sqlite3.Error, OSError) as e:  # the measurements are still the caller's
@@ -152,12 +188,22 @@ def _plan(
     n: int,
     seed: int,
     here: str,
+    above_load: float | None = None,
 ) -> list[tuple[int, SampleSpec, pd.Series]]:
     """Which rows, each with the block its sampler draws (checked against the stored row)."""
     if df.empty:
         raise InputError(f"{path} holds no samples; nothing to measure again")
     ours = (df["sample_index"] >= 0) & (df["fingerprint"] == here)
     by_index = df.set_index("sample_index")
+    if above_load is not None:
+        rows = sorted(int(i) for i in df.loc[ours & (df["load"] > above_load), "sample_index"])
+        if not rows:
+            raise InputError(f"{path} has no rows sampled here above load {above_load}")
+        if len(rows) > MAX_ROWS:
+            raise InputError(
+                f"{path} has {len(rows)} rows above load {above_load}, more than {MAX_ROWS} "
+                "at once; give a higher --above-load"
+            )
     if rows:
         rows = sorted(set(rows))
         missing = [i for i in rows if i not in by_index.index]

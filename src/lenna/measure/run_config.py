@@ -60,12 +60,13 @@ def upgrade_config(d: dict) -> dict:
     """A stored config as this version writes it: files from before reference normalisation
         were measured without it, files from before anchors with the single reference, files from
         before versioned samplers and labels with version 1 of each, files from before backends in
-    PyTorch eager mode."""
+    PyTorch eager mode, files from before the load guard without it (``max_load`` 0)."""
     d = {"sampler_version": 1, "label_version": 1, **d}
     d["measure"] = {
         "normalise": False,
         "reference": "single",
         "backend": "torch",
+        "max_load": 0.0,
         **d.get("measure", {}),
     }
     return d

@@ -288,6 +288,22 @@ class Dataset:
                 values,
             )
 
+    def replace_label(self, sample_index: int, row: dict) -> None:
+        """Put a new measurement of an existing row in place of its label (what was measured
+        and how: latency, rule, resets, passes, interval, wall time, load, trace, time), in
+        one transaction; the block (type, shape, α, fingerprint) stays as it is."""
+        self.upgrade()
+        cols = ("latency_ms", "rule", "resets", "passes", "ci_half_width_ms", "converged")
+        cols += ("wall_s", "load", "trace")
+        with self.con:
+            done = self.con.execute(
+                f"UPDATE samples SET {', '.join(f'{c} = ?' for c in cols)}, "
+                "created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE sample_index = ?",
+                [*(_cell(row.get(c)) for c in cols), int(sample_index)],
+            ).rowcount
+        if done != 1:
+            raise InputError(f"{self.path} has no row {sample_index} to replace")
+
     def count(self) -> int:
         return self.con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
 
