@@ -112,3 +112,31 @@ def test_the_cli_takes_max_load_and_refuses_a_bad_one(tmp_path):
     assert res.exit_code == 2
     assert "max_load" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "d.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("loads", "calls", "kept"), [([float("nan")], 1, None), ([1.3, float("nan"), 1.2], 3, 1.2)]
+)
+def test_a_load_that_is_not_a_number_is_not_judged_nor_kept(monkeypatch, loads, calls, kept):
+    m, n = _measure(monkeypatch, loads, 1.15)
+    assert n == calls
+    if kept is not None:
+        assert m.estimate.load == pytest.approx(kept)
+
+
+def test_a_file_resumes_under_another_max_load_but_not_other_settings(tmp_path):
+    from measure_helpers import make_dataset, tiny_config
+
+    from lenna.measure.dataset_open import config_differences
+    from lenna.measure.store import Dataset
+
+    db = make_dataset(tmp_path / "d.db", 1)
+    with Dataset.open(db, readonly=True) as ds:
+        meta = ds.meta
+    cfg = tiny_config()
+    guarded = RunConfig.from_dict(
+        {**cfg.to_dict(), "measure": {**cfg.measure.to_dict(), "max_load": 1.3}}
+    )
+    assert config_differences(meta, guarded) == ([], "")
+    other = RunConfig.from_dict({**cfg.to_dict(), "measure": {**cfg.measure.to_dict(), "batch": 2}})
+    assert config_differences(meta, other)[0] == ["measure"]

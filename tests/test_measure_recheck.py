@@ -330,3 +330,72 @@ def test_cli_replaces_loaded_rows_and_says_so(synthetic, monkeypatch):
         ),
         "--above-load picks the rows itself",
     )
+
+
+def test_more_loaded_rows_than_a_recheck_takes_are_refused(synthetic, monkeypatch):
+    import lenna.measure.recheck as recheck_mod
+
+    _set_loads(synthetic)
+    monkeypatch.setattr(recheck_mod, "MAX_ROWS", 2)
+    with pytest.raises(InputError, match=r"3 rows above load 1\.15, more than 2"):
+        recheck(synthetic, n=1, measure=at_loads({}), above_load=1.15)
+
+
+def test_cli_replace_without_above_load_is_one_line(synthetic):
+    one_line_error(
+        runner.invoke(app, ["dataset", "recheck", str(synthetic), "--replace"]),
+        "needs --above-load",
+    )
+
+
+def test_a_replaced_row_keeps_a_trace_where_it_had_one_and_names_no_fleet_device(synthetic):
+    _set_loads(synthetic)
+    con = sqlite3.connect(synthetic)
+    con.execute(
+        "UPDATE samples SET trace = '{\"values_ms\": [1.0]}', device = 'gpu-3' "
+        "WHERE sample_index = 3"
+    )
+    con.commit()
+    con.close()
+    fake = at_loads({3: 1.0, 10: 1.0, 20: 1.0})
+    fake.path = synthetic
+    recheck(synthetic, measure=fake, above_load=1.15, replace_labels=True)
+    with Dataset.open(synthetic, readonly=True) as ds:
+        new = ds.samples().set_index("sample_index")
+    assert new.loc[3, "trace"]["values_ms"] == [] and new.loc[3, "device"] is None
+    assert new.loc[10, "trace"] is None  # it had none
+
+
+def test_an_interrupted_replacement_keeps_its_rows_and_says_which(synthetic):
+    from lenna.measure.runner import Interrupted
+
+    _set_loads(synthetic)
+    before = rows(synthetic)
+    inner = at_loads({3: 1.0, 10: 1.0, 20: 1.0})
+    inner.path = synthetic
+
+    def measure(space, cfg, spec, index, cal):
+        if index == 10:
+            raise Interrupted(2)  # Ctrl-C while the second row is measured
+        return inner(space, cfg, spec, index, cal)
+
+    with pytest.raises(Interrupted):
+        recheck(synthetic, measure=measure, above_load=1.15, replace_labels=True)
+    after = rows(synthetic)
+    assert after[3] == pytest.approx(before[3] * 1.12)
+    assert after[10] == before[10] and after[20] == before[20]
+    with Dataset.open(synthetic, readonly=True) as ds:
+        entry = ds.meta[RECHECKS_KEY][-1]
+    assert entry["interrupted"] is True and entry["replaced_indices"] == [3]
+
+
+def test_the_guard_bound_is_never_looser_than_the_files_own(synthetic):
+    _set_loads(synthetic)
+    with Dataset.open(synthetic) as ds:  # a file measured with the guard at 1.1
+        cfg = ds.meta["config"]
+        cfg["measure"]["max_load"] = 1.1
+        ds.set_meta("config", cfg)
+    fake = at_loads({3: 1.0})
+    fake.path = synthetic
+    recheck(synthetic, measure=fake, above_load=1.2, replace_labels=True)
+    assert fake.calls[0][1].measure.max_load == pytest.approx(1.1)

@@ -557,3 +557,16 @@ def test_a_writer_runs_in_wal_mode_and_a_reader_open_meanwhile_keeps_it_there(tm
     with Dataset.open(db):
         pass  # the last writer to close puts it back
     assert _journal_mode(db) == "delete"
+
+
+def test_a_writer_closing_while_another_writer_has_the_file_leaves_it_in_wal_mode(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 1)
+    first, second = Dataset.open(db), Dataset.open(db)
+    first.set_meta("a", 1)
+    first.close()  # the other still has it open: no error, no switch
+    assert second.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    second.set_meta("b", 2)
+    second.close()
+    assert _journal_mode(db) == "delete"
+    with Dataset.open(db, readonly=True) as ds:
+        assert ds.meta["a"] == 1 and ds.meta["b"] == 2

@@ -197,13 +197,16 @@ def recheck_cmd(
         None,
         "--above-load",
         help="Measure again every row stored at a higher load than this (1.15: its reference "
-        "ran 15 % slower than at calibration) instead of random ones.",
+        "ran 15 % slower than at calibration) instead of random ones: rows sampled on this "
+        "machine, at most 1000; not with -n, --rows or --seed (rows of unnormalised files "
+        "have no load).",
     ),
     replace: bool = typer.Option(
         False,
         "--replace",
-        help="With --above-load: keep each new label in the file in place of the old one "
-        "where it was measured at a lower load (ONNX Runtime labels taken under load read low).",
+        help="With --above-load: rewrite the file, keeping each new label in place of the old "
+        "one where it was measured at a lower load (ONNX Runtime labels taken under load read "
+        "low). Ctrl-C keeps the rows replaced so far.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
@@ -214,13 +217,16 @@ def recheck_cmd(
     shapes drift by several % over hours while others do not; this says how far a file's
     labels are from the machine now, before a search trusts them. The summary is kept in the
     file and shown by `lenna dataset info`. About as long per row as measuring it was.
+
+    With --above-load L --replace it mends a file instead: every row stored at a load above L
+    is measured again, and its new label replaces the old where it ran at a lower load.
     """
     from lenna.measure.runner import Interrupted, stop_on_signals
 
     if rows is not None and n is not None:
         raise InputError("--rows and -n exclude each other: give the rows, or how many")
-    if above_load is not None and (rows is not None or n is not None):
-        raise InputError("--above-load picks the rows itself: drop --rows and -n")
+    if above_load is not None and (rows is not None or n is not None or seed != 0):
+        raise InputError("--above-load picks the rows itself: drop --rows, -n and --seed")
     n = 20 if n is None else n
     wanted = _indices(rows) if rows is not None else None
     err = console(stderr=True)

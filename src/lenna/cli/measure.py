@@ -213,9 +213,10 @@ def measure_cmd(
     max_load: float = typer.Option(
         None,
         "--max-load",
-        help="Measure a row again (twice at most, keeping the try at the lowest load) when its "
-        "reference ran this much slower than at calibration: 1.15 = 15 % slower; 0: off "
-        "(default: 1.15 for onnxruntime, whose labels read low under load; 0 for torch).",
+        help="Measure a row again (up to two more tries, keeping the one at the lowest load) "
+        "when its reference ran this much slower than at calibration: 1.15 = 15 % slower; 0: "
+        "off (default for a new file: 1.15 for onnxruntime, whose labels read low under load, "
+        "0 for torch; a resumed file keeps its own, 0 for files from before the guard).",
     ),
     drift_every: int = typer.Option(
         None,

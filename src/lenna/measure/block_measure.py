@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -101,12 +102,21 @@ def _measure(
             costs = bench.op_costs(config.op_passes)
     estimate = rule.run(bench, costs, probs, reference_ms)
     for _ in range(LOAD_RETRIES if config.max_load else 0):
-        if estimate.load is None or estimate.load <= config.max_load:
+        if not _loaded(estimate.load, config.max_load):
             break
         again = rule.run(bench, costs, probs, reference_ms)  # more resets, the same block
-        if again.load is not None and again.load < estimate.load:
+        if _known(again.load) and again.load < estimate.load:
             estimate = again
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)
+
+
+def _known(load: float | None) -> bool:
+    return load is not None and math.isfinite(load)
+
+
+def _loaded(load: float | None, bound: float) -> bool:
+    """Above the load guard's bound (a load that is unknown or not finite is not judged)."""
+    return _known(load) and load > bound
 
 
 def measure_spec(

@@ -53,7 +53,8 @@ class MeasureConfig:
     more slower than at calibration read low (the reference had slowed, the path less):
     27 such rows of ``darts-ort-v4-zen5.db`` measured again came back 4–30 % higher (median
     13 %), rows at ordinary load 0.9 % apart. Eager labels showed no such bias. ``None``
-    (default): 1.15 for ``onnxruntime``, else 0.
+    (default): 1.15 for ``onnxruntime``, else 0. Not part of what a label means: a file
+    resumes under another ``max_load`` (one from before the guard: 0 unless asked).
     """
 
     rule: str = "cv"
@@ -96,8 +97,8 @@ class MeasureConfig:
         ok = isinstance(self.max_load, int | float) and not isinstance(self.max_load, bool)
         if not ok or not (self.max_load == 0 or 1.0 <= self.max_load <= 100.0):
             raise InputError(
-                f"max_load must be 0 (off) or a slowdown from 1 to 100 (1.15: 15 % slower than "
-                f"at calibration), got {self.max_load!r}"
+                f"max_load (--max-load) must be 0 (off) or a slowdown from 1 to 100 (1.15: "
+                f"15 % slower than at calibration), got {self.max_load!r}"
             )
         self.max_load = float(self.max_load)
         if not self.normalise:

@@ -87,6 +87,8 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     return ds
 
 
+UNCOMPARED = ("max_load",)  # measure settings a resumed file may differ in
+
 # meta: the cpu_id first seen for each machine record made before fingerprints had one
 CPU_IDS = "cpu_ids"
 
@@ -129,6 +131,9 @@ def config_differences(meta: dict, cfg: RunConfig) -> tuple[list[str], str]:
     the rule's settings that differ (``""`` if none) where the file stores them. With stored
     settings the rule is compared by what it does, not by how it was asked for."""
     stored, now = upgrade_config(meta.get("config", {})), cfg.to_dict()
+    # the load guard is how a label is taken, not what it means: a file may resume with it
+    for d in (stored, now):
+        d["measure"] = {k: v for k, v in d.get("measure", {}).items() if k not in UNCOMPARED}
     settled = meta.get("rule_settings")  # None in a file from before they were stored
     moved = ""
     if settled is not None:

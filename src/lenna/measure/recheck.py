@@ -14,12 +14,14 @@ speed), so a change is the machine's, not the method's. The summary is kept in t
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,52 +104,98 @@ def recheck(
         meta, df = ds.meta, ds.samples()
         cfg, cal = _settings(path, meta)
         if replace_labels:  # the guard is how a label is taken, not what it means
-            cfg = replace(cfg, measure=replace(cfg.measure, max_load=above_load))
+            own = cfg.measure.max_load
+            bound = min(own, above_load) if own else above_load  # never looser than the file's
+            cfg = replace(cfg, measure=replace(cfg.measure, max_load=bound))
         # this machine, as the file records it (_settings checked it is this one)
         here = meta["fingerprint"]["hash"]
         plan = _plan(path, cfg, df, rows, n, seed, here, above_load)
         space, now, out = get_space(cfg.space), pd.Timestamp.now(tz="UTC"), []
         if on_start:
             on_start(len(plan))
-        for k, (i, spec, row) in enumerate(plan):
-            m = measure(space, cfg, spec, i, cal)
-            made = pd.to_datetime(row["created_at"], utc=True, errors="coerce")
-            hours = None if pd.isna(made) else float((now - made).total_seconds() / 3600)
-            old_load = None if pd.isna(row["load"]) else float(row["load"])
-            new_load = m.estimate.load  # a Measurement's
-            lower = new_load is not None and (old_load is None or new_load < old_load)
-            if replace_labels and lower:
-                from lenna.measure.runner import sample_row
-
-                ds.replace_label(i, sample_row(m, i, spec.regime, cfg.measure.batch, here, False))
-            r = RecheckedRow(
-                i,
-                spec.block_type,
-                int(spec.channels),
-                int(spec.resolution),
-                float(row["latency_ms"]),
-                float(m.latency_ms),
-                hours,
-                old_load,
-                new_load,
-                replace_labels and lower,
-            )
-            out.append(r)
-            if on_row:
-                on_row(r, k + 1, len(plan))
-        entry = summary(out) | {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seed": None if rows else seed,
-            "sample_indices": [r.sample_index for r in out],
-            "fingerprint": meta["fingerprint"].get("hash"),
-        }
-        if above_load is not None:
-            entry |= {"above_load": above_load, "replaced": sum(r.replaced for r in out)}
+        finished = False
         try:
-            ds.set_meta(RECHECKS_KEY, [*meta.get(RECHECKS_KEY, []), entry])
-        except (sqlite3.Error, OSError) as e:  # the measurements are still the caller's
-            warnings.warn(f"the recheck's summary could not be kept in {path} ({e})", stacklevel=2)
+            for k, (i, spec, row) in enumerate(plan):
+                r = _again(ds, space, cfg, cal, spec, i, row, now, here, measure, replace_labels)
+                out.append(r)
+                if on_row:
+                    on_row(r, k + 1, len(plan))
+            finished = True
+        finally:  # an interrupted replacement still says which rows it replaced
+            if out and (finished or any(r.replaced for r in out)):
+                entry = summary(out) | {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "seed": None if rows or above_load is not None else seed,
+                    "sample_indices": [r.sample_index for r in out],
+                    "fingerprint": here,
+                }
+                if above_load is not None:
+                    done = [r.sample_index for r in out if r.replaced]
+                    entry |= {"above_load": above_load, "replaced": len(done)}
+                    entry |= {"replaced_indices": done}
+                if not finished:
+                    entry["interrupted"] = True
+                try:
+                    ds.set_meta(RECHECKS_KEY, [*meta.get(RECHECKS_KEY, []), entry])
+                except (sqlite3.Error, OSError) as e:  # the measurements are still the caller's
+                    warnings.warn(
+                        f"the recheck's summary could not be kept in {path} ({e})", stacklevel=2
+                    )
     return out
+
+
+def _again(
+    ds: Dataset,
+    space: Any,
+    cfg: RunConfig,
+    cal: Calibration,
+    spec: SampleSpec,
+    i: int,
+    row: pd.Series,
+    now: pd.Timestamp,
+    here: str,
+    measure: Callable[..., Measurement],
+    replace_labels: bool,
+) -> RecheckedRow:
+    """Row ``i`` measured again, its new label kept in the file where ``replace_labels`` and
+    the new measurement ran at a lower load than the stored one."""
+    m = measure(space, cfg, spec, i, cal)
+    made = pd.to_datetime(row["created_at"], utc=True, errors="coerce")
+    hours = None if pd.isna(made) else float((now - made).total_seconds() / 3600)
+    old_load = _finite(row["load"])
+    new_load = _finite(m.estimate.load)
+    lower = new_load is not None and (old_load is None or new_load < old_load)
+    if replace_labels and lower:
+        from lenna.measure.runner import sample_row
+
+        traced = row.get("trace") is not None and not _missing(row.get("trace"))
+        new = sample_row(m, i, spec.regime, cfg.measure.batch, here, traced)
+        ds.replace_label(i, new | {"device": None})  # measured here, by this process
+    return RecheckedRow(
+        i,
+        spec.block_type,
+        int(spec.channels),
+        int(spec.resolution),
+        float(row["latency_ms"]),
+        float(m.latency_ms),
+        hours,
+        old_load,
+        new_load,
+        replace_labels and lower,
+    )
+
+
+def _finite(v: object) -> float | None:
+    """A load as a number, or None where it is unknown (missing, NaN)."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _missing(v: object) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 def _settings(path: Path, meta: dict) -> tuple[RunConfig, Calibration]:

@@ -206,12 +206,14 @@ class Dataset:
         return ds
 
     def close(self) -> None:
-        if not self._readonly:
-            _leave_one_file(self.con)
-        self.con.close()
-        if self._lock is not None:
-            os.close(self._lock)  # releases the flock
-            self._lock = None
+        try:
+            if not self._readonly:
+                _leave_one_file(self.con)
+        finally:  # whatever interrupts the switch (Ctrl-C), the file is closed and unlocked
+            self.con.close()
+            if self._lock is not None:
+                os.close(self._lock)  # releases the flock
+                self._lock = None
 
     def __enter__(self) -> Dataset:
         return self
@@ -290,11 +292,12 @@ class Dataset:
 
     def replace_label(self, sample_index: int, row: dict) -> None:
         """Put a new measurement of an existing row in place of its label (what was measured
-        and how: latency, rule, resets, passes, interval, wall time, load, trace, time), in
-        one transaction; the block (type, shape, α, fingerprint) stays as it is."""
+        and how: latency, rule, resets, passes, interval, wall time, load, trace, device,
+        time), in one transaction; the block (type, shape, α, fingerprint) and its drift flag
+        stay as they are."""
         self.upgrade()
         cols = ("latency_ms", "rule", "resets", "passes", "ci_half_width_ms", "converged")
-        cols += ("wall_s", "load", "trace")
+        cols += ("wall_s", "load", "trace", "device")
         with self.con:
             done = self.con.execute(
                 f"UPDATE samples SET {', '.join(f'{c} = ?' for c in cols)}, "
