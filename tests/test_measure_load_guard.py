@@ -45,7 +45,7 @@ class ScriptedRule:
     def __init__(self, loads):
         self.loads, self.calls = list(loads), 0
 
-    def run(self, bench, costs, probs, z0_ms):
+    def run(self, bench, costs=None, probs=None, z0_ms=None):
         load = self.loads[self.calls]
         self.calls += 1
         refs = [] if load is None else [load]
@@ -140,3 +140,20 @@ def test_a_file_resumes_under_another_max_load_but_not_other_settings(tmp_path):
     assert config_differences(meta, guarded) == ([], "")
     other = RunConfig.from_dict({**cfg.to_dict(), "measure": {**cfg.measure.to_dict(), "batch": 2}})
     assert config_differences(meta, other)[0] == ["measure"]
+
+
+def test_a_derived_networks_measurement_is_guarded_alike(monkeypatch):
+    """evaluate-arch's cells and network (measure_module) are measured as labels are."""
+    import torch
+
+    from lenna.measure import fixed
+
+    rule = ScriptedRule([1.3, 1.1])
+    monkeypatch.setattr(fixed, "make_rule", lambda *a, **k: rule)
+    cfg = MeasureConfig(normalise=False, max_load=1.15)
+    est = fixed.measure_module(torch.nn.ReLU(), (torch.randn(1, 4, 8, 8),), cfg)
+    assert rule.calls == 2 and est.load == pytest.approx(1.1)
+    rule = ScriptedRule([1.3])
+    monkeypatch.setattr(fixed, "make_rule", lambda *a, **k: rule)
+    fixed.measure_module(torch.nn.ReLU(), (torch.randn(1, 4, 8, 8),), MeasureConfig())
+    assert rule.calls == 1  # eager default: off

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from lenna.measure.config import LOAD_RETRIES, MeasureConfig
+from lenna.measure.config import MeasureConfig
+from lenna.measure.load_guard import guarded
 from lenna.measure.ort_bench import gated_bench
 from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.rules import Estimate
@@ -100,23 +100,8 @@ def _measure(
             costs = np.where(space.op_mask(block_type), 0.0, np.nan)
         else:
             costs = bench.op_costs(config.op_passes)
-    estimate = rule.run(bench, costs, probs, reference_ms)
-    for _ in range(LOAD_RETRIES if config.max_load else 0):
-        if not _loaded(estimate.load, config.max_load):
-            break
-        again = rule.run(bench, costs, probs, reference_ms)  # more resets, the same block
-        if _known(again.load) and again.load < estimate.load:
-            estimate = again
+    estimate = guarded(lambda: rule.run(bench, costs, probs, reference_ms), config.max_load)
     return Measurement(block_type, channels, resolution, alphas, estimate, time.perf_counter() - t0)
-
-
-def _known(load: float | None) -> bool:
-    return load is not None and math.isfinite(load)
-
-
-def _loaded(load: float | None, bound: float) -> bool:
-    """Above the load guard's bound (a load that is unknown or not finite is not judged)."""
-    return _known(load) and load > bound
 
 
 def measure_spec(

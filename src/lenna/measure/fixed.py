@@ -18,6 +18,7 @@ from torch import nn
 
 from lenna.measure.backend import DISCARD_PASSES
 from lenna.measure.config import MeasureConfig
+from lenna.measure.load_guard import guarded
 from lenna.measure.ort_path import module_call
 from lenna.measure.reference import Calibration, Reference, normalisation, time_paired
 from lenna.measure.rules import Estimate, make_rule
@@ -92,4 +93,4 @@ def measure_module(
         bench = FixedBench(module, inputs, Timer(device), ref, run)
         for _ in range(max(config.warmup_passes, DISCARD_PASSES[config.backend]) + 2):
             bench.reset()
-        return rule.run(bench, z0_ms=z0)
+        return guarded(lambda: rule.run(bench, z0_ms=z0), config.max_load)
