@@ -157,3 +157,28 @@ def test_a_derived_networks_measurement_is_guarded_alike(monkeypatch):
     monkeypatch.setattr(fixed, "make_rule", lambda *a, **k: rule)
     fixed.measure_module(torch.nn.ReLU(), (torch.randn(1, 4, 8, 8),), MeasureConfig())
     assert rule.calls == 1  # eager default: off
+
+
+def test_a_resume_under_another_guard_is_kept_on_record_and_shown(tmp_path):
+    import dataclasses
+    import json
+
+    from measure_helpers import make_dataset, tiny_config
+
+    from lenna.measure.dataset_open import MAX_LOAD_KEY, max_load_now
+    from lenna.measure.runner import run_measurement
+    from lenna.measure.store import Dataset
+
+    db = make_dataset(tmp_path / "d.db", 2)  # the guard off (eager default)
+    cfg = tiny_config()
+    guarded = dataclasses.replace(cfg, measure=dataclasses.replace(cfg.measure, max_load=1.2))
+    run_measurement(db, guarded, 3)
+    run_measurement(db, guarded, 4)  # the same guard again: nothing new to note
+    with Dataset.open(db, readonly=True) as ds:
+        meta = ds.meta
+    assert [(c["rows"], c["max_load"]) for c in meta[MAX_LOAD_KEY]] == [(2, 1.2)]
+    assert max_load_now(meta) == pytest.approx(1.2)
+    res = CliRunner().invoke(app, ["dataset", "info", str(db)])
+    assert "load guard: off, rows above load 1.2 measured again from row 3 on" in res.stdout
+    doc = json.loads(CliRunner().invoke(app, ["dataset", "info", str(db), "--json"]).stdout)
+    assert doc["max_load"] == 0.0 and doc["max_load_changes"][0]["rows"] == 2

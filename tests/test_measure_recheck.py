@@ -399,3 +399,23 @@ def test_the_guard_bound_is_never_looser_than_the_files_own(synthetic):
     fake.path = synthetic
     recheck(synthetic, measure=fake, above_load=1.2, replace_labels=True)
     assert fake.calls[0][1].measure.max_load == pytest.approx(1.1)
+    with Dataset.open(synthetic) as ds:  # a resume moved it to 1.3: L = 1.15 is the stricter
+        ds.set_meta("max_load_changes", [{"rows": 60, "max_load": 1.3, "time": "t"}])
+    fake = at_loads({10: 1.0, 20: 1.0})
+    fake.path = synthetic
+    recheck(synthetic, measure=fake, above_load=1.15, replace_labels=True)
+    assert fake.calls[0][1].measure.max_load == pytest.approx(1.15)
+
+
+def test_cli_above_load_with_an_explicit_seed_and_an_interrupted_entry_say_so(synthetic):
+    from lenna.cli.dataset import _recheck_line
+
+    one_line_error(
+        runner.invoke(
+            app, ["dataset", "recheck", str(synthetic), "--above-load", "1.2", "--seed", "0"]
+        ),
+        "--above-load picks the rows itself",
+    )
+    s = {"rows": 1, "median_abs_change": 0.1, "max_abs_change": 0.1, "median_change": 0.1}
+    line = _recheck_line(s | {"above_load": 1.15, "replaced": 1, "interrupted": True})
+    assert line.endswith("1 labels replaced (interrupted)")

@@ -570,3 +570,21 @@ def test_a_writer_closing_while_another_writer_has_the_file_leaves_it_in_wal_mod
     assert _journal_mode(db) == "delete"
     with Dataset.open(db, readonly=True) as ds:
         assert ds.meta["a"] == 1 and ds.meta["b"] == 2
+
+
+def test_close_unlocks_the_file_whatever_interrupts_it(tmp_path, monkeypatch):
+    import lenna.measure.store as store_mod
+
+    db = make_dataset(tmp_path / "d.db", 1)
+    ds = Dataset.open(db)
+    ds.lock_for_writing()
+
+    def interrupted(con):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_mod, "_leave_one_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ds.close()
+    monkeypatch.undo()
+    with Dataset.open(db) as again:
+        again.lock_for_writing()  # the first writer's lock went with it

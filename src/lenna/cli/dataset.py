@@ -17,6 +17,7 @@ from lenna.cli.console import console
 from lenna.cli.options import check_out_file
 from lenna.cli.progress import CountColumn, make_progress
 from lenna.errors import InputError
+from lenna.measure.dataset_open import MAX_LOAD_KEY
 from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
 from lenna.measure.ratio_check import CHECKS_KEY, RATIO_TOLERANCE, relative_change
@@ -59,6 +60,8 @@ def dataset_summary(ds: Dataset) -> dict:
         "reference_ratios": meta.get("reference_ratios"),
         "reference_ratio_checks": meta.get(CHECKS_KEY, []),
         "label_rechecks": meta.get(RECHECKS_KEY, []),
+        "max_load": upgrade_config(meta.get("config") or {})["measure"]["max_load"],
+        "max_load_changes": meta.get(MAX_LOAD_KEY, []),
     }
 
 
@@ -157,8 +160,18 @@ def info_cmd(
             f"median {dc['median_abs_change']:.1%} (at most {dc['max_abs_change']:.1%}) from "
             f"its first value; {dc['flagged_checks']} of the checks flagged rows"
         )
+    if info["max_load"] or info["max_load_changes"]:
+        steps = "".join(
+            f", {_guard(ch['max_load'])} from row {ch['rows'] + 1} on"
+            for ch in info["max_load_changes"]
+        )
+        c.print(f"load guard: {_guard(info['max_load'])}{steps}")
     for rc in info["label_rechecks"]:
         c.print(f"labels measured again at {rc['time']}: " + _recheck_line(rc))
+
+
+def _guard(max_load: float) -> str:
+    return f"rows above load {max_load:g} measured again" if max_load else "off"
 
 
 def _recheck_line(s: dict) -> str:
@@ -180,6 +193,7 @@ def _recheck_line(s: dict) -> str:
             if "replaced" in s
             else ""
         )
+        + (" (interrupted)" if s.get("interrupted") else "")
     )
 
 
@@ -192,7 +206,9 @@ def recheck_cmd(
     rows: str | None = typer.Option(
         None, "--rows", help="Measure these sample indices instead, e.g. 12,40,977."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random choice of rows."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the random choice of rows (default: 0)."
+    ),
     above_load: float | None = typer.Option(
         None,
         "--above-load",
@@ -225,9 +241,10 @@ def recheck_cmd(
 
     if rows is not None and n is not None:
         raise InputError("--rows and -n exclude each other: give the rows, or how many")
-    if above_load is not None and (rows is not None or n is not None or seed != 0):
+    if above_load is not None and (rows is not None or n is not None or seed is not None):
         raise InputError("--above-load picks the rows itself: drop --rows, -n and --seed")
     n = 20 if n is None else n
+    seed = 0 if seed is None else seed
     wanted = _indices(rows) if rows is not None else None
     err = console(stderr=True)
     with ExitStack() as stack:

@@ -3,6 +3,7 @@ and machine (a file of one setting refuses rows of another), with one writer at 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lenna._version import __version__
@@ -76,6 +77,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
             )
     ds = _locked(ds)
     try:
+        _note_max_load(ds, meta, cfg.measure.max_load)
         adopted = run_fingerprint(ds, fp)
         ds.add_fingerprint(adopted)
         seen = dict(ds.meta.get(CPU_IDS) or {})
@@ -88,6 +90,26 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
 
 
 UNCOMPARED = ("max_load",)  # measure settings a resumed file may differ in
+MAX_LOAD_KEY = "max_load_changes"  # meta: each resume under another load guard, from which row
+
+
+def max_load_now(meta: dict) -> float:
+    """The load guard a file's latest rows were measured with (its config's, or the last
+    resume's that changed it)."""
+    changes = meta.get(MAX_LOAD_KEY) or []
+    if changes:
+        return float(changes[-1]["max_load"])
+    return float(upgrade_config(meta.get("config") or {})["measure"]["max_load"])
+
+
+def _note_max_load(ds: Dataset, meta: dict, max_load: float) -> None:
+    """Keep in the file from which row on a resumed run measured with another load guard:
+    the guard does not change what a label means, so the file resumes, but which rows were
+    guarded stays on record (``lenna dataset info``)."""
+    if max_load != max_load_now(meta):
+        entry = {"rows": ds.count(), "max_load": max_load, "time": time.strftime("%FT%TZ")}
+        ds.set_meta(MAX_LOAD_KEY, [*(meta.get(MAX_LOAD_KEY) or []), entry])
+
 
 # meta: the cpu_id first seen for each machine record made before fingerprints had one
 CPU_IDS = "cpu_ids"

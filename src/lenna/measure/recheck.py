@@ -28,7 +28,7 @@ import pandas as pd
 
 from lenna.errors import InputError
 from lenna.measure.block_measure import Measurement
-from lenna.measure.dataset_open import CPU_IDS, recorded_machine
+from lenna.measure.dataset_open import CPU_IDS, max_load_now, recorded_machine
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.reference import MATCHED, Calibration
 from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
@@ -104,7 +104,7 @@ def recheck(
         meta, df = ds.meta, ds.samples()
         cfg, cal = _settings(path, meta)
         if replace_labels:  # the guard is how a label is taken, not what it means
-            own = cfg.measure.max_load
+            own = max_load_now(meta)
             bound = min(own, above_load) if own else above_load  # never looser than the file's
             cfg = replace(cfg, measure=replace(cfg.measure, max_load=bound))
         # this machine, as the file records it (_settings checked it is this one)
@@ -113,16 +113,16 @@ def recheck(
         space, now, out = get_space(cfg.space), pd.Timestamp.now(tz="UTC"), []
         if on_start:
             on_start(len(plan))
-        finished = False
+        finished, done = False, []  # done: rows replaced, noted as each is committed
         try:
             for k, (i, spec, row) in enumerate(plan):
-                r = _again(ds, space, cfg, cal, spec, i, row, now, here, measure, replace_labels)
-                out.append(r)
+                keep = done if replace_labels else None
+                r = _again(ds, space, cfg, cal, spec, i, row, now, here, measure, out, keep)
                 if on_row:
                     on_row(r, k + 1, len(plan))
             finished = True
         finally:  # an interrupted replacement still says which rows it replaced
-            if out and (finished or any(r.replaced for r in out)):
+            if (finished and out) or done:  # a replaced row is in `out` before it is done
                 entry = summary(out) | {
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "seed": None if rows or above_load is not None else seed,
@@ -130,9 +130,8 @@ def recheck(
                     "fingerprint": here,
                 }
                 if above_load is not None:
-                    done = [r.sample_index for r in out if r.replaced]
                     entry |= {"above_load": above_load, "replaced": len(done)}
-                    entry |= {"replaced_indices": done}
+                    entry |= {"replaced_indices": list(done)}
                 if not finished:
                     entry["interrupted"] = True
                 try:
@@ -155,23 +154,20 @@ def _again(
     now: pd.Timestamp,
     here: str,
     measure: Callable[..., Measurement],
-    replace_labels: bool,
+    out: list[RecheckedRow],
+    done: list[int] | None,
 ) -> RecheckedRow:
-    """Row ``i`` measured again, its new label kept in the file where ``replace_labels`` and
-    the new measurement ran at a lower load than the stored one."""
+    """Row ``i`` measured again and appended to ``out``; where ``done`` is a list (replacing
+    labels) and the new measurement ran at a lower load than the stored one, its label is then
+    kept in the file and ``i`` appended to ``done`` as soon as that is committed."""
     m = measure(space, cfg, spec, i, cal)
     made = pd.to_datetime(row["created_at"], utc=True, errors="coerce")
     hours = None if pd.isna(made) else float((now - made).total_seconds() / 3600)
     old_load = _finite(row["load"])
     new_load = _finite(m.estimate.load)
     lower = new_load is not None and (old_load is None or new_load < old_load)
-    if replace_labels and lower:
-        from lenna.measure.runner import sample_row
-
-        traced = row.get("trace") is not None and not _missing(row.get("trace"))
-        new = sample_row(m, i, spec.regime, cfg.measure.batch, here, traced)
-        ds.replace_label(i, new | {"device": None})  # measured here, by this process
-    return RecheckedRow(
+    replaced = done is not None and lower
+    r = RecheckedRow(
         i,
         spec.block_type,
         int(spec.channels),
@@ -181,8 +177,17 @@ def _again(
         hours,
         old_load,
         new_load,
-        replace_labels and lower,
+        replaced,
     )
+    out.append(r)
+    if replaced:
+        from lenna.measure.runner import sample_row
+
+        traced = row.get("trace") is not None and not _missing(row.get("trace"))
+        new = sample_row(m, i, spec.regime, cfg.measure.batch, here, traced)
+        ds.replace_label(i, new | {"device": None})  # measured here, by this process
+        done.append(i)
+    return r
 
 
 def _finite(v: object) -> float | None:

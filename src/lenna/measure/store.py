@@ -210,10 +210,12 @@ class Dataset:
             if not self._readonly:
                 _leave_one_file(self.con)
         finally:  # whatever interrupts the switch (Ctrl-C), the file is closed and unlocked
-            self.con.close()
-            if self._lock is not None:
-                os.close(self._lock)  # releases the flock
-                self._lock = None
+            try:
+                self.con.close()
+            finally:
+                if self._lock is not None:
+                    os.close(self._lock)  # releases the flock
+                    self._lock = None
 
     def __enter__(self) -> Dataset:
         return self
