@@ -17,7 +17,7 @@ from lenna.errors import InputError
 from lenna.predict import load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.additive import AdditiveNet
 from lenna.space import encode, get_space
-from lenna.space.op_kinds import has_common_lead
+from lenna.space.op_kinds import has_shared_lead
 
 
 def _rows(space, bt: str, probs: torch.Tensor, channels: int = 24, resolution: int = 8):
@@ -131,19 +131,20 @@ def _as_ort(data):
     return dataclasses.replace(data, fingerprint={**data.fingerprint, "backend": "onnxruntime"})
 
 
-def test_shared_auto_follows_the_runtime_and_the_spaces_common_leads():
-    """ONNX Runtime merges common subexpressions; PyTorch eager runs every edge's own layers.
-    In ``lenna`` each lead starts one op only (a pool), so auto leaves the terms off there."""
-    assert has_common_lead(get_space("darts")) and not has_common_lead(get_space("lenna"))
+def test_shared_auto_follows_the_runtime():
+    """ONNX Runtime merges common subexpressions (in ``lenna`` two identical pools of one
+    node); PyTorch eager runs every edge's own layers."""
+    assert has_shared_lead(get_space("darts")) and has_shared_lead(get_space("lenna"))
     data = synthetic_data(space="darts")
     eager = train_predictor(data, "additive", seed=0, **SMALL_HP["additive"])
     assert not eager.net.shared
     ort = train_predictor(_as_ort(data), "additive", seed=0, **SMALL_HP["additive"])
     assert ort.net.shared
     lenna = _as_ort(synthetic_data(space="lenna"))
-    assert not train_predictor(lenna, "additive", seed=0, **SMALL_HP["additive"]).net.shared
-    on = train_predictor(lenna, "additive", seed=0, shared="on", **SMALL_HP["additive"])
+    on = train_predictor(lenna, "additive", seed=0, **SMALL_HP["additive"])
     assert on.net.shared and len(on.net.groups) == 4  # 3x3 and 2x2 max and avg pools
+    off = train_predictor(lenna, "additive", seed=0, shared="off", **SMALL_HP["additive"])
+    assert not off.net.shared
 
 
 @pytest.mark.parametrize("bad", ["maybe", 2, 0.5, None, [True]])

@@ -7,7 +7,7 @@ import torch
 from lenna.errors import InputError
 from lenna.measure.sampler import Sampler
 from lenna.space import cell_alphas, derive, get_space, random_cell
-from lenna.space.op_kinds import has_common_lead, parameter_free, shared_leads
+from lenna.space.op_kinds import has_shared_lead, parameter_free, shared_leads
 
 
 def test_parameter_free_ops_are_the_pools_and_identities_at_stride_1():
@@ -61,7 +61,7 @@ def test_probing_ops_leaves_torchs_random_state_alone():
             for e in sp.edges:
                 parameter_free(sp, bt, e)
                 shared_leads(sp, bt, e)
-        has_common_lead(sp)
+        has_shared_lead(sp)
     assert torch.equal(torch.get_rng_state(), before)
 
 

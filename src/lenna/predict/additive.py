@@ -38,11 +38,11 @@ graph optimiser merges such common layers: a DARTS path with three ReLU-led edge
 node runs one ReLU, not three, so its latency is not the sum of its edges'. Edges are drawn
 independently, so the chance ``1 − Π_e (1 − q_e)`` is exact and the prediction stays an exact
 expectation over paths, linear in each edge's probabilities. ``"auto"`` turns it on for ONNX
-Runtime labels of a space where two ops of an edge share a first layer (``darts``: on
-``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from 89.1 to 95.0 % and from 88.4
-to 93.8 % on two split seeds); in ``lenna`` each lead starts one op only (its pools), a path
-seldom draws it twice out of a node, and the terms there moved held-out rows by +0.1 to +1.7
-points, no more than a different random start does (docs/predictors.md).
+Runtime labels (``darts``: on ``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from
+89.1 to 95.0 % and from 88.4 to 93.8 % on two split seeds). In ``lenna`` each lead starts one
+op only (its pools), which random α seldom draw twice out of a node but a search under a
+latency term does: on ``lenna-ort-v4-zen5.db``'s cells of mostly cheap ops the terms took
+cells within ±5 % from 68–71 % to 82–83 % on three split seeds (docs/predictors.md).
 
 ``members`` (default 5): the model is an ensemble of that many such networks, started from
 different random weights, trained side by side on the same batches (one loss and one early
@@ -67,7 +67,7 @@ from lenna.predict.data import LatencyData
 from lenna.predict.mlp import train_log_target
 from lenna.predict.stacked import StackedMLP
 from lenna.space import SearchSpace
-from lenna.space.op_kinds import has_common_lead, shared_leads
+from lenna.space.op_kinds import has_shared_lead, shared_leads
 
 DEFAULTS = {
     "hidden": [128, 128],
@@ -321,10 +321,10 @@ def backend_of(data: LatencyData) -> str:
 
 def _shared(value: Any, backend: str, space: SearchSpace) -> bool:
     """``shared`` as a bool: ``"auto"`` is on for the runtimes that merge common
-    subexpressions (ONNX Runtime) in a space whose ops share a first layer, off for PyTorch
+    subexpressions (ONNX Runtime) in a space with shareable first layers, off for PyTorch
     eager, which runs every edge's own layers (module docstring)."""
     if isinstance(value, str) and value == "auto":
-        return AUTO_SHARED.get(backend, False) and has_common_lead(space)
+        return AUTO_SHARED.get(backend, False) and has_shared_lead(space)
     if isinstance(value, bool):
         return value
     if value in (0, 1, "0", "1", "true", "false", "on", "off"):

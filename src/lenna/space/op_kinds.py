@@ -99,14 +99,14 @@ def _leads(space: SearchSpace, block_type: str, edge: Edge) -> tuple[str | None,
     return tuple(out)
 
 
-def has_common_lead(space: SearchSpace) -> bool:
-    """Whether two different ops of one edge start with the same shareable layer (DARTS: four
-    convolutions start with a ReLU). Then many paths run that layer once for several edges;
-    where each lead starts one op only (``lenna``'s pools), a path must draw that very op
-    twice out of one node, which it seldom does."""
-    for bt in ("normal", "reduction"):
-        for e in space.edges:
-            leads = [k for k in shared_leads(space, bt, e) if k is not None]
-            if len(leads) != len(set(leads)):
-                return True
-    return False
+def has_shared_lead(space: SearchSpace) -> bool:
+    """Whether any op of the space starts with a shareable (parameter-free) layer. A runtime
+    that merges common subexpressions then runs it once for all the edges leaving a node
+    that start with it: DARTS's ReLU-led convolutions, and in any space two identical pools
+    of one node (a search under a latency term draws pools there often)."""
+    return any(
+        k is not None
+        for bt in ("normal", "reduction")
+        for e in space.edges
+        for k in shared_leads(space, bt, e)
+    )
