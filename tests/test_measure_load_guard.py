@@ -95,20 +95,9 @@ def test_a_label_above_max_load_is_measured_again_and_the_lowest_load_kept(
 
 
 def test_the_cli_takes_max_load_and_refuses_a_bad_one(tmp_path):
-    res = CliRunner().invoke(
-        app,
-        [
-            "measure",
-            "--space",
-            "lenna",
-            "--out",
-            str(tmp_path / "d.db"),
-            "-n",
-            "1",
-            "--max-load",
-            "0.5",
-        ],
-    )
+    out = str(tmp_path / "d.db")
+    args = ["measure", "--out", out, *"--space lenna -n 1 --max-load 0.5".split()]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     assert "max_load" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "d.db").exists()
