@@ -16,3 +16,8 @@ def parse_model(spec: str) -> tuple[str, dict]:
             except ValueError:
                 continue
     return kind, hp
+
+
+def folder_name(spec: str) -> str:
+    """``kind[:name=value,...]`` as a folder name part (``additive-shared1``)."""
+    return "".join(c if c.isalnum() or c in "+._" else "-" for c in spec.replace("=", ""))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from _datasets import shipped  # benchmarks/ is on sys.path: search_tradeoff.py put it there
+from _models import folder_name, parse_model
 
 from lenna.predict import load_data as load_latency_data
 from lenna.predict import train_predictor
@@ -43,17 +44,18 @@ def trained(path: Path, kind: str, folder: Path) -> Path:
     if not (folder / "model.json").is_file():
         data = load_latency_data(path, include_flagged=True)
         print(f"training {kind} on {len(data)} rows of {path}", flush=True)
-        save_predictor(train_predictor(data, kind, seed=0), folder)
+        name, hp = parse_model(kind)
+        save_predictor(train_predictor(data, name, seed=0, **hp), folder)
     return folder
 
 
 def run_backend(args: argparse.Namespace, publish) -> None:
     out = args.out
+    name = folder_name(args.kind)
+    ort, eager = ort_data(args), eager_data(args)
     preds = {
-        "ort": trained(ort_data(args), args.kind, out / f"ort-{args.kind}-{ort_data(args).stem}"),
-        "eager": trained(
-            eager_data(args), args.kind, out / f"eager-{args.kind}-{eager_data(args).stem}"
-        ),
+        "ort": trained(ort, args.kind, out / f"ort-{name}-{ort.stem}"),
+        "eager": trained(eager, args.kind, out / f"eager-{name}-{eager.stem}"),
     }
     ort_model = load_predictor(preds["ort"], space=args.space)
     ort_as = measured_as(ort_model)  # every network is measured at the ORT labels' speed

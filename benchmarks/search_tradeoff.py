@@ -39,6 +39,7 @@ from lenna.search.verify import evaluate_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _datasets import described, shipped
+from _models import folder_name, parse_model
 from _record import publish
 
 
@@ -47,11 +48,12 @@ def predictor_for(args: argparse.Namespace, out: Path) -> Path:
         return Path(args.predictor)
     path = args.predictor_data or shipped(args.space)
     # named by its data file too: a rerun into the same --out with other data trains anew
-    folder = out / f"predictor-{args.space}-{args.kind}-{Path(path).stem}"
+    folder = out / f"predictor-{args.space}-{folder_name(args.kind)}-{Path(path).stem}"
     if not (folder / "model.json").is_file():
         data = load_latency_data(path, include_flagged=True)
         print(f"training {args.kind} on {len(data)} rows of {path}")
-        save_predictor(train_predictor(data, args.kind, seed=0), folder)
+        kind, hp = parse_model(args.kind)
+        save_predictor(train_predictor(data, kind, seed=0, **hp), folder)
     return folder
 
 
@@ -81,7 +83,8 @@ def main() -> None:
     ap.add_argument(
         "--kind",
         default="additive",
-        help="predictor kind (default: the best model on the shipped files)",
+        help="predictor kind, or kind:name=value,... (e.g. additive:shared=1; default: the "
+        "best model on the shipped files)",
     )
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--limit", type=int, default=2000)
