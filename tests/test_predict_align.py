@@ -133,7 +133,7 @@ def test_divisible_fits_a_runtime_that_switches_kernels_by_width(tmp_path):
     (a width of 63 pads nearly as little as 64). A reduction's edges are C and 2C wide here,
     and the model sees 2C: whether C is a multiple of 8 is whether 2C is one of 16."""
     data = load_data(make_synthetic(tmp_path / "step.db", n=600, step=8, channels=(8, 96)))
-    hp = {"hidden": [32, 32], "epochs": 400, "patience": 50, "members": 1}
+    hp = {"hidden": [32, 32], "epochs": 400, "patience": 50, "members": 1, "shared": False}
     stepped = train_predictor(data, "additive", seed=0, divisible="8+16", **hp)
     smooth = train_predictor(data, "additive", seed=0, **hp)
     a = stepped.info["metrics"]["held_out"]["mape"]

@@ -117,11 +117,29 @@ def test_a_model_folder_written_before_members_loads_unchanged():
 
 
 def test_the_ensemble_stays_linear_in_the_probabilities():
-    """An expected latency over paths is linear in p; a mean of such models in ms is too."""
+    """An expected latency over paths is linear in p; a mean of such models in ms is too.
+    Without shared-lead terms linear in all of p at once."""
     data = synthetic_data()
-    model = train_predictor(data, "additive", seed=0, **HP)
+    model = train_predictor(data, "additive", seed=0, shared=False, **HP)
     a, b = data.X[0].copy(), data.X[1].copy()
     b[[0, 1, -1]] = a[[0, 1, -1]]  # one block type and shape, other probabilities
     mix = 0.3 * a + 0.7 * b
     pa, pb, pm = model.predict_features(np.stack([a, b, mix]))
+    assert pm == pytest.approx(0.3 * pa + 0.7 * pb, rel=1e-12)
+
+
+def test_with_shared_leads_the_ensemble_stays_linear_in_each_edge():
+    """With them (the default), a chance that any edge out of a node starts with a layer is
+    linear in each edge's probabilities, as edges are drawn independently: mixing one edge's
+    probabilities mixes the prediction."""
+    data = synthetic_data()
+    model = train_predictor(data, "additive", seed=0, **HP)
+    assert model.net.shared
+    k = model.space.max_ops
+    a, b = data.X[0].copy(), data.X[0].copy()
+    edge = slice(2, 2 + k)  # features: is_normal, channels, p (edges × ops), resolution
+    b[edge] = data.X[1][edge]
+    mix = 0.3 * a + 0.7 * b
+    pa, pb, pm = model.predict_features(np.stack([a, b, mix]))
+    assert pa != pytest.approx(pb, rel=1e-6)
     assert pm == pytest.approx(0.3 * pa + 0.7 * pb, rel=1e-12)

@@ -249,7 +249,8 @@ def test_models_beat_a_constant_guess():
 def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, edge_scale="shaped", **SMALL_HP["additive"])
-    assert model.net.curves.out_features == 2 * model.space.max_ops + 1 + model.space.num_edges
+    edge_terms = 2 * model.space.max_ops + 1 + model.space.num_edges
+    assert model.net.curves.out_features == edge_terms + len(model.net.groups)
     loaded = load_predictor(save_predictor(model, tmp_path / "m"))
     assert loaded.net.shaped and loaded.hparams["edge_scale"] == "shaped"
     np.testing.assert_allclose(

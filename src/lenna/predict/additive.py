@@ -37,12 +37,15 @@ is all pool), a cost paid once if *any* edge out of the node starts with it. ONN
 graph optimiser merges such common layers: a DARTS path with three ReLU-led edges out of one
 node runs one ReLU, not three, so its latency is not the sum of its edges'. Edges are drawn
 independently, so the chance ``1 − Π_e (1 − q_e)`` is exact and the prediction stays an exact
-expectation over paths, linear in each edge's probabilities. ``"auto"`` turns it on for ONNX
-Runtime labels (``darts``: on ``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from
-89.1 to 95.0 % and from 88.4 to 93.8 % on two split seeds). In ``lenna`` each lead starts one
-op only (its pools), which random α seldom draw twice out of a node but a search under a
-latency term does: on ``lenna-ort-v4-zen5.db``'s cells of mostly cheap ops the terms took
-cells within ±5 % from 68–71 % to 82–83 % on three split seeds (docs/predictors.md).
+expectation over paths, linear in each edge's probabilities. ``"auto"`` turns it on in any
+space with such layers, under either runtime. ONNX Runtime (``darts``: on
+``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from 89.1 to 95.0 % and from 88.4 to
+93.8 % on two split seeds). In ``lenna`` each lead starts one op only (its pools), which random
+α seldom draw twice out of a node but a search under a latency term does: on
+``lenna-ort-v4-zen5.db``'s cells of mostly cheap ops the terms took cells within ±5 % from
+68–71 % to 82–83 % on three split seeds. PyTorch eager merges nothing, yet on its files the
+terms fitted cells of mostly cheap ops better in six of six comparisons and took the eager
+``lenna`` trade-off's worst derived cell from +23.7 % to +11.6 % (docs/predictors.md).
 
 ``members`` (default 5): the model is an ensemble of that many such networks, started from
 different random weights, trained side by side on the same batches (one loss and one early
@@ -86,7 +89,6 @@ EDGE_SCALES = ("constant", "shaped")
 AUTO_DIVISIBLE = {"onnxruntime": [4, 8, 16]}  # per backend; any other: none
 AUTO_ALIGN = {"onnxruntime": [8, 16, 32, 64]}  # per backend; any other: the eager default
 EAGER_ALIGN = [8, 16]
-AUTO_SHARED = {"onnxruntime": True}  # per backend; any other: off
 MAX_ALIGN = 4096
 MAX_MEMBERS = 64
 
@@ -215,7 +217,7 @@ class AdditivePredictor(Predictor):
         align = hp["align"]
         if isinstance(align, str) and align == "auto":  # the labels' runtime's kernel blocks
             align = AUTO_ALIGN.get(backend_of(train), EAGER_ALIGN)
-        shared = _shared(hp["shared"], backend_of(train), self.space)
+        shared = _shared(hp["shared"], self.space)
         self.net = AdditiveNet(
             self.space,
             hp["hidden"],
@@ -319,12 +321,12 @@ def backend_of(data: LatencyData) -> str:
     return (data.fingerprint or {}).get("backend", "torch")
 
 
-def _shared(value: Any, backend: str, space: SearchSpace) -> bool:
-    """``shared`` as a bool: ``"auto"`` is on for the runtimes that merge common
-    subexpressions (ONNX Runtime) in a space with shareable first layers, off for PyTorch
-    eager, which runs every edge's own layers (module docstring)."""
+def _shared(value: Any, space: SearchSpace) -> bool:
+    """``shared`` as a bool: ``"auto"`` is on in a space with shareable first layers, under
+    either runtime (ONNX Runtime merges them; eager labels fit better with them too, module
+    docstring)."""
     if isinstance(value, str) and value == "auto":
-        return AUTO_SHARED.get(backend, False) and has_shared_lead(space)
+        return has_shared_lead(space)
     if isinstance(value, bool):
         return value
     if value in (0, 1, "0", "1", "true", "false", "on", "off"):
