@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from lenna.measure.block_measure import measure_block
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.reference import Calibration
 from lenna.measure.runner import RunConfig
 from lenna.measure.store import Dataset
-from lenna.predict import load_data
 from lenna.space import cell_alphas, get_space
 from lenna.space.encode import probabilities
 
@@ -106,7 +106,8 @@ def main() -> None:
         f"range {ratios.min():.3f}–{ratios.max():.3f}",
     ]
     print("\n".join(lines[-1:]))
-    publish("mixed_vs_paths", load_data(args.data).fingerprint, lines, save=not args.no_record)
+    here = config_fingerprint(cfg.measure)  # the host that measured, not the dataset's
+    publish("mixed_vs_paths", here, lines, save=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.reference import Calibration
 from lenna.measure.runner import RunConfig, measure_sample
 from lenna.measure.store import Dataset
@@ -125,7 +126,13 @@ def main() -> None:
     ]
     lines += ["", *filter(None, notes)]
     print("\n".join(lines))
-    publish("remeasure_rows", data.fingerprint, lines, save=not args.no_record)
+    here = config_fingerprint(cfg.measure)  # the host that measured again
+    if here["hash"] != data.fingerprint.get("hash"):
+        lines.append(
+            f"- measured on another machine or setting ({here['hash']}) than the dataset "
+            f"({data.fingerprint.get('hash')}): new and stored labels are not comparable"
+        )
+    publish("remeasure_rows", here, lines, save=not args.no_record)
 
 
 if __name__ == "__main__":
