@@ -131,15 +131,24 @@ def test_the_ensemble_stays_linear_in_the_probabilities():
 def test_with_shared_leads_the_ensemble_stays_linear_in_each_edge():
     """With them (the default), a chance that any edge out of a node starts with a layer is
     linear in each edge's probabilities, as edges are drawn independently: mixing one edge's
-    probabilities mixes the prediction."""
+    probabilities mixes the prediction. Mixing every edge at once does not, which shows the
+    terms are at work."""
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, **HP)
-    assert model.net.shared
-    k = model.space.max_ops
-    a, b = data.X[0].copy(), data.X[0].copy()
-    edge = slice(2, 2 + k)  # features: is_normal, channels, p (edges × ops), resolution
-    b[edge] = data.X[1][edge]
+    assert model.net.shared and model.net.groups
+    k, n_edges = model.space.max_ops, model.space.num_edges
+    a = data.X[0].copy()
+    j = next(i for i in range(1, len(data.X)) if data.X[i][0] == a[0])  # same block type
+    other = data.X[j]
+    for e in range(n_edges):
+        edge = slice(2 + e * k, 2 + (e + 1) * k)  # features: type, C, p (edges × ops), H
+        b = a.copy()
+        b[edge] = other[edge]
+        mix = 0.3 * a + 0.7 * b
+        pa, pb, pm = model.predict_features(np.stack([a, b, mix]))
+        assert pm == pytest.approx(0.3 * pa + 0.7 * pb, rel=1e-12), e
+    b = a.copy()
+    b[2 : 2 + n_edges * k] = other[2 : 2 + n_edges * k]
     mix = 0.3 * a + 0.7 * b
     pa, pb, pm = model.predict_features(np.stack([a, b, mix]))
-    assert pa != pytest.approx(pb, rel=1e-6)
-    assert pm == pytest.approx(0.3 * pa + 0.7 * pb, rel=1e-12)
+    assert abs(pm - (0.3 * pa + 0.7 * pb)) > 1e-9 * abs(pm)

@@ -250,7 +250,8 @@ def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
     data = synthetic_data()
     model = train_predictor(data, "additive", seed=0, edge_scale="shaped", **SMALL_HP["additive"])
     edge_terms = 2 * model.space.max_ops + 1 + model.space.num_edges
-    assert model.net.curves.out_features == edge_terms + len(model.net.groups)
+    assert len(model.net.groups) == 4  # shared leads: lenna's 3x3 and 2x2 max and avg pools
+    assert model.net.curves.out_features == edge_terms + 4
     loaded = load_predictor(save_predictor(model, tmp_path / "m"))
     assert loaded.net.shaped and loaded.hparams["edge_scale"] == "shaped"
     np.testing.assert_allclose(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenna.measure.fingerprint import config_fingerprint
+from lenna.measure.fingerprint import config_fingerprint, same_machine
 from lenna.measure.reference import Calibration
 from lenna.measure.runner import RunConfig, measure_sample
 from lenna.measure.store import Dataset
@@ -88,6 +88,13 @@ def main() -> None:
         cal = Calibration.of(ds.meta)
         stored = ds.samples().set_index("sample_index")["latency_ms"]
     data = load_data(args.data, include_flagged=True)
+    here = config_fingerprint(cfg.measure)  # the host that measures again
+    if not same_machine(data.fingerprint, here):
+        ap.error(
+            f"{args.data} was measured on another machine or setting (fingerprint "
+            f"{data.fingerprint.get('hash')}, here {here['hash']}): new and stored labels "
+            "would not be comparable"
+        )
     unknown = sorted(set(args.rows) - set(data.ids.tolist()))
     if unknown:
         ap.error(f"no sample {unknown[0]} in {args.data} ({len(unknown)} unknown)")
@@ -126,12 +133,6 @@ def main() -> None:
     ]
     lines += ["", *filter(None, notes)]
     print("\n".join(lines))
-    here = config_fingerprint(cfg.measure)  # the host that measured again
-    if here["hash"] != data.fingerprint.get("hash"):
-        lines.append(
-            f"- measured on another machine or setting ({here['hash']}) than the dataset "
-            f"({data.fingerprint.get('hash')}): new and stored labels are not comparable"
-        )
     publish("remeasure_rows", here, lines, save=not args.no_record)
 
 

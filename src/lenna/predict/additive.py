@@ -38,9 +38,9 @@ graph optimiser merges such common layers: a DARTS path with three ReLU-led edge
 node runs one ReLU, not three, so its latency is not the sum of its edges'. Edges are drawn
 independently, so the chance ``1 − Π_e (1 − q_e)`` is exact and the prediction stays an exact
 expectation over paths, linear in each edge's probabilities. ``"auto"`` turns it on in any
-space with such layers, under either runtime. ONNX Runtime (``darts``: on
-``darts-ort-v4-zen5.db`` held-out rows within ±10 % went from 89.1 to 95.0 % and from 88.4 to
-93.8 % on two split seeds). In ``lenna`` each lead starts one op only (its pools), which random
+space with such layers, under either runtime. Under ONNX Runtime they took ``darts``
+held-out rows within ±10 % from 89.1 to 95.0 % and from 88.4 to 93.8 % on two split seeds
+(``darts-ort-v4-zen5.db``). In ``lenna`` each lead starts one op only (its pools), which random
 α seldom draw twice out of a node but a search under a latency term does: on
 ``lenna-ort-v4-zen5.db``'s cells of mostly cheap ops the terms took cells within ±5 % from
 68–71 % to 82–83 % on three split seeds. PyTorch eager merges nothing, yet on its files the
