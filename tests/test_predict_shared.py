@@ -15,7 +15,7 @@ from synthetic import make_synthetic
 
 from lenna.errors import InputError
 from lenna.predict import load_data, load_predictor, save_predictor, train_predictor
-from lenna.predict.additive import AdditiveNet
+from lenna.predict.additive import AdditiveNet, _shared
 from lenna.space import encode, get_space
 from lenna.space.op_kinds import has_shared_lead
 
@@ -145,6 +145,17 @@ def test_shared_auto_is_on_under_both_runtimes():
     assert on.net.shared and len(on.net.groups) == 4  # 3x3 and 2x2 max and avg pools
     off = train_predictor(lenna, "additive", seed=0, shared="off", **SMALL_HP["additive"])
     assert not off.net.shared
+
+
+def test_shared_auto_is_off_in_a_space_without_shareable_first_layers():
+    """Convolutions start with weights and an identity computes nothing: no edge out of a
+    node has a layer another edge could share, so there are no terms to learn."""
+    lenna = get_space("lenna")
+    convs = tuple(op for op in lenna.ops if "Conv" in op)
+    plain = dataclasses.replace(lenna, name="convs", ops=(*convs, "Identity"), down_ops=convs)
+    assert not has_shared_lead(plain)
+    assert _shared("auto", plain) is False and _shared("auto", lenna) is True
+    assert _shared("on", plain) is True  # forcing them still works
 
 
 @pytest.mark.parametrize("bad", ["maybe", 2, 0.5, None, [True]])
