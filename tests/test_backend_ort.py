@@ -550,6 +550,7 @@ def test_a_new_ort_file_times_narrow_blocks_beside_narrow_anchors(tmp_path):
     assert _build_config(old).measure.reference == "matched"
 
 
+@pytest.mark.slow
 def test_the_cv_rule_the_reference_and_the_drift_guard_run_under_ort(tmp_path, monkeypatch):
     """Issue 27, item 5: the control variate's op costs are timed in ORT, the reference is
     an ORT session of its fixed path, and an ORT file runs its drift guard and its op table."""

@@ -59,6 +59,7 @@ def test_there_are_benchmark_scripts():
     assert {"measure_repeatability.py", "label_bias.py", "predictor_accuracy.py"} <= names
 
 
+@pytest.mark.slow
 def test_every_benchmark_script_answers_help():
     done = subprocess.run(
         [sys.executable, "-c", DRIVER, *map(str, SCRIPTS)],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from synthetic import make_synthetic
 
 BENCH = Path(__file__).parents[1] / "benchmarks"
@@ -19,6 +20,7 @@ def _module(monkeypatch):
     return mod
 
 
+@pytest.mark.slow
 def test_the_cleaner_labeling_of_the_same_blocks_scores_higher(tmp_path, monkeypatch):
     clean = make_synthetic(tmp_path / "a.db", n=120, channels=(8, 32))
     noisy = make_synthetic(tmp_path / "b.db", n=100, channels=(8, 32), noise=0.3)

@@ -66,6 +66,7 @@ def test_the_export_computes_what_torch_computes_for_every_op(tmp_path, space):
     assert used == every - {"none"}  # the check covered every candidate op
 
 
+@pytest.mark.slow
 def test_trained_weights_are_what_is_exported(tmp_path):
     from lenna.deploy import export_onnx
 
@@ -96,6 +97,7 @@ def test_weights_of_another_network_are_refused_and_nothing_is_written(tmp_path)
     assert not (tmp_path / "net.onnx").exists()
 
 
+@pytest.mark.slow
 def test_an_export_that_does_not_match_is_not_written(tmp_path):
     from lenna.deploy import export_onnx
 
@@ -107,6 +109,7 @@ def test_an_export_that_does_not_match_is_not_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["net.onnx"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cli_export_with_weights_from_evaluate_arch(tmp_path):
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
     w = tmp_path / "w.safetensors"
@@ -121,6 +124,7 @@ def test_cli_export_with_weights_from_evaluate_arch(tmp_path):
     assert "trained weights" in " ".join(all_text(result).split()) and out.is_file()
 
 
+@pytest.mark.slow
 def test_cli_export_finds_the_weights_evaluate_arch_saved_beside_the_genotype(tmp_path):
     """Issue 27: `lenna export RUN/genotype.json` exports the trained network by itself."""
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
@@ -210,6 +214,7 @@ def test_export_of_weights_for_other_images_is_refused(tmp_path):
         export_onnx(replace(g, net=replace(g.net, num_classes=4)), tmp_path / "n.onnx", w)
 
 
+@pytest.mark.slow
 def test_weights_trained_for_other_cells_are_refused_even_when_they_would_load(tmp_path):
     """Two cells that differ only in parameter-free ops have the same state dict: the cells
     recorded in the weights file tell them apart."""
@@ -255,6 +260,7 @@ def test_without_onnxruntime_the_export_says_how_to_install(tmp_path, monkeypatc
     one_line_error(result, "pip install 'lenna[onnx]'")
 
 
+@pytest.mark.slow
 def test_weights_of_a_resized_network_export_at_their_shape(tmp_path):
     """evaluate-arch may train the genotype at another shape (``--cells``, ``--preset``):
     the weights file records it and the export builds that network."""

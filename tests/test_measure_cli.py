@@ -213,6 +213,7 @@ def test_plot_convergence_on_a_traced_sample_writes_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_measure_ops_adds_op_table_rows(measured_copy):
     result = runner.invoke(
         app,
@@ -241,6 +242,7 @@ def test_measure_ops_bad_passes(measured_copy):
 BAD = ["--channels", "0:10"]
 
 
+@pytest.mark.slow
 def test_console_script_bad_channels(tmp_path):
     db = tmp_path / "d.db"
     proc = subprocess.run(

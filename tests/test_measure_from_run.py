@@ -42,6 +42,7 @@ def test_run_cells_are_the_derived_cells_and_late_alphas_at_their_shapes(run_dir
     assert not any(np.all(np.abs(c.alphas) < 1e-12) for c in snaps)
 
 
+@pytest.mark.slow
 def test_adding_twice_adds_nothing_and_n_counts_sampled_rows(tmp_path, run_dir):
     db = tmp_path / "d.db"
     cfg = tiny_config(space="darts", channels=(4, 8), resolutions=(8, 16))
@@ -72,6 +73,7 @@ def test_block_index_is_a_function_of_the_block():
     assert block_index("normal", 8, 16, a) < 0
 
 
+@pytest.mark.slow
 def test_cli_from_run_twice_adds_nothing(tmp_path, run_dir):
     db = tmp_path / "d.db"
     run_measurement(db, tiny_config(space="darts", channels=(4, 8), resolutions=(8, 16)), 0)

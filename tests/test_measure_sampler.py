@@ -344,6 +344,7 @@ def test_a_darts_file_of_label_version_1_is_refused_in_one_line(tmp_path):
         run_measurement(tmp_path / "new.db", tiny_config(space="darts", label_version=1), 1)
 
 
+@pytest.mark.slow
 def test_sampler_version_option_starts_a_file_with_it_and_a_resume_cannot_change_it(tmp_path):
     from typer.testing import CliRunner
 

@@ -107,6 +107,7 @@ def test_reset_gates_outside_gated_mode_is_refused():
         make_block("lenna", "normal", "weighted").reset_gates()
 
 
+@pytest.mark.slow
 def test_gate_frequencies_follow_softmax_alpha():
     # a lenna reduction block has both edge kinds: 10 down ops (padded to 11) and 11 ops
     space, block_type = get_space("lenna"), "reduction"

@@ -60,6 +60,7 @@ def test_bad_alignment_is_refused(bad):
         train_predictor(synthetic_data(), "additive", seed=0, align=bad, **SMALL_HP["additive"])
 
 
+@pytest.mark.slow
 def test_alignment_fits_labels_of_padded_kernels(tmp_path):
     """Op costs that follow each edge's width rounded up to 8: with the default features the
     model fits them tightly, without them the smooth curve in log C cannot."""
@@ -127,6 +128,7 @@ def test_bad_divisible_is_refused_by_name(bad):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_divisible_fits_a_runtime_that_switches_kernels_by_width(tmp_path):
     """Op costs 3× wherever the width is no multiple of 8 (as ONNX Runtime's blocked kernels):
     with the step as an input the model fits them, with padding overheads alone it cannot

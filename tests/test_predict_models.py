@@ -221,6 +221,7 @@ def test_lut_plus_mlp_fits_additive_labels():
     assert model.info["metrics"]["held_out"]["mape"] < 3.0
 
 
+@pytest.mark.slow
 def test_additive_fits_additive_labels_without_an_op_table():
     import dataclasses
 
@@ -230,6 +231,7 @@ def test_additive_fits_additive_labels_without_an_op_table():
     assert model.info["metrics"]["held_out"]["mape"] < 3.0
 
 
+@pytest.mark.slow
 def test_mlp_learns_additive_labels_from_1000_rows():
     """Default hyper-parameters; ~3.8 % held-out MAPE measured (about 6 s on one core)."""
     model = train_predictor(synthetic_data(n=1000), "mlp", seed=0)
@@ -268,6 +270,7 @@ def test_additive_shaped_edge_scales_round_trip_and_gradients(tmp_path):
     np.testing.assert_allclose(again.predict_features(data.X), old.predict_features(data.X))
 
 
+@pytest.mark.slow
 def test_additive_shaped_fits_additive_labels():
     model = train_predictor(  # one member (1.2 % measured, about 5 s)
         synthetic_data(),

@@ -85,6 +85,7 @@ def test_the_lead_terms_cost_what_a_path_runs_once():
     torch.testing.assert_close(two, 2 * path({from_s0[0]: sep}), rtol=1e-6, atol=0)
 
 
+@pytest.mark.slow
 def test_shared_fits_a_runtime_that_merges_common_leads(tmp_path):
     """Labels that pay each node's ReLU once: with the lead terms the model fits them, with
     per-edge costs alone it cannot (two ReLU-led edges cost less than twice one)."""

@@ -191,6 +191,7 @@ def test_the_skeleton_runs_in_onnx_runtime_as_in_torch(space):
     module_call(model, inputs)()  # the timed pass: outputs into buffers bound once
 
 
+@pytest.mark.slow
 def test_a_search_measures_the_fixed_part_once_and_a_resume_keeps_it(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("an eager search measured the whole-network gap")
@@ -232,12 +233,14 @@ def test_an_impossible_budget_is_refused_before_any_training(tmp_path):
     assert steps == [] and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_budget_that_cannot_bind_is_said(tmp_path):
     with pytest.warns(UserWarning, match="does not bind"):
         run(tiny_config(lam=0.0, budget_ms=1e6), tmp_path / "run")
 
 
 @pytest.mark.parametrize("space", ["lenna", "darts"])
+@pytest.mark.slow
 def test_the_derived_network_meets_a_budget(tmp_path, space):
     budget = midway_budget(space)
     with warnings.catch_warnings():
@@ -253,6 +256,7 @@ def test_the_derived_network_meets_a_budget(tmp_path, space):
     assert rows[0]["multiplier"] > 0  # started over budget: μ rose
 
 
+@pytest.mark.slow
 def test_a_resumed_budget_search_keeps_its_multiplier(tmp_path):
     budget = midway_budget()
     cfg = tiny_config(lam=0.0, budget_ms=budget, epochs=2)

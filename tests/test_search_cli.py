@@ -76,6 +76,7 @@ def strict_json(text):
 
 
 # ---- search -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_search_writes_a_run_and_resumes_it(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, search_args(out, "--arch-lr", "0.01"))
@@ -97,6 +98,7 @@ def test_search_writes_a_run_and_resumes_it(tmp_path):
     assert Genotype.load(out / "genotype.json") == g
 
 
+@pytest.mark.slow
 def test_search_limit_zero_means_all_images(tmp_path):
     out = tmp_path / "run"
     args = [a if a != "32" else "0" for a in search_args(out)]
@@ -163,6 +165,7 @@ def test_the_corrected_command_can_reuse_the_refused_out_folder(tmp_path):
     assert result.exit_code == 0, all_text(result)
 
 
+@pytest.mark.slow
 def test_console_script_out_of_range_refusal_is_one_line(tmp_path):
     """Run for real: a warning printed before the error would be a second stderr line."""
     out = tmp_path / "run"
@@ -196,6 +199,7 @@ def test_search_refuses_a_used_folder_and_a_different_resume(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_resume_needs_only_out_and_continues_the_stored_run(tmp_path):
     out = tmp_path / "run"
     assert runner.invoke(app, search_args(out)).exit_code == 0
@@ -363,6 +367,7 @@ def test_sweep_needs_a_predictor(tmp_path):
     one_line_error(result, "a sweep needs --predictor MODEL")
 
 
+@pytest.mark.slow
 def test_sweep_runs_and_is_skipped_when_run_again(tmp_path, fast_measure):
     out = tmp_path / "s"
     result = runner.invoke(app, sweep_args(out, "0.5,2"))
@@ -394,6 +399,7 @@ def budget_range():
     return extreme_network(term)[1], extreme_network(term, fastest=False)[1]
 
 
+@pytest.mark.slow
 def test_search_with_a_budget_states_the_whole_network(tmp_path):
     fastest, slowest = budget_range()
     budget = (fastest + slowest) / 2

@@ -55,6 +55,7 @@ def test_cuda_is_refused_in_one_line_without_a_gpu(spec):
         run(replace(tiny_config(), device=cfg.device), Path("/nonexistent/never-written"))
 
 
+@pytest.mark.slow
 def test_a_run_folder_from_a_gpu_machine_resumes_on_the_cpu(tmp_path):
     out = tmp_path / "r"
     with pytest.raises(Stop):
@@ -68,6 +69,7 @@ def test_a_run_folder_from_a_gpu_machine_resumes_on_the_cpu(tmp_path):
     assert res.genotype is not None
 
 
+@pytest.mark.slow
 def test_a_search_on_an_explicit_cpu_is_the_auto_search_here(tmp_path):
     if not NO_CUDA:
         pytest.skip("auto is a GPU here")
@@ -77,6 +79,7 @@ def test_a_search_on_an_explicit_cpu_is_the_auto_search_here(tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_a_resume_may_name_another_device(tmp_path):
     out = tmp_path / "r"
     run(tiny_config(epochs=1), out)

@@ -46,6 +46,7 @@ def _state(net, w_opt, a_opt) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize(("lam", "arch"), [(1.0, True), (0.0, True), (None, True), (1.0, False)])
+@pytest.mark.slow
 def test_the_graph_body_takes_exactly_the_eager_step(lam, arch):
     """Three steps of the body (latency term outside, chain rule inside) against
     ``search_step``: the same weights, α, BN statistics, optimiser states and statistics."""
@@ -70,6 +71,7 @@ def test_the_graph_body_takes_exactly_the_eager_step(lam, arch):
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.7])
+@pytest.mark.slow
 def test_with_a_budget_the_body_takes_exactly_the_eager_step(mu):
     """A budget's μ is a buffer of the graph and its term is always in the graph's loss: at
     μ = 0 it adds exactly nothing (the eager step leaves the term out), above 0 it is the
@@ -88,6 +90,7 @@ def test_with_a_budget_the_body_takes_exactly_the_eager_step(mu):
     assert all(torch.equal(x, y) for x, y in zip(s1, s2, strict=True))
 
 
+@pytest.mark.slow
 def test_a_failed_capture_warns_once_with_its_cause_and_steps_eagerly(monkeypatch):
     """Capture fails (as on an op that reads back to the host; CUDA then reports the end of
     capture failing "due to a previous error"): the warning names the first error, the step is
@@ -199,6 +202,7 @@ def test_set_capturable_moves_adam_step_counts_and_sets_the_flag():
     assert "capturable" not in w_opt.param_groups[0]
 
 
+@pytest.mark.slow
 def test_the_option_round_trips_through_the_config_and_the_run_folder(tmp_path):
     cfg = tiny_config(cuda_graph=False, epochs=2)
     assert SearchConfig.from_dict(cfg.to_dict()).cuda_graph is False
@@ -209,6 +213,7 @@ def test_the_option_round_trips_through_the_config_and_the_run_folder(tmp_path):
     assert stored["cuda_graph"] is False
 
 
+@pytest.mark.slow
 def test_the_cli_records_no_cuda_graph_and_resumes_with_either(tmp_path):
     from search_helpers import predictor_folder
 
@@ -247,6 +252,7 @@ def _tensors(s: Search) -> list[torch.Tensor]:
     ],
 )
 @pytest.mark.parametrize("budget", [False, True])
+@pytest.mark.slow
 def test_a_replayed_step_is_the_eager_step_from_the_same_state(device, budget):
     """An epoch's graph (three eager steps, then capture), then the next epoch's at a new
     learning rate (one eager step, then capture), and in it a step on new batches after α

@@ -273,6 +273,7 @@ def test_refuses_a_resolution_the_predictor_never_saw():
 
 # ---- search_step: the chain rule and the effect of λ ------------------------------------
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first_order", "unrolled"])
+@pytest.mark.slow
 def test_search_step_adds_exactly_lambda_times_the_latency_gradient(unrolled):
     net = tiny_net()
     lam = 50.0
@@ -321,6 +322,7 @@ def test_a_term_below_its_budget_steps_like_no_term():
         torch.testing.assert_close(g_budget[k], g_none[k])
 
 
+@pytest.mark.slow
 def test_a_large_lambda_lowers_the_expected_latency_over_a_few_steps():
     net = tiny_net(mode="weighted")
     term = term_for(net, lam=50.0)
@@ -372,6 +374,7 @@ def test_gated_step_reaches_alpha_and_reports_its_stats():
     assert any(not torch.equal(p, q) for p, q in zip(net.weights(), w_before, strict=True))
 
 
+@pytest.mark.slow
 def test_unrolled_with_a_vanishing_weight_lr_is_the_first_order_gradient():
     net = tiny_net()
     g_first, _ = alpha_grads_after_step(clone(net), None, unrolled=False, w_lr=1e-12)
@@ -380,6 +383,7 @@ def test_unrolled_with_a_vanishing_weight_lr_is_the_first_order_gradient():
         torch.testing.assert_close(g_unrolled[k], g_first[k], rtol=1e-3, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_unrolled_step_restores_the_weights_before_the_weight_step():
     """With α frozen (lr 0) the w step after a second-order α step is the first-order one's:
     the virtual step and the finite differences must leave w exactly as they found it."""

@@ -110,6 +110,7 @@ def test_a_genotype_keeps_its_gap_and_one_from_before_has_none(tmp_path):
 
 
 # ---- a search ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_search_measures_the_gap_once_a_resume_keeps_it_an_old_folder_has_none(
     tmp_path, monkeypatch
 ):

@@ -165,6 +165,7 @@ def test_a_given_reference_stays_and_bad_offsets_are_refused():
 
 
 # ---- a search ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_darts_search_measures_offsets_once_and_a_resume_keeps_them(tmp_path, monkeypatch):
     calls = []
     offsets = [0.125, 0.5]
@@ -192,6 +193,7 @@ def test_a_darts_search_measures_offsets_once_and_a_resume_keeps_them(tmp_path, 
     assert g.predicted_ms == pytest.approx(sum(g.predicted_cells_ms))
 
 
+@pytest.mark.slow
 def test_a_run_folder_from_before_the_offsets_resumes_without_them(tmp_path, monkeypatch):
     monkeypatch.setattr(run_mod, "preprocessing_offsets", lambda *a, **k: [0.5, 0.5])
     cfg = tiny_config("darts", epochs=2, fixed_ms=None)

@@ -134,6 +134,7 @@ def test_crop_flip_crops_a_padded_image_and_flips_it():
     assert torch.equal(y, again)  # the generator decides: a resumed search draws the same
 
 
+@pytest.mark.slow
 def test_a_bf16_step_runs_and_keeps_alpha_in_float32(tmp_path):
     from search_helpers import run, tiny_config, tiny_data
 

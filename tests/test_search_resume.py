@@ -55,6 +55,7 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, space, mode):
     assert_same_run(a, b, ra, rb)
 
 
+@pytest.mark.slow
 def test_a_resumed_metrics_file_reads_as_the_uninterrupted_one(tmp_path):
     """Row for row, column for column, as text (timing columns aside)."""
     a, b = tmp_path / "a", tmp_path / "b"
@@ -70,6 +71,7 @@ def test_a_resumed_metrics_file_reads_as_the_uninterrupted_one(tmp_path):
     assert [r["epoch"] for r in text(b)] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_a_run_stopped_twice_and_resumed_twice_equals_the_uninterrupted_one(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     ra = run(tiny_config(mode="gated", epochs=3), a)
@@ -81,6 +83,7 @@ def test_a_run_stopped_twice_and_resumed_twice_equals_the_uninterrupted_one(tmp_
     assert_same_run(a, b, ra, rb)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_inside_its_first_epoch_resumes_from_scratch(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     ra = run(tiny_config(mode="gated", epochs=2), a)
@@ -123,6 +126,7 @@ def test_resume_refuses_a_different_config(tmp_path):
     assert load_checkpoint(out)[1]["epoch"] == 1  # untouched
 
 
+@pytest.mark.slow
 def test_resume_drops_the_rows_of_an_epoch_that_has_no_checkpoint(tmp_path):
     """Metrics and α are written before the checkpoint: rows past it are redone, not kept."""
     a, b = tmp_path / "a", tmp_path / "b"

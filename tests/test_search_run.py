@@ -42,6 +42,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
     ],
     ids=["lenna", "darts", "lenna_gated", "darts_gated", "darts_unrolled"],
 )
+@pytest.mark.slow
 def test_one_epoch_writes_the_run_folder(tmp_path, space, mode, unrolled):
     out = tmp_path / "run"
     cfg = tiny_config(space, mode=mode, unrolled=unrolled)

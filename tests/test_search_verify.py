@@ -344,6 +344,7 @@ def test_a_finished_sweep_is_skipped_when_run_again(sweep, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_sweep_resumes_a_stopped_search(tmp_path):
     class Stop(Exception):
         pass
@@ -411,6 +412,7 @@ def test_a_sweep_of_another_space_predictor_is_refused(tmp_path):
         run_sweep(base, [1.0], tmp_path / "s", eval_epochs=0, measure=fast())
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_lambda_zero_baseline(tmp_path):
     """`lenna sweep`'s default λ list starts at 0: plain DARTS with the predictor reporting E."""
     rows = run_sweep(sweep_base(), [0.0, 1.0], tmp_path / "s", eval_epochs=0, measure=fast())

@@ -219,6 +219,7 @@ def test_a_config_stored_before_channels_last_loads_with_it_off():
     assert SearchConfig.from_dict(d).channels_last is False
 
 
+@pytest.mark.slow
 def test_search_records_channels_last_and_resumes_without_it(tmp_path):
     from measure_helpers import all_text
     from typer.testing import CliRunner
