@@ -49,3 +49,17 @@ def test_replace_files_gives_new_files_the_usual_mode(tmp_path):
 
     replace_files(folder, write, ())
     assert {_mode(p) for p in folder.iterdir()} == {_usual()}
+
+
+def test_a_write_that_fails_names_the_users_file_not_the_temporary_one(tmp_path):
+    """The error a user reads (an unwritable folder, a full disk) names the file they asked
+    for; the hidden temporary name means nothing to them, and it is gone."""
+    path = tmp_path / "w.csv"
+
+    def fail(tmp):
+        raise OSError(28, "No space left on device", str(tmp))
+
+    with pytest.raises(OSError) as caught:
+        write_with(path, fail)
+    assert caught.value.filename == str(path) and caught.value.errno == 28
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@ work: each ends in one line (exit 2) before anything is written."""
 
 import json
 import shutil
+import sqlite3
 
 import pytest
 import torch
@@ -34,8 +35,21 @@ MEASURE = ["measure", "--space", "lenna", "--channels", "8:8", "--no-normalise"]
         (["-n", "10000000000"], "-n must be from 0 to 10,000,000"),
         (["-n", "1", "--resolutions", ""], "--resolutions must be positive integers"),
         (["-n", "1", "--block-types", ""], "--block-types: unknown"),
+        (["-n", "1", "--resolutions", "1", "--block-types", "reduction"], "no valid (block type"),
+        (["-n", "1", "--resolutions", "16,8,16"], "--resolutions lists 16 twice"),
+        (["-n", "1", "--block-types", "normal,normal"], "--block-types lists normal twice"),
     ],
-    ids=["negative_seed", "huge_seed", "huge_threads", "huge_n", "no_resolutions", "no_types"],
+    ids=[
+        "negative_seed",
+        "huge_seed",
+        "huge_threads",
+        "huge_n",
+        "no_resolutions",
+        "no_types",
+        "nothing_to_draw",
+        "resolution_twice",
+        "type_twice",
+    ],
 )
 def test_measure_refuses_numbers_past_the_libraries_and_writes_no_file(tmp_path, extra, needle):
     out = tmp_path / "d.db"
@@ -223,3 +237,75 @@ def test_edited_feature_names_are_refused_at_load(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match="feature_names are not space"):
         load_predictor(folder)
+
+
+SEARCH = ["search", "--data", "synthetic", "--limit", "32", "--epochs", "1", "--batch", "16"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            ["--channels", "99999999"],
+            "the network is too large to build (its tensor sizes overflow)",
+        ),
+        (["--cells", "1000000"], "network cells must be <= 1000, got 1000000"),
+    ],
+    ids=["channels_overflow", "a_million_cells"],
+)
+def test_a_network_too_large_to_describe_is_one_line_before_anything_is_built(
+    tmp_path, extra, needle
+):
+    """Channels whose weights overflow torch's size arithmetic (even on the meta device), and
+    a cell count that would take minutes to build, end before the memory guard needs them."""
+    out = tmp_path / "s"
+    args = [*SEARCH, "--device", "cpu", "--fixed-ms", "0.4", "--out", str(out), *extra]
+    one_line_error(runner.invoke(app, args), needle)
+    assert not out.exists()
+
+
+def test_a_damaged_metadata_page_is_one_line_naming_the_file(tmp_path):
+    db = shutil.copy(synthetic_db(), tmp_path / "d.db")
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for i in range(page, len(data), page):  # every page but the header's, the metadata's too
+        data[i : i + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    for cmd in (
+        ["dataset", "info", str(db)],
+        ["train", str(db), "--model", "elasticnet", "--out", str(tmp_path / "m")],
+    ):
+        one_line_error(runner.invoke(app, cmd), f"{db} is damaged (SQLite:")
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_output_whose_folder_is_a_file_says_so(tmp_path):
+    blocker = tmp_path / "notafolder"
+    blocker.write_text("")
+    args = ["dataset", "export", str(synthetic_db()), str(blocker / "x.csv")]
+    one_line_error(runner.invoke(app, args), f"{blocker} is a file, not a folder")
+
+
+def test_a_dataset_sqlite_cannot_create_is_one_line_naming_it(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(Dataset, "_create_at", refuse)
+    out = tmp_path / "d.db"
+    with pytest.raises(InputError, match=f"cannot create {out} \\(unable to open database file"):
+        Dataset.create(out, {"space": "lenna"})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["demo", "sweep"])
+def test_an_out_folder_of_something_else_is_refused_and_left_as_it_was(tmp_path, command):
+    """A predictor's folder given as --out (running again resumes, so any existing folder
+    would do): refused, and nothing is added to it."""
+    folder = shutil.copytree(predictor_folder(), tmp_path / "model")
+    before = sorted(p.name for p in folder.iterdir())
+    if command == "demo":
+        args = ["demo", "--quick", "--out", str(folder)]
+    else:
+        args = ["sweep", "--out", str(folder), "--lams", "0", "--predictor", str(folder)]
+    one_line_error(runner.invoke(app, args), "holds other files and is not a")
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -289,7 +289,7 @@ def test_evaluate_arch_prints_a_table(genotype_file, fast_measure):
     [
         (None, "no such genotype file"),
         ("{broken", "is not a genotype file"),
-        ('{"format": 1}', "is not a genotype file (KeyError"),
+        ('{"format": 1}', "is not a genotype file (no 'space')"),
     ],
     ids=["missing", "broken", "incomplete"],
 )

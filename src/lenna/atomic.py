@@ -45,6 +45,16 @@ def temporary_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
+def missing_folder(folder: Path) -> str:
+    """Why ``folder`` cannot take a new file, in a user's words (the caller found it is not
+    a folder): it does not exist, or it is a file."""
+    return (
+        f"{folder} is a file, not a folder"
+        if folder.exists()
+        else f"folder {folder} does not exist"
+    )
+
+
 def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` makes the new content at a temporary path, which then replaces
     ``path``; on any failure the temporary file is removed and ``path`` is as it was."""
@@ -55,6 +65,12 @@ def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
         fsync(tmp)
         settle_mode(tmp, path)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename != str(tmp):
+            raise
+        # the user's file, not the hidden temporary one (an unwritable folder, a full disk)
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -35,10 +35,19 @@ def available_bytes(device: str = "cpu") -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def parameter_bytes(build: Callable[[], nn.Module], bytes_per_value: int = 4) -> int:
+def parameter_bytes(
+    build: Callable[[], nn.Module], bytes_per_value: int = 4, what: str = "the model"
+) -> int:
     """Bytes of the parameters and buffers of ``build()``, built on the meta device."""
-    with torch.device("meta"):
-        module = build()
+    try:
+        with torch.device("meta"):
+            module = build()
+    except RuntimeError as e:  # a size past 2**63 bytes: torch cannot even describe it
+        if "overflow" not in str(e):
+            raise
+        raise InputError(
+            f"{what} is too large to build (its tensor sizes overflow); choose smaller sizes"
+        ) from None
     n = sum(t.numel() for t in (*module.parameters(), *module.buffers()))
     return n * bytes_per_value
 
@@ -66,7 +75,9 @@ def block_bytes(
     from lenna.space import Block
 
     sh = space.shapes(block_type, channels, resolution)  # type: ignore[attr-defined]
-    weights = parameter_bytes(lambda: Block(space, block_type, channels, "gated"))
+    weights = parameter_bytes(
+        lambda: Block(space, block_type, channels, "gated"), what=f"a {block_type} block"
+    )
     per_px = sh["edge_channels"] * (space.num_edges + space.num_nodes)  # type: ignore[attr-defined]
     per_px += channels * space.num_inputs  # type: ignore[attr-defined]
     return weights + 4 * batch * per_px * resolution * resolution

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lenna.atomic import missing_folder
 from lenna.errors import InputError
 from lenna.limits import MAX_SEED
 
@@ -28,7 +29,7 @@ def parse_ints(text: str, name: str) -> tuple[int, ...]:
         raise InputError(f"{name} must be comma-separated integers, got {text!r}") from None
     if not vals or min(vals) < 1:
         raise InputError(f"{name} must be positive integers, got {text!r}")
-    return vals
+    return _once(vals, name)
 
 
 def parse_names(text: str, name: str, choices: tuple[str, ...]) -> tuple[str, ...]:
@@ -36,6 +37,15 @@ def parse_names(text: str, name: str, choices: tuple[str, ...]) -> tuple[str, ..
     bad = [v for v in vals if v not in choices]
     if not vals or bad:
         raise InputError(f"{name}: unknown {bad or text!r}; expected some of: {', '.join(choices)}")
+    return _once(vals, name)
+
+
+def _once(vals: tuple, name: str) -> tuple:
+    """``vals`` with no value twice: a repeated resolution or block type would be drawn twice
+    as often, silently, and a file's stored settings would say so forever."""
+    twice = sorted({v for v in vals if vals.count(v) > 1}, key=vals.index)
+    if twice:
+        raise InputError(f"{name} lists {twice[0]} twice")
     return vals
 
 
@@ -54,7 +64,7 @@ def check_out_file(path: Path, name: str = "--out") -> Path:
         raise InputError(f"{name} {path} is a folder; give a file name")
     parent = path.parent
     if not parent.is_dir():
-        raise InputError(f"{name} {path}: folder {parent} does not exist")
+        raise InputError(f"{name} {path}: {missing_folder(parent)}")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{name} {path}: folder {parent} is not writable")
     return path

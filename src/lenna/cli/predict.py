@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from lenna.atomic import missing_folder
 from lenna.cli.console import console
 from lenna.cli.options import check_seed
 from lenna.errors import InputError
@@ -49,7 +50,7 @@ def train_cmd(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
     if (out / "model.json").exists() and not force:
         raise InputError(f"--out {out} already holds a model; pass --force to replace it")
     data = load_data(db, include_flagged=include_flagged)
@@ -77,7 +78,7 @@ def evaluate_cmd(
     if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InputError(f"--figure must end in .png, .svg or .pdf, got {figure.name!r}")
     if figure is not None and not figure.parent.is_dir():
-        raise InputError(f"--figure {figure}: folder {figure.parent} does not exist")
+        raise InputError(f"--figure {figure}: {missing_folder(figure.parent)}")
     ds = load_data(data)
     results, scatter = {}, {}
     for path in models:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lenna.atomic import missing_folder
 from lenna.demo.plan import FULL, QUICK, DemoPlan
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
@@ -26,6 +27,7 @@ from lenna.predict import list_kinds, load_data, load_predictor, save_predictor,
 from lenna.predict.train import split_masks
 from lenna.report.demo_report import gain
 from lenna.search.config import SearchConfig
+from lenna.search.folder import check_resumable
 from lenna.search.network import NetConfig
 from lenna.search.sweep import run_sweep
 
@@ -71,7 +73,8 @@ def check_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
+    check_resumable(out, lambda name: name == "latency.db", "a demo's folder")
     try:
         out.mkdir(exist_ok=True)
         probe = out / ".lenna-write-test"

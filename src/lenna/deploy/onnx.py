@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from lenna.atomic import write_with
+from lenna.atomic import missing_folder, write_with
 from lenna.errors import InputError
 from lenna.search.folder import NETWORK_WEIGHTS
 from lenna.search.genotype import Genotype
@@ -101,7 +101,7 @@ def export_onnx(
     if out.suffix != ".onnx":
         raise InputError(f"--out {out}: an ONNX file ends in .onnx")
     if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
     if weights is not None:
         check_weights_for(genotype, weights)
     torch.manual_seed(seed)

@@ -22,6 +22,7 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
     check_label_version(cfg, path)
     check_sizes(cfg)  # before a file exists that would refuse the corrected command
     if not path.exists():
+        cfg.sampler()  # refuses ranges with nothing to draw, before a file stores them
         meta = {
             "space": space.name,
             "space_hash": space.definition_hash(),

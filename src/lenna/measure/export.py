@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lenna.atomic import write_with
+from lenna.atomic import missing_folder, write_with
 from lenna.errors import InputError
 from lenna.measure.store import Dataset
 from lenna.space import SearchSpace, encode, get_space
@@ -47,7 +47,7 @@ def export(ds: Dataset, dest: str | Path) -> int:
     if dest.suffix not in FORMATS:
         raise InputError(f"export to {dest.name!r}: expected a file ending in .parquet or .csv")
     if not dest.parent.exists():
-        raise InputError(f"folder {dest.parent} does not exist")
+        raise InputError(missing_folder(dest.parent))
     df = to_frame(ds)
     if dest.suffix == ".parquet":
         meta = {"lenna": json.dumps(ds.meta)}

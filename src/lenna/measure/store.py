@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lenna.atomic import missing_folder
 from lenna.errors import InputError
 from lenna.space import get_space
 
@@ -140,12 +141,14 @@ class Dataset:
         if path.exists():
             raise DatasetExists(f"{path} already exists")
         if not path.parent.is_dir():
-            raise InputError(f"folder {path.parent} does not exist")
+            raise InputError(missing_folder(path.parent))
         # a name of its own, then a link that fails if the file appeared meanwhile: two
         # processes creating one dataset at once make exactly one of them
         tmp = path.with_name(f"{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             return cls._create_at(tmp, path, meta, fingerprint)
+        except sqlite3.OperationalError as e:  # a folder SQLite cannot write in
+            raise InputError(f"cannot create {path} ({e})") from None
         finally:
             tmp.unlink(missing_ok=True)  # whatever failed, no half-made file is left
 
@@ -203,6 +206,9 @@ class Dataset:
         except InputError:
             ds.close()
             raise
+        except sqlite3.DatabaseError as e:  # a damaged page under the metadata
+            ds.close()
+            raise damaged(path, e) from None
         return ds
 
     def close(self) -> None:
@@ -323,11 +329,7 @@ class Dataset:
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
             if "malformed" not in str(e):
                 raise
-            reason = str(e).rsplit(": ", 1)[-1]  # SQLite's words, without the query
-            raise InputError(
-                f"{self.path} is damaged (SQLite: {reason}); `sqlite3 {self.path} .recover` "
-                "may save its rows"
-            ) from None
+            raise damaged(self.path, e) from None
         # one column order for new and upgraded files; an older file's missing load is NaN
         df = df.reindex(columns=[*SAMPLE_COLUMNS, "created_at"])
         for col in NUMERIC_COLUMNS:
@@ -476,6 +478,14 @@ def _check_meta(path: Path, meta: dict) -> None:
 
 
 _RECHECK_FIELDS = {"rows", "median_abs_change", "max_abs_change", "median_change", "time"}
+
+
+def damaged(path: Path, e: Exception) -> InputError:
+    """One line for a file SQLite reads as malformed, naming it and a way to save its rows."""
+    reason = str(e).rsplit(": ", 1)[-1]  # SQLite's words, without the query
+    return InputError(
+        f"{path} is damaged (SQLite: {reason}); `sqlite3 {path} .recover` may save its rows"
+    )
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:

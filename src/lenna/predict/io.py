@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lenna._version import __version__
-from lenna.atomic import replace_files
+from lenna.atomic import missing_folder, replace_files
 from lenna.errors import InputError
 from lenna.measure.fingerprint import differences, fingerprint, same_machine
 from lenna.predict.base import Predictor, predictor_class
@@ -41,7 +41,7 @@ def save_predictor(model: Predictor, folder: str | Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} exists and is not a folder")
     if not folder.parent.exists():
-        raise InputError(f"folder {folder.parent} does not exist")
+        raise InputError(missing_folder(folder.parent))
     tensors, params = model.state()
     meta = {
         "format_version": FORMAT_VERSION,

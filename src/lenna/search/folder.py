@@ -10,10 +10,11 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from lenna.atomic import write_text
+from lenna.atomic import missing_folder, write_text
 from lenna.errors import InputError
 from lenna.search.config import SPEED_ONLY, SearchConfig
 
@@ -73,8 +74,19 @@ def check_folder(out: Path, cfg: SearchConfig, resume: bool) -> SearchConfig:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder; use --resume or another --out")
     if not out.parent.exists():  # as train and measure: a typo is not a new tree of folders
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
     return cfg
+
+
+def check_resumable(out: Path, ours: Callable[[str], bool], what: str) -> None:
+    """Refuse an ``--out`` folder that holds files but none whose name ``ours`` knows (what
+    ``what`` writes there first): running again resumes into the folder, so a mistyped one
+    (a predictor's, a dataset's) would get the run's files among its own."""
+    names = [p.name for p in out.iterdir()] if out.is_dir() else []
+    if names and not any(ours(n) for n in names):
+        raise InputError(
+            f"--out {out} holds other files and is not {what}; give a new or empty folder"
+        )
 
 
 def write_config(out: Path, cfg: SearchConfig) -> None:

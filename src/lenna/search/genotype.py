@@ -6,6 +6,7 @@ The derive rules themselves are the space's (:mod:`lenna.space.derive`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,26 +95,61 @@ class Genotype:
             raise InputError(f"{path}: no such genotype file")
         try:
             d = json.loads(path.read_text())
-            fmt, name, cells = int(d["format"]), d["space"], d["cells"]
-            net, lam = NetConfig.from_dict(d["net"]), float(d["lam"])
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-            raise InputError(
-                f"{path} is not a genotype file ({e.__class__.__name__}: {e})"
-            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path} is not a genotype file (not JSON: {e})") from None
+        if not isinstance(d, dict):
+            raise InputError(f"{path} is not a genotype file (not a JSON object)")
+        missing = [k for k in ("format", "space", "cells", "net", "lam") if k not in d]
+        if missing:
+            raise InputError(f"{path} is not a genotype file (no {missing[0]!r})")
+        fmt, name, cells = d["format"], d["space"], d["cells"]
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+            raise InputError(f"{path}: format must be a whole number >= 1, got {fmt!r}")
+        if not isinstance(name, str):
+            raise InputError(f"{path}: space must be a name, got {name!r}")
+        try:
+            net = NetConfig.from_dict(d["net"])
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        lam = _number(path, "lam", d["lam"], "a weight >= 0")
         if fmt > GENOTYPE_FORMAT:
             raise InputError(f"{path} has genotype format {fmt}, newer than this LENNA's; upgrade")
         sp = get_space(name)
         if d.get("space_hash") not in (None, sp.definition_hash()):
             raise InputError(f"{path} was derived from another definition of space {name!r}")
-        g = cls(name, {}, net, lam, d.get("predicted_ms"), d.get("predicted_cells_ms") or [])
-        g.info = d.get("info") or {}
-        for name in ("predicted_fixed_ms", "budget_ms", "predicted_gap_ms"):
-            v = d.get(name)
-            if v is not None and not isinstance(v, int | float):
-                raise InputError(f"{path}: {name} must be a number of ms, got {v!r}")
-            setattr(g, name, None if v is None else float(v))
+        g = cls(name, {}, net, lam)
+        for key in ("predicted_ms", "predicted_fixed_ms", "budget_ms", "predicted_gap_ms"):
+            v = d.get(key)  # the gap (network minus its parts timed alone) may be negative
+            floor = None if key == "predicted_gap_ms" else 0.0
+            ms = "a number of ms" + ("" if floor is None else " >= 0")
+            setattr(g, key, None if v is None else _number(path, key, v, ms, floor))
+        per_cell = d.get("predicted_cells_ms") or []
+        if not isinstance(per_cell, list):
+            raise InputError(f"{path}: predicted_cells_ms must be a list of ms, got {per_cell!r}")
+        g.predicted_cells_ms = [_number(path, "predicted_cells_ms", v, "ms >= 0") for v in per_cell]
+        g.info = _check_info(d.get("info") or {}, path)
         g.cells = _check_cells(sp, cells, path)
         return g
+
+
+def _number(path: Path, key: str, v: object, what: str, floor: float | None = 0.0) -> float:
+    """``v`` as a finite float (``>= floor``): a string, a bool or NaN would print as a
+    prediction or weigh a search as if it were one."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (floor is not None and v < floor):
+        raise InputError(f"{path}: {key} must be {what}, got {v!r}")
+    return float(v)
+
+
+def _check_info(info: object, path: Path) -> dict:
+    """The run's notes: an object, whose ``measured_as`` (how the labels were timed) is one
+    too; its fields are checked where a measurement reads them."""
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: info must be an object, got {info!r}")
+    rec = info.get("measured_as")
+    if rec is not None and not isinstance(rec, dict):
+        raise InputError(f"{path}: info.measured_as must be an object, got {rec!r}")
+    return info
 
 
 def _check_cells(sp: SearchSpace, cells: object, path: Path) -> dict[str, list[str | None]]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lenna.errors import InputError
+from lenna.limits import MAX_CELLS
 from lenna.space import Block, SearchSpace
 
 CELL_TYPES = ("normal", "reduction")
@@ -52,6 +53,8 @@ class NetConfig:
         for name in self.__dataclass_fields__:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"network {name} must be >= 1, got {getattr(self, name)}")
+        if self.cells > MAX_CELLS:
+            raise InputError(f"network cells must be <= {MAX_CELLS}, got {self.cells}")
         if self.stem_stride not in (1, 2):
             raise InputError(f"stem stride must be 1 or 2, got {self.stem_stride}")
         res = self.resolution // self.stem_stride
@@ -70,11 +73,19 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> NetConfig:
-        try:  # a network saved before a field existed has that field's default
-            merged = {**LATER, **d}
-            return cls(**{k: int(merged[k]) for k in cls.__dataclass_fields__})
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"malformed network config ({e.__class__.__name__}: {e})") from None
+        if not isinstance(d, Mapping):
+            raise InputError(f"malformed network config: an object of sizes, got {d!r}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InputError(f"malformed network config: unknown field {unknown[0]!r}")
+        merged = {**LATER, **d}  # a network saved before a field existed has its default
+        for k in cls.__dataclass_fields__:
+            if k not in merged:
+                raise InputError(f"malformed network config: no {k!r}")
+            v = merged[k]
+            if isinstance(v, bool) or not isinstance(v, int):  # 4.5, "4" or true: not a size
+                raise InputError(f"malformed network config: {k} must be a whole number, got {v!r}")
+        return cls(**{k: merged[k] for k in cls.__dataclass_fields__})
 
 
 LATER = {"stem_multiplier": 1}  # fields added after networks were first saved, and their values
@@ -207,7 +218,7 @@ def network_bytes(space: object, net: object, mode: str, batch: int) -> int:
             bt: [space.edge_ops(bt, e)[-1] for e in space.edges]  # type: ignore[attr-defined]
             for bt in ("normal", "reduction")
         }
-    weights = parameter_bytes(lambda: Network(space, net, mode, choices))
+    weights = parameter_bytes(lambda: Network(space, net, mode, choices), what="the network")
     ops = space.max_ops if mode == "weighted" else 1  # type: ignore[attr-defined]
     acts = 0
     for s in cell_specs(space, net):

@@ -16,13 +16,13 @@ from contextlib import suppress
 from dataclasses import fields, replace
 from pathlib import Path
 
-from lenna.atomic import write_text
+from lenna.atomic import missing_folder, write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.datasets import load_data
-from lenna.search.folder import CONFIG, GENOTYPE, METRICS, NETWORK_WEIGHTS
+from lenna.search.folder import CONFIG, GENOTYPE, METRICS, NETWORK_WEIGHTS, check_resumable
 from lenna.search.genotype import Genotype
 from lenna.search.recipe import TrainRecipe
 from lenna.search.run import fit_net, run_search
@@ -220,7 +220,8 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
+    check_resumable(out, lambda n: n.startswith(("lam_", "budget_", "sweep.")), "a sweep's folder")
     created = not out.exists()
     out.mkdir(exist_ok=True)
     try:
