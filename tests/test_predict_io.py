@@ -344,8 +344,22 @@ def test_weights_holding_nan_are_refused_on_load(tmp_path):  # issue 25, D10
         load_predictor(folder)
 
 
+def _ranges(channels, resolutions=(8,)):
+    return {"block_types": ["normal"], "channels": list(channels), "resolutions": list(resolutions)}
+
+
 @pytest.mark.parametrize(
-    "ranges", ["8..128", {"channels": "8:128"}, {"block_types": [], "channels": [8]}]
+    "ranges",
+    [
+        "8..128",
+        {"channels": "8:128"},
+        {"block_types": [], "channels": [8]},
+        _ranges([float("nan"), float("inf")]),  # NaN compares false: every range check passes
+        _ranges([128, 8]),
+        _ranges([8, 128], [0]),
+        _ranges([True, 128]),
+    ],
+    ids=["text", "channels_text", "one_channel", "nan_inf", "reversed", "zero_res", "bool"],
 )
 def test_malformed_training_ranges_are_refused_on_load(tmp_path, ranges):  # issue 25, D10
     folder = save_predictor(small_model("elasticnet"), tmp_path / "m")

@@ -9,6 +9,7 @@ machine's fingerprint loads with a warning.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -158,15 +159,22 @@ def _check_info(info: object, meta_path: Path) -> None:
         and isinstance(r.get("block_types"), list)
         and isinstance(r.get("channels"), list)
         and len(r["channels"]) == 2
-        and all(isinstance(c, int | float) for c in r["channels"])
+        and all(_size(c) for c in r["channels"])
+        and r["channels"][0] <= r["channels"][1]
         and isinstance(r.get("resolutions"), list)
-        and all(isinstance(x, int | float) for x in r["resolutions"])
+        and all(_size(x) for x in r["resolutions"])
     )
     if not ok:
         raise InputError(
             f"{meta_path}: field info.ranges must hold block_types, channels [min, max] and "
             "resolutions as training writes them"
         )
+
+
+def _size(v: object) -> bool:
+    """A channel count or resolution as training writes it: a finite number >= 1 (NaN would
+    pass every range check, as it compares false)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 1
 
 
 def _warn_if_foreign(model: Predictor, folder: Path) -> None:
