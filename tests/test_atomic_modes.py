@@ -57,6 +57,7 @@ def test_a_write_that_fails_names_the_users_file_not_the_temporary_one(tmp_path)
     path = tmp_path / "w.csv"
 
     def fail(tmp):
+        tmp.write_text("half")  # the disk filled up part-way
         raise OSError(28, "No space left on device", str(tmp))
 
     with pytest.raises(OSError) as caught:

@@ -19,6 +19,7 @@ from lenna.limits import MAX_SEED, MAX_THREADS
 from lenna.measure.store import Dataset
 from lenna.predict import load_predictor, save_predictor
 from lenna.search.config import SearchConfig
+from lenna.search.folder import check_resumable
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -182,7 +183,6 @@ def test_outputs_that_are_folders_are_refused_before_any_work(tmp_path, genotype
     one_line_error(runner.invoke(app, args), "is a folder; give a file name")
 
 
-@pytest.mark.slow
 def test_a_refused_sweep_leaves_no_folder_behind(tmp_path):
     out = tmp_path / "sweep"
     bad = tmp_path / "notamodel"
@@ -287,7 +287,8 @@ def test_an_output_whose_folder_is_a_file_says_so(tmp_path):
 
 
 def test_a_dataset_sqlite_cannot_create_is_one_line_naming_it(tmp_path, monkeypatch):
-    def refuse(*a, **k):
+    def refuse(tmp, *a, **k):
+        tmp.write_bytes(b"")  # SQLite made the file, then failed
         raise sqlite3.OperationalError("unable to open database file")
 
     monkeypatch.setattr(Dataset, "_create_at", refuse)
@@ -309,3 +310,12 @@ def test_an_out_folder_of_something_else_is_refused_and_left_as_it_was(tmp_path,
         args = ["sweep", "--out", str(folder), "--lams", "0", "--predictor", str(folder)]
     one_line_error(runner.invoke(app, args), "holds other files and is not a")
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_folder_holding_only_hidden_files_is_not_foreign(tmp_path):
+    """A desktop's .DS_Store, or a killed run's hidden temporary, is no other tool's file."""
+    (tmp_path / ".DS_Store").write_text("")
+    check_resumable(tmp_path, lambda name: False, "a demo's folder")
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(InputError, match="holds other files and is not a demo's folder"):
+        check_resumable(tmp_path, lambda name: False, "a demo's folder")

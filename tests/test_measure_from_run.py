@@ -73,7 +73,6 @@ def test_block_index_is_a_function_of_the_block():
     assert block_index("normal", 8, 16, a) < 0
 
 
-@pytest.mark.slow
 def test_cli_from_run_twice_adds_nothing(tmp_path, run_dir):
     db = tmp_path / "d.db"
     run_measurement(db, tiny_config(space="darts", channels=(4, 8), resolutions=(8, 16)), 0)

@@ -399,7 +399,6 @@ def budget_range():
     return extreme_network(term)[1], extreme_network(term, fastest=False)[1]
 
 
-@pytest.mark.slow
 def test_search_with_a_budget_states_the_whole_network(tmp_path):
     fastest, slowest = budget_range()
     budget = (fastest + slowest) / 2

@@ -185,17 +185,18 @@ def _edit(d, path, value):
         (("format",), "1", "format must be a whole number >= 1, got '1'"),
         (("format",), 0, "format must be a whole number >= 1, got 0"),
         (("space",), 3, "space must be a name, got 3"),
-        (("net",), None, "malformed network config: an object of sizes, got None"),
+        (("net",), None, "malformed network config: not an object of sizes (got None)"),
         (("net", "channels"), "4", "channels must be a whole number, got '4'"),
         (("net", "channels"), 4.5, "channels must be a whole number, got 4.5"),
         (("net", "channels"), True, "channels must be a whole number, got True"),
-        (("net", "bogus"), 1, "unknown field 'bogus'"),
+        (("net", "bogus"), 1, "unknown field 'bogus' (from a newer LENNA?)"),
         (("net", "cells"), 10**7, "network cells must be <= 1000, got 10000000"),
-        (("predicted_ms",), "x", "predicted_ms must be a number of ms >= 0, got 'x'"),
-        (("predicted_ms",), float("nan"), "predicted_ms must be a number of ms >= 0, got nan"),
+        (("predicted_ms",), "x", "predicted_ms must be a number of ms, got 'x'"),
+        (("predicted_ms",), True, "predicted_ms must be a number of ms, got True"),
         (("budget_ms",), -1.0, "budget_ms must be a number of ms >= 0, got -1.0"),
         (("predicted_gap_ms",), "x", "predicted_gap_ms must be a number of ms, got 'x'"),
-        (("predicted_cells_ms",), ["x"], "predicted_cells_ms must be ms >= 0, got 'x'"),
+        (("predicted_cells_ms",), ["x"], "predicted_cells_ms must be numbers of ms, got 'x'"),
+        (("predicted_fixed_ms",), float("nan"), "predicted_fixed_ms must be a number of ms >= 0"),
         (("predicted_cells_ms",), 3.0, "predicted_cells_ms must be a list of ms, got 3.0"),
         (("info",), "x", "info must be an object, got 'x'"),
         (("info", "measured_as"), "x", "info.measured_as must be an object, got 'x'"),
@@ -428,3 +429,13 @@ def test_curves_and_pareto_write_pngs(tmp_path):
         {"lam": 2.0, "measured_cells_ms": 0.4, "accuracy": math.nan, "predicted_ms": math.nan},
     ]
     assert _is_png(pareto(rows, tmp_path / "p.png"))
+
+
+def test_predictions_load_as_the_search_wrote_them(tmp_path, genotype):
+    """A cell's prediction is the model's plus a measured offset, which may take it below 0,
+    and an extrapolating model may overflow: the file a search wrote must load again (a
+    sweep reads it right after the search)."""
+    genotype.predicted_ms = float("inf")
+    genotype.predicted_cells_ms = [-0.01, 0.5]
+    loaded = Genotype.load(genotype.save(tmp_path / "g.json"))
+    assert loaded.predicted_ms == float("inf") and loaded.predicted_cells_ms == [-0.01, 0.5]

@@ -273,7 +273,6 @@ def test_refuses_a_resolution_the_predictor_never_saw():
 
 # ---- search_step: the chain rule and the effect of λ ------------------------------------
 @pytest.mark.parametrize("unrolled", [False, True], ids=["first_order", "unrolled"])
-@pytest.mark.slow
 def test_search_step_adds_exactly_lambda_times_the_latency_gradient(unrolled):
     net = tiny_net()
     lam = 50.0

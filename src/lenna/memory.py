@@ -43,7 +43,7 @@ def parameter_bytes(
         with torch.device("meta"):
             module = build()
     except RuntimeError as e:  # a size past 2**63 bytes: torch cannot even describe it
-        if "overflow" not in str(e):
+        if "overflow" not in str(e).lower():
             raise
         raise InputError(
             f"{what} is too large to build (its tensor sizes overflow); choose smaller sizes"

@@ -45,7 +45,10 @@ def _once(vals: tuple, name: str) -> tuple:
     as often, silently, and a file's stored settings would say so forever."""
     twice = sorted({v for v in vals if vals.count(v) > 1}, key=vals.index)
     if twice:
-        raise InputError(f"{name} lists {twice[0]} twice")
+        raise InputError(
+            f"{name} lists {twice[0]} twice (to resume a file measured so, leave {name} out: "
+            "a resume takes the file's own)"
+        )
     return vals
 
 

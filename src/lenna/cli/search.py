@@ -85,7 +85,7 @@ MODE = typer.Option("weighted", "--mode", help="weighted (DARTS) or gated (one s
 UNROLLED = typer.Option(False, "--unrolled", help="Second-order DARTS (slower).")
 BATCH = typer.Option(64, "--batch", help="Images per step.")
 CHANNELS = typer.Option(8, "--channels", help="Width of the first cells (doubles per reduction).")
-CELLS = typer.Option(3, "--cells", help="Cells (reductions at 1/3 and 2/3 of depth).")
+CELLS = typer.Option(3, "--cells", help="Cells, at most 1000 (reductions at 1/3 and 2/3 of depth).")
 ARCH_LR = typer.Option(
     3e-3, "--arch-lr", help="Adam lr of α (10× DARTS's: searches here are short)."
 )

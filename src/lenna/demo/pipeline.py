@@ -74,7 +74,7 @@ def check_out(out: Path) -> Path:
         raise InputError(f"--out {out} is a file, not a folder")
     if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
         raise InputError(f"--out {out}: {missing_folder(out.parent)}")
-    check_resumable(out, lambda name: name == "latency.db", "a demo's folder")
+    check_resumable(out, lambda name: name.startswith("latency.db"), "a demo's folder")
     try:
         out.mkdir(exist_ok=True)
         probe = out / ".lenna-write-test"

@@ -208,6 +208,8 @@ class Dataset:
             raise
         except sqlite3.DatabaseError as e:  # a damaged page under the metadata
             ds.close()
+            if "malformed" not in str(e):  # a lock, an I/O error: not the file's fault
+                raise
             raise damaged(path, e) from None
         return ds
 

@@ -82,7 +82,12 @@ def check_resumable(out: Path, ours: Callable[[str], bool], what: str) -> None:
     """Refuse an ``--out`` folder that holds files but none whose name ``ours`` knows (what
     ``what`` writes there first): running again resumes into the folder, so a mistyped one
     (a predictor's, a dataset's) would get the run's files among its own."""
-    names = [p.name for p in out.iterdir()] if out.is_dir() else []
+    try:  # hidden files (a desktop's, a killed run's temporaries) do not make it foreign
+        names = (
+            [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+        )
+    except OSError as e:
+        raise InputError(f"--out {out} cannot be read ({e.strerror})") from None
     if names and not any(ours(n) for n in names):
         raise InputError(
             f"--out {out} holds other files and is not {what}; give a new or empty folder"

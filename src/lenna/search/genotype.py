@@ -105,6 +105,8 @@ class Genotype:
         fmt, name, cells = d["format"], d["space"], d["cells"]
         if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
             raise InputError(f"{path}: format must be a whole number >= 1, got {fmt!r}")
+        if fmt > GENOTYPE_FORMAT:  # before its fields: a newer LENNA may have added some
+            raise InputError(f"{path} has genotype format {fmt}, newer than this LENNA's; upgrade")
         if not isinstance(name, str):
             raise InputError(f"{path}: space must be a name, got {name!r}")
         try:
@@ -112,30 +114,44 @@ class Genotype:
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
         lam = _number(path, "lam", d["lam"], "a weight >= 0")
-        if fmt > GENOTYPE_FORMAT:
-            raise InputError(f"{path} has genotype format {fmt}, newer than this LENNA's; upgrade")
         sp = get_space(name)
         if d.get("space_hash") not in (None, sp.definition_hash()):
             raise InputError(f"{path} was derived from another definition of space {name!r}")
         g = cls(name, {}, net, lam)
-        for key in ("predicted_ms", "predicted_fixed_ms", "budget_ms", "predicted_gap_ms"):
-            v = d.get(key)  # the gap (network minus its parts timed alone) may be negative
-            floor = None if key == "predicted_gap_ms" else 0.0
-            ms = "a number of ms" + ("" if floor is None else " >= 0")
+        # measured parts are finite; the gap (network minus its parts timed alone) may be < 0
+        for key, floor in (
+            ("predicted_fixed_ms", 0.0),
+            ("budget_ms", 0.0),
+            ("predicted_gap_ms", None),
+        ):
+            v, ms = d.get(key), "a number of ms" + ("" if floor is None else " >= 0")
             setattr(g, key, None if v is None else _number(path, key, v, ms, floor))
+        # predictions are stored as the model gave them (a cell's is a prediction plus a
+        # measured offset, which may go below 0; an extrapolating model may overflow)
+        v = d.get("predicted_ms")
+        g.predicted_ms = (
+            None
+            if v is None
+            else _number(path, "predicted_ms", v, "a number of ms", None, finite=False)
+        )
         per_cell = d.get("predicted_cells_ms") or []
         if not isinstance(per_cell, list):
             raise InputError(f"{path}: predicted_cells_ms must be a list of ms, got {per_cell!r}")
-        g.predicted_cells_ms = [_number(path, "predicted_cells_ms", v, "ms >= 0") for v in per_cell]
+        g.predicted_cells_ms = [
+            _number(path, "predicted_cells_ms", v, "numbers of ms", None, finite=False)
+            for v in per_cell
+        ]
         g.info = _check_info(d.get("info") or {}, path)
         g.cells = _check_cells(sp, cells, path)
         return g
 
 
-def _number(path: Path, key: str, v: object, what: str, floor: float | None = 0.0) -> float:
-    """``v`` as a finite float (``>= floor``): a string, a bool or NaN would print as a
-    prediction or weigh a search as if it were one."""
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def _number(
+    path: Path, key: str, v: object, what: str, floor: float | None = 0.0, finite: bool = True
+) -> float:
+    """``v`` as a float (finite, ``>= floor``, unless told otherwise): a string or a bool
+    would print as a prediction or weigh a search as if it were one."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and (math.isfinite(v) or not finite)
     if not ok or (floor is not None and v < floor):
         raise InputError(f"{path}: {key} must be {what}, got {v!r}")
     return float(v)

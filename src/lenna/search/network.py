@@ -14,6 +14,7 @@ predicted is the cell itself.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -51,8 +52,12 @@ class NetConfig:
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"network {name} must be >= 1, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):  # 4.5, "4", true
+                raise InputError(f"network {name} must be a whole number, got {v!r}")
+            object.__setattr__(self, name, int(v))  # a numpy integer saves as JSON too
+            if v < 1:
+                raise InputError(f"network {name} must be >= 1, got {v}")
         if self.cells > MAX_CELLS:
             raise InputError(f"network cells must be <= {MAX_CELLS}, got {self.cells}")
         if self.stem_stride not in (1, 2):
@@ -74,18 +79,20 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> NetConfig:
         if not isinstance(d, Mapping):
-            raise InputError(f"malformed network config: an object of sizes, got {d!r}")
+            raise InputError(f"malformed network config: not an object of sizes (got {d!r})")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise InputError(f"malformed network config: unknown field {unknown[0]!r}")
+            raise InputError(
+                f"malformed network config: unknown field {unknown[0]!r} (from a newer LENNA?)"
+            )
         merged = {**LATER, **d}  # a network saved before a field existed has its default
-        for k in cls.__dataclass_fields__:
-            if k not in merged:
-                raise InputError(f"malformed network config: no {k!r}")
-            v = merged[k]
-            if isinstance(v, bool) or not isinstance(v, int):  # 4.5, "4" or true: not a size
-                raise InputError(f"malformed network config: {k} must be a whole number, got {v!r}")
-        return cls(**{k: merged[k] for k in cls.__dataclass_fields__})
+        missing = [k for k in cls.__dataclass_fields__ if k not in merged]
+        if missing:
+            raise InputError(f"malformed network config: no {missing[0]!r}")
+        try:
+            return cls(**{k: merged[k] for k in cls.__dataclass_fields__})
+        except InputError as e:
+            raise InputError(f"malformed network config: {e}") from None
 
 
 LATER = {"stem_multiplier": 1}  # fields added after networks were first saved, and their values
