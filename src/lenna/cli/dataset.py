@@ -237,7 +237,7 @@ def recheck_cmd(
     With --above-load L --replace it mends a file instead: every row stored at a load above L
     is measured again, and its new label replaces the old where it ran at a lower load.
     """
-    from lenna.measure.runner import Interrupted, stop_on_signals
+    from lenna.signals import Interrupted, stop_on_signals
 
     if rows is not None and n is not None:
         raise InputError("--rows and -n exclude each other: give the rows, or how many")

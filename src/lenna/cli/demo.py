@@ -14,8 +14,8 @@ from lenna.cli.progress import CountColumn, make_progress
 from lenna.cli.search import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.config import MeasureConfig
-from lenna.measure.runner import Interrupted, stop_on_signals
 from lenna.search.device import compute_device
+from lenna.signals import Interrupted, stop_on_signals
 
 err = console(stderr=True)
 

@@ -24,7 +24,6 @@ from lenna.cli.options import check_out_file, check_seed
 from lenna.cli.progress import CountColumn, LineProgress, make_progress
 from lenna.errors import InputError
 from lenna.jsonsafe import dumps
-from lenna.measure.runner import stop_on_signals
 from lenna.search.bilevel import StepStats
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.device import compute_device
@@ -36,6 +35,7 @@ from lenna.search.recipe import TrainRecipe
 from lenna.search.run import run_search
 from lenna.search.sweep import run_sweep
 from lenna.search.verify import evaluate_arch, measure_config_for
+from lenna.signals import stop_on_signals
 
 err = console(stderr=True)
 

@@ -29,6 +29,7 @@ from lenna.measure.runner import (
     sample_row,
 )
 from lenna.memory import block_bytes, check_fits
+from lenna.signals import stop_if_signalled
 from lenna.space import get_space
 
 
@@ -102,6 +103,7 @@ def add_blocks(
             res,
         )
         for i, b in todo:
+            stop_if_signalled()  # a handler's raise lost in a callback stops here
             meas = measure_block(
                 space,
                 b.block_type,

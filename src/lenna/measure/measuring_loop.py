@@ -25,6 +25,7 @@ from lenna.measure.ratio_check import check_if_due
 from lenna.measure.reference import Calibration, anchors_in_range
 from lenna.measure.run_config import RunConfig
 from lenna.measure.store import Dataset
+from lenna.signals import stop_if_signalled
 
 # on_row(row, sampled rows stored, device name or None): after each sample comes back
 OnRow = Callable[[dict, int, str | None], None]
@@ -113,6 +114,7 @@ class MeasuringLoop:
         for d in self.live:
             self._next(d)
         while self.jobs:
+            stop_if_signalled()  # a handler's raise lost in a callback stops the run here
             try:
                 device, result = self.devices.wait()
             except DeviceLost as lost:

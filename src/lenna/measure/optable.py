@@ -20,6 +20,7 @@ from lenna.measure.ort_bench import gated_bench
 from lenna.measure.reference import Calibration, normalisation
 from lenna.measure.threads import torch_threads
 from lenna.measure.timer import Timer
+from lenna.signals import stop_if_signalled
 from lenna.space import Block, SearchSpace
 
 
@@ -122,6 +123,7 @@ def measure_op_table(
     """Op-table rows of ``shapes``; ``on_shape`` receives each shape's rows when measured."""
     out = []
     for bt, res, c in shapes:
+        stop_if_signalled()  # a handler's raise lost in a callback stops here
         rows = measure_ops_at(space, bt, c, res, config, passes, fp_hash, calibration)
         if on_shape:
             on_shape(rows)

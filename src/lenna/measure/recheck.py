@@ -34,6 +34,7 @@ from lenna.measure.reference import MATCHED, Calibration
 from lenna.measure.run_config import LABEL_VERSION, RunConfig, stored_config, upgrade_config
 from lenna.measure.sampler import SampleSpec
 from lenna.measure.store import Dataset
+from lenna.signals import stop_if_signalled
 from lenna.space import get_space
 
 RECHECKS_KEY = "label_rechecks"
@@ -116,6 +117,7 @@ def recheck(
         finished, done = False, []  # done: rows replaced, noted as each is committed
         try:
             for k, (i, spec, row) in enumerate(plan):
+                stop_if_signalled()  # a handler's raise lost in a callback stops here
                 keep = done if replace_labels else None
                 r = _again(ds, space, cfg, cal, spec, i, row, now, here, measure, out, keep)
                 if on_row:

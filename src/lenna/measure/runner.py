@@ -11,9 +11,7 @@ callbacks for progress and warnings.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,7 @@ from lenna.measure.run_config import (
     upgrade_config,
 )
 from lenna.measure.sampler import ONEHOT_OFF, SampleSpec
+from lenna.signals import Interrupted, stop_on_signals
 from lenna.space import SearchSpace, get_space
 
 # the names callers import from here (the run loop's pieces live in their own modules)
@@ -61,29 +60,6 @@ __all__ = [
     "stop_on_signals",
     "upgrade_config",
 ]
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM during a run; ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into :class:`Interrupted` so the run stops between commits."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def measure_sample(

@@ -54,6 +54,7 @@ from lenna.search.network_gap import gap_applies, measure_network_gap
 from lenna.search.preprocessing import preprocessing_offsets
 from lenna.search.timing import calibration_from, measure_config_from, measured_as
 from lenna.search.train import check_channels_last
+from lenna.signals import stop_if_signalled
 from lenna.space import get_space
 
 
@@ -252,6 +253,7 @@ class Search:
             ("w_loss", "a_loss", "total", "wc", "ac", "n", "lat_s", "step_s", "e"), 0.0
         )
         for i, (wi, ai) in enumerate(zip(w_batches, a_batches, strict=True)):
+            stop_if_signalled()  # a handler's raise lost in a callback stops the run here
             xw, xa = d.x_train[wi], d.x_train[ai]
             if cfg.augment:
                 xw, xa = crop_flip(xw, g), crop_flip(xa, g)

@@ -1,0 +1,84 @@
+"""Ctrl-C and SIGTERM stop a run even when the handler's own raise is lost.
+
+Python runs a signal handler at the next bytecode; inside a ``__del__`` or a C-library callback
+its exception is printed as "Exception ignored" and dropped. CI once saw ``lenna measure`` go on
+for a minute after SIGTERM. Each long loop re-raises a noted signal at its next step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import suppress
+
+import pytest
+from measure_helpers import tiny_config
+from search_helpers import run
+from search_helpers import tiny_config as tiny_search
+from test_measuring_loop import fake_spec
+
+from lenna.measure import runner as runner_mod
+from lenna.measure.runner import run_measurement
+from lenna.measure.store import Dataset
+from lenna.search.checkpoint import META
+from lenna.signals import Interrupted, stop_if_signalled, stop_on_signals
+
+
+def swallowed(sig: int = signal.SIGTERM) -> None:
+    """A signal whose handler runs where exceptions are dropped (as in a ``__del__``)."""
+    with suppress(Interrupted):
+        os.kill(os.getpid(), sig)
+
+
+def test_a_swallowed_signal_is_raised_again_at_the_next_check():
+    with stop_on_signals():
+        stop_if_signalled()  # nothing pending: no raise
+        swallowed(signal.SIGTERM)
+        with pytest.raises(Interrupted) as e:
+            stop_if_signalled()
+    assert e.value.signum == signal.SIGTERM
+
+
+def test_the_handler_still_raises_at_once():
+    with stop_on_signals(), pytest.raises(Interrupted) as e:
+        os.kill(os.getpid(), signal.SIGINT)
+    assert e.value.signum == signal.SIGINT
+
+
+def test_leaving_the_block_forgets_the_signal_and_restores_the_handlers():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stop_on_signals():
+        swallowed()
+    stop_if_signalled()  # the next run starts clean
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_measuring_stops_after_the_row_whose_signal_was_swallowed(tmp_path, monkeypatch):
+    def spec(space, s, config=None, seed=0, calibration=None):
+        if s.index == 2:
+            swallowed()
+        return fake_spec(space, s, config, seed, calibration)
+
+    monkeypatch.setattr(runner_mod, "measure_spec", spec)
+    db = tmp_path / "d.db"
+    with stop_on_signals(), pytest.raises(Interrupted) as e:
+        run_measurement(db, tiny_config(drift_every=0), 6)
+    assert e.value.signum == signal.SIGTERM
+    with Dataset.open(db) as ds:
+        assert sorted(ds.indices()) == [0, 1, 2]  # the measured row is kept, no more
+
+
+def test_a_search_stops_at_the_step_after_a_swallowed_signal(tmp_path):
+    steps = []
+
+    def on_step(st, i, n):
+        steps.append(i)
+        if i == 1:
+            swallowed(signal.SIGINT)
+
+    cfg = tiny_search(epochs=2)
+    with stop_on_signals(), pytest.raises(Interrupted) as e:
+        run(cfg, tmp_path / "run", on_step=on_step)
+    assert e.value.signum == signal.SIGINT
+    assert steps == [1]
+    assert not (tmp_path / "run" / META).exists()  # no epoch finished: nothing to resume
