@@ -229,6 +229,17 @@ def test_a_target_without_lambda_is_refused_not_ignored(tmp_path):
     assert not out.exists()
 
 
+def test_a_reference_without_a_latency_term_is_refused_not_ignored(tmp_path):
+    out = tmp_path / "run"
+    model = str(predictor_folder())
+    args = ["search", "--out", str(out), "--predictor", model, "--ref-ms", "2"]
+    one_line_error(runner.invoke(app, args), "--ref-ms acts only with a latency term")
+    assert not out.exists()
+    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", model, "--ref-ms", "2"]
+    one_line_error(runner.invoke(app, args), "--ref-ms acts only with a latency term")
+    assert not out.exists()
+
+
 def test_edited_feature_names_are_refused_at_load(tmp_path):
     folder = save_predictor(small_model("elasticnet"), tmp_path / "m")
     meta_path = folder / "model.json"

@@ -350,6 +350,8 @@ def sweep_args(out, lams, *extra):
     [
         ("a,b", "--lams must be comma-separated numbers, got 'a,b'"),
         ("0.5,,x", "--lams must be comma-separated numbers"),
+        ("0,,1", "--lams has an empty item in '0,,1'"),
+        ("0,1,", "--lams has an empty item"),
         ("-1,2", "λ must be finite numbers >= 0, got [-1.0]"),
         ("nan", "λ must be finite numbers >= 0"),
         ("1,1", "each λ once, please"),

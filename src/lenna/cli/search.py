@@ -142,10 +142,14 @@ def _numbers(option: str, text: str | None, default: str | None) -> list[float] 
     text = text if text is not None else default
     if text is None:
         return None
+    items = [v.strip() for v in text.split(",")]
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items if v]
     except ValueError:
         raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if values and not all(items):  # "0,,1": a value lost in editing, not one to skip
+        raise InputError(f"{option} has an empty item in {text!r}; remove the extra comma")
+    return values
 
 
 def sweep_table(rows: list[dict], title: str) -> Table:
@@ -185,6 +189,7 @@ TARGET_ALONE = (
     "--target-ms acts only with --lam > 0 (it penalises cell latency above the target); "
     "for the best network under T ms, give --budget-ms T"
 )
+REF_ALONE = "--ref-ms acts only with a latency term (--lam > 0 or --budget-ms): it scales that term"
 
 
 def _config(preset: str | None = None, given: set[str] | None = None, **kw: object) -> SearchConfig:
@@ -359,6 +364,8 @@ def search_cmd(
     cfg = _resumed(out, options, ctx) if resume else _config(given=given, **options)
     if not resume and cfg.target_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
         raise InputError(TARGET_ALONE)
+    if not resume and cfg.ref_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
+        raise InputError(REF_ALONE)
     with _progress() as bar:
         bars = _Bars(bar, cfg.epochs)
         try:
@@ -645,6 +652,8 @@ def sweep_cmd(
     new_sweep = not out.exists()  # a sweep begun before this check still resumes
     if new_sweep and target_ms is not None and lam_values and not any(v > 0 for v in lam_values):
         raise InputError(TARGET_ALONE)
+    if new_sweep and ref_ms is not None and lam_values and not any(v > 0 for v in lam_values):
+        raise InputError(REF_ALONE)
     if ray is not None:
         from lenna.measure.fleet import require_ray
 
