@@ -168,6 +168,13 @@ def test_evaluate_refuses_a_broken_gbdt_model(folders, tmp_path):
     one_line_error(result, "model.lgb.txt")
 
 
+def test_evaluate_refuses_a_model_given_twice(folders):
+    """The second would replace the first in the table: one model shown, two asked for."""
+    lut = folders["lut"]
+    args = ["evaluate", str(lut), str(lut / ".." / lut.name), "--data", str(synthetic_db())]
+    one_line_error(runner.invoke(app, args), "is given twice")
+
+
 def test_evaluate_refuses_a_bad_figure_suffix(folders, tmp_path):
     args = ["evaluate", str(folders["lut"]), "--data", str(synthetic_db())]
     one_line_error(runner.invoke(app, [*args, "--figure", str(tmp_path / "f.txt")]), "--figure")

@@ -79,6 +79,11 @@ def evaluate_cmd(
         raise InputError(f"--figure must end in .png, .svg or .pdf, got {figure.name!r}")
     if figure is not None and not figure.parent.is_dir():
         raise InputError(f"--figure {figure}: {missing_folder(figure.parent)}")
+    seen: set[Path] = set()
+    for path in models:
+        if path.resolve() in seen:
+            raise InputError(f"model {path} is given twice; give each model once")
+        seen.add(path.resolve())
     ds = load_data(data)
     results, scatter = {}, {}
     for path in models:
