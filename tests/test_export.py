@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from measure_helpers import all_text, one_line_error, without_onnxruntime
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from search_helpers import cheap_genotype
 from typer.testing import CliRunner
 
@@ -275,3 +275,15 @@ def test_weights_of_a_resized_network_export_at_their_shape(tmp_path):
     res = export_onnx(g, tmp_path / "net.onnx", weights=w)
     assert res["weights"] == str(w) and (tmp_path / "net.onnx").is_file()
     assert saved_shape(tmp_path / "net.onnx") is None  # not a weights file: no shape
+
+
+@pytest.mark.parametrize("net", ["{torn", "[4]", '{"cells": "4"}', '{"future": 1}'])
+def test_a_weights_file_whose_recorded_shape_is_unreadable_is_refused(tmp_path, net):
+    """Not loaded into the genotype's own shape instead: one line naming the file."""
+    from lenna.search.verify import saved_shape
+
+    w = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(2)}, str(w), metadata={"net": net})
+    with pytest.raises(InputError, match="recorded network shape is unreadable") as e:
+        saved_shape(w)
+    assert str(w) in str(e.value)

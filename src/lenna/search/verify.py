@@ -271,14 +271,21 @@ def _metadata(path: str | Path) -> dict:
 
 def saved_shape(path: str | Path) -> NetConfig | None:
     """The network shape :func:`save_state` recorded in a weights file (``None``: a file from
-    before shapes were recorded, or not a weights file; loading it says which)."""
+    before shapes were recorded, or not a weights file; loading it says which). A recorded
+    shape that does not parse is refused: building the genotype's own shape instead would
+    load the weights into a network they were not trained in."""
     import json
 
     text = _metadata(path).get("net")
-    try:
-        return NetConfig.from_dict(json.loads(text)) if text else None
-    except (ValueError, InputError):
+    if not text:
         return None
+    try:
+        net = json.loads(text)
+        if not isinstance(net, dict):
+            raise ValueError(f"expected an object, got {type(net).__name__}")
+        return NetConfig.from_dict(net)
+    except (ValueError, TypeError, InputError) as e:
+        raise InputError(f"{path}: its recorded network shape is unreadable ({e})") from None
 
 
 def saved_cells(path: str | Path) -> str | None:
