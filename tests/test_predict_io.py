@@ -125,11 +125,20 @@ def test_load_refuses_a_folder_without_model_json(lut_copy):
         load_predictor(lut_copy)
 
 
-@pytest.mark.parametrize("text", ["{not json", "[]", '{"kind": "lut"}', ""])
-def test_load_refuses_malformed_json(lut_copy, text):
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("{not json", "not JSON"),
+        ("[]", "a JSON object was expected, not list"),
+        ('{"kind": "lut"}', "no field 'format_version'"),
+        ("", "not JSON"),
+    ],
+)
+def test_load_refuses_malformed_json(lut_copy, text, why):
     (lut_copy / "model.json").write_text(text)
-    with pytest.raises(InputError, match="malformed"):
+    with pytest.raises(InputError, match="malformed") as e:
         load_predictor(lut_copy)
+    assert why in str(e.value) and "Error" not in str(e.value)  # said, not a class name
 
 
 @pytest.mark.parametrize(

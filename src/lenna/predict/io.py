@@ -82,10 +82,16 @@ def load_predictor(folder: str | Path, space: str | None = None) -> Predictor:
         raise InputError(f"{folder} is not a LENNA model (no {META_FILE})")
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise TypeError(f"a JSON object was expected, not {type(meta).__name__}")
         kind, version = meta["kind"], int(meta["format_version"])
         name, space_hash = meta["space"], meta["space_hash"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{meta_path} is malformed ({e.__class__.__name__}: {e})") from None
+    except KeyError as e:
+        raise InputError(f"{meta_path} is malformed (no field {e})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{meta_path} is malformed (not JSON: {e})") from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{meta_path} is malformed ({e})") from None
     if version > FORMAT_VERSION:
         raise InputError(
             f"{folder} has model format {version}, newer than this LENNA's "
