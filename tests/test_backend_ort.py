@@ -29,7 +29,9 @@ from lenna.space import Block, cell_alphas, get_space, random_cell
 from lenna.space.mixed import NONE_OP
 from lenna.space.op_kinds import shared_leads
 
-pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'lenna[onnx]'")
+pytest.importorskip(
+    "onnxruntime", reason="the onnx extra: pip install -e '.[onnx]' in the LENNA checkout"
+)
 pytestmark = pytest.mark.usefixtures("single_thread")
 runner = CliRunner()
 
@@ -465,7 +467,7 @@ def test_the_cli_refuses_an_unknown_backend_in_one_line(tmp_path):
 
 def test_without_onnxruntime_the_backend_says_how_to_install(tmp_path, monkeypatch):
     without_onnxruntime(monkeypatch)
-    with pytest.raises(InputError, match=r"pip install 'lenna\[onnx\]'"):
+    with pytest.raises(InputError, match=r"pip install -e '\.\[onnx\]'"):
         MeasureConfig(backend="onnxruntime")
     assert MeasureConfig().backend == "torch"  # the default needs nothing extra
     out = tmp_path / "x.db"
@@ -473,7 +475,7 @@ def test_without_onnxruntime_the_backend_says_how_to_install(tmp_path, monkeypat
         app, ["measure", "--space", "lenna", "-n", "1", "--out", str(out), "--backend",
               "onnxruntime"],
     )  # fmt: skip
-    one_line_error(result, "pip install 'lenna[onnx]'")
+    one_line_error(result, "pip install -e '.[onnx]' in the LENNA checkout")
     assert not out.exists()
 
 

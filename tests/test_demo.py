@@ -16,6 +16,7 @@ from measure_helpers import one_line_error
 from typer.testing import CliRunner
 
 from lenna.cli import app
+from lenna.errors import InputError
 from lenna.report.demo_report import _html, budget_sentence, gain, gain_sentence
 
 runner = CliRunner()
@@ -24,6 +25,22 @@ runner = CliRunner()
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
+
+
+@pytest.mark.parametrize(("flags", "folder"), [([], "demo-out"), (["--quick"], "demo-out-quick")])
+def test_the_default_out_keeps_a_quick_demo_apart_from_the_full_one(
+    tmp_path, monkeypatch, flags, folder
+):
+    """As `make demo` and `make demo-quick` do: a quick run in demo-out would make the full
+    demo refuse that folder later."""
+    from lenna.demo import pipeline
+
+    def stop(out):
+        raise InputError(f"would write {out}")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "check_out", stop)
+    one_line_error(runner.invoke(app, ["demo", *flags]), f"would write {folder}")
 
 
 def test_demo_out_is_a_file(tmp_path):

@@ -21,7 +21,9 @@ from lenna.search.network import NetConfig
 from lenna.search.verify import build, save_state
 from lenna.space import get_space
 
-ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'lenna[onnx]'")
+ort = pytest.importorskip(
+    "onnxruntime", reason="the onnx extra: pip install -e '.[onnx]' in the LENNA checkout"
+)
 pytestmark = pytest.mark.usefixtures("single_thread")
 runner = CliRunner()
 
@@ -256,7 +258,7 @@ def test_without_onnxruntime_the_export_says_how_to_install(tmp_path, monkeypatc
     without_onnxruntime(monkeypatch)
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
     result = runner.invoke(app, ["export", str(g), "--out", str(tmp_path / "n.onnx")])
-    one_line_error(result, "pip install 'lenna[onnx]'")
+    one_line_error(result, "pip install -e '.[onnx]' in the LENNA checkout")
 
 
 @pytest.mark.slow

@@ -23,7 +23,9 @@ from lenna.measure.ratio_check import CHECKS_KEY
 from lenna.measure.runner import Interrupted, run_measurement
 from lenna.measure.store import Dataset
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'lenna[ray]'")
+ray = pytest.importorskip(
+    "ray", reason="Ray is an optional extra: pip install -e '.[ray]' in the LENNA checkout"
+)
 pytestmark = pytest.mark.slow  # a real Ray cluster: `make test-slow`
 runner = CliRunner()
 
@@ -266,6 +268,7 @@ def test_cli_measure_on_the_fleet(cluster, tmp_path):
     result = runner.invoke(app, [*args, "--resolutions", "8", "--ray", "local"])
     assert result.exit_code == 0, all_text(result)
     assert indices(db) == [0, 1, 2]
+    assert "throw-away --out" in all_text(result)  # two actors on one machine: not labels
 
 
 def test_without_ray_the_cli_says_how_to_install(monkeypatch, tmp_path):
@@ -277,7 +280,7 @@ def test_without_ray_the_cli_says_how_to_install(monkeypatch, tmp_path):
         return real_import(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(InputError, match="pip install 'lenna\\[ray\\]'"):
+    with pytest.raises(InputError, match="pip install -e '\\.\\[ray\\]'"):
         require_ray()
     result = runner.invoke(
         app,

@@ -10,7 +10,9 @@ import pytest
 
 from lenna.measure.fleet import connect
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'lenna[ray]'")
+ray = pytest.importorskip(
+    "ray", reason="Ray is an optional extra: pip install -e '.[ray]' in the LENNA checkout"
+)
 pytestmark = pytest.mark.slow  # a real Ray cluster: `make test-slow`
 
 

@@ -24,12 +24,17 @@ def demo_cmd(
     quick: bool = typer.Option(
         False, "--quick", help="A small run (under 3 minutes on 2 cores), still measured for real."
     ),
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for data, models, report."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Folder for data, models, report (default: demo-out, or demo-out-quick with "
+        "--quick, as `make demo` and `make demo-quick` use).",
+    ),
     backend: str = typer.Option(
         "torch",
         "--backend",
         help="Runtime every latency is measured in: torch (eager) or onnxruntime (the blocks "
-        "and networks as ONNX Runtime runs them; needs lenna[onnx]).",
+        "and networks as ONNX Runtime runs them; needs the onnx extra).",
     ),
     device: str = typer.Option(
         "auto",
@@ -46,6 +51,8 @@ def demo_cmd(
     from lenna.demo.pipeline import check_out, run_demo
     from lenna.report.demo_report import budget_sentence, gain_sentence, write_report
 
+    if out is None:  # a quick run never lands in (and is refused by) the full demo's folder
+        out = Path("demo-out-quick" if quick else "demo-out")
     MeasureConfig(backend=backend)  # an unknown or missing backend: one line, before anything
     compute_device(device)
     check_out(out)

@@ -35,7 +35,8 @@ def export_cmd(
 
     With the weights `lenna evaluate-arch` trained (saved beside the genotype), else initial
     ones. The file is written only after ONNX Runtime's output was checked against torch's on the
-    same images (batches of 1 and 3). Needs the onnx extra: pip install 'lenna[onnx]'.
+    same images (batches of 1 and 3). Needs the onnx extra (`make` installs it; else
+    pip install -e '.[onnx]' in the LENNA checkout).
     """
     from lenna.deploy import export_onnx, weights_beside
     from lenna.search.genotype import Genotype

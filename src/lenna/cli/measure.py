@@ -165,10 +165,12 @@ def measure_cmd(
     n: int = typer.Option(
         None,
         "-n",
-        help="Measure until the file holds N sampled blocks (rows added by "
-        "--from-run do not count; 0: only create the file with these settings).",
+        help="Measure until the file holds N sampled blocks (required unless --from-run; rows "
+        "added by --from-run do not count; 0: only create the file with these settings).",
     ),
-    space: str = typer.Option(None, "--space", help="Search space (lenna, darts). New files only."),
+    space: str = typer.Option(
+        None, "--space", help="Search space (lenna, darts): required for a new file, else its own."
+    ),
     channels: str = typer.Option(
         None, "--channels", help="Input channels MIN:MAX, log-uniform (default: 8:128)."
     ),
@@ -260,7 +262,10 @@ def measure_cmd(
         "auto (a running cluster), local (start one here), or HOST:PORT.",
     ),
 ) -> None:
-    """Measure the expected latency of random blocks under binary gates, one committed row each.
+    """Measure random blocks' latency into a dataset file, one committed row per block.
+
+    A label is the block's expected latency under binary gates: the mean over paths drawn
+    from its α, each timed as the fixed cell it stands for.
 
     Sample i is always the same block, so an interrupted run resumes by running the same
     command again: it completes the file to N rows without duplicates.
@@ -415,11 +420,13 @@ def measure_ops_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Dataset file to add the op table to (created if missing)."
     ),
-    space: str = typer.Option(None, "--space", help="Search space; defaults to the file's."),
+    space: str = typer.Option(
+        None, "--space", help="Search space (lenna, darts): required for a new file, else its own."
+    ),
     channels: str = typer.Option(
         None,
         "--channels",
-        help="Channel range MIN:MAX (default: the file's); grid: powers of 2 + ends.",
+        help="Channel range MIN:MAX (default: the file's, or 8:128); grid: powers of 2 + ends.",
     ),
     resolutions: str = typer.Option(
         None, "--resolutions", help="Resolutions (default: the file's, or 32,16,8)."
@@ -469,6 +476,11 @@ def _measure_on_fleet(out: Path, cfg: RunConfig, n: int, address: str, allow_mix
     from lenna.measure.fleet import require_ray, run_fleet_measurement
 
     require_ray()
+    if address == "local":
+        _warn(
+            "--ray local runs 2 measuring actors on this one machine at once, and each one's "
+            "timings disturb the other's: it is for trying the fleet out, with a throw-away --out"
+        )
     t0 = time.perf_counter()
     per_device: dict[str, int] = {}
     stored = [0]

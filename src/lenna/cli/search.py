@@ -42,7 +42,9 @@ err = console(stderr=True)
 # ---- options shared by `search` and `sweep` ------------------------------------------------
 SPACE = typer.Option("lenna", "--space", help="Search space (lenna, darts).")
 PREDICTOR = typer.Option(
-    None, "--predictor", help="Latency model folder (`lenna train`); needed for λ > 0."
+    None,
+    "--predictor",
+    help="Latency model folder (`lenna train`); needed for λ > 0, a budget, and any sweep.",
 )
 DATA = typer.Option(
     "mnist5k",
@@ -50,17 +52,21 @@ DATA = typer.Option(
     help="mnist5k (offline default), digits, synthetic, cifar10:DIR or cifar100:DIR.",
 )
 LIMIT = typer.Option(
-    2000, "--limit", help="Training images the search uses (half w, half α; 0: all)."
+    2000,
+    "--limit",
+    help="Training images the search uses (half for the weights, half for α; 0: all).",
 )
 EPOCHS = typer.Option(8, "--epochs", help="Search epochs.")
 WARMUP = typer.Option(
-    0, "--warmup", help="First epochs train only the weights (α still; FBNet/ProxylessNAS)."
+    0,
+    "--warmup",
+    help="First epochs train only the weights, α frozen (as FBNet and ProxylessNAS do).",
 )
 SEED = typer.Option(0, "--seed", help="Seed of data order, gates and initialisation.")
 FORM = typer.Option("linear", "--form", help="Latency term: linear (CE + λ·E/ref) or log.")
 REF = typer.Option(None, "--ref-ms", help="Reference latency (default: E at uniform α).")
 TARGET = typer.Option(
-    None, "--target-ms", help="With --lam: penalise only cell latency above this (ms)."
+    None, "--target-ms", help="With λ > 0: penalise only cell latency above this (ms)."
 )
 BUDGET = typer.Option(
     None,
@@ -69,7 +75,10 @@ BUDGET = typer.Option(
     "predicted within it (a multiplier rises while it is over).",
 )
 BUDGET_LR = typer.Option(
-    0.2, "--budget-lr", help="Step of the budget's multiplier per α step (per unit of excess)."
+    0.2,
+    "--budget-lr",
+    help="Step of the budget's multiplier per α step, per unit of relative excess "
+    "((predicted − budget) / budget).",
 )
 FIXED = typer.Option(
     None,
@@ -92,7 +101,7 @@ ARCH_LR = typer.Option(
 THREADS = typer.Option(
     None,
     "--threads",
-    help="CPU threads for training (default: torch's default; 1 per task with --ray).",
+    help="CPU threads for training (default: torch's default; with sweep --ray, 1 per task).",
 )
 PRESET = typer.Option(
     None,
@@ -134,7 +143,7 @@ DEVICE = typer.Option(
     "auto",
     "--device",
     help="Where the supernet, α, the latency term and training run: auto (a GPU when there "
-    "is one), cpu, cuda or cuda:N. Latency stays the predictor's device's.",
+    "is one), cpu, cuda or cuda:N. Latency is still predicted for the device of the labels.",
 )
 
 
@@ -352,11 +361,12 @@ def search_cmd(
     channels_last: bool = CHANNELS_LAST,
     cuda_graph: bool = CUDA_GRAPH,
 ) -> None:
-    """Latency-aware DARTS: loss on α = CE + λ·E(α), the expected latency
-    from the predictor.
+    """Search a cell by DARTS plus a latency term (loss on α: CE + λ·predicted latency), or
+    within a latency budget.
 
-    Writes config.json, metrics.csv, alphas.jsonl, a checkpoint per epoch, genotype.json and
-    figures into --out. Ctrl-C keeps every finished epoch; --resume continues to the same
+    Writes config.json, metrics.csv, alphas.jsonl, the checkpoint of the last finished epoch,
+    genotype.json, figures and (when it measured the network outside the cells)
+    fixed_part.json into --out. Ctrl-C keeps every finished epoch; --resume continues to the same
     result an uninterrupted run reaches (only --out is needed; options given must match).
     """
     options = {k: v for k, v in locals().items() if k not in ("ctx", "out", "resume")}
@@ -406,8 +416,8 @@ EVAL_PRESET = typer.Option(
     None,
     "--preset",
     help="Start from a published training recipe (darts-cifar10-eval: DARTS's CIFAR-10 "
-    "evaluation, 20 cells of 36 channels, 600 epochs); options you give override its values; "
-    "the JSON result records them all.",
+    "evaluation, 20 cells of 36 channels, 600 epochs): its values replace the defaults shown "
+    "for the training options; options you give override them; the JSON result records all.",
 )
 RECIPE_OPTIONS = {  # option name -> TrainRecipe field
     "epochs": "epochs",
@@ -450,7 +460,7 @@ def evaluate_arch_cmd(
         None, "--seed", help="Seed of initialisation and data order (default: the search's)."
     ),
     limit: int = typer.Option(
-        None, "--limit", help="Use only this many training images (default, 0: all)."
+        None, "--limit", help="Use only this many training images (default 0 = all)."
     ),
     device: str = typer.Option(
         "auto", "--device", help="Where the network trains: auto, cpu, cuda or cuda:N."
@@ -499,12 +509,17 @@ def evaluate_arch_cmd(
     drop_path: float = typer.Option(
         0.0,
         "--drop-path",
-        help="Drop-path probability at the last epoch (rises linearly from 0); 0: off.",
+        help="Drop-path probability (0 to 1) at the last epoch, rising linearly from 0; 0: off.",
     ),
     aux_weight: float = typer.Option(
         0.0, "--aux-weight", help="Loss weight of an auxiliary head at 2/3 depth; 0: no head."
     ),
-    amp: str = AMP,
+    amp: str = typer.Option(
+        "auto",
+        "--amp",
+        help="Mixed precision of training: off, bf16, or auto (bf16 on a GPU that has it, else "
+        "off). The loss stays in float32; latency is measured as the labels were.",
+    ),
     channels_last: bool = CHANNELS_LAST,
     cuda_graph: bool = EVAL_CUDA_GRAPH,
 ) -> None:
@@ -592,7 +607,7 @@ def evaluate_arch_cmd(
 
 def sweep_cmd(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ)."),
+    out: Path = typer.Option(..., "--out", help="Sweep folder (one run folder per λ or budget)."),
     lams: str = typer.Option(
         None, "--lams", help="Comma-separated λ values (default: 0,0.5 unless --budgets)."
     ),
@@ -606,7 +621,7 @@ def sweep_cmd(
     epochs: int = EPOCHS,
     eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
     eval_limit: int = typer.Option(
-        None, "--eval-limit", help="Train derived nets on this many images (default, 0: all)."
+        None, "--eval-limit", help="Train derived nets on this many images (default 0 = all)."
     ),
     warmup: int = WARMUP,
     seed: int = SEED,

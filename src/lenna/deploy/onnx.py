@@ -4,7 +4,7 @@ Why: almost nobody deploys a CPU model in PyTorch eager mode; they export it and
 Runtime. The export is only useful if the runtime computes what torch computes, so every export
 is run once in ONNX Runtime on random images and compared with torch's output before the file
 takes its name. ``onnx``, ``onnxscript`` and ``onnxruntime`` are an optional extra
-(``pip install 'lenna[onnx]'``).
+(``pip install -e '.[onnx]'`` in the LENNA checkout).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from lenna.search.genotype import Genotype
 from lenna.search.network import Network
 from lenna.search.verify import build, cells_key, saved_cells, saved_shape
 
-INSTALL = "ONNX export needs the onnx extra: pip install 'lenna[onnx]'"
+INSTALL = "ONNX export needs the onnx extra: pip install -e '.[onnx]' in the LENNA checkout"
 OPSET = 18
 
 

@@ -16,7 +16,9 @@ from types import ModuleType
 from lenna.errors import InputError
 
 BACKENDS = ("torch", "onnxruntime")
-INSTALL = "the onnxruntime backend needs the onnx extra: pip install 'lenna[onnx]'"
+INSTALL = (
+    "the onnxruntime backend needs the onnx extra: pip install -e '.[onnx]' in the LENNA checkout"
+)
 # ORT's graph optimisations as a deployment would run them (fusions, layout, constant folding)
 GRAPH_OPTIMIZATION = "all"
 PROVIDER = "CPUExecutionProvider"

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 RESOURCE = "lenna_device"
-INSTALL = "Ray is not installed; install it with: pip install 'lenna[ray]'"
+INSTALL = "Ray is not installed; install it with: pip install -e '.[ray]' in the LENNA checkout"
 
 
 def require_ray() -> Any:
