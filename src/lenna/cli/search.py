@@ -83,9 +83,9 @@ BUDGET_LR = typer.Option(
 FIXED = typer.Option(
     None,
     "--fixed-ms",
-    help="Latency of the network outside its cells (default: measured once, as the labels, "
-    "with each darts cell's input preprocessing as the network runs it; given: neither is "
-    "measured).",
+    help="Latency (ms) of the network outside its cells. Default: measured at the start, as the "
+    "labels are, with each darts cell's input preprocessing. Giving it skips that "
+    "measurement and sets the preprocessing offsets to 0.",
 )
 EXTRAP = typer.Option(
     False, "--allow-extrapolation", help="Search cells outside the predictor's training ranges."
@@ -333,7 +333,7 @@ def search_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
     space: str = SPACE,
     predictor: str = PREDICTOR,
-    lam: float = typer.Option(0.0, "--lam", help="λ: weight of the latency term (>= 0)."),
+    lam: float = typer.Option(0.0, "--lam", help="λ: weight of the latency term (>= 0; 0.5 to 1 trades well in the docs' runs)."),
     data: str = DATA,
     limit: int = LIMIT,
     epochs: int = EPOCHS,
@@ -512,7 +512,7 @@ def evaluate_arch_cmd(
         help="Drop-path probability (0 to 1) at the last epoch, rising linearly from 0; 0: off.",
     ),
     aux_weight: float = typer.Option(
-        0.0, "--aux-weight", help="Loss weight of an auxiliary head at 2/3 depth; 0: no head."
+        0.0, "--aux-weight", help="Loss weight of an auxiliary head at 2/3 depth (DARTS: 0.4); 0: no head."
     ),
     amp: str = typer.Option(
         "auto",
