@@ -180,7 +180,13 @@ def test_signal_stops_between_commits_and_says_how_many_rows(fresh_db, sig, code
     try:
         wait_for_rows(proc, fresh_db, 2)
         os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            said = [ln for ln in err.splitlines() if "xception" in ln or "rror" in ln]
+            pytest.fail(f"still measuring 60 s after the signal; {said[:20]}; {err[-1500:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
