@@ -53,6 +53,18 @@ def test_leaving_the_block_forgets_the_signal_and_restores_the_handlers():
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def test_a_nested_block_leaves_the_outer_one_its_signal():
+    with stop_on_signals():
+        with stop_on_signals():
+            swallowed()
+        with pytest.raises(Interrupted):  # the inner block's end did not forget it
+            stop_if_signalled()
+        handler = signal.getsignal(signal.SIGTERM)
+        with stop_on_signals():
+            pass
+        assert signal.getsignal(signal.SIGTERM) is handler  # still the outer block's
+
+
 def test_measuring_stops_after_the_row_whose_signal_was_swallowed(tmp_path, monkeypatch):
     def spec(space, s, config=None, seed=0, calibration=None):
         if s.index == 2:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _pending: list[int] = []  # signals received inside stop_on_signals(), oldest first
+_depth = [0]  # nested blocks: only the outermost installs the handlers and forgets signals
 
 
 class Interrupted(KeyboardInterrupt):
@@ -33,10 +34,19 @@ def stop_on_signals() -> Iterator[None]:
         _pending.append(signum)
         raise Interrupted(signum)
 
+    if _depth[0]:  # inside another block: its handlers hold, and it forgets signals at its end
+        _depth[0] += 1
+        try:
+            yield
+        finally:
+            _depth[0] -= 1
+        return
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _depth[0] = 1
     try:
         yield
     finally:
+        _depth[0] = 0
         for s, h in old.items():
             signal.signal(s, h)
         _pending.clear()

@@ -333,7 +333,11 @@ def search_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
     space: str = SPACE,
     predictor: str = PREDICTOR,
-    lam: float = typer.Option(0.0, "--lam", help="λ: weight of the latency term (>= 0; 0.5 to 1 trades well in the docs' runs)."),
+    lam: float = typer.Option(
+        0.0,
+        "--lam",
+        help="λ: weight of the latency term (>= 0; 0.5 to 1 trades well in the docs' runs).",
+    ),
     data: str = DATA,
     limit: int = LIMIT,
     epochs: int = EPOCHS,
@@ -512,7 +516,9 @@ def evaluate_arch_cmd(
         help="Drop-path probability (0 to 1) at the last epoch, rising linearly from 0; 0: off.",
     ),
     aux_weight: float = typer.Option(
-        0.0, "--aux-weight", help="Loss weight of an auxiliary head at 2/3 depth (DARTS: 0.4); 0: no head."
+        0.0,
+        "--aux-weight",
+        help="Loss weight of an auxiliary head at 2/3 depth (DARTS: 0.4); 0: no head.",
     ),
     amp: str = typer.Option(
         "auto",
