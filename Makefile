@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@py=$(BIN)/python; test -x $$py || py="$(PYTHON)"; \
 	$$py -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "LENNA needs Python 3.11 or newer; $$py is: $$($$py -V 2>&1 || echo missing)"; \
-	  echo "run: make clean && make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 2; }
+	  echo "run: rm -rf $(VENV) && make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) -c constraints.txt -e '.[dev]'

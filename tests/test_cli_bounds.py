@@ -233,11 +233,15 @@ def test_a_reference_without_a_latency_term_is_refused_not_ignored(tmp_path):
     out = tmp_path / "run"
     model = str(predictor_folder())
     args = ["search", "--out", str(out), "--predictor", model, "--ref-ms", "2"]
-    one_line_error(runner.invoke(app, args), "--ref-ms acts only with a latency term")
+    one_line_error(runner.invoke(app, args), "--ref-ms acts only with --lam > 0")
     assert not out.exists()
-    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", model, "--ref-ms", "2"]
-    one_line_error(runner.invoke(app, args), "--ref-ms acts only with a latency term")
+    budget = ["search", "--out", str(out), "--predictor", model, "--budget-ms", "9"]
+    one_line_error(runner.invoke(app, [*budget, "--ref-ms", "2"]), "a budget scales by itself")
     assert not out.exists()
+    for points in (["--lams", "0"], ["--budgets", "9"]):
+        args = ["sweep", "--out", str(out), *points, "--predictor", model, "--ref-ms", "2"]
+        one_line_error(runner.invoke(app, args), "--ref-ms acts only with --lam > 0")
+        assert not out.exists()
 
 
 def test_edited_feature_names_are_refused_at_load(tmp_path):

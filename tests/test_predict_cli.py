@@ -175,6 +175,14 @@ def test_evaluate_refuses_a_model_given_twice(folders):
     one_line_error(runner.invoke(app, args), "is given twice")
 
 
+def test_evaluate_names_two_models_of_one_folder_name_by_their_paths(folders, tmp_path):
+    other = shutil.copytree(folders["lut"], tmp_path / "lut")
+    args = ["evaluate", str(folders["lut"]), str(other), "--data", str(synthetic_db()), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, all_text(result)
+    assert set(json.loads(result.stdout)) == {str(folders["lut"]), str(other)}
+
+
 def test_evaluate_refuses_a_bad_figure_suffix(folders, tmp_path):
     args = ["evaluate", str(folders["lut"]), "--data", str(synthetic_db())]
     one_line_error(runner.invoke(app, [*args, "--figure", str(tmp_path / "f.txt")]), "--figure")

@@ -355,7 +355,7 @@ def sweep_args(out, lams, *extra):
         ("-1,2", "λ must be finite numbers >= 0, got [-1.0]"),
         ("nan", "λ must be finite numbers >= 0"),
         ("1,1", "each λ once, please"),
-        (",", "give at least one λ"),
+        (",", "--lams needs at least one number, got ','"),
     ],
 )
 def test_sweep_refuses_bad_lams_in_one_line(tmp_path, lams, needle):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from contextlib import suppress
+from types import SimpleNamespace
 
 import pytest
 from measure_helpers import tiny_config
@@ -21,7 +24,7 @@ from lenna.measure import runner as runner_mod
 from lenna.measure.runner import run_measurement
 from lenna.measure.store import Dataset
 from lenna.search.checkpoint import META
-from lenna.signals import Interrupted, stop_if_signalled, stop_on_signals
+from lenna.signals import Interrupted, keep_handlers, stop_if_signalled, stop_on_signals
 
 
 def swallowed(sig: int = signal.SIGTERM) -> None:
@@ -63,6 +66,63 @@ def test_a_nested_block_leaves_the_outer_one_its_signal():
         with stop_on_signals():
             pass
         assert signal.getsignal(signal.SIGTERM) is handler  # still the outer block's
+
+
+DEL_SCRIPT = """
+import os, signal
+from lenna.signals import Interrupted, stop_if_signalled, stop_on_signals
+
+class SignalledInDel:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+with stop_on_signals():
+    SignalledInDel()  # dropped at once: the raise lands in __del__, where Python drops it
+    try:
+        stop_if_signalled()
+    except Interrupted as e:
+        print("stopped", e.signum)
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch
+def test_a_raise_lost_in_a_del_prints_no_traceback_and_stops_at_the_check():
+    """In a fresh interpreter: pytest replaces the unraisable hook in its own process."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEL_SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"stopped {int(signal.SIGTERM)}"
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_other_unraisable_reports_still_reach_the_hook_and_it_is_put_back():
+    seen = []
+    before = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        with stop_on_signals():
+            sys.unraisablehook(SimpleNamespace(exc_value=ValueError("x")))
+            sys.unraisablehook(SimpleNamespace(exc_value=Interrupted(signal.SIGTERM)))
+        assert [type(r.exc_value) for r in seen] == [ValueError]
+        assert sys.unraisablehook == seen.append
+    finally:
+        sys.unraisablehook = before
+
+
+def test_a_signal_from_an_earlier_block_does_not_stop_the_next_run():
+    with pytest.raises(Interrupted), stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+    with stop_on_signals():
+        stop_if_signalled()  # a fresh block: nothing pending
+
+
+def test_keep_handlers_puts_back_what_a_library_replaced():
+    with stop_on_signals():
+        ours = signal.getsignal(signal.SIGTERM)
+        with keep_handlers():
+            signal.signal(signal.SIGTERM, lambda s, f: None)  # as ray.init does
+        assert signal.getsignal(signal.SIGTERM) is ours
 
 
 def test_measuring_stops_after_the_row_whose_signal_was_swallowed(tmp_path, monkeypatch):

@@ -169,7 +169,9 @@ def measure_cmd(
         "added by --from-run do not count; 0: only create the file with these settings).",
     ),
     space: str = typer.Option(
-        None, "--space", help="Search space (lenna, darts): required for a new file, else its own."
+        None,
+        "--space",
+        help="Search space (lenna, darts): a new file needs it (or --from-run's); else the file's.",
     ),
     channels: str = typer.Option(
         None, "--channels", help="Input channels MIN:MAX, log-uniform (default: 8:128)."
@@ -209,7 +211,7 @@ def measure_cmd(
         None,
         "--backend",
         help="The runtime labels are the time of: torch (eager mode, default) or onnxruntime "
-        "(each sampled path as ONNX Runtime runs the fixed cell; needs lenna[onnx]). New "
+        "(each sampled path as ONNX Runtime runs the fixed cell; needs the onnx extra). New "
         "files only: a file of one backend refuses rows of another.",
     ),
     max_load: float = typer.Option(

@@ -92,7 +92,8 @@ def evaluate_cmd(
             m = load_predictor(path, space=ds.space.name)
         for w in caught:
             err.print(f"[yellow]warning:[/] {w.message}")
-        name = path.name if path.name not in results else str(path)
+        # a folder name two models share would show one of them: those are named by path
+        name = path.name if [p.name for p in models].count(path.name) == 1 else str(path)
         splits = evaluate_model(m, ds)
         # DESIGN's contract: per model the held-out figures at the top, the breakdown below
         results[name] = {

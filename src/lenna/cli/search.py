@@ -156,7 +156,9 @@ def _numbers(option: str, text: str | None, default: str | None) -> list[float] 
         values = [float(v) for v in items if v]
     except ValueError:
         raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
-    if values and not all(items):  # "0,,1": a value lost in editing, not one to skip
+    if not values:
+        raise InputError(f"{option} needs at least one number, got {text!r}")
+    if not all(items):  # "0,,1": a value lost in editing, not one to skip
         raise InputError(f"{option} has an empty item in {text!r}; remove the extra comma")
     return values
 
@@ -198,7 +200,7 @@ TARGET_ALONE = (
     "--target-ms acts only with --lam > 0 (it penalises cell latency above the target); "
     "for the best network under T ms, give --budget-ms T"
 )
-REF_ALONE = "--ref-ms acts only with a latency term (--lam > 0 or --budget-ms): it scales that term"
+REF_ALONE = "--ref-ms acts only with --lam > 0: it scales the λ term (a budget scales by itself)"
 
 
 def _config(preset: str | None = None, given: set[str] | None = None, **kw: object) -> SearchConfig:
@@ -378,7 +380,7 @@ def search_cmd(
     cfg = _resumed(out, options, ctx) if resume else _config(given=given, **options)
     if not resume and cfg.target_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
         raise InputError(TARGET_ALONE)
-    if not resume and cfg.ref_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
+    if not resume and cfg.ref_ms is not None and cfg.lam == 0:
         raise InputError(REF_ALONE)
     with _progress() as bar:
         bars = _Bars(bar, cfg.epochs)
@@ -673,7 +675,7 @@ def sweep_cmd(
     new_sweep = not out.exists()  # a sweep begun before this check still resumes
     if new_sweep and target_ms is not None and lam_values and not any(v > 0 for v in lam_values):
         raise InputError(TARGET_ALONE)
-    if new_sweep and ref_ms is not None and lam_values and not any(v > 0 for v in lam_values):
+    if new_sweep and ref_ms is not None and not any(v > 0 for v in lam_values or []):
         raise InputError(REF_ALONE)
     if ray is not None:
         from lenna.measure.fleet import require_ray

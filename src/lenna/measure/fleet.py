@@ -32,6 +32,7 @@ from lenna.measure.dataset_open import open_dataset, run_fingerprint
 from lenna.measure.fleet_actor import Measurer
 from lenna.measure.fleet_pool import _Fleet
 from lenna.measure.run_config import RunConfig
+from lenna.signals import keep_handlers
 
 # Measurer: the actor class, imported from here by callers
 __all__ = [
@@ -81,17 +82,18 @@ def connect(address: str, devices: int | None = None) -> Any:
     if address not in ("auto", "local"):
         check_reachable(address)
     try:
-        if address == "local":
-            n = devices or 2
-            loopback_only(ray)
-            ray.init(
-                resources={RESOURCE: n},
-                include_dashboard=False,
-                log_to_driver=False,
-                _node_ip_address="127.0.0.1",
-            )
-        else:
-            ray.init(address=address, log_to_driver=False)
+        with keep_handlers():  # ray.init replaces the SIGTERM handler
+            if address == "local":
+                n = devices or 2
+                loopback_only(ray)
+                ray.init(
+                    resources={RESOURCE: n},
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _node_ip_address="127.0.0.1",
+                )
+            else:
+                ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise InputError(f"cannot join the Ray cluster at {address!r}: {e}") from None
     return ray

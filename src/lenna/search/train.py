@@ -28,6 +28,7 @@ from lenna.search.network import Network
 from lenna.search.recipe import TrainRecipe
 from lenna.search.replay import FIRST_EAGER, LATER_EAGER
 from lenna.search.train_step import TrainStep
+from lenna.signals import stop_if_signalled
 
 
 def check_channels_last(net: nn.Module, device: torch.device) -> None:
@@ -179,6 +180,7 @@ def _epoch(
     order = torch.randperm(n, generator=g)
     total, correct, seen = 0.0, 0, 0
     for i in range(0, n - batch + 1 if n >= batch else 1, batch):
+        stop_if_signalled()  # a handler's raise lost in a callback stops the training here
         idx = order[i : i + batch]
         x, y = train_batch(data.x_train[idx], recipe, g), data.y_train[idx]
         if n < batch:  # a set smaller than a batch: one short step an epoch, never a graph
