@@ -99,11 +99,15 @@ class LatencyTerm:
             self._shapes[bt] = ([c.channels for c in of_type], [c.resolution for c in of_type])
         self._ref_given = ref_ms is not None
         self.ref_ms = float(ref_ms) if ref_ms is not None else self.uniform_ms()
-        # only λ > 0 divides by the reference (a budget divides by itself)
-        if self.lam > 0 and not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
+        if not (math.isfinite(self.ref_ms) and self.ref_ms > 0):
             raise InputError(
                 f"the predictor gives {self.ref_ms} ms at uniform α; a latency term needs a "
-                "positive reference (pass --ref-ms, or use a better predictor)"
+                "positive reference ("
+                + (
+                    "pass --ref-ms, or use a better predictor)"
+                    if self.lam > 0
+                    else "use a better predictor)"
+                )
             )
 
     @property
@@ -125,12 +129,11 @@ class LatencyTerm:
             raise InputError(f"a preprocessing offset is not a finite number: {offsets}")
         if not self._ref_given:
             ref = self.uniform_ms() + sum(offsets) - sum(self.cell_offsets_ms)
-            if self.lam > 0 and not (
-                math.isfinite(ref) and ref > (1e-3 if self.form == "log" else 0)
-            ):
+            if not (math.isfinite(ref) and ref > (1e-3 if self.form == "log" else 0)):
                 raise InputError(
                     f"with these preprocessing offsets the cells come to {ref:.4g} ms at uniform "
-                    "α; a latency term needs a positive reference (pass --ref-ms)"
+                    "α; a latency term needs a positive reference"
+                    + (" (pass --ref-ms)" if self.lam > 0 else "")
                 )
             self.ref_ms = ref
         self.cell_offsets_ms = offsets
