@@ -16,7 +16,7 @@ from lenna.cli import app
 from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted
 from lenna.search.config import SearchConfig
-from lenna.search.folder import write_config
+from lenna.search.folder import held_folder, write_config
 from lenna.search.genotype import Genotype
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -166,6 +166,15 @@ def test_the_corrected_command_can_reuse_the_refused_out_folder(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_into_a_folder_another_sweep_writes_is_one_line(tmp_path):
+    out = tmp_path / "s"
+    with held_folder(out, "sweep"):
+        one_line_error(
+            runner.invoke(app, sweep_args(out, "0")), f"{out} is being written by another sweep"
+        )
+        assert out.is_dir()  # the holder's folder is not removed by the refused run
+
+
 def test_console_script_out_of_range_refusal_is_one_line(tmp_path):
     """Run for real: a warning printed before the error would be a second stderr line."""
     out = tmp_path / "run"

@@ -164,7 +164,7 @@ def test_a_non_empty_folder_needs_resume(tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(InputError, match="exists and is not an empty folder"):
+    with pytest.raises(InputError, match="is a file, not a folder"):
         run(tiny_config(mode="gated"), f)
 
 

@@ -20,7 +20,7 @@ from search_helpers import (
 from lenna.errors import InputError
 from lenna.search.checkpoint import load_checkpoint
 from lenna.search.config import SearchConfig
-from lenna.search.folder import FIELDS
+from lenna.search.folder import FIELDS, held_folder
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, cell_specs
@@ -168,6 +168,24 @@ def test_a_refused_search_can_be_retried_into_the_same_folder(tmp_path):
         run(tiny_config(mode="gated", predictor=str(predictor_folder("darts"))), out)
     run(tiny_config(mode="gated"), out)
     assert (out / "genotype.json").is_file()
+
+
+def test_refused_searches_into_a_new_folder_leave_none(tmp_path):
+    out = tmp_path / "r"
+    with pytest.raises(InputError, match="model of space 'darts'"):
+        run(tiny_config(mode="gated", predictor=str(predictor_folder("darts"))), out)
+    assert not out.exists()
+
+
+def test_a_folder_another_run_is_writing_is_refused_and_kept(tmp_path):
+    """Two searches started into one folder both found it empty and wrote it together."""
+    out = tmp_path / "r"
+    with held_folder(out, "search"):  # another run holds it (flock: per open file)
+        (out / "config.json").write_text("{}")  # what that run wrote so far
+        with pytest.raises(InputError, match="being written by another search"):
+            run(tiny_config(mode="gated"), out)
+        assert (out / "config.json").read_text() == "{}"
+    assert run(tiny_config(mode="gated"), tmp_path / "r2").genotype is not None
 
 
 def test_out_of_range_cells_run_with_allow_extrapolation(tmp_path):

@@ -19,7 +19,9 @@ from measure_helpers import tiny_config
 from search_helpers import run
 from search_helpers import tiny_config as tiny_search
 from test_measuring_loop import fake_spec
+from typer.testing import CliRunner
 
+from lenna.cli import app
 from lenna.measure import runner as runner_mod
 from lenna.measure.runner import run_measurement
 from lenna.measure.store import Dataset
@@ -154,3 +156,46 @@ def test_a_search_stops_at_the_step_after_a_swallowed_signal(tmp_path):
     assert e.value.signum == signal.SIGINT
     assert steps == [1]
     assert not (tmp_path / "run" / META).exists()  # no epoch finished: nothing to resume
+
+
+# ---- every command: the command line's own handling ----------------------------------------
+def test_a_ctrl_c_no_command_catches_is_one_line_and_130(monkeypatch):
+    """Typer turns it into a silent exit 130 (train, export, evaluate-arch...)."""
+    import lenna.cli.space as space_cli
+
+    def interrupted_listing():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(space_cli, "list_spaces", interrupted_listing)
+    result = CliRunner().invoke(app, ["space", "list"])
+    assert result.exit_code == 130
+    assert (
+        result.stderr.strip() == "lenna: error: interrupted: files are written whole or not at all"
+    )
+
+
+def test_a_sigterm_whose_raise_python_wrapped_is_one_line_and_143(monkeypatch):
+    """Landing in a class body being imported, the raise becomes a RuntimeError."""
+    import lenna.cli.space as space_cli
+
+    def listing_while_importing():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Interrupted as e:
+            raise RuntimeError("Error calling __set_name__") from e
+
+    monkeypatch.setattr(space_cli, "list_spaces", listing_while_importing)
+    result = CliRunner().invoke(app, ["space", "list"])
+    assert result.exit_code == 143
+    assert "Traceback" not in result.output and "interrupted" in result.stderr
+
+
+def test_a_bug_without_a_signal_keeps_its_traceback(monkeypatch):
+    import lenna.cli.space as space_cli
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(space_cli, "list_spaces", broken)
+    result = CliRunner().invoke(app, ["space", "list"])
+    assert isinstance(result.exception, RuntimeError)

@@ -68,6 +68,11 @@ def stop_on_signals() -> Iterator[None]:
             _pending.clear()
 
 
+def pending_signal() -> int | None:
+    """The first signal noted in the enclosing ``stop_on_signals()`` block, or ``None``."""
+    return _pending[0] if _depth[0] and _pending else None
+
+
 def stop_if_signalled() -> None:
     """Raise :class:`Interrupted` if a signal came during the enclosing ``stop_on_signals()``
     block (its own raise may have been lost where it landed); outside any block, nothing."""

@@ -1,8 +1,8 @@
 """The typer application and its error policy.
 
 A user's mistake (an :class:`~lenna.errors.InputError`, or a usage error typer/click
-detects) becomes ONE line on stderr and exit code 2; Ctrl-C exits 130. Anything else is a
-bug and keeps its traceback.
+detects) becomes ONE line on stderr and exit code 2; Ctrl-C exits 130 and SIGTERM 143, with
+one line, in every command. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from typer.core import TyperGroup, TyperOption
 
 from lenna.errors import InputError
+from lenna.signals import Interrupted, pending_signal, stop_on_signals
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -32,7 +33,21 @@ class OneLineErrors(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         warnings.showwarning = _one_line_warning
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            with stop_on_signals():  # SIGTERM too: every command stops as Ctrl-C stops it
+                try:
+                    rv = super().main(*args, standalone_mode=False, **kwargs)
+                except SystemExit:  # a command's own line and code (or success)
+                    raise
+                except Exception:
+                    # the handler's raise landed where Python wraps it (a class body being
+                    # imported: RuntimeError); the user asked to stop, this is no bug
+                    if pending_signal() is None:
+                        raise
+                    rv = None
+                # Typer turns a Ctrl-C the command did not catch into a silent exit 130
+                signum = pending_signal() or (signal.SIGINT if rv == 130 else None)
+            if signum is not None:
+                interrupted(Interrupted(signum), "files are written whole or not at all")
         except InputError as e:
             fail(str(e))
         except (OSError, sqlite3.Error, SafetensorError) as e:  # unwritable paths, full disks

@@ -36,6 +36,7 @@ from lenna.search.folder import (
     GENOTYPE,
     METRICS,
     check_folder,
+    held_folder,
     truncate,
     write_config,
     write_metrics,
@@ -461,37 +462,38 @@ def run_search(
     check_fits(
         f"the search network ({cfg.net.cells} cells of {cfg.net.channels} channels)", need, where
     )
-    cfg = check_folder(out, cfg, resume)
-    search = Search(cfg, data)  # refuses a bad predictor before anything is written
-    fixed = _fixed_part(out, search, resume, on_note)
-    if search.term is not None and cfg.budget_ms is not None:
-        note = check_budget(search.term, cfg.budget_ms)  # refuses an impossible one
-        if note:
-            warnings.warn(note, stacklevel=2)
-    if not resume:
-        write_config(out, cfg)
-    if fixed is not None and not (out / FIXED_PART).is_file():
-        write_json(out / FIXED_PART, fixed)
-    metrics: list[dict] = []
-    if resume:
-        if (out / "checkpoint.json").is_file():
-            search.load_state(*load_checkpoint(out))
-        metrics = truncate(out, search.epoch)  # rows of an epoch without checkpoint: redone
-    while search.epoch < cfg.epochs:
-        row = search.run_epoch(on_step)
-        metrics.append(row)
-        write_metrics(out / METRICS, metrics)
-        with (out / ALPHAS).open("a") as f:
-            alphas = {k: v.detach().cpu().tolist() for k, v in search.net.alphas.items()}
-            f.write(json.dumps({"epoch": search.epoch, **alphas}) + "\n")
-        save_checkpoint(out, *search.state())
-        if on_epoch:
-            on_epoch(row)
-    genotype = search.genotype()
-    genotype.save(out / GENOTYPE)
-    if figures:
-        from lenna.report.search_figures import draw_genotype, search_curves
+    with held_folder(out, "search"):  # one writer: a second run into out stops here
+        cfg = check_folder(out, cfg, resume)
+        search = Search(cfg, data)  # refuses a bad predictor before anything is written
+        fixed = _fixed_part(out, search, resume, on_note)
+        if search.term is not None and cfg.budget_ms is not None:
+            note = check_budget(search.term, cfg.budget_ms)  # refuses an impossible one
+            if note:
+                warnings.warn(note, stacklevel=2)
+        if not resume:
+            write_config(out, cfg)
+        if fixed is not None and not (out / FIXED_PART).is_file():
+            write_json(out / FIXED_PART, fixed)
+        metrics: list[dict] = []
+        if resume:
+            if (out / "checkpoint.json").is_file():
+                search.load_state(*load_checkpoint(out))
+            metrics = truncate(out, search.epoch)  # rows of an epoch without checkpoint: redone
+        while search.epoch < cfg.epochs:
+            row = search.run_epoch(on_step)
+            metrics.append(row)
+            write_metrics(out / METRICS, metrics)
+            with (out / ALPHAS).open("a") as f:
+                alphas = {k: v.detach().cpu().tolist() for k, v in search.net.alphas.items()}
+                f.write(json.dumps({"epoch": search.epoch, **alphas}) + "\n")
+            save_checkpoint(out, *search.state())
+            if on_epoch:
+                on_epoch(row)
+        genotype = search.genotype()
+        genotype.save(out / GENOTYPE)
+        if figures:
+            from lenna.report.search_figures import draw_genotype, search_curves
 
-        draw_genotype(genotype, out / "cells.png")
-        search_curves(metrics, out / "search_curves.png", cfg.budget_ms)
-    return SearchResult(out, genotype, metrics)
+            draw_genotype(genotype, out / "cells.png")
+            search_curves(metrics, out / "search_curves.png", cfg.budget_ms)
+        return SearchResult(out, genotype, metrics)

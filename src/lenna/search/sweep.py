@@ -12,17 +12,23 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import fields, replace
 from pathlib import Path
 
-from lenna.atomic import missing_folder, write_text
+from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SPEED_ONLY, SearchConfig
 from lenna.search.datasets import load_data
-from lenna.search.folder import CONFIG, GENOTYPE, METRICS, NETWORK_WEIGHTS, check_resumable
+from lenna.search.folder import (
+    CONFIG,
+    GENOTYPE,
+    METRICS,
+    NETWORK_WEIGHTS,
+    check_resumable,
+    held_folder,
+)
 from lenna.search.genotype import Genotype
 from lenna.search.recipe import TrainRecipe
 from lenna.search.run import fit_net, run_search
@@ -219,12 +225,8 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
-    if not out.parent.exists():  # as every --out: a missing parent is a typo, not a request
-        raise InputError(f"--out {out}: {missing_folder(out.parent)}")
     check_resumable(out, lambda n: n.startswith(("lam_", "budget_", "sweep.")), "a sweep's folder")
-    created = not out.exists()
-    out.mkdir(exist_ok=True)
-    try:
+    with held_folder(out, "sweep"):  # one writer; a folder a refusal leaves empty is removed
         if ray_address is not None:
             rows = _run_on_ray(base, points, out, eval_epochs, measure, eval_limit, ray_address)
         else:
@@ -237,12 +239,7 @@ def run_sweep(
                         base, lam, out, eval_epochs, measure, on_event, eval_limit, budget_ms=budget
                     )
                 )
-    except BaseException:
-        if created and not any(out.iterdir()):  # a bad input found before any point began
-            with suppress(OSError):  # never hide the error that got us here
-                out.rmdir()
-        raise
-    write_table(rows, out)
+        write_table(rows, out)
     return rows
 
 
