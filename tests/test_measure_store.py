@@ -594,3 +594,25 @@ def test_close_unlocks_the_file_whatever_interrupts_it(tmp_path, monkeypatch):
     monkeypatch.undo()
     with Dataset.open(db) as again:
         again.lock_for_writing()  # the first writer's lock went with it
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_a_temporary(tmp_path, monkeypatch):
+    """On a read-only mount the clean-up's own error named `x.db.creating-PID-…`."""
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode)
+    )
+    with pytest.raises(InputError, match=r"cannot create .*d\.db: its folder is not writable"):
+        Dataset.create(tmp_path / "d.db", {"config": {}})
+    monkeypatch.setattr(os, "access", real_access)
+
+    def unwritable(*a, **k):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    def unlink(self, missing_ok=False):
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Dataset, "_create_at", classmethod(lambda cls, *a: unwritable()))
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(InputError, match=r"cannot create .*d\.db \(unable to open database"):
+        Dataset.create(tmp_path / "d.db", {"config": {}})

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -144,13 +145,16 @@ class Dataset:
             raise InputError(missing_folder(path.parent))
         # a name of its own, then a link that fails if the file appeared meanwhile: two
         # processes creating one dataset at once make exactly one of them
+        if not os.access(path.parent, os.W_OK):  # read-only mount or permissions
+            raise InputError(f"cannot create {path}: its folder is not writable")
         tmp = path.with_name(f"{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             return cls._create_at(tmp, path, meta, fingerprint)
         except sqlite3.OperationalError as e:  # a folder SQLite cannot write in
             raise InputError(f"cannot create {path} ({e})") from None
         finally:
-            tmp.unlink(missing_ok=True)  # whatever failed, no half-made file is left
+            with suppress(OSError):  # never hide the error that got us here
+                tmp.unlink(missing_ok=True)  # whatever failed, no half-made file is left
 
     @classmethod
     def _create_at(cls, tmp: Path, path: Path, meta: dict, fingerprint: dict | None) -> Dataset:
