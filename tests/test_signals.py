@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import suppress
 from types import SimpleNamespace
 
@@ -125,6 +126,21 @@ def test_keep_handlers_puts_back_what_a_library_replaced():
         with keep_handlers():
             signal.signal(signal.SIGTERM, lambda s, f: None)  # as ray.init does
         assert signal.getsignal(signal.SIGTERM) is ours
+
+
+def test_a_block_in_another_thread_runs_without_handlers():
+    """signal.signal works only in the main thread: the API may be driven from another."""
+    done = []
+
+    def body():
+        with stop_on_signals():
+            stop_if_signalled()
+            done.append(True)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert done == [True]
 
 
 def test_measuring_stops_after_the_row_whose_signal_was_swallowed(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,9 @@ def _handler(signum: int, frame: object) -> None:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGTERM (and SIGINT) into :class:`Interrupted` so the run stops between commits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (and it is the one signals reach)
+        return
     if _depth[0]:  # inside another block: its handlers hold, and it forgets signals at its end
         _depth[0] += 1
         try:
