@@ -218,29 +218,32 @@ def test_a_cutout_wider_than_the_images_is_refused_before_measuring(genotype_fil
     one_line_error(runner.invoke(app, args), "a cutout of 1000 pixels blanks every")
 
 
-def test_a_target_without_lambda_is_refused_not_ignored(tmp_path):
-    out = tmp_path / "run"
-    model = str(predictor_folder())
-    args = ["search", "--out", str(out), "--predictor", model, "--target-ms", "1"]
-    one_line_error(runner.invoke(app, args), "--target-ms acts only with --lam > 0")
-    assert not out.exists()
-    args = ["sweep", "--out", str(out), "--lams", "0", "--predictor", model, "--target-ms", "1"]
-    one_line_error(runner.invoke(app, args), "give --budget-ms T")
-    assert not out.exists()
+@pytest.mark.parametrize(
+    ("option", "in_search", "in_sweep"),
+    [
+        (["--target-ms", "1"], "--target-ms acts only with --lam > 0", "give --budget-ms T"),
+        (["--ref-ms", "2"], "--ref-ms acts only with --lam > 0", "--ref-ms acts only with"),
+    ],
+    ids=["target", "ref"],
+)
+def test_an_option_of_the_lambda_term_without_lambda_is_refused_not_ignored(
+    tmp_path, option, in_search, in_sweep
+):
+    out, model = tmp_path / "run", str(predictor_folder())
+    for command, points, needle in (
+        ("search", [], in_search),
+        ("sweep", ["--lams", "0"], in_sweep),
+    ):
+        args = [command, "--out", str(out), *points, "--predictor", model, *option]
+        one_line_error(runner.invoke(app, args), needle)
+        assert not out.exists()
 
 
-def test_a_reference_without_a_latency_term_is_refused_not_ignored(tmp_path):
-    out = tmp_path / "run"
-    model = str(predictor_folder())
-    args = ["search", "--out", str(out), "--predictor", model, "--ref-ms", "2"]
-    one_line_error(runner.invoke(app, args), "--ref-ms acts only with --lam > 0")
-    assert not out.exists()
-    budget = ["search", "--out", str(out), "--predictor", model, "--budget-ms", "9"]
-    one_line_error(runner.invoke(app, [*budget, "--ref-ms", "2"]), "a budget scales by itself")
-    assert not out.exists()
-    for points in (["--lams", "0"], ["--budgets", "9"]):
-        args = ["sweep", "--out", str(out), *points, "--predictor", model, "--ref-ms", "2"]
-        one_line_error(runner.invoke(app, args), "--ref-ms acts only with --lam > 0")
+def test_a_reference_with_a_budget_is_refused_not_ignored(tmp_path):
+    out, model = tmp_path / "run", str(predictor_folder())
+    for command, points in (("search", ["--budget-ms", "9"]), ("sweep", ["--budgets", "9"])):
+        args = [command, "--out", str(out), *points, "--predictor", model, "--ref-ms", "2"]
+        one_line_error(runner.invoke(app, args), "a budget scales by itself")
         assert not out.exists()
 
 
