@@ -11,6 +11,7 @@ from synthetic import make_synthetic
 from typer.testing import CliRunner
 
 from lenna.cli import app
+from lenna.folder_lock import held_folder
 from lenna.predict import load_predictor, save_predictor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -102,6 +103,21 @@ def test_train_refuses_a_missing_dataset(tmp_path):
 
 
 # ---- evaluate -----------------------------------------------------------------------------------
+def test_train_into_a_folder_another_train_writes_is_refused(tmp_path):
+    out = tmp_path / "m"
+    with held_folder(out, "train"):
+        args = ["train", str(synthetic_db()), "--model", "lut", "--out", str(out)]
+        one_line_error(runner.invoke(app, args), "is being written by another train")
+    assert out.is_dir() and not any(out.iterdir())  # the holder's folder, untouched
+
+
+def test_a_refused_train_leaves_no_folder(tmp_path):
+    out = tmp_path / "m"
+    args = ["train", str(tmp_path / "no.db"), "--model", "lut", "--out", str(out)]
+    one_line_error(runner.invoke(app, args), "no dataset")
+    assert not out.exists()
+
+
 def test_evaluate_json_compares_models(folders, tmp_path):
     fig = tmp_path / "f.png"
     args = ["evaluate", str(folders["lut"]), str(folders["gbdt"]), "--data", str(synthetic_db())]

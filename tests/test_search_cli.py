@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 import lenna.cli.search as cli_search
 import lenna.search.verify as verify
 from lenna.cli import app
+from lenna.folder_lock import held_folder
 from lenna.measure.config import MeasureConfig
 from lenna.measure.runner import Interrupted
 from lenna.search.config import SearchConfig
-from lenna.search.folder import held_folder, write_config
+from lenna.search.folder import write_config
 from lenna.search.genotype import Genotype
 
 pytestmark = pytest.mark.usefixtures("single_thread")

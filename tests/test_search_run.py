@@ -18,9 +18,10 @@ from search_helpers import (
 )
 
 from lenna.errors import InputError
+from lenna.folder_lock import held_folder
 from lenna.search.checkpoint import load_checkpoint
 from lenna.search.config import SearchConfig
-from lenna.search.folder import FIELDS, held_folder
+from lenna.search.folder import FIELDS
 from lenna.search.genotype import Genotype
 from lenna.search.latency import LatencyTerm
 from lenna.search.network import NetConfig, cell_specs

@@ -14,6 +14,7 @@ from lenna.atomic import missing_folder
 from lenna.cli.console import console
 from lenna.cli.options import check_seed
 from lenna.errors import InputError
+from lenna.folder_lock import held_folder
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.splits import SPLITS
 from lenna.predict.train import EVAL_SPLITS, evaluate_model, split_masks
@@ -51,12 +52,13 @@ def train_cmd(
         raise InputError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: {missing_folder(out.parent)}")
-    if (out / "model.json").exists() and not force:
-        raise InputError(f"--out {out} already holds a model; pass --force to replace it")
-    data = load_data(db, include_flagged=include_flagged)
-    with err.status(f"training {model} on {len(data)} samples"):
-        m = train_predictor(data, model, seed=seed, split=split)
-    save_predictor(m, out)
+    with held_folder(out, "train"):  # a second train into out at once is refused
+        if (out / "model.json").exists() and not force:
+            raise InputError(f"--out {out} already holds a model; pass --force to replace it")
+        data = load_data(db, include_flagged=include_flagged)  # refused: no folder is left
+        with err.status(f"training {model} on {len(data)} samples"):
+            m = train_predictor(data, model, seed=seed, split=split)
+        save_predictor(m, out)
     h = m.info["metrics"]["held_out"]
     err.print(
         f"{model}: held-out MAPE {h['mape']:.2f} %, {h['within_10']:.1f} % within ±10 %, "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from lenna.errors import InputError
+from lenna.folder_lock import held_folder
 from lenna.jsonsafe import write_json
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.memory import check_fits
@@ -36,7 +37,6 @@ from lenna.search.folder import (
     GENOTYPE,
     METRICS,
     check_folder,
-    held_folder,
     truncate,
     write_config,
     write_metrics,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lenna.atomic import write_text
 from lenna.errors import InputError
+from lenna.folder_lock import held_folder
 from lenna.jsonsafe import write_json
 from lenna.measure.config import MeasureConfig
 from lenna.search.config import SPEED_ONLY, SearchConfig
@@ -27,7 +28,6 @@ from lenna.search.folder import (
     METRICS,
     NETWORK_WEIGHTS,
     check_resumable,
-    held_folder,
 )
 from lenna.search.genotype import Genotype
 from lenna.search.recipe import TrainRecipe
