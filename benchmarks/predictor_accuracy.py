@@ -67,7 +67,7 @@ def main() -> None:
     for path in args.data:
         data = load_data(path, include_flagged=args.include_flagged)
         fp = data.fingerprint
-        with Dataset.open(path) as ds:
+        with Dataset.open(path, readonly=True) as ds:
             wall = float(ds.samples()["wall_s"].median())
         X = np.repeat(data.X, int(np.ceil(20000 / len(data))), axis=0)[:20000]
         lines = [

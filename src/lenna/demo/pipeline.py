@@ -36,7 +36,7 @@ SPACE = "lenna"
 # 160 labels and an op table measured at exactly its cells' shapes, the table is a strong
 # prior: lut+mlp beat additive on all five seeded splits of a full demo's dataset (held-out
 # MAPE 1.30–1.58 % against 1.52–2.78 %; benchmarks/predictor_accuracy.py --data
-# demo-out/latency.db --seed 0..4). With the benchmarks' 800–1,500 labels additive is better.
+# demo-out/latency.db --seed 0..4). With the benchmarks' 1,600–3,000 labels additive is better.
 # Not re-chosen per run by the demo's own held-out MAPE: on a few dozen rows that choice is
 # noise (once it picked elasticnet, whose sparse weights leave most ops without a latency
 # gradient, and λ > 0 changed nothing).

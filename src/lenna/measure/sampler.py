@@ -46,7 +46,7 @@ edges on such ops and almost never most of them, yet a latency term steers a sea
 there (mostly pools and skips) and an accuracy term to the other corner (all convolutions).
 Measured in full, it took the worst derived cell of the eager trade-off runs from +33/+34 %
 to +20/+26 % and cells of mostly cheap ops from 54–86 % to 71–93 % within ±10 %
-(docs/benchmarks.md, "Sampler version 4"). It is not the default: in eager mode it cost
+(benchmarks/HISTORY.md, "Sampler version 4"). It is not the default: in eager mode it cost
 uniformly drawn derived cells up to 8 points, and the quick demo's 24-row dataset drawn by
 it missed its budget by 13–22 % where version 3's met it (``lenna measure
 --sampler-version 4`` chooses it; under ONNX Runtime it did as well elsewhere).

@@ -171,7 +171,7 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "Held-out blocks of `latency.db` (models in `models/`, metrics from each `model.json`). "
         f"The search used **{res.chosen}**, chosen in advance: with a demo's few labels it was "
         "the best differentiable model over five seeded splits of a full demo's dataset (with "
-        "800–1,500 labels `additive` is; see docs/benchmarks.md). On this few held-out rows "
+        "1,600–3,000 labels `additive` is; see docs/benchmarks.md). On this few held-out rows "
         "the ranking below is noisy.",
         "",
         "| model | differentiable | n | RMSE ms | MAPE % | within ±10 % | R² | Kendall τ |",
