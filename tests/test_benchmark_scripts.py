@@ -116,3 +116,16 @@ def test_default_datasets_are_shipped_files_of_their_space_and_runtime():
     assert described("torch") == "lenna: lenna-v3-zen5.db, darts: darts-v3-zen5.db"
     with pytest.raises(SystemExit, match="no shipped dataset"):
         shipped("nosuchspace")
+
+
+def test_benchmark_scripts_open_datasets_read_only():
+    """A benchmark reads the shipped files; opened writable, SQLite rewrites a file's header
+    (its journal mode) on close, so a plain run left the shipped data modified in git."""
+    import re
+
+    opened = []
+    for path in [*BENCHMARKS.glob("*.py"), *BENCHMARKS.glob("diagnostics/*.py")]:
+        for call in re.findall(r"Dataset\.open\(([^)]*)\)", path.read_text(encoding="utf-8")):
+            opened.append(path.name)
+            assert "readonly=True" in call, f"{path.name}: Dataset.open({call}) may write"
+    assert "predictor_accuracy.py" in opened
