@@ -1,9 +1,10 @@
 """The shipped dataset a benchmark trains its predictor on when none is given.
 
 One place, so every script moves to a newer file together: the best-judged complete file of
-each space and runtime, measured with every default on one quiet host in one sitting: the
-default sampler's (version 3) in eager mode, version 4's under ONNX Runtime, where it did as
-well or better on every check (benchmarks/HISTORY.md, "Sampler version 4"). Its machine is
+each space and runtime, measured with every default on one quiet host: the default
+sampler's (version 3) in eager mode, version 4's under ONNX Runtime, where it won on cells of
+mostly cheap ops and lost nothing beyond a split's noise elsewhere (benchmarks/HISTORY.md,
+"Sampler version 4"). Its machine is
 not yours: pass ``--predictor-data`` with a file measured where the benchmark runs.
 """
 
