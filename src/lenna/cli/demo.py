@@ -22,7 +22,7 @@ err = console(stderr=True)
 
 def demo_cmd(
     quick: bool = typer.Option(
-        False, "--quick", help="A small run (under 3 minutes on 2 cores), still measured for real."
+        False, "--quick", help="A small run (2–4 minutes on 2 cores), still measured for real."
     ),
     out: Path = typer.Option(
         None,
