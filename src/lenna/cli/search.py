@@ -552,6 +552,11 @@ def evaluate_arch_cmd(
         if os.access(genotype.parent, os.W_OK):
             default = genotype.parent / NETWORK_WEIGHTS  # what `lenna export` picks up
             kept, weights_out = (default, None) if default.exists() else (None, default)
+            if kept is not None:  # said before hours of training, not after
+                err.print(
+                    f"note: {kept} holds weights saved before and is kept, so this run's "
+                    "weights will not be saved; --weights-out FILE saves them"
+                )
         else:
             err.print(
                 f"note: {genotype.parent} is not writable, so the trained weights will not be "
@@ -583,7 +588,7 @@ def evaluate_arch_cmd(
             recipe=recipe,
         )
     if kept is not None:
-        err.print(f"kept {kept} (saved before); --weights-out FILE saves these weights")
+        err.print(f"kept {kept} (saved before); these weights were not saved")
     if as_json:
         typer.echo(dumps(res, indent=2))
         return
