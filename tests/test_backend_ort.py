@@ -552,6 +552,25 @@ def test_a_new_ort_file_times_narrow_blocks_beside_narrow_anchors(tmp_path):
     assert _build_config(old).measure.reference == "matched"
 
 
+def test_a_new_ort_file_draws_with_sampler_version_4_and_a_file_keeps_its_own(tmp_path):
+    from lenna.cli.measure import _build_config
+
+    new = tmp_path / "new.db"
+    assert _build_config(new, space="lenna", backend="onnxruntime").sampler_version == 4
+    assert _build_config(new, space="lenna").sampler_version == 3  # torch
+    asked = _build_config(new, space="darts", backend="onnxruntime", sampler_version=3)
+    assert asked.sampler_version == 3
+    assert (
+        RunConfig(space="lenna", measure=MeasureConfig(backend="onnxruntime")).sampler_version == 4
+    )
+    # a file resumes with the version it began with, under either backend option
+    old = tmp_path / "old.db"
+    with open_dataset(old, asked, config_fingerprint(asked.measure), False):
+        pass
+    assert _build_config(old).sampler_version == 3
+    assert _build_config(old, backend="onnxruntime").sampler_version == 3
+
+
 @pytest.mark.slow
 def test_the_cv_rule_the_reference_and_the_drift_guard_run_under_ort(tmp_path, monkeypatch):
     """Issue 27, item 5: the control variate's op costs are timed in ORT, the reference is

@@ -33,7 +33,7 @@ from lenna.measure.runner import (
     run_op_table,
     stop_on_signals,
 )
-from lenna.measure.sampler import SAMPLER_VERSION, SAMPLER_VERSIONS
+from lenna.measure.sampler import SAMPLER_VERSION, SAMPLER_VERSION_ORT, SAMPLER_VERSIONS
 from lenna.measure.store import Dataset
 from lenna.space import BLOCK_TYPES, get_space
 
@@ -153,11 +153,10 @@ def _build_config(
         "sampler_version": sampler_version,
     }
     get_space(changes["space"] or base.space)
-    return replace(
-        base,
-        measure=replace(base.measure, **measure),
-        **{k: v for k, v in changes.items() if v is not None},
-    )
+    given = {k: v for k, v in changes.items() if v is not None}
+    if stored is None:  # a new file: no version given is the final backend's default
+        given["sampler_version"] = sampler_version
+    return replace(base, measure=replace(base.measure, **measure), **given)
 
 
 def measure_cmd(
@@ -246,9 +245,10 @@ def measure_cmd(
         None,
         "--sampler-version",
         help="Which documented mixture draws the blocks (new files only; a file resumes with "
-        f"its own). Default {SAMPLER_VERSION}; 4 also draws each derivable cell's share of "
-        "pools and skips, which covers the cells a latency term steers to better under ONNX "
-        "Runtime (docs/measurement.md#the-sampler).",
+        f"its own). Default {SAMPLER_VERSION}, or {SAMPLER_VERSION_ORT} with --backend "
+        "onnxruntime: 4 also draws each derivable cell's share of pools and skips, which "
+        "covers the cells a latency term steers to better under ONNX Runtime "
+        "(docs/measurement.md#the-sampler).",
     ),
     from_run: Path = typer.Option(
         None,

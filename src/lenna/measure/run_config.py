@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lenna.errors import InputError
 from lenna.measure.config import MeasureConfig
-from lenna.measure.sampler import SAMPLER_VERSION, Sampler
+from lenna.measure.sampler import SAMPLER_VERSION, SAMPLER_VERSION_ORT, Sampler
 from lenna.memory import block_bytes, check_fits
 from lenna.space import get_space
 from lenna.space.mixed import NONE_OP
@@ -28,8 +28,16 @@ class RunConfig:
     seed: int = 0
     drift_every: int = 50
     measure: MeasureConfig = field(default_factory=MeasureConfig)
-    sampler_version: int = SAMPLER_VERSION
+    sampler_version: int | None = None  # None: the backend's default (see __post_init__)
     label_version: int = LABEL_VERSION
+
+    def __post_init__(self) -> None:
+        # Why per backend: under ONNX Runtime version 4 won on the cells a latency term steers
+        # to and lost nothing beyond a split's noise elsewhere; in eager mode it cost the
+        # uniformly drawn derived cells (benchmarks/HISTORY.md, "Sampler version 4").
+        if self.sampler_version is None:
+            ort = self.measure.backend == "onnxruntime"
+            self.sampler_version = SAMPLER_VERSION_ORT if ort else SAMPLER_VERSION
 
     def sampler(self) -> Sampler:
         return Sampler(
