@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenna.measure.run_config import upgrade_config
 from lenna.measure.store import Dataset
 from lenna.predict import load_data, train_predictor
 from lenna.predict.train import split_masks
@@ -39,6 +40,14 @@ def labels(path: Path) -> tuple[dict, dict, dict]:
     return lat, ch, meta
 
 
+def sampled_alike(ma: dict, mb: dict) -> bool:
+    """Whether two files' metadata draw the same block under each sample index: the same
+    space, sampler settings and sampler version (a version moves some rows' widths or α)."""
+    ca, cb = upgrade_config(ma["config"]), upgrade_config(mb["config"])
+    keys = ("seed", "channels", "resolutions", "block_types", "sampler_version")
+    return ma.get("space_hash") == mb.get("space_hash") and all(ca[k] == cb[k] for k in keys)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("a", type=Path)
@@ -48,12 +57,7 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     (la, ch, ma), (lb, _, mb) = labels(args.a), labels(args.b)
-    keys = ("space_hash",)
-    same = all(ma.get(k) == mb.get(k) for k in keys) and all(
-        ma["config"].get(k) == mb["config"].get(k)
-        for k in ("seed", "channels", "resolutions", "block_types")
-    )
-    if not same:
+    if not sampled_alike(ma, mb):
         sys.exit("the two files were not sampled alike: their rows are different blocks")
     ids = sorted(set(la) & set(lb))
     r = np.log(np.array([lb[i] / la[i] for i in ids]))

@@ -183,6 +183,7 @@ def test_outputs_that_are_folders_are_refused_before_any_work(tmp_path, genotype
     one_line_error(runner.invoke(app, args), "is a folder; give a file name")
 
 
+@pytest.mark.slow
 def test_a_refused_sweep_leaves_no_folder_behind(tmp_path):
     out = tmp_path / "sweep"
     bad = tmp_path / "notamodel"

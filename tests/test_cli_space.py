@@ -67,6 +67,7 @@ def test_usage_errors_are_one_line_and_exit_2(args, needle):
     one_line_error(result, needle)
 
 
+@pytest.mark.slow
 def test_console_script_unknown_space():
     script = Path(sys.executable).parent / "lenna"
     proc = subprocess.run(

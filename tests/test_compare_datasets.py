@@ -32,3 +32,16 @@ def test_the_cleaner_labeling_of_the_same_blocks_scores_higher(tmp_path, monkeyp
     for r in rows:
         a, b = (float(v) for v in r.split("|")[2].split("/"))
         assert a > b  # noise of ±30 % leaves few rows within ±10 %
+
+
+def test_files_of_two_sampler_versions_are_not_the_same_blocks(monkeypatch):
+    """An eager file (version 3) and an ONNX Runtime file (version 4 by default) of one seed
+    hold other blocks at some indices: comparing them row by row would compare unlike rows."""
+    mod = _module(monkeypatch)
+    config = {"seed": 0, "channels": [8, 128], "resolutions": [32], "block_types": ["normal"]}
+    a = {"space_hash": "h", "config": {**config, "sampler_version": 3}}
+    assert mod.sampled_alike(a, {"space_hash": "h", "config": {**config, "sampler_version": 3}})
+    assert not mod.sampled_alike(a, {"space_hash": "h", "config": {**config, "sampler_version": 4}})
+    assert not mod.sampled_alike(a, {"space_hash": "x", "config": {**config, "sampler_version": 3}})
+    old = {"space_hash": "h", "config": dict(config)}  # a file from before versions: 1
+    assert mod.sampled_alike(old, {"space_hash": "h", "config": {**config, "sampler_version": 1}})

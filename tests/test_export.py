@@ -111,6 +111,7 @@ def test_an_export_that_does_not_match_is_not_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["net.onnx"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cli_export_with_weights_from_evaluate_arch(tmp_path):
     g = cheap_genotype("lenna").save(tmp_path / "genotype.json")
     w = tmp_path / "w.safetensors"

@@ -199,6 +199,7 @@ def test_measure_resumes_a_file_with_its_own_options(tmp_path):
     assert count_rows(db) == 3
 
 
+@pytest.mark.slow
 def test_plot_convergence_on_a_traced_sample_writes_a_png(tmp_path):
     db = make_dataset(tmp_path / "d.db", 0)
     result = runner.invoke(app, ["measure", "--out", str(db), "-n", "1", "--trace"])

@@ -176,6 +176,7 @@ def test_a_sweep_into_a_folder_another_sweep_writes_is_one_line(tmp_path):
         assert out.is_dir()  # the holder's folder is not removed by the refused run
 
 
+@pytest.mark.slow
 def test_console_script_out_of_range_refusal_is_one_line(tmp_path):
     """Run for real: a warning printed before the error would be a second stderr line."""
     out = tmp_path / "run"

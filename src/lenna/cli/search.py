@@ -489,7 +489,8 @@ def evaluate_arch_cmd(
         None,
         "--weights-out",
         help="Where to save the trained weights (default: network.safetensors beside the "
-        "genotype, where `lenna export` finds them).",
+        "genotype, where `lenna export` finds them; one saved there before is kept, and then "
+        "this run's weights are not saved).",
     ),
     preset: str = EVAL_PRESET,
     channels: int = typer.Option(
@@ -552,11 +553,6 @@ def evaluate_arch_cmd(
         if os.access(genotype.parent, os.W_OK):
             default = genotype.parent / NETWORK_WEIGHTS  # what `lenna export` picks up
             kept, weights_out = (default, None) if default.exists() else (None, default)
-            if kept is not None:  # said before hours of training, not after
-                err.print(
-                    f"note: {kept} holds weights saved before and is kept, so this run's "
-                    "weights will not be saved; --weights-out FILE saves them"
-                )
         else:
             err.print(
                 f"note: {genotype.parent} is not writable, so the trained weights will not be "
@@ -570,6 +566,11 @@ def evaluate_arch_cmd(
     if seed is None:
         seed = check_seed(_genotype_seed(g), f"{genotype}: info.seed")
     check_seed(seed)
+    if kept is not None:  # said before hours of training, not after
+        err.print(
+            f"note: {kept} holds weights saved before and is kept, so this run's weights "
+            "will not be saved; --weights-out FILE saves them"
+        )
     total = recipe.epochs
     with err.status("measuring and training") as status:
         res = evaluate_arch(
