@@ -113,7 +113,9 @@ def test_the_pages_exist():
         "docs/gpu.md",
         "docs/benchmarks.md",
         "docs/limitations.md",
+        "docs/terms.md",
         "benchmarks/RESULTS.md",
+        "benchmarks/HISTORY.md",
         "benchmarks/diagnostics/README.md",
     }
     assert expected <= names, sorted(expected - names)
