@@ -288,6 +288,20 @@ def test_every_op_of_both_spaces_round_trips_as_a_piece():
                     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=op_name)
 
 
+@pytest.mark.parametrize("h", [8, 7])
+def test_a_factorized_reduce_piece_has_a_pad_node_only_where_its_pad_is_read(h):
+    """At an even resolution the deployed graph (`lenna export`) has no pad, so neither may
+    the piece a label is timed with; at an odd one the pad is real and kept."""
+    from lenna.space.layers import FactorizedReduce
+
+    x = torch.randn(1, 4, h, h)
+    piece = Pieces().get(FactorizedReduce(4, 4).eval(), x)
+    assert ("Pad" in {n.op_type for n in piece.model.graph.node}) == (h % 2 == 1)
+    got = session(piece.model.SerializeToString(), 1).run(None, {"x": x.numpy()})[0]
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, piece.module(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_pieces_are_exported_once_per_structure_and_shape():
     sp = get_space("lenna")
     pieces = Pieces()
@@ -363,6 +377,7 @@ def test_the_two_backends_have_different_fingerprints_and_torchs_hash_is_unchang
     assert ort_fp["backend"] == "onnxruntime" and ort_fp["hash"] != torch_fp["hash"]
     assert ort_fp["discard_passes"] == DISCARD_PASSES["onnxruntime"]
     assert ort_fp["outputs"] == "bound"  # labels from before bound outputs never mix in
+    assert ort_fp["graphs"] == 2  # nor labels of graphs with a Pad the deployed one lacks
     sp = get_space("lenna")
     assert (
         machine_key(sp, "cpu", "float32", 1)[0]
@@ -370,15 +385,18 @@ def test_the_two_backends_have_different_fingerprints_and_torchs_hash_is_unchang
     )
 
 
-def test_an_ort_file_from_before_bound_outputs_refuses_new_rows_even_with_allow_mixed(tmp_path):
+@pytest.mark.parametrize("key", ["outputs", "graphs"])
+def test_an_ort_file_from_before_a_method_change_refuses_new_rows_even_with_allow_mixed(
+    tmp_path, key
+):
     path = tmp_path / "old.db"
     cfg = tiny_config(measure=fast_measure(backend="onnxruntime"))
     fp = config_fingerprint(cfg.measure)
-    old = {k: v for k, v in fp.items() if k != "outputs"} | {"hash": "0123456789ab"}
+    old = {k: v for k, v in fp.items() if k != key} | {"hash": "0123456789ab"}
     with open_dataset(path, cfg, old, False):
         pass
     for allow_mixed in (False, True):
-        with pytest.raises(InputError, match=r"differs in: outputs\); .*cannot be mixed"):
+        with pytest.raises(InputError, match=rf"differs in: {key}\); .*cannot be mixed"):
             open_dataset(path, cfg, fp, allow_mixed)
     other_cpu = fp | {"cpu_model": "Other CPU", "hash": "ba9876543210"}
     with open_dataset(tmp_path / "new.db", cfg, fp, False):

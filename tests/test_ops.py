@@ -4,9 +4,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lenna.errors import InputError
 from lenna.space import build_op, get_space, list_ops, register_op
+from lenna.space.layers import FactorizedReduce
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -30,6 +32,20 @@ def test_both_presets_only_use_registered_ops():
     for name in ("lenna", "darts"):
         space = get_space(name)
         assert set(space.ops) | set(space.down_ops) <= registered
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (8, 7), (7, 8), (1, 1), (2, 2)])
+def test_factorized_reduce_is_the_padded_formula_at_any_resolution(hw):
+    """It skips the pad where the stride-2 conv would never read it (even sizes); the values
+    stay DARTS's: the offset path padded right and bottom, then strided."""
+    torch.manual_seed(0)
+    m = FactorizedReduce(6, 5).eval()
+    x = torch.randn(2, 6, *hw)
+    with torch.no_grad():
+        r = m.relu(x)
+        shifted = m.conv_b(F.pad(r[:, :, 1:, 1:], (0, 1, 0, 1)))
+        want = m.bn(torch.cat([m.conv_a(r), shifted], dim=1))
+        assert torch.equal(m(x), want)
 
 
 def test_none_op_outputs_zeros():

@@ -30,9 +30,15 @@ DISCARD_PASSES = {"torch": 1, "onnxruntime": 5}
 # holds them (lenna.measure.ort_path.bound_call). Files measured before it have no such key:
 # their labels include allocating each output (3–55 µs a call), so the two never mix silently.
 ORT_OUTPUTS = "bound"
+# how a path's ONNX graph is built, as a version: 2 = a DARTS FactorizedReduce at an even
+# resolution exports no Pad node (lenna.space.layers). Files measured before it have no such
+# key: a Pad that `lenna export`'s graph folds away cost their labels 10–30 µs per reduce.
+ORT_GRAPHS = 2
 # fingerprint fields that say how a label is timed, not on what: files that differ in one hold
 # labels of two methods, which --allow-mixed (meant for two machines) must not mix
-METHOD_KEYS = ("backend", "graph_optimization", "provider", "discard_passes", "outputs")
+METHOD_KEYS = (
+    "backend", "graph_optimization", "provider", "discard_passes", "outputs", "graphs",
+)  # fmt: skip
 
 
 def require_ort() -> ModuleType:
@@ -77,8 +83,8 @@ def session(model: bytes, threads: int) -> object:
 def backend_info(backend: str) -> dict:
     """What of the backend belongs in a fingerprint: nothing for ``torch`` (whose version is
     there already; older files keep their hashes), the runtime's version, graph
-    optimisation, execution provider, inter-op threads and how outputs are held for ONNX
-    Runtime."""
+    optimisation, execution provider, inter-op threads, how outputs are held and how a
+    path's graph is built for ONNX Runtime."""
     if backend == "torch":
         return {}
     ort = require_ort()
@@ -90,4 +96,5 @@ def backend_info(backend: str) -> dict:
         "inter_op_threads": 1,
         "discard_passes": DISCARD_PASSES[backend],
         "outputs": ORT_OUTPUTS,
+        "graphs": ORT_GRAPHS,
     }

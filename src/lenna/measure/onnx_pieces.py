@@ -70,9 +70,11 @@ def shared_pieces() -> Pieces:
 def export_piece(module: nn.Module, x: torch.Tensor) -> Piece:
     """``module`` (eval mode, a copy) on an input shaped like ``x`` as an ONNX model.
 
-    The TorchScript exporter, because the dynamo one takes ~1 s a module; both give the
-    graphs ORT optimises alike (the assembled cell is checked against a dynamo export of the
-    fixed cell by ``benchmarks/backends.py``)."""
+    The TorchScript exporter, because the dynamo one takes ~1 s a module. ORT optimises
+    both exports to graphs of the same op counts (``benchmarks/diagnostics/ort_assembled.py``)
+    now that no op pads what it never reads: the TorchScript exporter keeps a pad as a node
+    of its own where the dynamo one folds it into the next convolution. The assembled cell's
+    time is checked against a dynamo export by ``benchmarks/backends.py``."""
     onnx = require_ort() and __import__("onnx")
     buf = io.BytesIO()
     # the exporter traces with autograd on: no inference tensors (a bench's inputs are some)

@@ -62,7 +62,11 @@ class FactorizedReduce(nn.Module):
     """Halve H and W without losing half the pixels: two offset 1×1 stride-2 convs, concatenated.
 
     The offset path is padded so odd resolutions give ``ceil(H / 2)`` like every other op; odd
-    ``C_out`` is split unevenly between the two paths.
+    ``C_out`` is split unevenly between the two paths. At an even resolution the padded row
+    and column are never read (the stride-2 1×1 conv reads even indices only), so no pad runs:
+    the TorchScript exporter (ONNX Runtime labels) keeps a pad as a node of its own, which cost
+    cheap `darts` reduction cells 8–20 % against the graph `lenna export` writes, which folds it
+    away (``benchmarks/diagnostics/ort_assembled.py``).
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
@@ -75,7 +79,10 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = self.conv_b(F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)))
+        shifted = x[:, :, 1:, 1:]
+        if x.shape[2] % 2 or x.shape[3] % 2:  # a shape, fixed when traced: no branch exported
+            shifted = F.pad(shifted, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        shifted = self.conv_b(shifted)
         if self.conv_a is None:
             return self.bn(shifted)
         return self.bn(torch.cat([self.conv_a(x), shifted], dim=1))
