@@ -16,8 +16,10 @@ outputs bound once, passes discarded, min of 3 per round):
 
 with ``--label``, the ORT label too (unnormalised, one measurement: noisier). It counts the
 nodes of each session's *optimised* graph by op type, which is where a lost fusion shows.
+``--networks N`` compares N derived networks' two exports the same way (op counts only): the
+TorchScript one `evaluate-arch` times under ORT, the dynamo one `lenna export` writes.
 
-    python benchmarks/diagnostics/ort_assembled.py --space darts --type reduction --cells 4
+    python benchmarks/diagnostics/ort_assembled.py --networks 6
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from lenna.measure.config import MeasureConfig
 from lenna.measure.fingerprint import config_fingerprint
 from lenna.measure.onnx_pieces import Pieces, export_module
 from lenna.measure.ort_path import PathSessions
+from lenna.search.network import NetConfig, Network
 from lenna.space import Block, cell_alphas, get_space, random_cell
 from lenna.space.layers import FactorizedReduce
 
@@ -129,6 +132,30 @@ def one_cell(space, bt: str, c: int, h: int, cell: list, label: bool, seed: int)
     return row
 
 
+def network_lines(space_name: str, count: int, rng: np.random.Generator) -> list[str]:
+    """Derived networks exported as `evaluate-arch` times them under ORT (TorchScript, whole)
+    and as `lenna export` writes them (dynamo): where their optimised graphs differ."""
+    space, diffs = get_space(space_name), Counter()
+    for i in range(count):
+        cells = {bt: random_cell(space, bt, rng) for bt in ("normal", "reduction")}
+        shape = NetConfig(channels=8, cells=5, resolution=(32, 28)[i % 2], stem_stride=1)
+        net = Network(space, shape, "fixed", cells).eval()
+        x = torch.randn(1, 1, shape.resolution, shape.resolution)
+        script = optimised_ops(export_module(net, (x,)).SerializeToString())
+        dynamo = optimised_ops(dynamo_bytes(net, (x,)))
+        key = f"TorchScript only: {fmt_ops(script - dynamo) or '—'}; dynamo only: "
+        diffs[key + (fmt_ops(dynamo - script) or "—")] += 1
+    lines = [
+        "",
+        f"{count} derived `{space_name}` networks (5 cells of 8 channels, 32×32 and 28×28 "
+        "inputs, stem stride 1), optimised op counts of the two exports:",
+        "",
+        "| networks | where the graphs differ |",
+        "|---|---|",
+    ]
+    return lines + [f"| {n} | {d} |" for d, n in diffs.items()]
+
+
 def fmt_ops(ops: Counter) -> str:
     return " ".join(f"{k}×{v}" for k, v in sorted(ops.items()))
 
@@ -137,8 +164,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--space", default="darts")
     ap.add_argument("--type", default="reduction", choices=["normal", "reduction"])
-    ap.add_argument("--shapes", default="8x32,16x16", help="C×H pairs, comma-separated")
-    ap.add_argument("--cells", type=int, default=8, help="derived cells per shape")
+    ap.add_argument("--shapes", default="8x32,16x16,32x8", help="C×H pairs, comma-separated")
+    ap.add_argument("--cells", type=int, default=4, help="derived cells per shape")
+    ap.add_argument("--networks", type=int, default=0, help="derived networks to compare")
     ap.add_argument("--label", action="store_true", help="also the ORT label (slower)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
@@ -195,6 +223,9 @@ def main() -> None:
                 f"{np.median([r['dynamo'] for r in rs]):.4f} | {rng_('script')} | "
                 f"{rng_('assembled')} | {rng_('padded')} {lab}| {same}/{len(rs)} |"
             )
+    lines = lines if rows else []
+    if args.networks:
+        lines += network_lines(args.space, args.networks, rng)
     fp = config_fingerprint(MeasureConfig(backend="onnxruntime"))
     publish(
         "ORT: assembled path against the cell exported whole (diagnostics/ort_assembled.py)",
