@@ -19,7 +19,8 @@ nodes of each session's *optimised* graph by op type, which is where a lost fusi
 ``--networks N`` compares N derived networks' two exports the same way (op counts only): the
 TorchScript one `evaluate-arch` times under ORT, the dynamo one `lenna export` writes.
 
-    python benchmarks/diagnostics/ort_assembled.py --networks 6
+    python benchmarks/diagnostics/ort_assembled.py                  # 12 reduction cells
+    python benchmarks/diagnostics/ort_assembled.py --cells 0 --networks 6
 """
 
 from __future__ import annotations
@@ -132,10 +133,11 @@ def one_cell(space, bt: str, c: int, h: int, cell: list, label: bool, seed: int)
     return row
 
 
-def network_lines(space_name: str, count: int, rng: np.random.Generator) -> list[str]:
+def network_lines(space_name: str, count: int) -> list[str]:
     """Derived networks exported as `evaluate-arch` times them under ORT (TorchScript, whole)
     and as `lenna export` writes them (dynamo): where their optimised graphs differ."""
     space, diffs = get_space(space_name), Counter()
+    rng = np.random.default_rng(SEED)  # its own draws: the same networks whatever --cells is
     for i in range(count):
         cells = {bt: random_cell(space, bt, rng) for bt in ("normal", "reduction")}
         shape = NetConfig(channels=8, cells=5, resolution=(32, 28)[i % 2], stem_stride=1)
@@ -146,7 +148,6 @@ def network_lines(space_name: str, count: int, rng: np.random.Generator) -> list
         key = f"TorchScript only: {fmt_ops(script - dynamo) or '—'}; dynamo only: "
         diffs[key + (fmt_ops(dynamo - script) or "—")] += 1
     lines = [
-        "",
         f"{count} derived `{space_name}` networks (5 cells of 8 channels, 32×32 and 28×28 "
         "inputs, stem stride 1), optimised op counts of the two exports:",
         "",
@@ -225,7 +226,7 @@ def main() -> None:
             )
     lines = lines if rows else []
     if args.networks:
-        lines += network_lines(args.space, args.networks, rng)
+        lines += ([""] if lines else []) + network_lines(args.space, args.networks)
     fp = config_fingerprint(MeasureConfig(backend="onnxruntime"))
     publish(
         "ORT: assembled path against the cell exported whole (diagnostics/ort_assembled.py)",

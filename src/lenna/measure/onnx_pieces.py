@@ -72,9 +72,9 @@ def export_piece(module: nn.Module, x: torch.Tensor) -> Piece:
 
     The TorchScript exporter, because the dynamo one takes ~1 s a module. ORT optimises
     both exports to graphs of the same op counts (``benchmarks/diagnostics/ort_assembled.py``)
-    now that no op pads what it never reads: the TorchScript exporter keeps a pad as a node
-    of its own where the dynamo one folds it into the next convolution. The assembled cell's
-    time is checked against a dynamo export by ``benchmarks/backends.py``."""
+    as long as no op pads what its next convolution never reads: this exporter keeps such a
+    pad as a node of its own, the dynamo one folds it away. ``benchmarks/backends.py`` times
+    the assembled cell against a dynamo export."""
     onnx = require_ort() and __import__("onnx")
     buf = io.BytesIO()
     # the exporter traces with autograd on: no inference tensors (a bench's inputs are some)

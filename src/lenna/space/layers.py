@@ -62,11 +62,10 @@ class FactorizedReduce(nn.Module):
     """Halve H and W without losing half the pixels: two offset 1×1 stride-2 convs, concatenated.
 
     The offset path is padded so odd resolutions give ``ceil(H / 2)`` like every other op; odd
-    ``C_out`` is split unevenly between the two paths. At an even resolution the padded row
-    and column are never read (the stride-2 1×1 conv reads even indices only), so no pad runs:
-    the TorchScript exporter (ONNX Runtime labels) keeps a pad as a node of its own, which cost
-    cheap `darts` reduction cells 8–20 % against the graph `lenna export` writes, which folds it
-    away (``benchmarks/diagnostics/ort_assembled.py``).
+    ``C_out`` is split unevenly between the two paths. Along an even side the padded row (or
+    column) is never read (the stride-2 1×1 conv reads even indices only), so it is not
+    padded: the TorchScript export that ONNX Runtime labels time then has no Pad node that
+    the dynamo export `lenna export` writes lacks (``benchmarks/diagnostics/ort_assembled.py``).
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
@@ -80,8 +79,10 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         shifted = x[:, :, 1:, 1:]
-        if x.shape[2] % 2 or x.shape[3] % 2:  # a shape, fixed when traced: no branch exported
-            shifted = F.pad(shifted, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        # H and W are fixed in every export (a piece per shape; `lenna export`: batch only)
+        odd_h, odd_w = int(x.shape[2]) % 2, int(x.shape[3]) % 2
+        if odd_h or odd_w:
+            shifted = F.pad(shifted, (0, odd_w, 0, odd_h))
         shifted = self.conv_b(shifted)
         if self.conv_a is None:
             return self.bn(shifted)
