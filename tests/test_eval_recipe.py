@@ -13,7 +13,7 @@ from search_helpers import FAST_RULE, cheap_genotype, tiny_data
 from train_helpers import mixed_genotype, write_cifar10
 from typer.testing import CliRunner
 
-import lenna.cli.search as cli_search
+import lenna.cli.evaluate_arch as cli_evaluate_arch
 import lenna.search.train as train_mod
 import lenna.search.verify as verify
 from lenna.cli import app
@@ -35,7 +35,7 @@ PRESET = "darts-cifar10-eval"
 def fast_measure(monkeypatch):
     """evaluate-arch measures with the quick rule on one thread (the default rule takes
     seconds for the preset's 32×32 cells)."""
-    monkeypatch.setattr(cli_search, "measure_config_for", lambda *a, **k: _fast())
+    monkeypatch.setattr(cli_evaluate_arch, "measure_config_for", lambda *a, **k: _fast())
 
 
 def test_the_preset_holds_the_papers_and_codes_values():

@@ -10,6 +10,7 @@ from measure_helpers import LENNA_SCRIPT, all_text, one_line_error
 from search_helpers import FAST_RULE, cheap_genotype, predictor_folder
 from typer.testing import CliRunner
 
+import lenna.cli.evaluate_arch as cli_evaluate_arch
 import lenna.cli.search as cli_search
 import lenna.search.verify as verify
 from lenna.cli import app
@@ -58,7 +59,9 @@ def fast_measure(monkeypatch):
         cfg = make(device or "cpu", threads or 1)
         return cfg if backend in (None, cfg.backend) else replace(cfg, backend=backend)
 
-    monkeypatch.setattr(cli_search, "measure_config_for", for_genotype)  # what the CLI times with
+    monkeypatch.setattr(
+        cli_evaluate_arch, "measure_config_for", for_genotype
+    )  # what the CLI times with
     monkeypatch.setattr(verify, "measure_config_for", for_genotype)  # and a sweep's evaluations
 
 

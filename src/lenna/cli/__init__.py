@@ -6,10 +6,12 @@ from lenna.cli.app import app
 from lenna.cli.dataset import dataset_app, plot_app
 from lenna.cli.demo import demo_cmd
 from lenna.cli.deploy import export_cmd
+from lenna.cli.evaluate_arch import evaluate_arch_cmd
 from lenna.cli.measure import measure_cmd, measure_ops_cmd
 from lenna.cli.predict import evaluate_cmd, train_cmd
-from lenna.cli.search import evaluate_arch_cmd, search_cmd, sweep_cmd
+from lenna.cli.search import search_cmd
 from lenna.cli.space import space_app
+from lenna.cli.sweep import sweep_cmd
 
 app.add_typer(space_app, name="space")
 app.command("measure")(measure_cmd)

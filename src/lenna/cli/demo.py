@@ -11,7 +11,7 @@ from rich.table import Table
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
 from lenna.cli.progress import CountColumn, make_progress
-from lenna.cli.search import sweep_events
+from lenna.cli.search_progress import sweep_events
 from lenna.demo.plan import FULL, QUICK
 from lenna.measure.config import MeasureConfig
 from lenna.search.device import compute_device
