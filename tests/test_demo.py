@@ -241,6 +241,8 @@ def test_quick_demo_end_to_end(tmp_path):
     )
     assert set(summary["predictors"]) >= {"lut", "elasticnet", "mlp", "gbdt", "lut+mlp"}
     md = (out / "report.md").read_text()
+    assert md.splitlines()[2].startswith("**Smoke test (`--quick`), not evidence")
+    assert "Smoke test" in result.output
     for name in ("convergence", "predicted vs measured", "search curves", "pareto", "budget"):
         assert name in md
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)

@@ -226,7 +226,7 @@ def test_the_fleet_ends_with_the_anchor_check_on_a_device(cluster, tmp_path, mon
         assert 0 < entry["ratios"]["3x8"] < 1000.0
         assert ds.meta["reference_ratios"]["3x8"] == 1000.0  # labels' ratio is not changed
     assert checked == [1]
-    assert any(w.startswith("anchor 3x8: ratio to the primary now") for w in warnings)
+    assert any(w.startswith("anchor 3 ch 8×8: ratio to the primary now") for w in warnings)
 
 
 def test_ctrl_c_on_the_driver_keeps_the_rows_and_resumes(cluster, tmp_path):

@@ -114,7 +114,7 @@ def test_a_long_matched_run_ends_with_a_check_and_warns_when_a_ratio_moved(tmp_p
         assert [(c["rows"], c["ratios"]) for c in ds.meta[CHECKS_KEY]] == [(2, {"3x8": 2.5})]
         z0 = ds.meta["reference_ms"]
     (warning,) = _anchor(warnings)
-    assert "anchor 3x8" in warning and "+66.7%" in warning
+    assert "anchor 3 ch 8×8" in warning and "+66.7%" in warning
     # one more row: not due (1 < 2), and it is normalised with the stored ratio, not the check's
     assert run_measurement(db, cfg, 3, trace=True, on_warning=warnings.append) == 3
     assert tiny_anchor == [(3, 8), (3, 8)] and len(_anchor(warnings)) == 1
@@ -195,4 +195,4 @@ def test_dataset_info_shows_the_checks(tmp_path, tiny_anchor):
     assert check["rows"] == 2 and check["ratios"] == {"3x8": 2.5}
     out = runner.invoke(app, ["dataset", "info", str(db)])
     assert out.exit_code == 0, out.output
-    assert "anchor check with 2 rows in the file: 3x8 ×2.500 (+66.7% vs stored)" in out.stdout
+    assert "anchor check with 2 rows in the file: 3 ch 8×8 ×2.500 (+66.7% vs stored)" in out.stdout

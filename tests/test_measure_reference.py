@@ -310,7 +310,7 @@ def test_narrow_normalisation_and_the_onnxruntime_default():
     assert ref.size == (8, 8) and z0 == pytest.approx(2.0 * FAKE_RATIO)
     ref, z0 = reference_mod.normalisation(space, narrow, Calibration(2.0), (16, 16))
     assert ref.size == (16, 16) and z0 == 2.0
-    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 8x16"):
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 8 ch 16×16"):
         reference_mod.normalisation(space, narrow, Calibration(2.0, {"16x16": 1.0}), (9, 16))
     assert MeasureConfig(threads=1).reference == "matched"  # eager: unchanged
     assert MeasureConfig(threads=1, normalise=False, backend="torch").reference == "single"
@@ -443,7 +443,7 @@ def test_op_table_calibrates_only_the_anchors_its_grid_reaches(tmp_path, tiny_an
 
 def test_normalisation_refuses_a_ratio_the_dataset_lacks(tiny_anchor):
     space = get_space("lenna")
-    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 3x8"):
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 3 ch 8×8"):
         reference_mod.normalisation(space, fast_measure(), Calibration(1.0, {"16x16": 1.0}), (3, 8))
 
 

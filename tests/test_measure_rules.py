@@ -152,6 +152,33 @@ def test_cv_rule_with_an_interference_outlier_is_still_exact():
     assert est.latency_ms == pytest.approx(2 * expected_c + 1, abs=1e-9)
 
 
+def test_a_replayed_trace_ends_at_the_label_and_stores_the_controls_mean():
+    costs, probs, paths, c_ms, expected_c = cv_problem()
+    rng = np.random.default_rng(3)
+    y = 2.0 * c_ms + 1.0 + rng.normal(0, 0.05, len(c_ms))  # noise: the interval closes late
+    y[6] += 40.0  # and a stall the rule drops
+    rule = CIRule(control=True, passes=1, q=0.5, min_resets=5, max_resets=len(y), rel=0.002)
+    est = rule.run(FakeBench(y, paths=paths), costs, probs)
+    assert est.expected_control_ms == pytest.approx(expected_c, rel=1e-12)
+    replayed, half = rule.replay(est.values_ms, est.controls_ms, est.expected_control_ms)
+    assert len(replayed) == est.resets and np.isnan(replayed[:2]).all()
+    assert replayed[-1] == pytest.approx(est.latency_ms, rel=1e-12)
+    assert half[-1] == pytest.approx(est.ci_half_width_ms, rel=1e-12)
+    # the rule stopped at the first reset whose interval met ±rel, and not before
+    inside = half <= rule.rel * np.abs(replayed)
+    assert inside[-1] == est.converged
+    assert not inside[rule.min_resets - 1 : -1].any()
+
+
+def test_a_replayed_plain_interval_is_the_running_mean():
+    y = [10.0, 11.0, 9.0, 10.5, 10.2, 9.8]
+    rule = CIRule(control=False, reject=0.0, passes=1, min_resets=3, max_resets=6, rel=1e-6)
+    est = rule.run(FakeBench(y))
+    assert est.expected_control_ms is None
+    replayed, _ = rule.replay(est.values_ms, None, 0.0)
+    np.testing.assert_allclose(replayed[2:], np.cumsum(y)[2:] / np.arange(3, 7), rtol=1e-12)
+
+
 def test_cv_rule_without_costs_is_an_input_error():
     rule = CIRule(control=True, passes=1, min_resets=3)
     with pytest.raises(InputError, match="control variate"):

@@ -167,7 +167,7 @@ def test_both_paths_run_the_one_loop_with_the_same_rows_controls_and_checks(
     # the end-of-run anchor check: due, run once on each, its warning alike
     assert checked == ["local", "fleet"]
     anchors = [[w.split(":")[0] for w in ws if w.startswith("anchor")] for ws in (warn_a, warn_b)]
-    assert anchors[0] == anchors[1] == ["anchor 3x8"]
+    assert anchors[0] == anchors[1] == ["anchor 3 ch 8×8"]
 
 
 def test_two_fleet_devices_store_the_rows_a_local_run_stores(tmp_path, script, ray):

@@ -480,7 +480,7 @@ def test_measure_module_times_a_sized_block_beside_its_anchor():
     block = nn.Conv2d(4, 4, 1)
     cal = Calibration(0.2, {"16x16": 1.0})
     cfg = fast(normalise=True, reference="matched")
-    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 64x32"):
+    with pytest.raises(InputError, match="no calibrated ratio for reference anchor 64 ch 32×32"):
         measure_module(block, (torch.randn(1, 4, 8, 8),), cfg, get_space("lenna"), cal, (64, 32))
 
 

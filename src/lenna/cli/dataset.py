@@ -22,6 +22,7 @@ from lenna.measure.export import export
 from lenna.measure.fingerprint import describe
 from lenna.measure.ratio_check import CHECKS_KEY, RATIO_TOLERANCE, relative_change
 from lenna.measure.recheck import RECHECKS_KEY, RecheckedRow, as_dicts, recheck, summary
+from lenna.measure.reference import anchor_label
 from lenna.measure.runner import upgrade_config
 from lenna.measure.store import Dataset
 
@@ -118,7 +119,7 @@ def info_cmd(
     m = cfg["measure"]
     c.print(
         f"config: {m.get('backend', 'torch')} backend, rule {m['rule']}, batch {m['batch']}, "
-        f"{m['device']}, {m['threads']} threads, "
+        f"{m['device']}, {m['threads']} thread{'' if m['threads'] == 1 else 's'}, "
         f"channels {cfg['channels']}, resolutions {cfg['resolutions']}, seed {cfg['seed']}, "
         f"sampler version {info['sampler_version']}, label version {info['label_version']}"
     )
@@ -128,7 +129,10 @@ def info_cmd(
         c.print(
             f"labels normalised ({m.get('reference', 'single')} reference) to the reference "
             f"block's calibrated time {info['reference_ms']:.3f} ms"
-            + "".join(f", anchor {k} ×{r:.3f}" for k, r in (info["reference_ratios"] or {}).items())
+            + "".join(
+                f", anchor {anchor_label(k)} ×{r:.3f}"
+                for k, r in (info["reference_ratios"] or {}).items()
+            )
         )
     stored = info["reference_ratios"] or {}
     for check in info["reference_ratio_checks"]:
@@ -316,7 +320,8 @@ def _moves(check: dict, stored: dict) -> str:
     parts = []
     for key, now in check.get("ratios", {}).items():
         rel = relative_change(stored.get(key), now)
-        text = f"{key} ×{now:.3f} ({'n/a' if math.isnan(rel) else f'{rel:+.1%}'} vs stored)"
+        change = "n/a" if math.isnan(rel) else f"{rel:+.1%}"
+        text = f"{anchor_label(key)} ×{now:.3f} ({change} vs stored)"
         parts.append(f"[bold]{text}[/]" if abs(rel) > RATIO_TOLERANCE else text)
     return ", ".join(parts) or "no anchors"
 
@@ -339,13 +344,14 @@ def convergence_cmd(
     sample: int = typer.Option(..., "--sample", help="Sample id (sample_index)."),
     out: Path = typer.Option(..., "--out", help="Output image (.png, .svg, .pdf)."),
 ) -> None:
-    """How one label converged: the latency of each timed path (one per gate reset), their
-    running average, and the average's relative change."""
+    """How one label converged: the latency of each timed path (one per gate reset), what
+    the file's stopping rule estimated after each reset, and its stopping signal (for cv and
+    ci the confidence interval against its ±rel; for seed the average's change)."""
     from lenna.report.convergence import plot_convergence
 
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InputError(f"--out must end in .png, .svg or .pdf, got {out.name!r}")
     check_out_file(out)
     with Dataset.open(db, readonly=True) as ds:
-        row = ds.sample(sample)
-    console(stderr=True).print(f"wrote {plot_convergence(row, out)}")
+        row, settings = ds.sample(sample), ds.meta.get("rule_settings")
+    console(stderr=True).print(f"wrote {plot_convergence(row, out, settings)}")

@@ -22,7 +22,10 @@ err = console(stderr=True)
 
 def demo_cmd(
     quick: bool = typer.Option(
-        False, "--quick", help="A small run (2–4 minutes on 2 cores), still measured for real."
+        False,
+        "--quick",
+        help="A small run, still measured for real: a smoke test (2–4 minutes on a quiet "
+        "2-core VM; several times that on a slow or busy one).",
     ),
     out: Path = typer.Option(
         None,
@@ -49,7 +52,7 @@ def demo_cmd(
     Run it again with the same --out to resume after an interruption.
     """
     from lenna.demo.pipeline import check_out, run_demo
-    from lenna.report.demo_report import budget_sentence, gain_sentence, write_report
+    from lenna.report.demo_report import SMOKE, budget_sentence, gain_sentence, write_report
 
     if out is None:  # a quick run never lands in (and is refused by) the full demo's folder
         out = Path("demo-out-quick" if quick else "demo-out")
@@ -88,6 +91,8 @@ def demo_cmd(
         except Interrupted as e:
             bar.stop()
             interrupted(e, f"finished stages are kept in {out}; run the same command to resume")
+    if quick:
+        err.print(f"\n{SMOKE}")
     err.print(f"\n{gain_sentence(res.rows)}")
     err.print(budget_sentence(res.budget))
     err.print(f"report: {page} (and {md})")

@@ -205,8 +205,7 @@ def evaluate_arch_cmd(
     if as_json:
         typer.echo(dumps(res, indent=2))
         return
-    how = f"λ = {g.lam:g}" if g.budget_ms is None else f"budget {g.budget_ms:g} ms"
-    t = Table(title=f"{g.space} architecture, {how}")
+    t = Table(title=f"{g.space} architecture, {g.searched_for}")
     cols = ["measured ms", "predicted ms"]
     if g.budget_ms is not None:
         cols.append("within budget")

@@ -135,16 +135,21 @@ def evaluate_cmd(
                 r["kind"] + ("" if r["differentiable"] else " (not diff.)"),
                 s,
                 str(x["n"]),
-                f"{x['rmse_ms']:.3f}",
-                f"{x['mape']:.2f}",
-                f"{x['within_5']:.1f}",
-                f"{x['within_10']:.1f}",
-                f"{x['r2']:.3f}",
-                f"{x['kendall_tau']:.3f}",
+                _cell(x["rmse_ms"], ".3f"),
+                _cell(x["mape"], ".2f"),
+                _cell(x["within_5"], ".1f"),
+                _cell(x["within_10"], ".1f"),
+                _cell(x["r2"], ".3f"),
+                _cell(x["kendall_tau"], ".3f"),
             )
     out = console()
     out.width = max(out.width, 132)
     out.print(table)
+
+
+def _cell(v: float, spec: str) -> str:
+    """A table cell: "-" where a figure is undefined (an empty split, R² of one row)."""
+    return format(v, spec) if math.isfinite(v) else "-"
 
 
 def _finite(x: object) -> object:

@@ -126,7 +126,7 @@ def search_cmd(
 
 def derived_line(g: Genotype, path: Path) -> str:
     """What a search derived and the latency predicted for it."""
-    how = f"λ = {g.lam:g}" if g.budget_ms is None else f"budget {g.budget_ms:g} ms"
+    how = g.searched_for
     pred = ""
     if g.predicted_network_ms is not None:
         gap = g.predicted_gap_ms or 0.0

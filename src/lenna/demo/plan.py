@@ -1,6 +1,6 @@
 """How big each stage of ``lenna demo`` is: the full default and ``--quick``.
 
-Sized for a 2-core CPU: the full demo in about 10 minutes here, ``--quick`` in under 3 (real
+Sized for a 2-core CPU: the full demo in about 10 minutes, ``--quick`` in 2–4 on a quiet VM (real
 measurement, just less of it). The measured channels and resolutions cover exactly the cells
 of the demo's search network (8 and 16 channels at 16×16 and 8×8), so the predictor is never
 asked to extrapolate.

@@ -30,7 +30,7 @@ import numpy as np
 from lenna.atomic import write_text
 from lenna.errors import InputError
 from lenna.measure.fingerprint import fingerprint, same_machine
-from lenna.measure.reference import Calibrate, anchor_key
+from lenna.measure.reference import Calibrate, anchor_key, anchor_label
 from lenna.space import SearchSpace
 
 FORMAT = 1
@@ -160,7 +160,7 @@ def machine_calibrate(
                     # a ratio of two calibrated times: no side is "only slower", so the median
                     values = [r[anchor_key(a)] for r in runs]
                     ratios[anchor_key(a)] = float(np.median(values))
-                    what = f"anchor {anchor_key(a)}'s ratio"
+                    what = f"anchor {anchor_label(anchor_key(a))}'s ratio"
                     _warn_spread(values, what, "the median", on_warning)
                 entry.update(
                     reference_ratios=ratios,

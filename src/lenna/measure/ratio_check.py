@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lenna.measure.reference import ANCHORS, Calibrate, anchor_key
+from lenna.measure.reference import ANCHORS, Calibrate, anchor_key, anchor_label
 
 if TYPE_CHECKING:
     from lenna.measure.store import Dataset
@@ -95,7 +95,7 @@ def relative_change(stored: object, now: float) -> float:
 def ratio_warning(key: str, stored: float, now: float) -> str:
     """One line for a ratio that moved: what it means for the stored labels."""
     return (
-        f"anchor {key}: ratio to the primary now ×{now:.3f}, stored ×{stored:.3f} "
+        f"anchor {anchor_label(key)}: ratio to the primary now ×{now:.3f}, stored ×{stored:.3f} "
         f"({now / stored - 1:+.1%}); labels of blocks timed alongside this anchor may be off "
         "by about that much relative to other anchors' blocks. Labels are unchanged; "
         "`lenna dataset info` lists every check."

@@ -220,6 +220,13 @@ def anchor_key(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def anchor_label(key: str) -> str:
+    """How an anchor is named to a person: ``"64x32"`` reads as ``"64 ch 32×32"``, the docs'
+    notation (a bare "64x32" is easily read as a resolution)."""
+    c, _, h = key.partition("x")
+    return f"{c} ch {h}×{h}" if c.isdigit() and h.isdigit() else key
+
+
 _REFERENCES: dict[tuple, Reference] = {}
 _Z0: dict[tuple, float] = {}
 _RATIOS: dict[tuple, dict[str, float]] = {}
@@ -351,7 +358,7 @@ def normalisation(
         ratios = anchor_ratios(space, config)
     if anchor_key(anchor) not in ratios:
         raise InputError(
-            f"no calibrated ratio for reference anchor {anchor_key(anchor)} "
+            f"no calibrated ratio for reference anchor {anchor_label(anchor_key(anchor))} "
             f"(this dataset has: {', '.join(ratios) or 'none'})"
         )
     ratio = float(ratios[anchor_key(anchor)])

@@ -61,6 +61,7 @@ class Estimate:
     rejected: int = 0  # resets dropped as interference (cv only)
     reference_ms: float | None = None  # calibrated ms of the reference used (Z0 × anchor ratio)
     references_ms: list[float] = field(default_factory=list)  # per-reset time of that reference
+    expected_control_ms: float | None = None  # E[control] under softmax(α) (cv only)
 
     @property
     def load(self) -> float | None:
@@ -180,14 +181,7 @@ class CIRule:
                 cs.append(float(sum(costs[e, j] for e, j in enumerate(path))) * 1e3)
             if len(ys) < self.min_resets:
                 continue
-            y, c = np.array(ys), np.array(cs) if use_cv else None
-            keep = np.ones(len(y), bool)
-            if self.reject > 0:
-                keep = _inliers(y, c, self.reject, max(1, int(self.max_rejected * len(y))))
-            rejected = int((~keep).sum())
-            est, half = _estimate(
-                y[keep], None if c is None else c[keep], expected_c, self.confidence
-            )
+            est, half, rejected = self.fit(ys, cs if use_cv else None, expected_c)
             if half <= self.rel * abs(est):
                 break
         return Estimate(
@@ -202,7 +196,33 @@ class CIRule:
             rejected=rejected,
             reference_ms=z0_ms,
             references_ms=zs,
+            expected_control_ms=expected_c if use_cv else None,
         )
+
+    def fit(
+        self, values: list[float], controls: list[float] | None, expected_c: float
+    ) -> tuple[float, float, int]:
+        """The estimate, its half-width and the resets dropped as interference, from these
+        per-reset values (and controls, with their known mean ``expected_c``)."""
+        y, c = np.asarray(values, float), None if controls is None else np.asarray(controls, float)
+        keep = np.ones(len(y), bool)
+        if self.reject > 0:
+            keep = _inliers(y, c, self.reject, max(1, int(self.max_rejected * len(y))))
+        est, half = _estimate(y[keep], None if c is None else c[keep], expected_c, self.confidence)
+        return est, half, int((~keep).sum())
+
+    def replay(
+        self, values: list[float], controls: list[float] | None, expected_c: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The estimate and half-width the rule saw after each reset (NaN before the third):
+        a stored trace, replayed, shows how its label converged; the last pair is the label's."""
+        n = len(values)
+        est, half = np.full(n, np.nan), np.full(n, np.nan)
+        for i in range(3, n + 1):
+            est[i - 1], half[i - 1], _ = self.fit(
+                values[:i], None if controls is None else controls[:i], expected_c
+            )
+        return est, half
 
 
 def _line(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:

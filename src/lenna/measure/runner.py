@@ -127,6 +127,7 @@ def sample_row(
             "controls_ms": e.controls_ms,
             "references_ms": e.references_ms,
             "reference_ms": e.reference_ms,  # calibrated ms of the reference: Z0 × its ratio
+            "expected_control_ms": e.expected_control_ms,  # the control's known mean (cv)
         }
         if trace
         else None,

@@ -11,8 +11,11 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     if len(y_true) == 0:
         return {
-            k: float("nan")
-            for k in ("n", "rmse_ms", "mape", "within_5", "within_10", "r2", "kendall_tau")
+            "n": 0,
+            **{
+                k: float("nan")
+                for k in ("rmse_ms", "mape", "within_5", "within_10", "r2", "kendall_tau")
+            },
         }
     rel = np.abs(y_pred - y_true) / y_true
     ss_res = float(np.sum((y_true - y_pred) ** 2))

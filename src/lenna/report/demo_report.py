@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from pathlib import Path
 
 from lenna.atomic import write_text
@@ -46,6 +47,13 @@ def gain(rows: list[dict]) -> dict:
     }
 
 
+SMOKE = (
+    "Smoke test (`--quick`), not evidence: 2 search steps per λ, 24 measured blocks and 5 "
+    "held-out rows per predictor show that the loop runs, not what it achieves (see "
+    "docs/limitations.md, Search). Run `lenna demo` for the demo's figures."
+)
+
+
 def gain_sentence(rows: list[dict]) -> str:
     """What the latency-aware search gained and cost, in measured numbers."""
     base = next(r for r in rows if r["lam"] == 0)
@@ -72,6 +80,25 @@ def gain_sentence(rows: list[dict]) -> str:
     )
 
 
+def rank_sentence(predictors: dict[str, dict], chosen: str) -> str:
+    """Where the search's predictor ranked on this run's few held-out rows, said plainly
+    when it was not first (the report must not call it the best where it was not)."""
+    n = max((int(v["n"]) for v in predictors.values()), default=0)
+    ranked = sorted(
+        (k for k, v in predictors.items() if v["differentiable"]),
+        key=lambda k: predictors[k]["mape"],
+    )
+    if chosen not in ranked:
+        return f"On these {n} held-out rows the ranking below is noisy."
+    place = ranked.index(chosen) + 1
+    if place == 1:
+        return f"On these {n} held-out rows it ranked first too (a noisy ranking)."
+    return (
+        f"On these {n} held-out rows it ranked {place} of {len(ranked)} differentiable models "
+        f"by MAPE ({ranked[0]} first): too few rows to re-choose by."
+    )
+
+
 def budget_sentence(budget: dict) -> str:
     """Whether the network searched within a budget met it, measured."""
     if not budget:
@@ -95,8 +122,8 @@ def _figures(res: object, folder: Path) -> dict[str, Path]:
     figs.mkdir(exist_ok=True)
     out: dict[str, Path] = {}
     with Dataset.open(folder / "latency.db", readonly=True) as ds:
-        row = ds.sample(0)
-    out["convergence"] = plot_convergence(row, figs / "convergence.png")
+        row, settings = ds.sample(0), ds.meta.get("rule_settings")
+    out["convergence"] = plot_convergence(row, figs / "convergence.png", settings)
     scatter = {k: tuple(map(list, v["_scatter"])) for k, v in res.predictors.items()}
     out["scatter"] = plot_predicted_vs_measured(
         {k: (_arr(y), _arr(p)) for k, (y, p) in scatter.items()},
@@ -134,12 +161,55 @@ def runtime_phrase(fp: dict) -> str:
     return f"in PyTorch {fp.get('torch', '')} eager mode"
 
 
+def convergence_text(db: Path) -> str:
+    """What the convergence figure of sample 0 shows, in the words of the file's own rule."""
+    with Dataset.open(db, readonly=True) as ds:
+        row, settings = ds.sample(0), ds.meta.get("rule_settings") or {}
+    lead = (
+        "A label is the expected latency of a block whose edges are mixtures of ops. Each "
+        "*reset* draws one op per edge (binary gates, with the α's probabilities) and times "
+        "that path. "
+    )
+    if row["rule"] == "seed":
+        return lead + (
+            "The label (the seed's rule) is the running average over resets, stopped once it "
+            "changed by less than 1 % on several resets in a row. For sample 0 of `latency.db`: "
+            "(1) each reset's latency, (2) the running average, the dashed line being the "
+            "stored label, (3) the average's relative change per reset against the 1 % mark."
+        )
+    rel = 100 * float(settings.get("rel", 0.01))
+    cv = row["rule"] == "cv"
+    how = (
+        "the mean over paths, corrected by a control variate (each path's op costs, whose "
+        "mean under α is known)"
+        if cv
+        else "the mean over paths"
+    )
+    stop = (
+        f"stopped once its 95 % confidence interval is within ±{rel:g} % or at its "
+        f"{settings.get('max_resets', 150)}th reset"
+    )
+    end = (
+        "it met the interval"
+        if row["converged"]
+        else f"it stopped at its most resets, with the interval wider than ±{rel:g} %"
+    )
+    return lead + (
+        f"The label (rule `{row['rule']}`) is {how}, {stop}. For sample 0 of `latency.db` "
+        f"({row['resets']} resets; {end}): (1) each reset's latency"
+        + (", grey dots its op costs" if cv else "")
+        + ", (2) the rule's estimate after each reset with its interval, the dashed line "
+        "being the stored label, (3) the interval's half-width against the threshold."
+    )
+
+
 def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
     rel = {k: v.relative_to(folder).as_posix() for k, v in figs.items()}
     fp = res.fingerprint
     lines = [
         "# LENNA demo report",
         "",
+        *([f"**{SMOKE}**", ""] if res.plan == "quick" else []),
         f"**{gain_sentence(res.rows)}**",
         "",
         f"Plan `{res.plan}`; stage times: "
@@ -157,12 +227,7 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "## How one label converged",
         "",
-        "A label is the expected latency of a block whose edges are mixtures of ops. Each "
-        "*reset* draws one op per edge (binary gates, with the α's probabilities) and times "
-        "that path; the label is the running average over resets, stopped once it is steady. "
-        "For sample 0 of `latency.db`: (1) each reset's latency, (2) the running average, the "
-        "dashed line being the stored label, (3) the average's relative change per reset, the "
-        "dashed line the 1 % mark.",
+        convergence_text(folder / "latency.db"),
         "",
         f"![convergence]({rel['convergence']})",
         "",
@@ -171,8 +236,8 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "Held-out blocks of `latency.db` (models in `models/`, metrics from each `model.json`). "
         f"The search used **{res.chosen}**, chosen in advance: with a demo's few labels it was "
         "the best differentiable model over five seeded splits of a full demo's dataset (with "
-        "1,600–3,000 labels `additive` is; see docs/benchmarks.md). On this few held-out rows "
-        "the ranking below is noisy.",
+        "1,600–3,000 labels `additive` is; see docs/benchmarks.md). "
+        + rank_sentence(res.predictors, res.chosen),
         "",
         "| model | differentiable | n | RMSE ms | MAPE % | within ±10 % | R² | Kendall τ |",
         "|---|---|---|---|---|---|---|---|",
@@ -260,7 +325,8 @@ def _f(x: object) -> str:
 
 
 def _html(md_text: str, figs: dict[str, Path], folder: Path) -> str:
-    """A small Markdown subset (headings, bold, tables, images) to self-contained HTML."""
+    """A small Markdown subset (headings, bold, italics, code, tables, images) to
+    self-contained HTML."""
     embedded = {
         v.relative_to(folder).as_posix(): base64.b64encode(v.read_bytes()).decode()
         for v in figs.values()
@@ -298,6 +364,7 @@ def _html(md_text: str, figs: dict[str, Path], folder: Path) -> str:
                 text = text.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
             while text.count("`") >= 2:
                 text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
+            text = re.sub(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", r"<em>\1</em>", text)
             body.append(f"<p>{text}</p>")
     flush()
     style = (

@@ -60,7 +60,8 @@ def draw_genotype(genotype: Genotype, out: str | Path) -> Path:
             ax.scatter([n], [0], s=300, color="C1" if n < sp.num_inputs else "C2", zorder=3)
             ax.text(n, 0, label, ha="center", va="center", fontsize=7, zorder=4)
         out_label = "output = concat of nodes" if sp.output == "concat" else "output = last node"
-        ax.set_title(f"{genotype.space} {bt} cell (λ = {genotype.lam:g}); {out_label}", fontsize=9)
+        title = f"{genotype.space} {bt} cell ({genotype.searched_for}); {out_label}"
+        ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.6, n_nodes - 0.4)
         ax.set_ylim(-0.4, 0.45 * (n_nodes - 1) + 0.4)
         ax.set_axis_off()

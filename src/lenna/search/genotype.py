@@ -39,6 +39,12 @@ class Genotype:
     predicted_gap_ms: float | None = None
 
     @property
+    def searched_for(self) -> str:
+        """What the search traded against: "λ = 0.5", or "budget 7.9 ms" for a budget search
+        (whose stored λ, 0, is not what steered it)."""
+        return f"λ = {self.lam:g}" if self.budget_ms is None else f"budget {self.budget_ms:g} ms"
+
+    @property
     def predicted_network_ms(self) -> float | None:
         """The whole network: the cells (``predicted_ms``), the fixed part and the gap between
         the network and its parts timed alone."""
