@@ -9,14 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lenna.measure.reference import anchor_label
 from lenna.measure.rules import CIRule
 from lenna.predict.metrics import metrics
 from lenna.report.convergence import plot_convergence
-from lenna.report.demo_report import SMOKE, _html, convergence_text, rank_sentence
+from lenna.report.demo_report import (
+    SMOKE,
+    _fit_lines,
+    _html,
+    convergence_text,
+    rank_sentence,
+)
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
+from lenna.space import get_space
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -123,3 +131,20 @@ def test_the_convergence_text_names_the_rule_and_its_threshold(tmp_path, monkeyp
     assert "40 resets" in text and "wider than ±3 %" in text
     monkeypatch.setattr(report.Dataset, "open", lambda *a, **k: _Ds({**row, "rule": "seed"}, {}))
     assert "running average" in convergence_text(tmp_path / "latency.db")
+
+
+@pytest.mark.parametrize(("changes", "needle"), [(4, "4 changes of one op"), (0, "predicted at")])
+def test_the_budget_section_says_how_the_prediction_was_brought_within_budget(
+    tmp_path, changes, needle
+):
+    darts = get_space("darts")
+    alphas = {bt: torch.zeros(darts.alpha_shape) for bt in ("normal", "reduction")}
+    g = Genotype.from_alphas(darts, alphas, NetConfig(), lam=0.0)
+    g.budget_ms = 7.9
+    g.info = {"budget": {"derived_ms": 8.81, "changes_to_fit": changes, "multiplier": 0.3}}
+    path = g.save(tmp_path / "genotype.json")
+    text = " ".join(_fit_lines(path))
+    assert "predicted at 8.810 ms" in text and needle in text
+    assert ("within the budget" in text) == (changes > 0)
+    assert _fit_lines(tmp_path / "missing.json") == []
+    assert _fit_lines(None) == []

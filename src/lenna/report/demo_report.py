@@ -16,6 +16,7 @@ from lenna.measure.fingerprint import describe
 from lenna.measure.store import Dataset
 from lenna.report.convergence import plot_convergence
 from lenna.report.scatter import plot_predicted_vs_measured
+from lenna.search.genotype import Genotype
 
 FP_KEYS = (
     "cpu_model",
@@ -274,7 +275,8 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         "",
         "Source: `search/sweep.json` (each from `search/lam_*/result.json`). Cells measured = "
         "each cell timed alone on its input in the network (what the predictor models); "
-        "network = stem + cells + classifier, batch 1.",
+        "network = stem + cells + classifier, batch 1. Error = (predicted − measured) / "
+        "measured.",
         "",
         "| λ | network ms (measured) | cells ms (measured) | cells ms (predicted) | error "
         "| test accuracy | params |",
@@ -312,12 +314,33 @@ def _budget_md(res: object, rel: dict[str, str]) -> list[str]:
         f"{'-' if err is None else f'{100 * err:+.1f} %'} | "
         f"{b['measured_ms'] / b['budget_ms']:.2f} | {100 * b['accuracy']:.2f} % |",
         "",
+        *_fit_lines(Path(b["run"]) / "genotype.json" if b.get("run") else None),
         f"![budget search curves]({rel['budget curves']})",
         "",
         f"![derived cells within the budget]({rel['budget cells']})",
         "",
     ]
     return lines
+
+
+def _fit_lines(genotype: Path | None) -> list[str]:
+    """How the budget search's end met its budget in prediction: the network it derived and
+    the op changes that walked it under (why the curves end above the table's prediction)."""
+    if genotype is None or not genotype.is_file():
+        return []
+    fit = (Genotype.load(genotype).info or {}).get("budget") or {}
+    before, changes = fit.get("derived_ms"), fit.get("changes_to_fit")
+    if not isinstance(before, float | int) or not isinstance(changes, int):
+        return []
+    if changes == 0:
+        return [f"The network derived at the search's end was predicted at {before:.3f} ms.", ""]
+    return [
+        f"The network derived at the search's end was predicted at {before:.3f} ms; "
+        f"{changes} change{'' if changes == 1 else 's'} of one op (or one input) at a time, each "
+        "the least loss of α's preference per ms saved, brought the prediction within the "
+        "budget (see docs/search.md, A latency budget).",
+        "",
+    ]
 
 
 def _f(x: object) -> str:
