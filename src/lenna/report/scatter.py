@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 
 def plot_predicted_vs_measured(
@@ -39,6 +40,10 @@ def plot_predicted_vs_measured(
             xlabel="measured ms",
             ylabel="predicted ms",
         )
+        for axis in (ax.xaxis, ax.yaxis):  # 1, 2, 3, 5 × 10^k, plain numbers: no overlaps
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
         ax.text(0.04, 0.92, f"{within:.1f} % within ±10 %", transform=ax.transAxes, fontsize=8)
         ax.legend(loc="lower right", fontsize=7)
     if title:
