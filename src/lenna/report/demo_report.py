@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import re
 from pathlib import Path
@@ -16,7 +17,6 @@ from lenna.measure.fingerprint import describe
 from lenna.measure.store import Dataset
 from lenna.report.convergence import plot_convergence
 from lenna.report.scatter import plot_predicted_vs_measured
-from lenna.search.genotype import Genotype
 
 FP_KEYS = (
     "cpu_model",
@@ -328,7 +328,10 @@ def _fit_lines(genotype: Path | None) -> list[str]:
     the op changes that walked it under (why the curves end above the table's prediction)."""
     if genotype is None or not genotype.is_file():
         return []
-    fit = (Genotype.load(genotype).info or {}).get("budget") or {}
+    try:  # the genotype's JSON as written (report sits below search: no Genotype here)
+        fit = json.loads(genotype.read_text()).get("info", {}).get("budget") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
     before, changes = fit.get("derived_ms"), fit.get("changes_to_fit")
     if not isinstance(before, float | int) or not isinstance(changes, int):
         return []
