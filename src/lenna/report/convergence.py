@@ -20,6 +20,7 @@ from matplotlib.ticker import FuncFormatter
 
 from lenna.errors import InputError
 from lenna.measure.rules import CIRule, make_rule
+from lenna.report.figure_file import save_figure
 
 
 def plot_convergence(row: dict, out: str | Path, rule_settings: dict | None = None) -> Path:
@@ -46,10 +47,7 @@ def plot_convergence(row: dict, out: str | Path, rule_settings: dict | None = No
         f"{row['resolution']}², rule {row['rule']}, {row['resets']} resets{note}"
     )
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def _rule_panels(

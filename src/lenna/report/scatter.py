@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from lenna.report.figure_file import save_figure
+
 
 def plot_predicted_vs_measured(
     results: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, title: str = ""
@@ -49,7 +51,4 @@ def plot_predicted_vs_measured(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)

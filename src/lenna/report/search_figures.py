@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lenna.report.figure_file import save_figure
 from lenna.space import get_space
 
 if TYPE_CHECKING:  # figures take a search's data; the report layer never imports the search
@@ -66,9 +67,7 @@ def draw_genotype(genotype: Genotype, out: str | Path) -> Path:
         ax.set_ylim(-0.4, 0.45 * (n_nodes - 1) + 0.4)
         ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out, dpi=130)
 
 
 def search_curves(metrics: Sequence[dict], out: str | Path, budget_ms: float | None = None) -> Path:
@@ -146,9 +145,7 @@ def compare_curves(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out, dpi=130)
 
 
 def pareto(rows: Sequence[dict], out: str | Path) -> Path:
@@ -176,6 +173,4 @@ def pareto(rows: Sequence[dict], out: str | Path) -> Path:
     ax.set(xlabel=f"{what}: ● measured, × predicted", ylabel="test accuracy (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out, dpi=130)
