@@ -156,7 +156,27 @@ def _build_config(
     given = {k: v for k, v in changes.items() if v is not None}
     if stored is None:  # a new file: no version given is the final backend's default
         given["sampler_version"] = sampler_version
-    return replace(base, measure=replace(base.measure, **measure), **given)
+    cfg = replace(base, measure=replace(base.measure, **measure), **given)
+    _check_normalised_only(cfg, reference, max_load)
+    return cfg
+
+
+def _check_normalised_only(cfg: RunConfig, reference: str | None, max_load: float | None) -> None:
+    """Options that act only on normalised labels, given where there are none (--no-normalise,
+    or the seed rule): said, not dropped without a word."""
+    if cfg.measure.normalise:
+        return
+    why = "--no-normalise" if cfg.measure.rule != "seed" else "the seed rule (never normalised)"
+    if reference is not None and reference != "single":
+        raise InputError(
+            f"--reference {reference} picks the block timed alongside for normalisation, which "
+            f"{why} turns off; drop one of them"
+        )
+    if max_load:
+        raise InputError(
+            f"--max-load judges a label by its reference's load, which {why} does not time; "
+            "drop one of them"
+        )
 
 
 def measure_cmd(

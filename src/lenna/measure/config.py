@@ -92,8 +92,8 @@ class MeasureConfig:
             )
         if self.normalise is None:
             self.normalise = self.rule != "seed"
-        if self.max_load is None:
-            self.max_load = AUTO_MAX_LOAD.get(self.backend, 0.0)
+        if self.max_load is None:  # (the guard judges a normalised label's load only)
+            self.max_load = AUTO_MAX_LOAD.get(self.backend, 0.0) if self.normalise else 0.0
         ok = isinstance(self.max_load, int | float) and not isinstance(self.max_load, bool)
         if not ok or not (self.max_load == 0 or 1.0 <= self.max_load <= 100.0):
             raise InputError(
