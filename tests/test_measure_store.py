@@ -585,7 +585,7 @@ def test_close_unlocks_the_file_whatever_interrupts_it(tmp_path, monkeypatch):
     ds = Dataset.open(db)
     ds.lock_for_writing()
 
-    def interrupted(con):
+    def interrupted(con, path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(store_mod, "_leave_one_file", interrupted)
@@ -616,3 +616,30 @@ def test_a_folder_that_cannot_be_written_is_named_not_a_temporary(tmp_path, monk
     monkeypatch.setattr(Path, "unlink", unlink)
     with pytest.raises(InputError, match=r"cannot create .*d\.db \(unable to open database"):
         Dataset.create(tmp_path / "d.db", {"config": {}})
+
+
+class _Con:
+    """A connection whose switch back to one file fails as SQLite says it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def execute(self, sql: str) -> object:
+        if "journal_mode" in sql:
+            raise sqlite3.OperationalError(self.message)
+        return self
+
+
+@pytest.mark.parametrize("message", ["database or disk is full", "disk I/O error"])
+def test_a_log_that_cannot_be_folded_in_is_said_with_what_to_keep(tmp_path, message):
+    from lenna.measure.store import _leave_one_file
+
+    with pytest.warns(UserWarning, match=r"d\.db-wal beside it: keep the two files together"):
+        _leave_one_file(_Con(message), tmp_path / "d.db")
+
+
+def test_another_open_connection_is_no_reason_to_warn(tmp_path, recwarn):
+    from lenna.measure.store import _leave_one_file
+
+    _leave_one_file(_Con("database is locked"), tmp_path / "d.db")
+    assert not recwarn.list

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import uuid
+import warnings
 from contextlib import suppress
 from pathlib import Path
 
@@ -220,7 +221,7 @@ class Dataset:
     def close(self) -> None:
         try:
             if not self._readonly:
-                _leave_one_file(self.con)
+                _leave_one_file(self.con, self.path)
         finally:  # whatever interrupts the switch (Ctrl-C), the file is closed and unlocked
             try:
                 self.con.close()
@@ -531,18 +532,27 @@ def _check_header(path: Path) -> None:
         )
 
 
-def _leave_one_file(con: sqlite3.Connection) -> None:
+def _leave_one_file(con: sqlite3.Connection, path: Path) -> None:
     """Put a file its writer is done with back into SQLite's rollback-journal mode. Why: a
     file left in WAL mode makes every later reader, even a read-only ``dataset info``, create
     ``-wal`` and ``-shm`` files beside it that it cannot remove; in rollback mode a reader
     leaves the folder as it was. Writers switch to WAL again when they open it. Where another
     connection still has the file open the switch is refused at once and the file stays in
-    WAL mode; its content is the same either way."""
+    WAL mode; its content is the same either way. Where it fails otherwise (a full disk) the
+    newest rows are only in the ``-wal`` file beside it, which is said: a copy of the ``.db``
+    alone would lose them."""
     try:
         con.execute("PRAGMA busy_timeout = 0")
         con.execute("PRAGMA journal_mode = DELETE").fetchall()
-    except sqlite3.Error:
-        pass
+    except sqlite3.Error as e:
+        if "locked" in str(e) or "busy" in str(e):
+            return  # another connection: it folds the log when it is done
+        warnings.warn(
+            f"{path}: its write-ahead log could not be folded into it ({e}); every row is "
+            f"safe in {path.name}-wal beside it: keep the two files together (once there is "
+            "space, any `lenna measure` of the file folds them)",
+            stacklevel=2,
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
