@@ -425,7 +425,7 @@ def test_the_cli_refuses_another_backend_on_an_existing_file(tmp_path):
     result = runner.invoke(
         app, ["measure", "--out", str(path), "-n", "1", "--backend", "onnxruntime"]
     )
-    one_line_error(result, "other settings")
+    one_line_error(result, "backend torch in the file, onnxruntime now")
 
 
 def test_a_file_from_before_backends_is_a_torch_file(tmp_path):

@@ -85,7 +85,7 @@ def test_a_file_from_before_rule_settings_resumes_as_before(tmp_path):
     assert result.exit_code == 0, all_text(result)
     assert "rule_settings" not in _meta(db)  # resuming adds rows, not settings it cannot know
     other = tiny_config(measure=MeasureConfig(rule="ci", rule_params={**FAST_RULE, "passes": 2}))
-    with pytest.raises(InputError, match=r"other settings \(measure\)"):
+    with pytest.raises(InputError, match=r"other settings \(rule_params "):
         run_measurement(db, other, 4)  # without stored settings, asked-for params still count
 
 
@@ -100,7 +100,7 @@ def test_another_rule_or_a_setting_unknown_to_the_file_is_one_line_telling_to_st
 ):
     db = make_dataset(tmp_path / "d.db", 0)
     other_rule = ["measure", "--out", str(db), "-n", "1", "--rule", "seed"]
-    one_line_error(runner.invoke(app, other_rule), "other settings (measure)")
+    one_line_error(runner.invoke(app, other_rule), "rule ci in the file, seed now")
     settled = _meta(db)["rule_settings"]
     del settled["max_rejected"]  # written by a LENNA whose rule had no such setting
     _set_meta(db, "rule_settings", settled)

@@ -47,7 +47,8 @@ def open_dataset(path: str | Path, cfg: RunConfig, fp: dict, allow_mixed: bool) 
         ds.close()
         settled = meta.get("rule_settings") or {}
         if diff or set(settled) != set(cfg.measure.rule_settings()):
-            what = ", ".join(diff + (["rule settings: " + moved] if moved else []))
+            named = [_measure_keys(meta, cfg) if k == "measure" else k for k in diff]
+            what = ", ".join(named + (["rule settings: " + moved] if moved else []))
             raise InputError(
                 f"{path} was measured with other settings ({what}); "
                 "resume with the same options or write to a new file"
@@ -166,6 +167,18 @@ def config_differences(meta: dict, cfg: RunConfig) -> tuple[list[str], str]:
             moved = _moved(settled, cfg.measure.rule_settings())
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     return diff, moved
+
+
+def _measure_keys(meta: dict, cfg: RunConfig) -> str:
+    """The measuring settings that differ, by name and value ("backend torch in the file,
+    onnxruntime now"): "measure" alone names no option a user could fix."""
+    stored = upgrade_config(meta.get("config", {})).get("measure", {})
+    now = cfg.to_dict()["measure"]
+    skip = set(UNCOMPARED) | ({"rule_params"} if meta.get("rule_settings") is not None else set())
+    keys = sorted(
+        k for k in set(stored) | set(now) if k not in skip and stored.get(k) != now.get(k)
+    )
+    return _moved({k: stored.get(k) for k in keys}, {k: now.get(k) for k in keys}) or "measure"
 
 
 def _moved(before: dict, after: dict) -> str:
