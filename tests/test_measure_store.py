@@ -643,3 +643,21 @@ def test_another_open_connection_is_no_reason_to_warn(tmp_path, recwarn):
 
     _leave_one_file(_Con("database is locked"), tmp_path / "d.db")
     assert not recwarn.list
+
+
+def test_a_folder_given_as_a_dataset_is_named_a_folder(tmp_path):
+    with pytest.raises(InputError, match=r"is a folder, not a dataset file"):
+        Dataset.open(tmp_path, readonly=True)
+
+
+def test_an_sqlite_file_cut_short_is_damaged_not_foreign(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 3)
+    data = db.read_bytes()
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(data[:100] + b"\0" * 50)  # the header, then nothing of its pages
+    with pytest.raises(InputError, match=r"is damaged \(SQLite: .*\.recover"):
+        Dataset.open(cut, readonly=True)
+    other = tmp_path / "text.db"
+    other.write_bytes(b"not sqlite at all, but long enough to have a header" * 4)
+    with pytest.raises(InputError, match="not an SQLite file"):
+        Dataset.open(other, readonly=True)

@@ -202,6 +202,8 @@ def test_evaluate_names_two_models_of_one_folder_name_by_their_paths(folders, tm
 def test_evaluate_refuses_a_bad_figure_suffix(folders, tmp_path):
     args = ["evaluate", str(folders["lut"]), "--data", str(synthetic_db())]
     one_line_error(runner.invoke(app, [*args, "--figure", str(tmp_path / "f.txt")]), "--figure")
+    (tmp_path / "d.png").mkdir()
+    one_line_error(runner.invoke(app, [*args, "--figure", str(tmp_path / "d.png")]), "is a folder")
 
 
 def test_evaluate_warns_about_a_foreign_model(folders, tmp_path):

@@ -242,8 +242,11 @@ def test_genotype_load_refuses_files_that_are_not_genotypes(tmp_path, content, n
 def test_genotype_load_refuses_a_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such genotype file"):
         Genotype.load(tmp_path / "nope.json")
-    with pytest.raises(InputError, match="no such genotype file"):
+    with pytest.raises(InputError, match=r"is a folder; give a run's genotype\.json"):
         Genotype.load(tmp_path)  # a folder
+    (tmp_path / "genotype.json").write_text("{}")
+    with pytest.raises(InputError, match=r"is a folder; give .*genotype\.json"):
+        Genotype.load(tmp_path)  # a run folder: its genotype is named
 
 
 def test_a_down_op_is_not_a_candidate_on_a_normal_lenna_edge(tmp_path):

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lenna.atomic import missing_folder
 from lenna.cli.console import console
-from lenna.cli.options import check_seed
+from lenna.cli.options import check_out_file, check_seed
 from lenna.errors import InputError
 from lenna.folder_lock import held_folder
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
@@ -79,8 +79,8 @@ def evaluate_cmd(
     """
     if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InputError(f"--figure must end in .png, .svg or .pdf, got {figure.name!r}")
-    if figure is not None and not figure.parent.is_dir():
-        raise InputError(f"--figure {figure}: {missing_folder(figure.parent)}")
+    if figure is not None:  # before the evaluation, not after it
+        check_out_file(figure, "--figure")
     seen: set[Path] = set()
     for path in models:
         if path.resolve() in seen:

@@ -198,6 +198,8 @@ class Dataset:
         on a file in a folder this user cannot write to."""
         path = Path(path)
         if not path.is_file():
+            if path.is_dir():
+                raise InputError(f"{path} is a folder, not a dataset file")
             raise InputError(f"no dataset at {path}")
         _check_header(path)
         try:
@@ -521,6 +523,8 @@ def _check_header(path: Path) -> None:
         con.close()
     except sqlite3.DatabaseError as e:
         if "not a database" in str(e) or "malformed" in str(e):
+            if _sqlite_magic(path):  # an SQLite file cut short or broken, not another kind
+                raise damaged(path, e) from None
             raise InputError(f"{path} is not a LENNA dataset (not an SQLite file)") from None
         raise InputError(f"{path}: cannot read it ({e})") from None
     if app_id != APPLICATION_ID:
@@ -530,6 +534,15 @@ def _check_header(path: Path) -> None:
             f"{path} has dataset schema {version}, newer than this LENNA's "
             f"{SCHEMA_VERSION}; upgrade lenna to read it"
         )
+
+
+def _sqlite_magic(path: Path) -> bool:
+    """Whether ``path`` begins as every SQLite file does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _leave_one_file(con: sqlite3.Connection, path: Path) -> None:

@@ -97,6 +97,10 @@ class Genotype:
     @classmethod
     def load(cls, path: str | Path) -> Genotype:
         path = Path(path)
+        if path.is_dir():
+            inside = path / "genotype.json"
+            hint = f"give {inside}" if inside.is_file() else "give a run's genotype.json"
+            raise InputError(f"{path} is a folder; {hint}")
         if not path.is_file():
             raise InputError(f"{path}: no such genotype file")
         try:
