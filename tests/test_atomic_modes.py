@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,3 +65,36 @@ def test_a_write_that_fails_names_the_users_file_not_the_temporary_one(tmp_path)
         write_with(path, fail)
     assert caught.value.filename == str(path) and caught.value.errno == 28
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_that_names_no_file_gets_the_users_file_named(tmp_path):
+    path = tmp_path / "w.parquet"
+
+    def fail(tmp):
+        raise OSError(28, "No space left on device")  # pyarrow's way: no file name
+
+    with pytest.raises(OSError) as caught:
+        write_with(path, fail)
+    assert caught.value.filename == str(path) and caught.value.errno == 28
+
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_last_and_names_the_folder(
+    tmp_path, monkeypatch
+):
+    import torch
+
+    import lenna.search.checkpoint as ck
+
+    ck.save_checkpoint(tmp_path, {"w": torch.ones(2)}, {"epoch": 1})
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def full(tensors, name, metadata=None):
+        Path(name).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck, "save_file", full)
+    with pytest.raises(OSError, match=r"cannot write a checkpoint in .*the last one is kept"):
+        ck.save_checkpoint(tmp_path, {"w": torch.zeros(2)}, {"epoch": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    tensors, meta = ck.load_checkpoint(tmp_path)
+    assert meta["epoch"] == 1 and tensors["w"].tolist() == [1.0, 1.0]

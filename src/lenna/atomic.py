@@ -67,9 +67,10 @@ def write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        if e.filename != str(tmp):
+        if e.filename not in (None, str(tmp)) or e.errno is None:
             raise
-        # the user's file, not the hidden temporary one (an unwritable folder, a full disk)
+        # the user's file, not the hidden temporary one (an unwritable folder, a full disk),
+        # nor no file at all (a writer that does not say which, as pyarrow on a full disk)
         raise type(e)(e.errno, e.strerror, str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)

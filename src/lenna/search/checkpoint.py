@@ -55,12 +55,18 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     weights = f"checkpoint-{token}.safetensors"
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-        str(folder / weights),
-        metadata={"token": token},
-    )
-    fsync(folder / weights)
+    try:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(folder / weights),
+            metadata={"token": token},
+        )
+        fsync(folder / weights)
+    except (OSError, SafetensorError) as e:  # a full disk: the previous checkpoint stands
+        (folder / weights).unlink(missing_ok=True)
+        raise OSError(
+            f"cannot write a checkpoint in {folder} ({e}); the last one is kept"
+        ) from None
     tmp = folder / (META + ".tmp")
     tmp.write_text(json.dumps({**meta, "token": token, "weights": weights}))
     fsync(tmp)
