@@ -257,3 +257,10 @@ def test_console_script_bad_channels(tmp_path):
     assert len(lines) == 1 and "--channels" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not db.exists()
+
+
+def test_recalibrate_on_an_existing_file_says_the_file_keeps_its_scale(tmp_path):
+    db = make_dataset(tmp_path / "d.db", 1)
+    result = runner.invoke(app, ["measure", "--out", str(db), "-n", "1", "--recalibrate"])
+    assert result.exit_code == 0, all_text(result)
+    assert "keeps its own calibration" in all_text(result)

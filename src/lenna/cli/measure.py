@@ -322,6 +322,11 @@ def measure_cmd(
     )
     if run_blocks is not None and run_space != cfg.space:
         raise InputError(f"{from_run} searched space {run_space!r}; {out} holds {cfg.space!r}")
+    if recalibrate and out.exists() and ray is None:  # said before, not after, the work
+        err.print(
+            f"note: {out} keeps its own calibration (its rows keep their scale); the "
+            "machine's new one applies to the files made after it"
+        )
     if ray is not None:
         if n is None:
             raise InputError("--ray measures sampled blocks: give -n N")
