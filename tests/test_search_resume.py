@@ -294,3 +294,11 @@ def test_a_checkpoint_with_an_impossible_epoch_is_refused(finished, tmp_path, ep
     (out / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="checkpoint does not fit this search"):
         run(tiny_config(mode="gated", epochs=2), out, resume=True)
+
+
+def test_a_malformed_metrics_row_names_the_run_folders_file(tmp_path):
+    from lenna.search.folder import truncate
+
+    (tmp_path / "metrics.csv").write_text("epoch,w_acc\n1,0.5\nx,0.6\n")
+    with pytest.raises(InputError, match=r"metrics\.csv: a malformed row"):
+        truncate(tmp_path, 1)

@@ -108,7 +108,7 @@ def truncate(folder: Path, epoch: int) -> list[dict]:
     mpath, apath = folder / METRICS, folder / ALPHAS
     if mpath.is_file():
         with mpath.open() as f:
-            rows = [_parse_row(r) for r in csv.DictReader(f)]
+            rows = [_parse_row(r, mpath) for r in csv.DictReader(f)]
         rows = [r for r in rows if r["epoch"] <= epoch]
         write_metrics(mpath, rows)
     if apath.is_file():
@@ -126,14 +126,14 @@ def _alpha_epoch(line: str) -> float:
         return math.inf
 
 
-def _parse_row(r: dict) -> dict:
+def _parse_row(r: dict, path: Path) -> dict:
     try:  # a column a run written by an older LENNA lacks reads as NaN
         return {
             k: int(v) if k == "epoch" else float(v) if v not in ("", None) else math.nan
             for k, v in r.items()
         }
     except (TypeError, ValueError) as e:
-        raise InputError(f"malformed {METRICS} row ({e})") from None
+        raise InputError(f"{path}: a malformed row ({e})") from None
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
