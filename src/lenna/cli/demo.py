@@ -24,8 +24,8 @@ def demo_cmd(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="A small run, still measured for real: a smoke test (2–4 minutes on a quiet "
-        "2-core VM; several times that on a slow or busy one).",
+        help="A small run, still measured for real: a smoke test (2–4 minutes on 2 cores; "
+        "several times that on a busy machine).",
     ),
     out: Path = typer.Option(
         None,

@@ -9,6 +9,7 @@ the seed's rule the running average and its relative change.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -48,6 +49,14 @@ def plot_convergence(row: dict, out: str | Path, rule_settings: dict | None = No
     )
     fig.tight_layout()
     return save_figure(fig, out, dpi=110)
+
+
+def _sparse(v: float, _: object) -> str:
+    """A minor tick's label only at 2, 3 and 5 × 10^k: every minor label overlaps."""
+    if v <= 0:
+        return ""
+    lead = round(v / 10 ** math.floor(math.log10(v)), 6)
+    return f"{v:g}" if lead in (2, 3, 5) else ""
 
 
 def _rule_panels(
@@ -94,9 +103,8 @@ def _rule_panels(
     ax_stop.semilogy(t, 100 * half / np.abs(est), ".-", color="C2", lw=0.8)
     ax_stop.axhline(100 * rule.rel, ls="--", color="r", lw=0.8, label=f"±{100 * rule.rel:g} %")
     ax_stop.axvline(rule.min_resets, ls=":", color="0.4", lw=0.8, label="earliest stop")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax_stop.yaxis.set_major_formatter(plain)
-    ax_stop.yaxis.set_minor_formatter(plain)
+    ax_stop.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_stop.yaxis.set_minor_formatter(FuncFormatter(_sparse))
     ax_stop.set(title="3) CI half-width / estimate", xlabel="reset", ylabel="%")
     ax_stop.legend()
     return note
