@@ -213,9 +213,9 @@ def _md(res: object, figs: dict[str, Path], folder: Path) -> str:
         *([f"**{SMOKE}**", ""] if res.plan == "quick" else []),
         f"**{gain_sentence(res.rows)}**",
         "",
-        f"Plan `{res.plan}`; stage times: "
+        f"Plan `{res.plan}`; this run's stage times: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in res.stage_s.items())
-        + ".",
+        + " (a resumed run skips the work an earlier one finished).",
         "",
         "## The machine",
         "",
