@@ -6,42 +6,9 @@ from pathlib import Path
 
 import typer
 
+from lenna.cli import search_options as opt
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
-from lenna.cli.search_options import (
-    AMP,
-    ARCH_LR,
-    AUGMENT,
-    BATCH,
-    BUDGET,
-    BUDGET_LR,
-    CELLS,
-    CHANNELS,
-    CHANNELS_LAST,
-    CUDA_GRAPH,
-    DATA,
-    DEVICE,
-    EPOCHS,
-    EXTRAP,
-    FIXED,
-    FORM,
-    LIMIT,
-    MODE,
-    PREDICTOR,
-    PRESET,
-    REF,
-    REF_ALONE,
-    SEED,
-    SPACE,
-    TARGET,
-    TARGET_ALONE,
-    THREADS,
-    UNROLLED,
-    WARMUP,
-    resumed_config,
-    search_config,
-    typed_options,
-)
 from lenna.cli.search_progress import SearchBars, search_progress
 from lenna.errors import InputError
 from lenna.search.folder import CONFIG
@@ -55,39 +22,39 @@ err = console(stderr=True)
 def search_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="Run folder (new, or existing with --resume)."),
-    space: str = SPACE,
-    predictor: str = PREDICTOR,
+    space: str = opt.SPACE,
+    predictor: str = opt.PREDICTOR,
     lam: float = typer.Option(
         0.0,
         "--lam",
         help="λ: weight of the latency term (>= 0; 0.5 to 1 trades well in the docs' runs).",
     ),
-    data: str = DATA,
-    limit: int = LIMIT,
-    epochs: int = EPOCHS,
-    warmup: int = WARMUP,
-    seed: int = SEED,
+    data: str = opt.DATA,
+    limit: int = opt.LIMIT,
+    epochs: int = opt.EPOCHS,
+    warmup: int = opt.WARMUP,
+    seed: int = opt.SEED,
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run in --out."),
-    form: str = FORM,
-    ref_ms: float = REF,
-    target_ms: float = TARGET,
-    budget_ms: float = BUDGET,
-    budget_lr: float = BUDGET_LR,
-    fixed_ms: float = FIXED,
-    allow_extrapolation: bool = EXTRAP,
-    mode: str = MODE,
-    unrolled: bool = UNROLLED,
-    batch: int = BATCH,
-    channels: int = CHANNELS,
-    cells: int = CELLS,
-    arch_lr: float = ARCH_LR,
-    threads: int = THREADS,
-    device: str = DEVICE,
-    preset: str = PRESET,
-    augment: bool = AUGMENT,
-    amp: str = AMP,
-    channels_last: bool = CHANNELS_LAST,
-    cuda_graph: bool = CUDA_GRAPH,
+    form: str = opt.FORM,
+    ref_ms: float = opt.REF,
+    target_ms: float = opt.TARGET,
+    budget_ms: float = opt.BUDGET,
+    budget_lr: float = opt.BUDGET_LR,
+    fixed_ms: float = opt.FIXED,
+    allow_extrapolation: bool = opt.EXTRAP,
+    mode: str = opt.MODE,
+    unrolled: bool = opt.UNROLLED,
+    batch: int = opt.BATCH,
+    channels: int = opt.CHANNELS,
+    cells: int = opt.CELLS,
+    arch_lr: float = opt.ARCH_LR,
+    threads: int = opt.THREADS,
+    device: str = opt.DEVICE,
+    preset: str = opt.PRESET,
+    augment: bool = opt.AUGMENT,
+    amp: str = opt.AMP,
+    channels_last: bool = opt.CHANNELS_LAST,
+    cuda_graph: bool = opt.CUDA_GRAPH,
 ) -> None:
     """Search a cell by DARTS plus a latency term (loss on α: CE + λ·predicted latency), or
     within a latency budget.
@@ -98,12 +65,16 @@ def search_cmd(
     result an uninterrupted run reaches (only --out is needed; options given must match).
     """
     options = {k: v for k, v in locals().items() if k not in ("ctx", "out", "resume")}
-    given = typed_options(ctx, options)
-    cfg = resumed_config(out, options, ctx) if resume else search_config(given=given, **options)
+    given = opt.typed_options(ctx, options)
+    cfg = (
+        opt.resumed_config(out, options, ctx)
+        if resume
+        else opt.search_config(given=given, **options)
+    )
     if not resume and cfg.target_ms is not None and cfg.lam == 0 and cfg.budget_ms is None:
-        raise InputError(TARGET_ALONE)
+        raise InputError(opt.TARGET_ALONE)
     if not resume and cfg.ref_ms is not None and cfg.lam == 0:
-        raise InputError(REF_ALONE)
+        raise InputError(opt.REF_ALONE)
     with search_progress() as bar:
         bars = SearchBars(bar, cfg.epochs)
         try:

@@ -9,39 +9,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from lenna.cli import search_options as opt
 from lenna.cli.app import interrupted
 from lenna.cli.console import console
-from lenna.cli.search_options import (
-    AMP,
-    ARCH_LR,
-    AUGMENT,
-    BATCH,
-    BUDGET_LR,
-    CELLS,
-    CHANNELS,
-    CHANNELS_LAST,
-    CUDA_GRAPH,
-    DATA,
-    DEVICE,
-    EPOCHS,
-    EXTRAP,
-    FIXED,
-    FORM,
-    LIMIT,
-    MODE,
-    PREDICTOR,
-    PRESET,
-    REF,
-    REF_ALONE,
-    SEED,
-    SPACE,
-    TARGET,
-    TARGET_ALONE,
-    THREADS,
-    WARMUP,
-    search_config,
-    typed_options,
-)
 from lenna.cli.search_progress import search_progress, sweep_events
 from lenna.errors import InputError
 from lenna.search.sweep import run_sweep
@@ -105,35 +75,35 @@ def sweep_cmd(
     budgets: str = typer.Option(
         None, "--budgets", help="Comma-separated whole-network budgets (ms), instead of λ."
     ),
-    space: str = SPACE,
-    predictor: str = PREDICTOR,
-    data: str = DATA,
-    limit: int = LIMIT,
-    epochs: int = EPOCHS,
+    space: str = opt.SPACE,
+    predictor: str = opt.PREDICTOR,
+    data: str = opt.DATA,
+    limit: int = opt.LIMIT,
+    epochs: int = opt.EPOCHS,
     eval_epochs: int = typer.Option(5, "--eval-epochs", help="Training epochs per derived net."),
     eval_limit: int = typer.Option(
         None, "--eval-limit", help="Train derived nets on this many images (default 0 = all)."
     ),
-    warmup: int = WARMUP,
-    seed: int = SEED,
-    form: str = FORM,
-    ref_ms: float = REF,
-    target_ms: float = TARGET,
-    budget_lr: float = BUDGET_LR,
-    fixed_ms: float = FIXED,
-    allow_extrapolation: bool = EXTRAP,
-    mode: str = MODE,
-    batch: int = BATCH,
-    channels: int = CHANNELS,
-    cells: int = CELLS,
-    arch_lr: float = ARCH_LR,
-    threads: int = THREADS,
-    device: str = DEVICE,
-    preset: str = PRESET,
-    augment: bool = AUGMENT,
-    amp: str = AMP,
-    channels_last: bool = CHANNELS_LAST,
-    cuda_graph: bool = CUDA_GRAPH,
+    warmup: int = opt.WARMUP,
+    seed: int = opt.SEED,
+    form: str = opt.FORM,
+    ref_ms: float = opt.REF,
+    target_ms: float = opt.TARGET,
+    budget_lr: float = opt.BUDGET_LR,
+    fixed_ms: float = opt.FIXED,
+    allow_extrapolation: bool = opt.EXTRAP,
+    mode: str = opt.MODE,
+    batch: int = opt.BATCH,
+    channels: int = opt.CHANNELS,
+    cells: int = opt.CELLS,
+    arch_lr: float = opt.ARCH_LR,
+    threads: int = opt.THREADS,
+    device: str = opt.DEVICE,
+    preset: str = opt.PRESET,
+    augment: bool = opt.AUGMENT,
+    amp: str = opt.AMP,
+    channels_last: bool = opt.CHANNELS_LAST,
+    cuda_graph: bool = opt.CUDA_GRAPH,
     ray: str = typer.Option(
         None, "--ray", help="Run each λ as a Ray task: auto, local, or HOST:PORT."
     ),
@@ -157,14 +127,14 @@ def sweep_cmd(
         raise InputError("a sweep needs --predictor MODEL")
     new_sweep = not out.exists()  # a sweep begun before this check still resumes
     if new_sweep and target_ms is not None and lam_values and not any(v > 0 for v in lam_values):
-        raise InputError(TARGET_ALONE)
+        raise InputError(opt.TARGET_ALONE)
     if new_sweep and ref_ms is not None and not any(v > 0 for v in lam_values or []):
-        raise InputError(REF_ALONE)
+        raise InputError(opt.REF_ALONE)
     if ray is not None:
         from lenna.measure.fleet import require_ray
 
         require_ray()
-    cfg = search_config(given=typed_options(ctx, kw), **kw, lam=0.0)
+    cfg = opt.search_config(given=opt.typed_options(ctx, kw), **kw, lam=0.0)
     with search_progress() as bar:
         try:
             with stop_on_signals():
