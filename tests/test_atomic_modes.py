@@ -98,3 +98,25 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_last_and_names_the_folder
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     tensors, meta = ck.load_checkpoint(tmp_path)
     assert meta["epoch"] == 1 and tensors["w"].tolist() == [1.0, 1.0]
+
+
+def test_a_checkpoint_whose_metadata_cannot_be_written_leaves_nothing_new(tmp_path, monkeypatch):
+    import lenna.search.checkpoint as ck
+
+    ck.save_checkpoint(tmp_path, {"w": torch.ones(2)}, {"epoch": 1})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real_write = Path.write_text
+
+    def full(self, text, *a, **k):
+        if self.name.endswith(".tmp"):
+            real_write(self, text[:3])
+            raise OSError(28, "No space left on device")
+        return real_write(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="the last one is kept") as e:
+        ck.save_checkpoint(tmp_path, {"w": torch.zeros(2)}, {"epoch": 2})
+    monkeypatch.undo()
+    assert e.value.errno == 28
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no new weights, no .tmp
+    assert ck.load_checkpoint(tmp_path)[1]["epoch"] == 1

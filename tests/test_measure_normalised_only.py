@@ -18,9 +18,9 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        (["--no-normalise", "--max-load", "1.2"], "--max-load judges"),
-        (["--no-normalise", "--reference", "matched"], "--reference matched"),
-        (["--rule", "seed", "--reference", "narrow"], "the seed rule"),
+        (["--no-normalise", "--max-load", "1.2"], "unnormalised (--no-normalise)"),
+        (["--no-normalise", "--reference", "matched"], "drop --reference"),
+        (["--rule", "seed", "--reference", "narrow"], "the seed rule's, never normalised"),
         (["--rule", "seed", "--max-load", "1.15"], "the seed rule"),
     ],
 )

@@ -155,10 +155,12 @@ def test_cv_rule_with_an_interference_outlier_is_still_exact():
 def test_a_replayed_trace_ends_at_the_label_and_stores_the_controls_mean():
     costs, probs, paths, c_ms, expected_c = cv_problem()
     rng = np.random.default_rng(3)
-    y = 2.0 * c_ms + 1.0 + rng.normal(0, 0.05, len(c_ms))  # noise: the interval closes late
-    y[6] += 40.0  # and a stall the rule drops
-    rule = CIRule(control=True, passes=1, q=0.5, min_resets=5, max_resets=len(y), rel=0.002)
+    y = 2.0 * c_ms + 1.0 + rng.normal(0, 0.01, len(c_ms))  # noise: the interval closes late
+    y[2] += 40.0  # and a stall the rule drops
+    rule = CIRule(control=True, passes=1, q=0.5, min_resets=5, max_resets=len(y), rel=0.01)
     est = rule.run(FakeBench(y, paths=paths), costs, probs)
+    assert est.converged and rule.min_resets < est.resets < len(y)  # it stopped by its criterion
+    assert est.rejected == 1
     assert est.expected_control_ms == pytest.approx(expected_c, rel=1e-12)
     replayed, half = rule.replay(est.values_ms, est.controls_ms, est.expected_control_ms)
     assert len(replayed) == est.resets and np.isnan(replayed[:2]).all()

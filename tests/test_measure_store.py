@@ -621,28 +621,46 @@ def test_a_folder_that_cannot_be_written_is_named_not_a_temporary(tmp_path, monk
 class _Con:
     """A connection whose switch back to one file fails as SQLite says it."""
 
-    def __init__(self, message: str) -> None:
-        self.message = message
+    def __init__(self, message: str, name: str) -> None:
+        self.message, self.name = message, name
 
     def execute(self, sql: str) -> object:
         if "journal_mode" in sql:
-            raise sqlite3.OperationalError(self.message)
+            e = sqlite3.OperationalError(self.message)
+            e.sqlite_errorname = self.name
+            raise e
         return self
 
 
-@pytest.mark.parametrize("message", ["database or disk is full", "disk I/O error"])
-def test_a_log_that_cannot_be_folded_in_is_said_with_what_to_keep(tmp_path, message):
+@pytest.mark.parametrize(
+    ("message", "name", "when"),
+    [
+        ("database or disk is full", "SQLITE_FULL", "once there is space"),
+        ("disk I/O error", "SQLITE_IOERR_WRITE", "once the disk works again"),
+    ],
+)
+def test_a_log_that_cannot_be_folded_in_is_said_with_what_to_keep(tmp_path, message, name, when):
     from lenna.measure.store import _leave_one_file
 
-    with pytest.warns(UserWarning, match=r"d\.db-wal beside it: keep the two files together"):
-        _leave_one_file(_Con(message), tmp_path / "d.db")
+    with pytest.warns(
+        UserWarning, match=rf"d\.db-wal beside it: keep the two files together \({when}"
+    ):
+        _leave_one_file(_Con(message, name), tmp_path / "d.db")
 
 
 def test_another_open_connection_is_no_reason_to_warn(tmp_path, recwarn):
     from lenna.measure.store import _leave_one_file
 
-    _leave_one_file(_Con("database is locked"), tmp_path / "d.db")
+    _leave_one_file(_Con("database is locked", "SQLITE_BUSY"), tmp_path / "d.db")
     assert not recwarn.list
+
+
+def test_a_second_close_is_silent_and_leaves_one_file(tmp_path, recwarn):
+    db = make_dataset(tmp_path / "d.db", 1)
+    with Dataset.open(db) as ds:
+        ds.close()  # and the `with` closes it again
+    assert not recwarn.list
+    assert _journal_mode(db) == "delete"
 
 
 def test_a_folder_given_as_a_dataset_is_named_a_folder(tmp_path):

@@ -42,8 +42,11 @@ def test_the_searchs_predictor_is_called_first_only_when_it_was():
 
 
 def test_the_smoke_warning_names_the_quick_plan_and_where_to_read_why():
+    from lenna.demo.plan import QUICK
+
     assert SMOKE.startswith("Smoke test (`--quick`), not evidence")
     assert "docs/limitations.md" in SMOKE
+    assert f"{QUICK.samples} measured blocks" in SMOKE  # the plan's own sizes, kept in step
 
 
 def test_html_renders_single_asterisk_emphasis_but_not_products():
@@ -133,18 +136,48 @@ def test_the_convergence_text_names_the_rule_and_its_threshold(tmp_path, monkeyp
     assert "running average" in convergence_text(tmp_path / "latency.db")
 
 
-@pytest.mark.parametrize(("changes", "needle"), [(4, "4 changes of one op"), (0, "predicted at")])
-def test_the_budget_section_says_how_the_prediction_was_brought_within_budget(
-    tmp_path, changes, needle
+@pytest.mark.parametrize(
+    ("changes", "cells_ms", "needle"),
+    [
+        (4, 7.5, "brought the prediction to 7.800 ms, within the budget"),
+        (4, 8.0, "brought the prediction to 8.300 ms, as close to the budget as single"),
+        (0, 7.5, "predicted at 8.810 ms."),
+    ],
+)
+def test_the_budget_section_says_where_the_fit_left_the_prediction(
+    tmp_path, changes, cells_ms, needle
 ):
     darts = get_space("darts")
     alphas = {bt: torch.zeros(darts.alpha_shape) for bt in ("normal", "reduction")}
     g = Genotype.from_alphas(darts, alphas, NetConfig(), lam=0.0)
-    g.budget_ms = 7.9
+    g.budget_ms, g.predicted_ms, g.predicted_fixed_ms, g.predicted_gap_ms = 7.9, cells_ms, 0.3, 0.0
     g.info = {"budget": {"derived_ms": 8.81, "changes_to_fit": changes, "multiplier": 0.3}}
     path = g.save(tmp_path / "genotype.json")
     text = " ".join(_fit_lines(path))
     assert "predicted at 8.810 ms" in text and needle in text
-    assert ("within the budget" in text) == (changes > 0)
     assert _fit_lines(tmp_path / "missing.json") == []
     assert _fit_lines(None) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "settings", "expected", "needle"),
+    [
+        ("weird", {"rel": 0.01}, 1.5, "unknown rule 'weird': drawn as ci"),
+        ("cv", {"no_such_setting": 1}, 1.5, "rule settings unreadable: defaults drawn"),
+        ("cv", {"rel": 0.01}, None, "no control's mean stored"),
+        ("cv", {"rel": 0.01}, 1.5, ""),
+    ],
+)
+def test_the_convergence_figure_says_what_it_could_not_draw_as_stored(
+    rule, settings, expected, needle
+):
+    import matplotlib.pyplot as plt
+
+    from lenna.report.convergence import _rule_panels
+
+    row = {**_cv_row(expected), "rule": rule}
+    y = np.asarray(row["trace"]["values_ms"])
+    fig, (a, b) = plt.subplots(1, 2)
+    note = _rule_panels(row, row["trace"], y, np.arange(1, len(y) + 1), a, b, settings)
+    plt.close(fig)
+    assert (needle in note) if needle else note == ""

@@ -59,9 +59,8 @@ def fast_measure(monkeypatch):
         cfg = make(device or "cpu", threads or 1)
         return cfg if backend in (None, cfg.backend) else replace(cfg, backend=backend)
 
-    monkeypatch.setattr(
-        cli_evaluate_arch, "measure_config_for", for_genotype
-    )  # what the CLI times with
+    # what the CLI times with
+    monkeypatch.setattr(cli_evaluate_arch, "measure_config_for", for_genotype)
     monkeypatch.setattr(verify, "measure_config_for", for_genotype)  # and a sweep's evaluations
 
 

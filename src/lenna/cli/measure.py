@@ -166,16 +166,20 @@ def _check_normalised_only(cfg: RunConfig, reference: str | None, max_load: floa
     or the seed rule): said, not dropped without a word."""
     if cfg.measure.normalise:
         return
-    why = "--no-normalise" if cfg.measure.rule != "seed" else "the seed rule (never normalised)"
+    why = (
+        "unnormalised (--no-normalise)"
+        if cfg.measure.rule != "seed"
+        else "the seed rule's, never normalised"
+    )
     if reference is not None and reference != "single":
         raise InputError(
-            f"--reference {reference} picks the block timed alongside for normalisation, which "
-            f"{why} turns off; drop one of them"
+            f"--reference {reference} picks the block timed alongside to normalise labels, "
+            f"and these labels are {why}; drop --reference or measure normalised labels"
         )
     if max_load:
         raise InputError(
-            f"--max-load judges a label by its reference's load, which {why} does not time; "
-            "drop one of them"
+            f"--max-load judges a label by its reference's load, and these labels are {why}; "
+            "drop --max-load or measure normalised labels"
         )
 
 

@@ -1,5 +1,6 @@
-"""Options and config shared by ``lenna search`` and ``lenna sweep``: one definition, so the
-two commands cannot drift apart in what an option means."""
+"""Options and config shared by ``lenna search`` and ``lenna sweep`` (and the few
+``lenna evaluate-arch`` takes too): one definition, so the commands cannot drift apart in what
+an option means."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ err = console(stderr=True)
 
 
 def search_progress() -> Progress | LineProgress:
+    """A bar on a terminal, plain lines elsewhere (a log, CI)."""
     return make_progress(
         err,
         TextColumn("[bold]{task.description}"),

@@ -359,7 +359,7 @@ def normalisation(
     if anchor_key(anchor) not in ratios:
         raise InputError(
             f"no calibrated ratio for reference anchor {anchor_label(anchor_key(anchor))} "
-            f"(this dataset has: {', '.join(ratios) or 'none'})"
+            f"(this dataset has: {', '.join(map(anchor_label, ratios)) or 'none'})"
         )
     ratio = float(ratios[anchor_key(anchor)])
     return config_reference(space, config, anchor), reference_ms * ratio

@@ -214,8 +214,9 @@ class CIRule:
     def replay(
         self, values: list[float], controls: list[float] | None, expected_c: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The estimate and half-width the rule saw after each reset (NaN before the third):
-        a stored trace, replayed, shows how its label converged; the last pair is the label's."""
+        """The estimate and half-width the rule computes after each reset (NaN before the
+        third; it may stop only from ``min_resets`` on): a stored trace, replayed, shows how
+        its label converged, and the last pair is the label's."""
         n = len(values)
         est, half = np.full(n, np.nan), np.full(n, np.nan)
         for i in range(3, n + 1):

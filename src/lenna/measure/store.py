@@ -221,6 +221,9 @@ class Dataset:
         return ds
 
     def close(self) -> None:
+        if getattr(self, "_closed", False):  # a second close (a `with` around a close)
+            return
+        self._closed = True
         try:
             if not self._readonly:
                 _leave_one_file(self.con, self.path)
@@ -558,12 +561,14 @@ def _leave_one_file(con: sqlite3.Connection, path: Path) -> None:
         con.execute("PRAGMA busy_timeout = 0")
         con.execute("PRAGMA journal_mode = DELETE").fetchall()
     except sqlite3.Error as e:
-        if "locked" in str(e) or "busy" in str(e):
-            return  # another connection: it folds the log when it is done
+        name = getattr(e, "sqlite_errorname", "")
+        if name != "SQLITE_FULL" and not name.startswith("SQLITE_IOERR"):
+            return  # another connection (busy, locked): it folds the log when it is done
+        when = "once there is space" if name == "SQLITE_FULL" else "once the disk works again"
         warnings.warn(
             f"{path}: its write-ahead log could not be folded into it ({e}); every row is "
-            f"safe in {path.name}-wal beside it: keep the two files together (once there is "
-            "space, any `lenna measure` of the file folds them)",
+            f"safe in {path.name}-wal beside it: keep the two files together ({when}, any "
+            "`lenna measure` of the file folds them)",
             stacklevel=2,
         )
 

@@ -69,11 +69,15 @@ def _rule_panels(
     settings: dict | None,
 ) -> str:
     """Panels 2 and 3 for the row's rule; returns a note for the title ('' if none)."""
-    name = row["rule"] if row["rule"] in ("seed", "ci", "cv") else "ci"
-    params = dict(settings or {})
+    notes = []
+    name = row["rule"]
+    if name not in ("seed", "ci", "cv"):
+        notes.append(f"unknown rule {name!r}: drawn as ci")
+        name = "ci"
     try:
-        rule = make_rule(name, **params)
+        rule = make_rule(name, **dict(settings or {}))
     except (InputError, TypeError):  # settings of another LENNA: the rule's defaults
+        notes.append("the file's rule settings unreadable: defaults drawn")
         rule = make_rule(name)
     label = row["latency_ms"]
     if not isinstance(rule, CIRule):
@@ -87,16 +91,16 @@ def _rule_panels(
         ax_stop.axhline(100 * rule.tol, ls="--", color="r", lw=0.8, label=f"{100 * rule.tol:g} %")
         ax_stop.set(title="3) change of the average", xlabel="reset", ylabel="%")
         ax_stop.legend()
-        return ""
+        return f" ({'; '.join(notes)})" if notes else ""
     controls, expected = trace.get("controls_ms"), trace.get("expected_control_ms")
-    note = ""
     if not (rule.control and controls and expected is not None):
         if rule.control:  # a trace stored before the control's mean was: the plain interval
-            note = " (no control's mean stored: plain interval shown)"
+            notes.append("no control's mean stored: plain interval shown")
         controls, expected = None, 0.0
     est, half = rule.replay(list(y), controls, float(expected))
     ax_est.plot(t, est, "-", color="C1", label="estimate")
-    ax_est.fill_between(t, est - half, est + half, color="C1", alpha=0.2, lw=0, label="95 % CI")
+    ci = f"{100 * rule.confidence:g} % CI"
+    ax_est.fill_between(t, est - half, est + half, color="C1", alpha=0.2, lw=0, label=ci)
     ax_est.axhline(label, ls="--", color="k", lw=0.8, label="label")
     ax_est.set(title="2) the rule's estimate", xlabel="reset", ylabel="ms")
     ax_est.legend(fontsize=7)
@@ -104,7 +108,10 @@ def _rule_panels(
     ax_stop.axhline(100 * rule.rel, ls="--", color="r", lw=0.8, label=f"±{100 * rule.rel:g} %")
     ax_stop.axvline(rule.min_resets, ls=":", color="0.4", lw=0.8, label="earliest stop")
     ax_stop.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax_stop.yaxis.set_minor_formatter(FuncFormatter(_sparse))
+    shown = 100 * half[np.isfinite(half)] / np.abs(est[np.isfinite(half)])
+    top, low = max([*shown, 100 * rule.rel]), max(min([*shown, 100 * rule.rel]), 1e-9)
+    narrow = np.log10(top / low) < 1.3  # under ~20×: minor labels have room
+    ax_stop.yaxis.set_minor_formatter(FuncFormatter(_sparse if narrow else lambda v, _: ""))
     ax_stop.set(title="3) CI half-width / estimate", xlabel="reset", ylabel="%")
     ax_stop.legend()
-    return note
+    return f" ({'; '.join(notes)})" if notes else ""

@@ -172,11 +172,13 @@ def convergence_text(db: Path) -> str:
         "that path. "
     )
     if row["rule"] == "seed":
+        tol, k = 100 * float(settings.get("tol", 0.01)), settings.get("k", 10)
         return lead + (
             "The label (the seed's rule) is the running average over resets, stopped once it "
-            "changed by less than 1 % on several resets in a row. For sample 0 of `latency.db`: "
-            "(1) each reset's latency, (2) the running average, the dashed line being the "
-            "stored label, (3) the average's relative change per reset against the 1 % mark."
+            f"changed by less than {tol:g} % on {k} resets in a row. For sample 0 of "
+            "`latency.db`: (1) each reset's latency, (2) the running average, the dashed line "
+            f"being the stored label, (3) the average's relative change per reset against the "
+            f"{tol:g} % mark."
         )
     rel = 100 * float(settings.get("rel", 0.01))
     cv = row["rule"] == "cv"
@@ -186,9 +188,10 @@ def convergence_text(db: Path) -> str:
         if cv
         else "the mean over paths"
     )
+    conf = 100 * float(settings.get("confidence", 0.95))
     stop = (
-        f"stopped once its 95 % confidence interval is within ±{rel:g} % or at its "
-        f"{settings.get('max_resets', 150)}th reset"
+        f"stopped once its {conf:g} % confidence interval is within ±{rel:g} % (from reset "
+        f"{settings.get('min_resets', 20)} on) or at reset {settings.get('max_resets', 150)}"
     )
     end = (
         "it met the interval"
@@ -325,23 +328,27 @@ def _budget_md(res: object, rel: dict[str, str]) -> list[str]:
 
 def _fit_lines(genotype: Path | None) -> list[str]:
     """How the budget search's end met its budget in prediction: the network it derived and
-    the op changes that walked it under (why the curves end above the table's prediction)."""
-    if genotype is None or not genotype.is_file():
-        return []
+    the op changes that walked it towards the budget (why the curves end above the table's
+    prediction). Nothing where the genotype does not say."""
     try:  # the genotype's JSON as written (report sits below search: no Genotype here)
-        fit = json.loads(genotype.read_text()).get("info", {}).get("budget") or {}
-    except (OSError, ValueError, AttributeError):
+        d = json.loads(genotype.read_text()) if genotype is not None else {}
+        fit, budget = d["info"]["budget"], float(d["budget_ms"])
+        before, changes = float(fit["derived_ms"]), int(fit["changes_to_fit"])
+        after = d["predicted_ms"] + d["predicted_fixed_ms"] + (d.get("predicted_gap_ms") or 0.0)
+    except (OSError, ValueError, TypeError, KeyError):
         return []
-    before, changes = fit.get("derived_ms"), fit.get("changes_to_fit")
-    if not isinstance(before, float | int) or not isinstance(changes, int):
-        return []
+    said = f"The network derived at the search's end was predicted at {before:.3f} ms"
     if changes == 0:
-        return [f"The network derived at the search's end was predicted at {before:.3f} ms.", ""]
+        return [f"{said}.", ""]
+    where = (
+        "within the budget"
+        if after <= budget
+        else "as close to the budget as single changes reach, still over it"
+    )
     return [
-        f"The network derived at the search's end was predicted at {before:.3f} ms; "
-        f"{changes} change{'' if changes == 1 else 's'} of one op (or one input) at a time, each "
-        "the least loss of α's preference per ms saved, brought the prediction within the "
-        "budget (see docs/search.md, A latency budget).",
+        f"{said}; {changes} change{'' if changes == 1 else 's'} of one op (or one input) at a "
+        "time, each the least loss of α's preference per ms saved, brought the prediction to "
+        f"{after:.3f} ms, {where} (see docs/search.md, A latency budget).",
         "",
     ]
 

@@ -55,6 +55,7 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     weights = f"checkpoint-{token}.safetensors"
+    tmp = folder / (META + ".tmp")
     try:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
@@ -62,15 +63,15 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
             metadata={"token": token},
         )
         fsync(folder / weights)
+        tmp.write_text(json.dumps({**meta, "token": token, "weights": weights}))
+        fsync(tmp)
+        os.replace(tmp, folder / META)
     except (OSError, SafetensorError) as e:  # a full disk: the previous checkpoint stands
         (folder / weights).unlink(missing_ok=True)
-        raise OSError(
-            f"cannot write a checkpoint in {folder} ({e}); the last one is kept"
-        ) from None
-    tmp = folder / (META + ".tmp")
-    tmp.write_text(json.dumps({**meta, "token": token, "weights": weights}))
-    fsync(tmp)
-    os.replace(tmp, folder / META)
+        tmp.unlink(missing_ok=True)
+        why = f"cannot write a checkpoint in {folder} ({e}); the last one is kept"
+        errno = e.errno if isinstance(e, OSError) else None
+        raise (OSError(errno, why) if errno else OSError(why)) from None
     for old in folder.glob("checkpoint-*.safetensors"):
         if old.name != weights:
             old.unlink(missing_ok=True)
