@@ -53,8 +53,9 @@ class MeasureConfig:
     more slower than at calibration read low (the reference had slowed, the path less):
     27 such rows of ``darts-ort-v4-zen5.db`` measured again came back 4–30 % higher (median
     13 %), rows at ordinary load 0.9 % apart. Eager labels showed no such bias. ``None``
-    (default): 1.15 for normalised ``onnxruntime`` labels, else 0. Not part of what a label means: a file
-    resumes under another ``max_load`` (one from before the guard: 0 unless asked).
+    (default): 1.15 for normalised ``onnxruntime`` labels, else 0. Not part of what a label
+    means: a file resumes under another ``max_load`` (one from before the guard: 0 unless
+    asked).
     """
 
     rule: str = "cv"
