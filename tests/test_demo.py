@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from lenna.cli import app
 from lenna.errors import InputError
-from lenna.report.demo_report import _html, budget_sentence, gain, gain_sentence
+from lenna.report.demo_sentences import budget_sentence, gain, gain_sentence
+from lenna.report.report_html import markdown_to_html
 
 runner = CliRunner()
 
@@ -154,7 +155,7 @@ def test_html_embeds_images_and_renders_tables(tmp_path):
             "![alt text](figures/a.png)",
         ]
     )
-    page = _html(md, {"a": fig}, tmp_path)
+    page = markdown_to_html(md, {"a": fig}, tmp_path)
     assert "<h1>Title</h1>" in page
     assert "<strong>bold</strong>" in page and "<code>code</code>" in page
     assert "&lt;script&gt;" in page  # text is escaped
@@ -219,7 +220,7 @@ def test_chromium_probe_sees_images(tmp_path):
     fig = tmp_path / "a.png"
     fig.write_bytes(PNG)
     page = tmp_path / "p.html"
-    page.write_text(_html("![x](a.png)\n\n![y](a.png)", {"a": fig}, tmp_path))
+    page.write_text(markdown_to_html("![x](a.png)\n\n![y](a.png)", {"a": fig}, tmp_path))
     assert rendered_images(page, tmp_path)[:2] == (2, 2)
 
 

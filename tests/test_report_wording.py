@@ -15,13 +15,9 @@ from lenna.measure.reference import anchor_label
 from lenna.measure.rules import CIRule
 from lenna.predict.metrics import metrics
 from lenna.report.convergence import plot_convergence
-from lenna.report.demo_report import (
-    SMOKE,
-    _fit_lines,
-    _html,
-    convergence_text,
-    rank_sentence,
-)
+from lenna.report.demo_report import _fit_lines, convergence_text
+from lenna.report.demo_sentences import SMOKE, rank_sentence
+from lenna.report.report_html import markdown_to_html
 from lenna.search.genotype import Genotype
 from lenna.search.network import NetConfig
 from lenna.space import get_space
@@ -50,7 +46,7 @@ def test_the_smoke_warning_names_the_quick_plan_and_where_to_read_why():
 
 
 def test_html_renders_single_asterisk_emphasis_but_not_products():
-    page = _html("Each *reset* draws; 2 * 3 * 4 and a*b*c stay.", {}, Path("."))
+    page = markdown_to_html("Each *reset* draws; 2 * 3 * 4 and a*b*c stay.", {}, Path("."))
     assert "<em>reset</em>" in page
     assert "2 * 3 * 4" in page and "a*b*c" in page
 

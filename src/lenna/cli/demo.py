@@ -52,7 +52,8 @@ def demo_cmd(
     Run it again with the same --out to resume after an interruption.
     """
     from lenna.demo.pipeline import check_out, run_demo
-    from lenna.report.demo_report import SMOKE, budget_sentence, gain_sentence, write_report
+    from lenna.report.demo_report import write_report
+    from lenna.report.demo_sentences import SMOKE, budget_sentence, gain_sentence
 
     if out is None:  # a quick run never lands in (and is refused by) the full demo's folder
         out = Path("demo-out-quick" if quick else "demo-out")

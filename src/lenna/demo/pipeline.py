@@ -26,7 +26,7 @@ from lenna.measure.sampler import SAMPLER_VERSION
 from lenna.measure.store import Dataset
 from lenna.predict import list_kinds, load_data, load_predictor, save_predictor, train_predictor
 from lenna.predict.train import split_masks
-from lenna.report.demo_report import gain
+from lenna.report.demo_sentences import gain
 from lenna.search.config import SearchConfig
 from lenna.search.folder import check_resumable
 from lenna.search.network import NetConfig

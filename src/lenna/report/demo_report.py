@@ -5,17 +5,16 @@ Every number names its source file in the demo folder, so a reader can check it.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import re
 from pathlib import Path
 
 from lenna.atomic import write_text
 from lenna.measure.fingerprint import describe
 from lenna.measure.store import Dataset
 from lenna.report.convergence import plot_convergence
+from lenna.report.demo_sentences import SMOKE, budget_sentence, gain_sentence, rank_sentence
+from lenna.report.report_html import markdown_to_html
 from lenna.report.scatter import plot_predicted_vs_measured
 
 FP_KEYS = (
@@ -30,92 +29,6 @@ FP_KEYS = (
     "os",
     "hash",
 )
-
-
-def gain(rows: list[dict]) -> dict:
-    """The measured gain the gain sentence states, as numbers (for ``summary.json``)."""
-    base = next(r for r in rows if r["lam"] == 0)
-    best = [r for r in rows if r["lam"] > 0]
-    if not best:
-        return {}
-    r = best[-1]
-    return {
-        "lam": r["lam"],
-        "cells_ratio": r["measured_cells_ms"] / base["measured_cells_ms"],
-        "network_ratio": r["measured_ms"] / base["measured_ms"],
-        "network_speedup": base["measured_ms"] / r["measured_ms"],
-        "accuracy_change_points": 100 * (r["accuracy"] - base["accuracy"]),
-    }
-
-
-SMOKE = (
-    "Smoke test (`--quick`), not evidence: 2 search steps per λ, 24 measured blocks and 5 "
-    "held-out rows per predictor show that the loop runs, not what it achieves (see "
-    "docs/limitations.md, Search). Run `lenna demo` for the demo's figures."
-)
-
-
-def gain_sentence(rows: list[dict]) -> str:
-    """What the latency-aware search gained and cost, in measured numbers."""
-    base = next(r for r in rows if r["lam"] == 0)
-    best = [r for r in rows if r["lam"] > 0]
-    if not best:
-        return "Only λ = 0 was searched; there is nothing to compare."
-    r = best[-1]
-    ratio = r["measured_cells_ms"] / base["measured_cells_ms"]
-    whole = r["measured_ms"] / base["measured_ms"]
-    d_acc = 100 * (r["accuracy"] - base["accuracy"])
-    verdict = (
-        f"{100 * (1 - ratio):.0f} % faster cells"
-        if ratio < 1
-        else f"no speed gain (cells {100 * (ratio - 1):.0f} % slower)"
-    )
-    return (
-        f"Latency-aware search (λ = {r['lam']:g}) gave {verdict}: the derived cells measured "
-        f"{r['measured_cells_ms']:.3f} ms against {base['measured_cells_ms']:.3f} ms at λ = 0 "
-        f"(ratio {ratio:.2f}; whole network {r['measured_ms']:.3f} vs "
-        f"{base['measured_ms']:.3f} ms, ratio {whole:.2f}), at "
-        f"{d_acc:+.2f} accuracy points ({100 * r['accuracy']:.2f} % vs "
-        f"{100 * base['accuracy']:.2f} % on the held-out test split after "
-        f"{r.get('epochs', '?')} training epochs)."
-    )
-
-
-def rank_sentence(predictors: dict[str, dict], chosen: str) -> str:
-    """Where the search's predictor ranked on this run's few held-out rows, said plainly
-    when it was not first (the report must not call it the best where it was not)."""
-    n = max((int(v["n"]) for v in predictors.values()), default=0)
-    ranked = sorted(
-        (k for k, v in predictors.items() if v["differentiable"]),
-        key=lambda k: predictors[k]["mape"],
-    )
-    if chosen not in ranked:
-        return f"On these {n} held-out rows the ranking below is noisy."
-    place = ranked.index(chosen) + 1
-    if place == 1:
-        return f"On these {n} held-out rows it ranked first too (a noisy ranking)."
-    return (
-        f"On these {n} held-out rows it ranked {place} of {len(ranked)} differentiable models "
-        f"by MAPE ({ranked[0]} first): too few rows to re-choose by."
-    )
-
-
-def budget_sentence(budget: dict) -> str:
-    """Whether the network searched within a budget met it, measured."""
-    if not budget:
-        return "No budget search ran."
-    t = budget["budget_ms"]
-    if "refused" in budget:
-        return f"A {t:g} ms budget was refused before searching: {budget['refused']}"
-    m = budget["measured_ms"]
-    met = "met it" if m <= t else "missed it"
-    pred = budget.get("predicted_network_ms")
-    said = "" if pred is None else f" (predicted {pred:.3f} ms)"
-    return (
-        f"Searching within a {t:g} ms budget gave a network measured at {m:.3f} ms{said}: "
-        f"{m / t:.2f}× the budget, so it {met}; test accuracy "
-        f"{100 * budget['accuracy']:.2f} %."
-    )
 
 
 def _figures(res: object, folder: Path) -> dict[str, Path]:
@@ -357,67 +270,11 @@ def _f(x: object) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
 
 
-def _html(md_text: str, figs: dict[str, Path], folder: Path) -> str:
-    """A small Markdown subset (headings, bold, italics, code, tables, images) to
-    self-contained HTML."""
-    embedded = {
-        v.relative_to(folder).as_posix(): base64.b64encode(v.read_bytes()).decode()
-        for v in figs.values()
-    }
-    body, table = [], []
-
-    def flush() -> None:
-        if not table:
-            return
-        rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
-        cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-        out = ["<table>", "<tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"]
-        out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]]
-        body.append("\n".join([*out, "</table>"]))
-        table.clear()
-
-    for line in md_text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("!["):
-            alt, src = line[2:].split("](", 1)
-            src = src.rstrip(")")
-            body.append(
-                f'<figure><img alt="{html.escape(alt)}" '
-                f'src="data:image/png;base64,{embedded[src]}"></figure>'
-            )
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.strip():
-            text = html.escape(line)
-            while text.count("**") >= 2:
-                text = text.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
-            while text.count("`") >= 2:
-                text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
-            text = re.sub(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", r"<em>\1</em>", text)
-            body.append(f"<p>{text}</p>")
-    flush()
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}img{max-width:100%}"
-    )
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>LENNA demo report</title><style>{style}</style></head><body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
 def write_report(res: object, folder: str | Path) -> tuple[Path, Path]:
     """Write the figures, ``report.md`` and ``report.html`` into ``folder``."""
     folder = Path(folder)
     figs = _figures(res, folder)
     md = _md(res, figs, folder)
     write_text(folder / "report.md", md)
-    write_text(folder / "report.html", _html(md, figs, folder))
+    write_text(folder / "report.html", markdown_to_html(md, figs, folder))
     return folder / "report.md", folder / "report.html"
